@@ -1,0 +1,41 @@
+# Two commands set everything up on a fresh machine: `make run MANIFEST=...`
+# and `make test`. Each creates the venv and installs what it needs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+MANIFEST ?= manifests/example.yaml
+ARGS ?=
+STAMP := $(VENV)/.install-stamp
+
+.PHONY: install run test lint bench chaos emulator clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/runner run $(MANIFEST) $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -q $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check runner tests benchmarks
+	$(BIN)/ruff format --check runner tests benchmarks
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks $(ARGS)
+
+chaos: $(STAMP)
+	$(BIN)/python -m pytest -q tests/chaos -m chaos $(ARGS)
+
+emulator: $(STAMP)
+	$(BIN)/runner emulator $(ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

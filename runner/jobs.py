@@ -1,0 +1,148 @@
+"""Jobs and their identity. Pure values, no I/O.
+
+A `Job` is one billable request: a prompt with every request param resolved,
+plus where it came from in the manifest (prompt id, template vars, sweep
+values, repeat index). Its `key` identifies it across runs, so a re-run can
+skip what is done and re-attach to what is in flight.
+
+Key scheme `k1` (tests pin known values; a change of scheme gets a new tag):
+``"k1:" + sha256(canonical JSON)`` of ``{"endpoint", "model", "params",
+"prompt_id", "repeat"}``, where params hold the final prompt text and every
+request param, and the input image is represented by its sha256 (of the
+bytes for a file or data URI, of the URL text for a URL), never its bytes.
+The prompt id is part of the key because it is part of the output path: the
+same request under two ids is two jobs with two files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Literal
+
+KEY_SCHEME = "k1"
+
+ImageKind = Literal["path", "url", "data"]
+Endpoint = Literal["v2", "v1"]
+
+
+@dataclass(frozen=True, slots=True)
+class ImageInput:
+    """An input image that turns a job into an edit.
+
+    `source` is what the manifest wrote (a path relative to the manifest, a
+    URL or a data URI); `path` is the resolved local file for kind "path";
+    `sha256` is the hex digest that stands for the image in the job key.
+    """
+
+    kind: ImageKind
+    source: str
+    sha256: str
+    path: str | None = None
+
+    def describe(self) -> str:
+        """A short text for logs and sidecars: never the bytes of a data URI."""
+        if self.kind == "data":
+            return f"data URI sha256:{self.sha256[:12]}"
+        return self.source
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """The request params of one API call, every one resolved."""
+
+    prompt: str
+    mode: str
+    aspect_ratio: str
+    resolution: str
+    n: int
+    output_format: str
+    image: ImageInput | None = None
+
+    def params(self) -> dict[str, str | int]:
+        """The JSON params without the image (the backend adds it in its wire form)."""
+        return {
+            "prompt": self.prompt,
+            "mode": self.mode,
+            "aspect_ratio": self.aspect_ratio,
+            "resolution": self.resolution,
+            "n": self.n,
+            "output_format": self.output_format,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One billable request and where it came from.
+
+    `index` is the position in the manifest's deterministic expansion order;
+    `vars` are the template values substituted into the prompt; `sweep` the
+    axis values that vary between this prompt's jobs (for the gallery's axes);
+    `repeat` the index among identical requests.
+    """
+
+    key: str
+    index: int
+    prompt_id: str
+    request: Request
+    model: str
+    endpoint: Endpoint = "v2"
+    vars: tuple[tuple[str, str], ...] = ()
+    sweep: tuple[tuple[str, str | int], ...] = ()
+    repeat: int = 0
+
+    @property
+    def key8(self) -> str:
+        """The first 8 hex digits of the key, used in file names."""
+        return self.key.split(":", 1)[1][:8]
+
+
+def job_key(
+    *,
+    model: str,
+    endpoint: Endpoint,
+    prompt_id: str,
+    request: Request,
+    repeat: int,
+) -> str:
+    """The versioned identity of a job (scheme `k1`, see the module docstring)."""
+    params: dict[str, object] = dict(request.params())
+    params["image"] = request.image.sha256 if request.image else None
+    doc = {
+        "endpoint": endpoint,
+        "model": model,
+        "params": params,
+        "prompt_id": prompt_id,
+        "repeat": repeat,
+    }
+    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return f"{KEY_SCHEME}:{hashlib.sha256(canonical.encode('utf-8')).hexdigest()}"
+
+
+def make_job(
+    *,
+    index: int,
+    prompt_id: str,
+    request: Request,
+    model: str,
+    endpoint: Endpoint = "v2",
+    vars: tuple[tuple[str, str], ...] = (),
+    sweep: tuple[tuple[str, str | int], ...] = (),
+    repeat: int = 0,
+) -> Job:
+    """Build a Job with its key computed from the identity fields."""
+    key = job_key(
+        model=model, endpoint=endpoint, prompt_id=prompt_id, request=request, repeat=repeat
+    )
+    return Job(
+        key=key,
+        index=index,
+        prompt_id=prompt_id,
+        request=request,
+        model=model,
+        endpoint=endpoint,
+        vars=vars,
+        sweep=sweep,
+        repeat=repeat,
+    )
