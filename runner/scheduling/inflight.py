@@ -1,0 +1,69 @@
+"""The in-flight cap: how many jobs may be submitted and not yet finished.
+
+Its default comes from Little's law (jobs in the system = arrival rate x time
+in the system): at R submits per window W and a latency L, a steady run has
+R x L / W jobs in flight; a burst spends a whole window's allowance at once,
+so R more. Below that the cap, not the rate, would limit the run; far above
+it only piles up work the server queues. The latency is the one observed so
+far, so the cap follows the server.
+"""
+
+from __future__ import annotations
+
+import math
+
+import anyio
+
+_FLOOR = 2
+_CEILING = 1024
+_UNLIMITED_RATE_DEFAULT = 64
+
+
+def auto_cap(rpm: int | None, window: float, latency: float) -> int:
+    """The default cap for `rpm` calls per `window` seconds and a latency in seconds."""
+    if rpm is None:
+        return _UNLIMITED_RATE_DEFAULT
+    steady = rpm * latency / window
+    return max(_FLOOR, min(_CEILING, math.ceil(steady) + rpm))
+
+
+class InFlightCap:
+    """A counting limit whose size may change while the run goes (auto mode)."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = max(1, limit)
+        self._used = 0
+        self._changed: anyio.Event | None = None
+
+    @property
+    def limit(self) -> int:
+        """The current cap."""
+        return self._limit
+
+    @property
+    def used(self) -> int:
+        """Jobs in flight now."""
+        return self._used
+
+    def resize(self, limit: int) -> None:
+        """Change the cap; waiters are woken if it grew."""
+        self._limit = max(1, limit)
+        self._wake()
+
+    async def acquire(self) -> None:
+        """Wait for a free place and take it."""
+        while self._used >= self._limit:
+            if self._changed is None:
+                self._changed = anyio.Event()
+            await self._changed.wait()
+        self._used += 1
+
+    def release(self) -> None:
+        """Give a place back."""
+        self._used -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None

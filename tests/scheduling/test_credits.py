@@ -1,0 +1,83 @@
+"""The credit guard: reservations never pass the budget; amounts add up exactly."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from runner.jobs import Request, make_job
+from runner.scheduling.credits import CreditGuard
+
+
+def _job(mode: str = "standard", resolution: str = "1k", n: int = 1, i: int = 0):  # type: ignore[no-untyped-def]
+    req = Request(f"p{i}", mode, "1:1", resolution, n, "png")
+    return make_job(index=i, prompt_id="p", request=req, model="grok-imagine-image", repeat=i)
+
+
+def test_estimate_is_price_times_n() -> None:
+    guard = CreditGuard(None)
+    assert guard.estimate(_job("quality", "2k", 3)) == 0.05 * 3
+
+
+def test_reserve_refuses_past_the_budget() -> None:
+    guard = CreditGuard(0.05)
+    assert guard.reserve("a", 0.02)
+    assert guard.reserve("b", 0.02)
+    assert not guard.reserve("c", 0.02)  # 0.06 > 0.05
+    guard.refund("b")
+    assert guard.reserve("c", 0.02)
+    assert guard.stats().reserved == 0.04
+
+
+def test_settle_uses_the_reported_cost() -> None:
+    guard = CreditGuard(1.0)
+    guard.reserve("a", 0.02)
+    assert guard.settle("a", 0.015) == 0.015
+    guard.reserve("b", 0.02)
+    assert guard.settle("b", None) == 0.02
+    s = guard.stats()
+    assert (s.reserved, s.spent) == (0.0, 0.035)
+
+
+def test_ambiguous_cost_stays_held() -> None:
+    guard = CreditGuard(0.04)
+    guard.reserve("a", 0.02)
+    guard.mark_ambiguous("a")
+    assert guard.stats().ambiguous == 0.02
+    assert guard.reserve("a", 0.02)  # the retry of the same job
+    assert not guard.reserve("b", 0.02)
+
+
+def test_stop_blocks_new_reservations() -> None:
+    guard = CreditGuard(None)
+    guard.stop("406: insufficient credits")
+    guard.stop("later reason")
+    assert not guard.reserve("a", 0.01)
+    assert guard.stopped == "406: insufficient credits"
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    budget=st.integers(0, 500).map(lambda c: c / 100),
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from(["reserve", "settle", "refund", "ambiguous"]), st.integers(0, 20)
+        ),
+        max_size=200,
+    ),
+)
+def test_committed_never_passes_budget(budget: float, ops: list[tuple[str, int]]) -> None:
+    guard = CreditGuard(budget)
+    for op, k in ops:
+        key = f"j{k}"
+        if op == "reserve":
+            guard.reserve(key, 0.02 + (k % 3) * 0.01)
+        elif op == "settle":
+            guard.settle(key, None)
+        elif op == "refund":
+            guard.refund(key)
+        else:
+            guard.mark_ambiguous(key)
+        s = guard.stats()
+        assert s.committed <= budget + 1e-9
+        assert s.reserved >= 0

@@ -1,0 +1,154 @@
+"""The rate gate on a virtual clock: no window ever holds more than the budget."""
+
+from __future__ import annotations
+
+import math
+
+import trio
+import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from runner.scheduling.rate import RateGate, RateModel
+
+
+def _admissions(
+    limit: int,
+    window: float,
+    arrivals: list[float],
+    *,
+    model: RateModel = "window",
+    margin: float = 0.0,
+    limited_at: dict[int, float] | None = None,
+) -> list[float]:
+    """Run callers arriving at `arrivals` (virtual seconds); return admission times."""
+    admitted: list[float] = []
+
+    async def caller(gate: RateGate, at: float, i: int) -> None:
+        await trio.sleep(at)
+        await gate.acquire()
+        admitted.append(trio.current_time())
+        if limited_at and i in limited_at:
+            gate.rate_limited(limited_at[i])
+
+    async def main() -> None:
+        gate = RateGate(limit, window, margin=margin, model=model, clock=trio.current_time)
+        async with trio.open_nursery() as nursery:
+            for i, at in enumerate(arrivals):
+                nursery.start_soon(caller, gate, at, i)
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    return sorted(admitted)
+
+
+def _max_in_window(times: list[float], window: float) -> int:
+    best = 0
+    j = 0
+    for i, t in enumerate(times):
+        # Calls a full window apart (to float rounding) are in different windows.
+        while times[j] <= t - window + 1e-9:
+            j += 1
+        best = max(best, i - j + 1)
+    return best
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    limit=st.integers(1, 12),
+    # Millisecond arrivals: the clock's resolution, not float-rounding puzzles.
+    arrivals=st.lists(st.integers(0, 300_000).map(lambda ms: ms / 1000), min_size=1, max_size=60),
+    model=st.sampled_from(["window", "smooth"]),
+)
+def test_never_more_than_limit_in_any_window(
+    limit: int, arrivals: list[float], model: RateModel
+) -> None:
+    times = _admissions(limit, 60.0, arrivals, model=model)
+    assert len(times) == len(arrivals)
+    assert _max_in_window(times, 60.0) <= limit
+
+
+def test_window_model_spends_a_whole_window_at_once() -> None:
+    times = _admissions(10, 60.0, [0.0] * 25)
+    assert times[:10] == [0.0] * 10  # a small batch goes out together
+    assert times[10:20] == [60.0] * 10
+    assert times[20:] == [120.0] * 5
+
+
+def test_smooth_model_spaces_calls_evenly() -> None:
+    times = _admissions(6, 60.0, [0.0] * 4, model="smooth")
+    assert times == [0.0, 10.0, 20.0, 30.0]
+
+
+def test_margin_keeps_each_call_for_window_plus_margin() -> None:
+    times = _admissions(2, 60.0, [0.0, 0.0, 0.0], margin=1.5)
+    assert times == [0.0, 0.0, 61.5]
+
+
+def test_429_pauses_everyone_and_halves_the_rate() -> None:
+    # The first call is answered 429 with a 30 s reset: nobody else goes before t=30,
+    # and the effective limit drops from 8 to 4 for the rest of that window.
+    times = _admissions(8, 60.0, [0.0] + [0.001] * 12, limited_at={0: 30.0})
+    assert times[0] == 0.0
+    assert all(t >= 30.0 for t in times[1:])
+    assert len([t for t in times if t < 60.0]) == 4
+
+
+def test_creeps_back_to_the_budget_after_quiet_windows() -> None:
+    async def main() -> tuple[int, int]:
+        gate = RateGate(8, 60.0, margin=0.0, clock=trio.current_time)
+        await gate.acquire()
+        gate.rate_limited(1.0)
+        cut = gate.effective_limit or 0
+        await trio.sleep(400.0)
+        await gate.acquire()
+        return cut, gate.effective_limit or 0
+
+    cut, later = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert cut == 4
+    assert later == 8
+
+
+def test_higher_priority_waiters_go_first() -> None:
+    order: list[str] = []
+
+    async def main() -> None:
+        gate = RateGate(1, 60.0, margin=0.0, clock=trio.current_time)
+        await gate.acquire()  # the window is now full until t=60
+
+        async def call(name: str, priority: int, delay: float) -> None:
+            await trio.sleep(delay)
+            await gate.acquire(priority)
+            order.append(name)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(call, "submit", 1, 1.0)
+            nursery.start_soon(call, "status", 2, 2.0)
+            nursery.start_soon(call, "result", 3, 3.0)
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert order == ["result", "status", "submit"]
+
+
+def test_unlimited_gate_admits_at_once() -> None:
+    times = _admissions(1, 60.0, [])
+    assert times == []
+
+    async def main() -> float:
+        gate = RateGate(None, clock=trio.current_time)
+        for _ in range(100):
+            await gate.acquire()
+        return trio.current_time()
+
+    assert trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0)) == 0.0
+
+
+def test_cancelled_waiter_leaves_the_queue() -> None:
+    async def main() -> float:
+        gate = RateGate(1, 60.0, margin=0.0, clock=trio.current_time)
+        await gate.acquire()
+        with trio.move_on_after(5.0):
+            await gate.acquire(priority=5)  # gives up at t=5
+        await gate.acquire(priority=0)  # must not wait behind the cancelled one forever
+        return trio.current_time()
+
+    assert math.isclose(trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0)), 60.0)
