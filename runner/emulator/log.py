@@ -1,0 +1,58 @@
+"""The request log: every call as the server saw it, and the pacing measures tests need."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from runner.emulator.config import EndpointKind, FaultKind
+
+KindFilter = EndpointKind | Iterable[EndpointKind] | None
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One HTTP call as the server saw it. `status` is None when the connection was dropped."""
+
+    time: float  # clock seconds at arrival
+    utc: float  # UTC seconds at arrival
+    method: str
+    path: str
+    kind: EndpointKind
+    key_hash: str
+    status: int | None
+    request_id: str | None = None
+    fault: FaultKind | None = None
+
+
+class RequestLog:
+    """An append-only, thread-safe list of CallRecord (a loopback server's thread writes it)."""
+
+    def __init__(self) -> None:
+        self._records: list[CallRecord] = []
+        self._lock = threading.Lock()
+
+    def append(self, call: CallRecord) -> None:
+        """Record one call."""
+        with self._lock:
+            self._records.append(call)
+
+    def calls(self, kind: KindFilter = None) -> list[CallRecord]:
+        """The calls, oldest first, optionally only those of some kinds."""
+        kinds = None if kind is None else frozenset({kind} if isinstance(kind, str) else kind)
+        with self._lock:
+            return [c for c in self._records if kinds is None or c.kind in kinds]
+
+    def max_in_window(self, window: float, kinds: KindFilter = ("submit", "sync")) -> int:
+        """Most calls of `kinds` in any window of `window` clock seconds.
+
+        Windows are half-open, so calls exactly `window` apart fall in different ones.
+        """
+        times = sorted(c.time for c in self.calls(kinds))
+        best, first = 0, 0
+        for last, at in enumerate(times):
+            while at - times[first] >= window:
+                first += 1
+            best = max(best, last - first + 1)
+        return best

@@ -1,0 +1,77 @@
+"""Fixtures shared by the whole suite.
+
+- `anyio_backend`: trio on a virtual clock (`MockClock(autojump_threshold=0)`):
+  `anyio.sleep(60)` returns at once with the clock 60 s later. A test that
+  needs asyncio says so with ``@pytest.mark.parametrize("anyio_backend",
+  ["asyncio"])`` (or a module overrides this fixture). Tests that talk to a
+  loopback server must not use the virtual clock (it would jump past real
+  network waits and fire timeouts): use asyncio or a sync client there.
+- `make_emulator(**config)` / `emulator`: an in-process emulator (`runner.emulator.InProcess`),
+  whose `client()` gives an httpx.AsyncClient wired to it without a port. Its
+  clock is the running event loop's, so use it inside an async test.
+- `serve_emulator(**config)` / `served_emulator`: the emulator on loopback
+  (uvicorn in a thread, real clock, `time_scale` 0.001 unless given: a "10 s"
+  job takes 10 ms), stopped when the test ends.
+
+Config keywords are those of `runner.emulator.EmulatorConfig`; `utc_offset`
+defaults to `TEST_UTC`, a whole minute, so fixed rate windows line up with
+clock zero in-process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import trio.testing
+
+from runner.emulator import EmulatorConfig, InProcess, Served, serve_in_thread
+
+TEST_UTC = 1_800_000_000.0  # 2027-01-15T08:00:00Z, a multiple of 60 s
+SERVED_TIME_SCALE = 0.001
+
+
+@pytest.fixture
+def anyio_backend() -> Any:
+    """trio with a virtual clock that jumps ahead whenever every task is waiting."""
+    return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
+
+
+def _config(defaults: dict[str, Any], overrides: dict[str, Any]) -> EmulatorConfig:
+    return EmulatorConfig(**{**defaults, **overrides})
+
+
+@pytest.fixture
+def make_emulator() -> Callable[..., InProcess]:
+    """Factory: `make_emulator(**EmulatorConfig keywords)` -> InProcess."""
+
+    def make(**overrides: Any) -> InProcess:
+        return InProcess.create(_config({"utc_offset": TEST_UTC}, overrides))
+
+    return make
+
+
+@pytest.fixture
+def emulator(make_emulator: Callable[..., InProcess]) -> InProcess:
+    """An in-process emulator with the default config (seed 0, latency ~10 s virtual)."""
+    return make_emulator()
+
+
+@pytest.fixture
+def serve_emulator() -> Iterator[Callable[..., Served]]:
+    """Factory: `serve_emulator(**EmulatorConfig keywords)` -> Served, on loopback."""
+    with contextlib.ExitStack() as stack:
+
+        def serve(**overrides: Any) -> Served:
+            config = _config({"time_scale": SERVED_TIME_SCALE}, overrides)
+            return stack.enter_context(serve_in_thread(config))
+
+        yield serve
+
+
+@pytest.fixture
+def served_emulator(serve_emulator: Callable[..., Served]) -> Served:
+    """The emulator on loopback with the default config and time_scale 0.001."""
+    return serve_emulator()
