@@ -1,0 +1,153 @@
+"""What an answer says beside its body's main content: headers, wait hints, metrics. Pure.
+
+`retry_after` turns the server's rate-limit hints into seconds to wait;
+`parse_metrics` and `metrics_from_headers` read the job accounting that
+Segmind reports in a ``metrics`` object (v2) or in ``x-*`` headers (v1).
+Numbers are accepted as JSON numbers or numeric strings; anything else is
+ignored rather than failing a paid job over a malformed statistic.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Final
+
+from runner.backends.base import Metrics
+
+MAX_RETRY_AFTER: Final = 3600.0  # seconds; a longer hint is a server bug, not a plan
+METRIC_FIELDS: Final = ("inference_time", "queue_time", "total_time", "cost", "remaining_credits")
+
+Headers = Mapping[str, str]
+
+
+def header(headers: Headers, name: str) -> str | None:
+    """A header's value, looked up without regard to case (plain dicts are allowed)."""
+    value = headers.get(name)
+    if value is not None:
+        return value
+    lowered = name.lower()
+    for key, found in headers.items():
+        if key.lower() == lowered:
+            return found
+    return None
+
+
+def number(value: object) -> float | None:
+    """A finite float from a JSON number or a numeric string; None for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        result = float(value)
+    elif isinstance(value, str):
+        try:
+            result = float(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    return result if math.isfinite(result) else None
+
+
+def retry_after(headers: Headers, now_utc: datetime) -> float | None:
+    """Seconds to wait before trying again, from the server's hints; None when it gave none.
+
+    Reads ``Retry-After`` (seconds or an HTTP date) and
+    ``x-rate-limit-reset-at-utc`` (ISO 8601 with ``Z`` or an offset, or epoch
+    seconds). The larger wait wins; the result is clamped to 0..3600 s.
+    `now_utc` is the wall-clock time the dates are compared with.
+    """
+    waits = [
+        wait
+        for wait in (
+            _retry_after_header(header(headers, "retry-after"), now_utc),
+            _reset_at_header(header(headers, "x-rate-limit-reset-at-utc"), now_utc),
+        )
+        if wait is not None
+    ]
+    if not waits:
+        return None
+    return min(max(*waits, 0.0), MAX_RETRY_AFTER)
+
+
+def _retry_after_header(value: str | None, now_utc: datetime) -> float | None:
+    if value is None or not value.strip():
+        return None
+    seconds = number(value)
+    if seconds is not None:
+        return seconds
+    try:
+        when = email.utils.parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    return _seconds_until(when, now_utc)
+
+
+def _reset_at_header(value: str | None, now_utc: datetime) -> float | None:
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    epoch = number(text)
+    if epoch is not None:
+        # Epoch milliseconds are the other common form; 1e11 s is the year 5138.
+        if epoch > 1e11:
+            epoch /= 1000.0
+        return epoch - now_utc.timestamp()
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return None
+    return _seconds_until(when, now_utc)
+
+
+def _seconds_until(when: datetime, now_utc: datetime) -> float:
+    if when.tzinfo is None:  # the header's name says UTC
+        when = when.replace(tzinfo=UTC)
+    return (when - now_utc).total_seconds()
+
+
+def parse_metrics(value: object) -> Metrics:
+    """Metrics from a ``metrics`` object (seconds, USD); junk values are ignored."""
+    if not isinstance(value, Mapping):
+        return Metrics()
+    found: dict[str, float] = {}
+    for name in METRIC_FIELDS:
+        parsed = number(value.get(name))
+        if parsed is not None:
+            found[name] = parsed
+    return Metrics(**found)
+
+
+def merge_metrics(first: Metrics, second: Metrics) -> Metrics:
+    """`first`, with its missing fields taken from `second`."""
+    found: dict[str, float] = {}
+    for name in METRIC_FIELDS:
+        value = getattr(first, name)
+        if value is None:
+            value = getattr(second, name)
+        if value is not None:
+            found[name] = value
+    return Metrics(**found)
+
+
+def metrics_from_headers(headers: Headers) -> Metrics:
+    """The v1 accounting headers: ``x-generation-time`` (s), ``x-cost`` or
+    ``x-credits-consumed`` and ``x-remaining-credits`` (USD)."""
+    cost = number(header(headers, "x-cost"))
+    if cost is None:
+        cost = number(header(headers, "x-credits-consumed"))
+    return Metrics(
+        inference_time=number(header(headers, "x-generation-time")),
+        cost=cost,
+        remaining_credits=number(header(headers, "x-remaining-credits")),
+    )
+
+
+def seed_of(value: object) -> int | None:
+    """An integer seed from a number or numeric string; None for anything else."""
+    parsed = number(value)
+    if parsed is None or not parsed.is_integer():
+        return None
+    return int(parsed)
