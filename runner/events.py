@@ -1,0 +1,69 @@
+"""What the scheduler tells its listeners: frozen event records and a stats snapshot.
+
+The core emits; progress bars, summaries and JSON event streams listen. The
+core never imports its listeners.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+EventKind = Literal[
+    "started",  # the run began (detail: how many jobs are planned, if known)
+    "skipped",  # already done in an earlier run (resume)
+    "submitted",  # the server accepted the job (detail: request id)
+    "reattached",  # polling a request id recorded by an earlier run
+    "completed",  # images and sidecars written
+    "failed",  # final failure for this run (detail: the reason)
+    "expired",  # the server no longer has the result (older than its retention)
+    "ambiguous",  # a submit's answer was lost: it may have been accepted and billed
+    "rate_limited",  # the server answered 429
+    "retry",  # a call is retried (detail: operation and reason)
+    "stopping",  # no new submits (detail: why: budget, 406, interrupt)
+    "finished",  # the run ended
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One thing that happened. `at` is the anyio clock; `wall` is UTC epoch seconds."""
+
+    kind: EventKind
+    at: float
+    wall: float
+    key: str | None = None
+    prompt_id: str | None = None
+    detail: str = ""
+    credits: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunStats:
+    """A snapshot of a run's counters. Credits in USD, times in seconds."""
+
+    planned: int | None = None
+    completed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    expired: int = 0
+    in_flight: int = 0
+    images: int = 0
+    ambiguous: int = 0
+    rate_limited: int = 0
+    retries: int = 0
+    credits_spent: float = 0.0
+    credits_reserved: float = 0.0
+    credits_ambiguous: float = 0.0
+    calls: dict[str, int] = field(default_factory=dict)
+    stopped: str | None = None
+    elapsed: float = 0.0
+
+    @property
+    def done(self) -> int:
+        """Jobs that reached a state this run will not change."""
+        return self.completed + self.failed + self.skipped + self.expired
+
+
+Listener = Callable[[Event, RunStats], None]

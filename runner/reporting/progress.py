@@ -1,0 +1,78 @@
+"""Progress for people (a tqdm bar) and for pipelines (one JSON event per line).
+
+Both are scheduler listeners: they read events and stats snapshots and never
+reach back into the run.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import IO
+
+from tqdm import tqdm
+
+from runner.events import Event, RunStats
+
+_FINAL = frozenset({"completed", "failed", "skipped", "expired"})
+
+
+class ProgressBar:
+    """done / failed / in flight / credits spent, with tqdm's rate and ETA.
+
+    Quiet when the stream is not a terminal (tqdm's `disable=None`) or when
+    `enabled` is False (`--no-progress`).
+    """
+
+    def __init__(
+        self, total: int | None, *, enabled: bool = True, stream: IO[str] | None = None
+    ) -> None:
+        self._bar = tqdm(
+            total=total,
+            unit="job",
+            dynamic_ncols=True,
+            disable=None if enabled else True,
+            file=stream or sys.stderr,
+            leave=True,
+        )
+
+    def __call__(self, event: Event, stats: RunStats) -> None:
+        if event.kind in _FINAL:
+            self._bar.update(1)
+        self._bar.set_postfix_str(
+            f"ok {stats.completed} failed {stats.failed} in flight {stats.in_flight} "
+            f"${stats.credits_spent:.2f}",
+            refresh=False,
+        )
+        if event.kind in ("rate_limited", "ambiguous", "stopping"):
+            self._bar.write(f"{event.kind}: {event.detail}")
+
+    def close(self) -> None:
+        """Finish the bar's line."""
+        self._bar.close()
+
+
+class JsonEvents:
+    """One JSON object per line for pipelines (`runner run --json`)."""
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self._stream = stream or sys.stdout
+
+    def __call__(self, event: Event, stats: RunStats) -> None:
+        record = {
+            "event": event.kind,
+            "wall": round(event.wall, 3),
+            "key": event.key,
+            "prompt_id": event.prompt_id,
+            "detail": event.detail,
+            "credits": event.credits,
+            "completed": stats.completed,
+            "failed": stats.failed,
+            "in_flight": stats.in_flight,
+            "credits_spent": round(stats.credits_spent, 6),
+        }
+        self._stream.write(json.dumps(record) + "\n")
+        self._stream.flush()
+
+    def close(self) -> None:
+        """Nothing to release; here so both listeners close alike."""
