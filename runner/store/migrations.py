@@ -1,0 +1,127 @@
+"""The ledger's schema as ordered, named migrations (after simonw/llm's migrations.py).
+
+Each step runs in its own transaction and is recorded in the ``migrations``
+table. Append new steps at the end; never edit, rename or reorder one that
+has shipped: folders made by older runners replay only the steps they lack.
+A ledger with a step this runner does not know was made by a newer one and
+is refused rather than misread.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+
+from runner.errors import UsageError
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One named schema step: its SQL statements run in one transaction."""
+
+    name: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (
+    Migration(
+        "m001_meta",
+        ("CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",),
+    ),
+    Migration(
+        "m002_jobs",
+        (
+            """CREATE TABLE jobs (
+                key TEXT PRIMARY KEY,
+                idx INTEGER NOT NULL,
+                prompt_id TEXT NOT NULL,
+                state TEXT NOT NULL CHECK (state IN
+                    ('planned', 'submitting', 'submitted', 'completed', 'failed', 'expired')),
+                request_id TEXT,
+                submitted_at REAL,
+                completed_at REAL,
+                estimate REAL NOT NULL,
+                charged REAL,
+                reason TEXT,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                ambiguous INTEGER NOT NULL DEFAULT 0,
+                files TEXT NOT NULL DEFAULT '[]',
+                updated_at REAL NOT NULL
+            ) WITHOUT ROWID""",
+            # The resume scan reads by state, in expansion order.
+            "CREATE INDEX jobs_state_idx ON jobs (state, idx)",
+        ),
+    ),
+    Migration(
+        "m003_runs",
+        (
+            """CREATE TABLE runs (
+                id INTEGER PRIMARY KEY,
+                started_at REAL NOT NULL,
+                ended_at REAL,
+                manifest_sha256 TEXT,
+                argv TEXT NOT NULL,
+                outcome TEXT
+            )""",
+        ),
+    ),
+)
+
+
+def applied_migrations(conn: sqlite3.Connection) -> list[str]:
+    """Names of the migrations applied to `conn`'s database, in order."""
+    exists = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'migrations'"
+    ).fetchone()
+    if not exists:
+        return []
+    return [name for (name,) in conn.execute("SELECT name FROM migrations ORDER BY seq")]
+
+
+def check_migrations(
+    path: Path, *, applied: list[str], migrations: tuple[Migration, ...] = MIGRATIONS
+) -> None:
+    """Raise UsageError unless `applied` is a prefix of `migrations` (the ledger at `path`)."""
+    known = [m.name for m in migrations]
+    for position, name in enumerate(applied):
+        if position >= len(known) or known[position] != name:
+            raise UsageError(
+                f"{path} was written by a newer or different runner (schema step {name!r} "
+                "is unknown here); upgrade runner, or use --out elsewhere"
+            )
+
+
+def migrate(
+    conn: sqlite3.Connection, path: Path, migrations: tuple[Migration, ...] = MIGRATIONS
+) -> list[str]:
+    """Apply the `migrations` not applied yet, in order, each in its own transaction.
+
+    Returns the names applied now. `conn` must be in autocommit mode
+    (``isolation_level=None``); `path` names the ledger in messages.
+    """
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS migrations "
+        "(seq INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, applied_at TEXT NOT NULL)"
+    )
+    applied = applied_migrations(conn)
+    check_migrations(path, applied=applied, migrations=migrations)
+    done: list[str] = []
+    for migration in migrations[len(applied) :]:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in migration.statements:
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO migrations (name, applied_at) VALUES (?, ?)",
+                (migration.name, datetime.now(UTC).isoformat()),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:  # SQLite may have rolled back already (SQLITE_FULL)
+                conn.execute("ROLLBACK")
+            raise
+        done.append(migration.name)
+    return done
