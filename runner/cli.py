@@ -1,0 +1,212 @@
+"""The `runner` command: parse arguments, call the library, print, return an exit code.
+
+Thin on purpose: every decision lives in the library. A subcommand is one
+`_add_<name>(subparsers)` that builds its parser and sets `handler` to one
+`_cmd_<name>(args) -> int`; `_COMMANDS` lists them in help order.
+
+Exit codes (ARCHITECTURE.md): 0 done; 1 some jobs failed or another runner
+error; 2 bad manifest, usage or auth; 3 stopped by the credit guard;
+130 interrupted. A user error prints one message, never a traceback, unless
+`--debug` asks for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TextIO
+
+from runner import __version__
+from runner.errors import AuthError, InsufficientCredits, RunnerError, UsageError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_CREDITS = 3
+EXIT_INTERRUPTED = 130
+
+Handler = Callable[[argparse.Namespace], int]
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    Subparsers: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
+
+
+def exit_code(err: BaseException) -> int:
+    """The exit code for an error that ended a command."""
+    if isinstance(err, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    if isinstance(err, UsageError | AuthError):
+        return EXIT_USAGE
+    if isinstance(err, InsufficientCredits):
+        return EXIT_CREDITS
+    return EXIT_FAILED
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line `argv` (default: sys.argv[1:]) and return its exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # argparse's own --help, --version and usage errors
+        return stop.code if isinstance(stop.code, int) else EXIT_USAGE
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return handler(args)
+    except (RunnerError, KeyboardInterrupt) as err:
+        if getattr(args, "debug", False):
+            raise
+        if isinstance(err, KeyboardInterrupt):
+            print("runner: interrupted", file=sys.stderr)
+        else:
+            print(f"error: {err}", file=sys.stderr)
+        return exit_code(err)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="runner",
+        description="Batch text-to-image jobs from a YAML manifest, under a rate and a"
+        " credit budget.",
+    )
+    parser.add_argument("--version", action="version", version=f"runner {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show a traceback for errors (for bug reports)"
+    )
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for add in _COMMANDS:
+        add(sub)
+    return parser
+
+
+def _common() -> argparse.ArgumentParser:
+    # `--debug` after the subcommand too; SUPPRESS keeps an absent flag from
+    # overwriting one given before the subcommand.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
+    return common
+
+
+def _add_validate(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "validate",
+        parents=[_common()],
+        help="check a manifest; print its job count and estimated credits",
+        description="Check a manifest (no requests). Exit 0 if it is usable, 2 if not.",
+    )
+    p.add_argument("manifest", metavar="MANIFEST", help="path to the manifest YAML")
+    p.set_defaults(handler=_cmd_validate)
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from runner.manifest import load_manifest
+    from runner.plan import make_plan, usd
+
+    plan = make_plan(load_manifest(args.manifest))
+    print(f"ok: {plan.jobs:,} jobs, {plan.images:,} images, est {usd(plan.credits)}")
+    return EXIT_OK
+
+
+def _add_plan(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "plan",
+        parents=[_common()],
+        help="jobs, images, estimated credits and shortest duration; no requests",
+        description="Count what a run would do, per prompt and in total, without any request.",
+    )
+    p.add_argument("manifest", metavar="MANIFEST", help="path to the manifest YAML")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.add_argument(
+        "--rpm", type=_positive_int, metavar="N", help="override budget.requests_per_minute"
+    )
+    p.add_argument(
+        "--max-credits", type=_non_negative_float, metavar="USD", help="override budget.max_credits"
+    )
+    p.set_defaults(handler=_cmd_plan)
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from runner.manifest import load_manifest
+    from runner.plan import make_plan, plan_json, render_text
+
+    plan = make_plan(load_manifest(args.manifest), rpm=args.rpm, max_credits=args.max_credits)
+    if args.json:
+        _write(sys.stdout, json.dumps(plan_json(plan), indent=2) + "\n")
+    else:
+        _write(sys.stdout, render_text(plan))
+    return EXIT_OK
+
+
+def _add_schema(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "schema",
+        parents=[_common()],
+        help="print the JSON Schema of a manifest",
+        description="Print the JSON Schema of a manifest (manifests/manifest.schema.json).",
+    )
+    p.set_defaults(handler=_cmd_schema)
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    _write(sys.stdout, schema_text())
+    return EXIT_OK
+
+
+def schema_text() -> str:
+    """The manifest's JSON Schema as committed in manifests/manifest.schema.json."""
+    from runner.manifest import manifest_json_schema
+
+    return json.dumps(manifest_json_schema(), indent=2, ensure_ascii=False) + "\n"
+
+
+# The lead adds the remaining commands here, each as `_add_<name>` + `_cmd_<name>`
+# and one entry in `_COMMANDS`:
+#   run MANIFEST   (--backend, --base-url, --out, --max-credits, --rpm, --max-in-flight,
+#                   --shard K/N, --dry-run, --yes, --no-progress)
+#   status OUT, verify OUT, gallery OUT, emulator
+_COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
+    # _add_run,
+    _add_plan,
+    _add_validate,
+    # _add_status, _add_verify, _add_gallery, _add_emulator,
+    _add_schema,
+)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an amount in USD, got {text!r}") from None
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def _write(stream: TextIO, text: str) -> None:
+    try:
+        stream.write(text)
+        stream.flush()
+    except BrokenPipeError:  # `runner plan ... | head` is not an error
+        # Point stdout at devnull so the interpreter's final flush stays quiet.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())

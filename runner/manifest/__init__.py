@@ -1,0 +1,47 @@
+"""The manifest: a YAML file of prompts and sweeps, checked whole, as frozen values.
+
+    manifest = load_manifest("manifests/example.yaml")   # ManifestError on any problem
+
+Loading runs in one direction, a module per step:
+
+    source.py   safe YAML (1.2 scalars), the file:line:column of every value, size cap
+    schema.py   pydantic models (extra keys forbidden): shapes, types, allowed values;
+                pydantic's errors in plain words with "did you mean"; the JSON Schema
+    build.py    checks across keys (templates and vars, zip lengths, include/exclude,
+                axes set twice), input images, and the frozen values
+    images.py   input images: a file next to the manifest, an http(s) URL, a data URI
+    model.py    the frozen values that `runner.sweep` and `runner.plan` read
+
+Every failure is a `runner.errors.ManifestError` naming file:line:column, the
+field and the fix. docs/manifest.md describes the format.
+"""
+
+from runner.manifest.build import build_manifest, load_manifest, parse_manifest
+from runner.manifest.model import (
+    AXES,
+    Api,
+    Budget,
+    Combination,
+    Manifest,
+    Output,
+    Prompt,
+    Unit,
+    Value,
+)
+from runner.manifest.schema import manifest_json_schema
+
+__all__ = [
+    "AXES",
+    "Api",
+    "Budget",
+    "Combination",
+    "Manifest",
+    "Output",
+    "Prompt",
+    "Unit",
+    "Value",
+    "build_manifest",
+    "load_manifest",
+    "manifest_json_schema",
+    "parse_manifest",
+]

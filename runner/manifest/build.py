@@ -1,0 +1,461 @@
+"""Load a manifest: read, parse, validate, check across keys, build the frozen values.
+
+The checks here span several keys: prompt templates and their vars, zip
+lengths, axes set in two places, include/exclude keys and values, input
+images (read and hashed now). Each failure is a ManifestError placed at the
+value's file:line:column through the `Source` it came from.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+import string
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import replace
+from os import PathLike, fspath
+from pathlib import Path
+from types import MappingProxyType
+from typing import Final
+
+from pydantic import ValidationError
+
+from runner.errors import ManifestError
+from runner.jobs import ImageInput
+from runner.manifest.images import load_image
+from runner.manifest.messages import translate
+from runner.manifest.model import (
+    AXES,
+    Api,
+    Budget,
+    Combination,
+    Manifest,
+    Output,
+    Prompt,
+    Unit,
+    Value,
+)
+from runner.manifest.schema import AxesModel, ManifestModel, param_problem
+from runner.manifest.source import Loc, Source, describe, parse_source, read_source, render_loc
+from runner.params import API_DEFAULTS, DEFAULT_PRICES
+
+_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_RESERVED_VARS: Final = frozenset((*AXES, "prompt"))
+
+
+def load_manifest(path: str | PathLike[str]) -> Manifest:
+    """Read, parse and check a manifest file. Raises ManifestError naming place and fix."""
+    source = read_source(Path(path), display=fspath(path))
+    return build_manifest(source)
+
+
+def parse_manifest(
+    text: str, *, path: str = "<manifest>", base_dir: Path | None = None
+) -> Manifest:
+    """Check manifest text; relative image paths resolve against `base_dir` (default: cwd)."""
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    source = parse_source(text, path=path, base_dir=base_dir or Path.cwd(), sha256=digest)
+    return build_manifest(source)
+
+
+def build_manifest(source: Source) -> Manifest:
+    """Validate a parsed source against the schema and the cross-key rules."""
+    try:
+        model = ManifestModel.model_validate(source.data)
+    except ValidationError as err:
+        raise translate(err, source) from None
+    return _Builder(source, model).build()
+
+
+class _Builder:
+    """Cross-key checks and the conversion to frozen values, one method per section."""
+
+    def __init__(self, source: Source, model: ManifestModel) -> None:
+        self.source = source
+        self.model = model
+        self.images: dict[str, ImageInput] = {}
+        raw = source.data if isinstance(source.data, dict) else {}
+        self.raw: Mapping[str, object] = raw
+
+    def build(self) -> Manifest:
+        m = self.model
+        sweep = self._sweep()
+        zipped = self._zip(sweep)
+        prompts = self._prompts(sweep, zipped)
+        manifest = Manifest(
+            path=self.source.path,
+            sha256=self.source.sha256,
+            name=m.name,
+            model=m.model,
+            api=Api(base_url=_strip_version(m.api.base_url), endpoint=m.api.endpoint),
+            prompts=prompts,
+            sweep=sweep,
+            zip=zipped,
+            include=(),
+            exclude=(),
+            repeat=m.repeat,
+            budget=Budget(
+                max_credits=m.budget.max_credits,
+                requests_per_minute=m.budget.requests_per_minute,
+                rate_scope=m.budget.rate_scope,
+                max_in_flight=m.budget.max_in_flight,
+            ),
+            prices=self._prices(),
+            output=Output(dir=m.output.dir or f"outputs/{m.name}", pattern=self._pattern(prompts)),
+            images=MappingProxyType(self.images),
+        )
+        include = tuple(self._entries("include", m.include, manifest))
+        exclude = tuple(self._entries("exclude", m.exclude, manifest))
+        # Include entries may name images of their own: take the final image table.
+        return replace(
+            manifest, include=include, exclude=exclude, images=MappingProxyType(self.images)
+        )
+
+    # -- helpers
+
+    def _fail(
+        self, message: str, loc: Loc, hint: str | None = None, *, key: bool = False
+    ) -> ManifestError:
+        return self.source.error(message, loc, hint=hint, key=key)
+
+    def _image(self, text: str, loc: Loc) -> str:
+        if text not in self.images:
+            try:
+                self.images[text] = load_image(text, self.source.base_dir)
+            except ManifestError as err:
+                raise self._fail(err.message, loc, err.hint) from None
+        return text
+
+    def _no_duplicates(self, values: Iterable[object], loc: Loc, what: str) -> None:
+        seen: dict[object, int] = {}
+        for i, value in enumerate(values):
+            if value in seen:
+                raise self._fail(
+                    f"{_show(value)} is listed twice in {what} (also item {seen[value]})",
+                    (*loc, i),
+                    "remove the repeat: it would make duplicate jobs; use `repeat` for more"
+                    " requests of the same params",
+                )
+            seen[value] = i
+
+    # -- sweep and zip
+
+    def _axes(
+        self, axes: AxesModel, loc: Loc, *, unique: bool
+    ) -> Iterator[tuple[str, tuple[Value, ...]]]:
+        """(axis, values) in the order the manifest writes them; `unique` checks each list."""
+        raw = _get(self.raw, loc)
+        order = list(raw) if isinstance(raw, dict) else []
+        for name in order:
+            values = getattr(axes, str(name))
+            if values is None:
+                continue
+            if not values:
+                raise self._fail(
+                    "an empty list would make zero jobs",
+                    (*loc, name),
+                    "give at least one value or remove the axis",
+                )
+            if unique:
+                self._no_duplicates(values, (*loc, name), render_loc((*loc, name)))
+            if name == "image":
+                values = [self._image(v, (*loc, name, i)) for i, v in enumerate(values)]
+            yield str(name), tuple(values)
+
+    def _sweep(self) -> tuple[Unit, ...]:
+        return tuple(
+            Unit("sweep", (name,), tuple((v,) for v in values))
+            for name, values in self._axes(self.model.sweep, ("sweep",), unique=True)
+        )
+
+    def _zip(self, sweep: tuple[Unit, ...]) -> tuple[Unit, ...]:
+        owner: dict[str, str] = {unit.names[0]: f"sweep.{unit.names[0]}" for unit in sweep}
+        groups = []
+        for g, group in enumerate(self.model.zip):
+            loc: Loc = ("zip", g)
+            # A zip group may repeat a value in one list; only whole pairs must differ.
+            axes = list(self._axes(group, loc, unique=False))
+            if not axes:
+                raise self._fail(
+                    "an empty zip group", loc, "give two or more axes with lists of equal length"
+                )
+            for name, _ in axes:
+                if name in owner:
+                    raise self._fail(
+                        f"`{name}` is also set in {owner[name]}",
+                        (*loc, name),
+                        "an axis may appear in only one of sweep and the zip groups",
+                        key=True,
+                    )
+                owner[name] = f"zip[{g}].{name}"
+            first_name, first_values = axes[0]
+            for name, values in axes[1:]:
+                if len(values) != len(first_values):
+                    raise self._fail(
+                        f"`{first_name}` has {len(first_values)} values but `{name}` has"
+                        f" {len(values)}",
+                        loc,
+                        "the lists of a zip group pair up by position, so they must be"
+                        " equally long",
+                    )
+            rows = tuple(zip(*(values for _, values in axes), strict=True))
+            self._no_duplicates(rows, (*loc, first_name), f"zip[{g}] (as pairs)")
+            groups.append(Unit("zip", tuple(name for name, _ in axes), rows))
+        return tuple(groups)
+
+    # -- prompts
+
+    def _prompts(self, sweep: tuple[Unit, ...], zipped: tuple[Unit, ...]) -> tuple[Prompt, ...]:
+        swept = {
+            name: f"sweep.{name}" if unit.kind == "sweep" else f"zip[{zipped.index(unit)}]"
+            for unit in (*sweep, *zipped)
+            for name in unit.names
+        }
+        defaults = self.model.defaults.model_dump(exclude_none=True)
+        seen: dict[str, int] = {}
+        prompts = []
+        for i, p in enumerate(self.model.prompts):
+            loc: Loc = ("prompts", i)
+            if p.id in seen:
+                raise self._fail(
+                    f"duplicate prompt id `{p.id}` (prompts[{seen[p.id]}] has it too)",
+                    (*loc, "id"),
+                    "give each prompt its own id: the id names its output folder",
+                )
+            seen[p.id] = i
+            if not p.prompt.strip():
+                raise self._fail("the prompt text is blank", (*loc, "prompt"), "write the prompt")
+            units = self._vars(p.vars, loc)
+            self._template(p.prompt, p.id, [u.names[0] for u in units], loc)
+            own = p.params.model_dump(exclude_none=True)
+            if p.image is not None:
+                own["image"] = self._image(p.image, (*loc, "image"))
+            for name in own:
+                if name in swept:
+                    field = (*loc, "image") if name == "image" else (*loc, "params", name)
+                    raise self._fail(
+                        f"`{name}` is set for this prompt and also swept in {swept[name]}",
+                        field,
+                        "a prompt may set only axes that are not swept: remove one of them, or"
+                        " shape the sweep with exclude/include",
+                        key=True,
+                    )
+            base: dict[str, Value | None] = {**API_DEFAULTS, "image": None, **defaults, **own}
+            prompts.append(Prompt(p.id, p.prompt, units, MappingProxyType(base)))
+        return tuple(prompts)
+
+    def _vars(self, declared: Mapping[str, list[str]], loc: Loc) -> tuple[Unit, ...]:
+        units = []
+        for name, values in declared.items():
+            where = (*loc, "vars", name)
+            if not _VAR_NAME.match(name):
+                raise self._fail(
+                    f"`{name}` is not a usable var name",
+                    where,
+                    "use letters, digits and _ (not starting with a digit), e.g. color",
+                    key=True,
+                )
+            if name in _RESERVED_VARS:
+                raise self._fail(
+                    f"`{name}` is a request param or keyword, so it cannot be a var name",
+                    where,
+                    f"rename the var (e.g. {name}_text); sweep params under `sweep`",
+                    key=True,
+                )
+            if not values:
+                raise self._fail(
+                    "an empty list would make zero jobs", where, "give at least one value"
+                )
+            self._no_duplicates(values, where, f"vars.{name}")
+            units.append(Unit("var", (name,), tuple((v,) for v in values)))
+        return tuple(units)
+
+    def _template(self, text: str, prompt_id: str, declared: list[str], loc: Loc) -> None:
+        where = (*loc, "prompt")
+        used: set[str] = set()
+        try:
+            fields = list(string.Formatter().parse(text))
+        except ValueError as err:
+            raise self._fail(
+                f"the prompt text has a stray brace ({err})",
+                where,
+                "write {name} for a var, and {{ or }} for a literal brace",
+            ) from None
+        for _, field, spec, conversion in fields:
+            if field is None:
+                continue
+            if not _VAR_NAME.match(field) or spec or conversion:
+                shown = "{" + field + (f"!{conversion}" if conversion else "")
+                shown += (f":{spec}" if spec else "") + "}"
+                raise self._fail(
+                    f"`{shown}` is not a plain var field",
+                    where,
+                    "write {name} with a var's name only, and {{ or }} for a literal brace",
+                )
+            if field not in declared:
+                close = difflib.get_close_matches(field, declared, n=1)
+                hint = f"did you mean `{close[0]}`? " if close else ""
+                hint += f"declare it under {render_loc((*loc, 'vars'))}"
+                hint += f" (declared: {', '.join(declared)})" if declared else ""
+                hint += ", or write {{" + field + "}} for literal braces"
+                raise self._fail(
+                    f"`{{{field}}}` is used but prompt `{prompt_id}` declares no var `{field}`",
+                    where,
+                    hint,
+                )
+            used.add(field)
+        for name in declared:
+            if name not in used:
+                raise self._fail(
+                    f"var `{name}` is declared but the prompt text never uses {{{name}}}",
+                    (*loc, "vars", name),
+                    f"add {{{name}}} to the prompt or remove the var: unused, it would only"
+                    " repeat identical requests",
+                    key=True,
+                )
+
+    # -- include and exclude
+
+    def _entries(
+        self, section: str, entries: list[dict[str, str | int | float]], manifest: Manifest
+    ) -> Iterator[Combination]:
+        ids = [p.id for p in manifest.prompts]
+        all_vars = {name for p in manifest.prompts for name in p.var_names}
+        for e, entry in enumerate(entries):
+            loc: Loc = (section, e)
+            target = entry.get("prompt")
+            if not entry:
+                raise self._fail(
+                    "an entry must name at least one axis or var",
+                    loc,
+                    'e.g. {mode: quality, aspect_ratio: "1:1"}',
+                )
+            prompt = None
+            if target is not None:
+                prompt = self._target(str(target), ids, manifest, (*loc, "prompt"))
+            known = set(prompt.var_names) if prompt else all_vars
+            values: list[tuple[str, Value]] = []
+            for name, value in entry.items():
+                if name == "prompt":
+                    continue
+                values.append((name, self._entry_value(section, name, value, known, (*loc, name))))
+            combo = Combination(prompt.id if prompt else None, tuple(values))
+            targets = [p for p in manifest.prompts if combo.applies_to(p)]
+            if not targets:
+                raise self._fail(
+                    "no prompt declares all the vars this entry names",
+                    loc,
+                    "name vars of one prompt only, or add `prompt: <id>`",
+                )
+            if section == "exclude" and not any(_can_match(combo, p, manifest) for p in targets):
+                raise self._fail(
+                    "this entry matches no combination of any prompt",
+                    loc,
+                    "check its values against the sweep, zip and vars lists, or remove it",
+                )
+            yield combo
+
+    def _target(self, target: str, ids: list[str], manifest: Manifest, loc: Loc) -> Prompt:
+        if target not in ids:
+            close = difflib.get_close_matches(target, ids, n=1)
+            hint = f"did you mean `{close[0]}`? " if close else ""
+            raise self._fail(
+                f"there is no prompt with id `{target}`", loc, hint + f"ids: {', '.join(ids)}"
+            )
+        return manifest.prompts[ids.index(target)]
+
+    def _entry_value(
+        self, section: str, name: str, value: str | int | float, known: set[str], loc: Loc
+    ) -> Value:
+        if name in AXES:
+            problem = param_problem(name, value)
+            if problem is not None:
+                raise self._fail(problem[0], loc, problem[1])
+            if name == "image" and section == "include":
+                return self._image(str(value), loc)
+            return value if isinstance(value, int) and name == "n" else str(value)
+        if name not in known:
+            choices = sorted({*AXES, "prompt", *known})
+            close = difflib.get_close_matches(name, choices, n=1)
+            hint = f"did you mean `{close[0]}`? " if close else ""
+            raise self._fail(
+                f"unknown key `{name}`: not an axis nor a var of the targeted prompts",
+                loc,
+                hint + f"allowed: {', '.join(choices)}",
+                key=True,
+            )
+        return str(value)
+
+    # -- prices and output
+
+    def _prices(self) -> Mapping[str, Mapping[str, float]]:
+        table = {mode: dict(row) for mode, row in DEFAULT_PRICES.items()}
+        for mode, row in self.model.prices.items():
+            table[mode].update(row)
+        return MappingProxyType({mode: MappingProxyType(row) for mode, row in table.items()})
+
+    def _pattern(self, prompts: tuple[Prompt, ...]) -> str | None:
+        """`output.pattern`, checked by the store's own rules for every prompt's vars."""
+        from runner.errors import UsageError
+        from runner.store.layout import check_pattern
+
+        pattern = self.model.output.pattern
+        if pattern is None:
+            return None
+        for prompt in prompts:
+            try:
+                check_pattern(pattern, var_names=prompt.var_names)
+            except UsageError as err:
+                message = str(err).removeprefix("output.pattern: ")
+                if prompt.var_names or len(prompts) > 1:
+                    message += f" (for prompt `{prompt.id}`)"
+                raise self._fail(
+                    message,
+                    ("output", "pattern"),
+                    "e.g. {prompt_id}/{slug}-{key8}-{i}; a var in the pattern must be a var"
+                    " of every prompt; the store adds the extension",
+                ) from None
+        return pattern
+
+
+def _can_match(combo: Combination, prompt: Prompt, manifest: Manifest) -> bool:
+    """Whether some combination of `prompt`'s product has every value `combo` names."""
+    wanted = dict(combo.values)
+    covered: set[str] = set()
+    for unit in manifest.units(prompt):
+        keys = [i for i, name in enumerate(unit.names) if name in wanted]
+        covered.update(unit.names)
+        if keys and not any(
+            all(row[i] == wanted[unit.names[i]] for i in keys) for row in unit.values
+        ):
+            return False
+    return all(prompt.base[name] == value for name, value in wanted.items() if name not in covered)
+
+
+def _strip_version(url: str | None) -> str | None:
+    if url is None:
+        return None
+    url = url.rstrip("/")
+    for suffix in ("/v1", "/v2"):
+        if url.endswith(suffix):
+            return url[: -len(suffix)]
+    return url
+
+
+def _get(data: Mapping[str, object], loc: Loc) -> object:
+    current: object = data
+    for part in loc:
+        if isinstance(current, dict):
+            current = current.get(part)
+        elif isinstance(current, list) and isinstance(part, int) and part < len(current):
+            current = current[part]
+        else:
+            return None
+    return current
+
+
+def _show(value: object) -> str:
+    if isinstance(value, tuple):
+        return "(" + ", ".join(str(v) for v in value) + ")"
+    return describe(value)

@@ -1,0 +1,129 @@
+"""The checked manifest as frozen values: what `runner.sweep` and `runner.plan` read.
+
+Built by `runner.manifest.build` from a file that passed every check, so
+nothing here validates: these are plain data with a few derived views.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from runner.jobs import Endpoint, ImageInput
+from runner.params import PARAM_NAMES
+
+AXES: Final = (*PARAM_NAMES, "image")
+"""The names that can be swept, zipped, included or excluded (besides vars)."""
+
+Value = str | int
+"""A param or var value. Vars are text; `n` is an int; an image is its source text."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """One factor of a prompt's product: a var, a sweep axis, or a zip group.
+
+    `names` holds one name (several for a zip group); each item of `values`
+    is a tuple aligned with `names`, in the order the manifest lists them.
+    """
+
+    kind: Literal["var", "sweep", "zip"]
+    names: tuple[str, ...]
+    values: tuple[tuple[Value, ...], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    """One prompt of the manifest.
+
+    `base` holds every axis (the five params and `image`, None for no image)
+    resolved as API defaults < manifest `defaults` < the prompt's `params`;
+    the sweep, zip and include values are laid over it per job.
+    """
+
+    id: str
+    template: str
+    vars: tuple[Unit, ...]
+    base: Mapping[str, Value | None]
+
+    @property
+    def var_names(self) -> tuple[str, ...]:
+        """The prompt's var names, in declared order."""
+        return tuple(unit.names[0] for unit in self.vars)
+
+    def render(self, values: Mapping[str, str]) -> str:
+        """The prompt text with `values` substituted for its `{var}` fields."""
+        return self.template.format_map(values)
+
+
+@dataclass(frozen=True, slots=True)
+class Combination:
+    """An `include` or `exclude` entry: the keys it names and, if given, its target prompt."""
+
+    prompt: str | None
+    values: tuple[tuple[str, Value], ...]
+
+    def applies_to(self, prompt: Prompt) -> bool:
+        """True if this entry can concern `prompt`: it targets it and names only its vars."""
+        if self.prompt is not None and self.prompt != prompt.id:
+            return False
+        own = set(prompt.var_names)
+        return all(name in AXES or name in own for name, _ in self.values)
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """Limits: `max_credits` in USD (None: no cap); the rate counts the calls of `rate_scope`."""
+
+    max_credits: float | None
+    requests_per_minute: int
+    rate_scope: Literal["submit", "all"]
+    max_in_flight: int | Literal["auto"]
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """`dir` as written (relative paths are to the current directory); `pattern` if given."""
+
+    dir: str
+    pattern: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Api:
+    """`base_url` without a trailing `/v1` or `/v2` (None: the backend's default)."""
+
+    base_url: str | None
+    endpoint: Endpoint
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """A checked manifest. `path` is as the user named it, `sha256` of its bytes.
+
+    `sweep` and `zip` apply to every prompt; `images` maps each image
+    source text written in the manifest to its loaded `ImageInput`; `prices`
+    is USD per image by mode then resolution, the built-in table with the
+    manifest's overrides laid over it.
+    """
+
+    path: str
+    sha256: str
+    name: str
+    model: str
+    api: Api
+    prompts: tuple[Prompt, ...]
+    sweep: tuple[Unit, ...]
+    zip: tuple[Unit, ...]
+    include: tuple[Combination, ...]
+    exclude: tuple[Combination, ...]
+    repeat: int
+    budget: Budget
+    prices: Mapping[str, Mapping[str, float]]
+    output: Output
+    images: Mapping[str, ImageInput]
+
+    def units(self, prompt: Prompt) -> tuple[Unit, ...]:
+        """The factors of `prompt`'s product in expansion order: vars, sweep, zip groups."""
+        return (*prompt.vars, *self.sweep, *self.zip)

@@ -1,0 +1,320 @@
+"""The manifest's YAML schema: pydantic models at the edge.
+
+The models check shapes, types and allowed values (with messages that list
+the allowed ones); `runner.manifest.build` then checks what spans several
+keys and builds the frozen `Manifest`. Every model forbids unknown keys, so
+a typo is an error with a "did you mean" hint (`messages.py`) instead of a
+silently ignored setting.
+`manifest_json_schema()` is what `runner schema` prints and
+`manifests/manifest.schema.json` holds.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
+from pydantic_core import PydanticCustomError
+
+from runner.manifest.source import describe, shorten
+from runner.params import (
+    ALLOWED,
+    ASPECT_RATIOS,
+    DEFAULT_MODEL,
+    MODES,
+    N_MAX,
+    N_MIN,
+    OUTPUT_FORMATS,
+    RESOLUTIONS,
+)
+
+ID_RULE: Final = "1-64 characters from A-Z a-z 0-9 . _ -, starting with a letter or digit"
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
+
+Scalar = str | int | float
+
+
+def _fail(message: str, hint: str | None = None) -> PydanticCustomError:
+    # The message goes through the context so braces in it are never a template.
+    return PydanticCustomError("bad_value", "{message}", {"message": message, "hint": hint or ""})
+
+
+def param_problem(name: str, value: object) -> tuple[str, str] | None:
+    """Why `value` is not allowed for request param `name` (message, hint), or None if it is."""
+    if name == "n":
+        if isinstance(value, bool) or not isinstance(value, int):
+            return (
+                f"expected an integer from {N_MIN} to {N_MAX}, got {describe(value)}",
+                "n is the number of images per request",
+            )
+        if not N_MIN <= value <= N_MAX:
+            return (
+                f"{value} is out of range: n must be {N_MIN} to {N_MAX}",
+                f"allowed: {N_MIN}..{N_MAX}; for more images of one combination use `repeat`",
+            )
+        return None
+    if name == "image":
+        if not isinstance(value, str):
+            return (
+                f"expected a path, an http(s) URL or a data URI, got {describe(value)}",
+                "e.g. image: inputs/photo.jpg",
+            )
+        return None
+    allowed = ALLOWED[name]
+    if isinstance(value, str) and value in allowed:
+        return None
+    hint = f"allowed: {', '.join(allowed)}"
+    if isinstance(value, str):
+        close = difflib.get_close_matches(value, allowed, n=1, cutoff=0.5)
+        if close:
+            hint = f"did you mean `{close[0]}`? {hint}"
+    if name == "aspect_ratio" and isinstance(value, int | float) and not isinstance(value, bool):
+        hint += '; quote ratios like "16:9"'
+    return f"{describe(value)} is not an allowed {name}", hint
+
+
+def _param(name: str) -> PlainValidator:
+    def check(value: object) -> object:
+        problem = param_problem(name, value)
+        if problem is not None:
+            raise _fail(*problem)
+        return value
+
+    return PlainValidator(check)
+
+
+def _enum(values: tuple[str, ...], what: str) -> WithJsonSchema:
+    return WithJsonSchema({"type": "string", "enum": list(values), "description": what})
+
+
+Mode = Annotated[str, _param("mode"), _enum(MODES, "standard is fast; quality costs more")]
+AspectRatio = Annotated[str, _param("aspect_ratio"), _enum(ASPECT_RATIOS, "width:height")]
+Resolution = Annotated[str, _param("resolution"), _enum(RESOLUTIONS, "output resolution")]
+OutputFormat = Annotated[str, _param("output_format"), _enum(OUTPUT_FORMATS, "image format")]
+ImagesPerRequest = Annotated[
+    int,
+    _param("n"),
+    WithJsonSchema(
+        {"type": "integer", "minimum": N_MIN, "maximum": N_MAX, "description": "images per request"}
+    ),
+]
+ImageSource = Annotated[
+    str,
+    _param("image"),
+    WithJsonSchema(
+        {"type": "string", "description": "path relative to the manifest, http(s) URL or data URI"}
+    ),
+]
+
+
+def _check_id(what: str) -> Callable[[object], object]:
+    def check(value: object) -> object:
+        if not isinstance(value, str):
+            hint = f'quote it: "{value}"' if isinstance(value, int | float) else ID_RULE
+            raise _fail(f"expected a string, got {describe(value)}", hint)
+        if not _ID.match(value) or ".." in value:
+            raise _fail(
+                f"`{shorten(value)}` is not a safe {what}: it names a folder, so it must be"
+                f" {ID_RULE}"
+                " (no slashes, no `..`)",
+                "e.g. snow-leopard_2",
+            )
+        return value
+
+    return check
+
+
+SafeId = Annotated[
+    str,
+    PlainValidator(_check_id("id")),
+    WithJsonSchema({"type": "string", "pattern": _ID.pattern, "description": ID_RULE}),
+]
+SafeName = Annotated[
+    str,
+    PlainValidator(_check_id("name")),
+    WithJsonSchema({"type": "string", "pattern": _ID.pattern, "description": ID_RULE}),
+]
+
+
+def _check_slug(value: object) -> object:
+    if not isinstance(value, str) or not _SLUG.match(value):
+        raise _fail(
+            f"{describe(value)} is not a model slug",
+            f"a slug is lower-case letters, digits, . _ -, e.g. {DEFAULT_MODEL}",
+        )
+    return value
+
+
+def _check_scalar(value: object) -> object:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise _fail(
+            f"expected a single value (text or a number), got {describe(value)}",
+            "write one value per key; lists belong under sweep or vars",
+        )
+    return value
+
+
+def _check_var_value(value: object) -> object:
+    _check_scalar(value)
+    return str(value)
+
+
+def _check_in_flight(value: object) -> object:
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value
+    raise _fail(
+        f"expected a positive integer or `auto`, got {describe(value)}",
+        "auto derives it from the rate and the observed latency",
+    )
+
+
+def _check_base_url(value: object) -> object:
+    if isinstance(value, str) and re.match(r"^https?://[^/\s]+(/\S*)?$", value):
+        return value
+    raise _fail(f"{describe(value)} is not an http(s) URL", "e.g. https://api.segmind.com")
+
+
+Slug = Annotated[
+    str, PlainValidator(_check_slug), WithJsonSchema({"type": "string", "pattern": _SLUG.pattern})
+]
+BaseUrl = Annotated[
+    str, PlainValidator(_check_base_url), WithJsonSchema({"type": "string", "format": "uri"})
+]
+VarValue = Annotated[
+    str, PlainValidator(_check_var_value), WithJsonSchema({"type": ["string", "number"]})
+]
+EntryValue = Annotated[
+    Scalar, PlainValidator(_check_scalar), WithJsonSchema({"type": ["string", "number"]})
+]
+InFlight = Annotated[
+    int | Literal["auto"],
+    PlainValidator(_check_in_flight),
+    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 1}, {"const": "auto"}]}),
+]
+
+_CONFIG = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class ParamsModel(BaseModel):
+    """Request params; a key left out falls back to the next level (see docs/manifest.md)."""
+
+    model_config = _CONFIG
+
+    mode: Mode | None = None
+    aspect_ratio: AspectRatio | None = None
+    resolution: Resolution | None = None
+    n: ImagesPerRequest | None = None
+    output_format: OutputFormat | None = None
+
+
+class PromptModel(BaseModel):
+    """One prompt: its text, its own vars and params, and an optional input image."""
+
+    model_config = _CONFIG
+
+    id: SafeId = Field(description="names the prompt's output folder")
+    prompt: str = Field(min_length=1, description="text; {var} placeholders, {{ }} for braces")
+    vars: dict[str, list[VarValue]] = Field(
+        default_factory=dict, description="values swept for this prompt only"
+    )
+    image: ImageSource | None = Field(default=None, description="input image: makes it an edit")
+    params: ParamsModel = Field(default_factory=ParamsModel, description="overrides of defaults")
+
+
+class AxesModel(BaseModel):
+    """Axes to sweep (a cartesian product) or to zip (paired by position): axis -> list."""
+
+    model_config = _CONFIG
+
+    mode: list[Mode] | None = None
+    aspect_ratio: list[AspectRatio] | None = None
+    resolution: list[Resolution] | None = None
+    n: list[ImagesPerRequest] | None = None
+    output_format: list[OutputFormat] | None = None
+    image: list[ImageSource] | None = None
+
+
+class BudgetModel(BaseModel):
+    """Limits of a run: money (USD) and request rate."""
+
+    model_config = _CONFIG
+
+    max_credits: float | None = Field(
+        default=None, ge=0, description="USD; the run never reserves past this (none: no cap)"
+    )
+    requests_per_minute: int = Field(
+        default=5, ge=1, description="the API key's limit; 5 is Segmind's Free tier"
+    )
+    rate_scope: Literal["submit", "all"] = Field(
+        default="submit", description="which calls the limit counts: submits only, or every call"
+    )
+    max_in_flight: InFlight = Field(default="auto", description="jobs submitted but not finished")
+
+
+class OutputModel(BaseModel):
+    """Where images and sidecars go."""
+
+    model_config = _CONFIG
+
+    dir: str | None = Field(
+        default=None, min_length=1, description="default outputs/<name>, relative to the cwd"
+    )
+    pattern: str | None = Field(
+        default=None,
+        min_length=1,
+        description="file name pattern under dir, e.g. {prompt_id}/{slug}-{key8}-{i}",
+    )
+
+
+class ApiModel(BaseModel):
+    """Which API root and endpoint to call."""
+
+    model_config = _CONFIG
+
+    base_url: BaseUrl | None = Field(
+        default=None, description="API root, e.g. https://api.segmind.com (else the default)"
+    )
+    endpoint: Literal["v2", "v1"] = Field(
+        default="v2", description="v2: submit and poll; v1: one blocking call"
+    )
+
+
+class ManifestModel(BaseModel):
+    """A runner manifest: prompts and sweeps in, images with JSON sidecars out."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        strict=True,
+        title="runner manifest",
+        json_schema_extra={"$schema": "https://json-schema.org/draft/2020-12/schema"},
+    )
+
+    name: SafeName = Field(description="the run's name; the default output is outputs/<name>")
+    model: Slug = Field(default=DEFAULT_MODEL, description="the API's model slug")
+    api: ApiModel = Field(default_factory=ApiModel)
+    defaults: ParamsModel = Field(default_factory=ParamsModel)
+    prompts: list[PromptModel] = Field(min_length=1)
+    sweep: AxesModel = Field(default_factory=AxesModel)
+    zip: list[AxesModel] = Field(default_factory=list)
+    include: list[dict[str, EntryValue]] = Field(
+        default_factory=list, description="extra combinations; `prompt: <id>` targets one prompt"
+    )
+    exclude: list[dict[str, EntryValue]] = Field(
+        default_factory=list, description="drop product combinations matching all given keys"
+    )
+    repeat: int = Field(default=1, ge=1, description="independent requests of each combination")
+    budget: BudgetModel = Field(default_factory=BudgetModel)
+    prices: dict[Mode, dict[Resolution, Annotated[float, Field(ge=0)]]] = Field(
+        default_factory=dict, description="USD per image by mode and resolution; overrides"
+    )
+    output: OutputModel = Field(default_factory=OutputModel)
+
+
+def manifest_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a manifest (draft 2020-12), as `runner schema` prints it."""
+    return ManifestModel.model_json_schema()

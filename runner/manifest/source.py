@@ -1,0 +1,346 @@
+"""Safe YAML loading that remembers where every value was written.
+
+A manifest error must name file:line:column, so the file is composed into
+PyYAML's node tree first; walking that tree records the start mark of every
+value and every mapping key by its path (``("prompts", 1, "params", "n")``),
+the same tuples pydantic reports as an error's ``loc``.
+
+Plain scalars resolve by YAML 1.2's core schema, not PyYAML's YAML 1.1 rules:
+under 1.1 an unquoted ``16:9`` is the base-60 integer 969, ``9:19.5`` a float,
+``yes`` a boolean and ``2024-01-01`` a date, which would turn a valid aspect
+ratio or id into a puzzling type error. Only the safe constructors exist, so
+``!!python/...`` tags fail. Explicitly written duplicate keys are an error
+(PyYAML would silently keep the last); keys brought in by a ``<<`` merge may
+be overridden, as YAML intends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from runner.errors import ManifestError
+
+MAX_MANIFEST_BYTES: Final = 10 * 1024 * 1024
+"""A manifest larger than this (10 MiB) is refused before it is parsed."""
+
+Loc = tuple[str | int, ...]
+
+_BOOL = "tag:yaml.org,2002:bool"
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
+_MERGE = "tag:yaml.org,2002:merge"
+# YAML 1.1 only: sexagesimal numbers, yes/no/on/off, timestamps, the `=` value key.
+_DROPPED = {_BOOL, _INT, _FLOAT, "tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:value"}
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 core-schema scalars (see the module docstring)."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in _DROPPED]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    _BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_Loader.add_implicit_resolver(
+    _INT, re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789")
+)
+_Loader.add_implicit_resolver(
+    _FLOAT,
+    re.compile(
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+0123456789."),
+)
+
+
+def _parse_int(text: str) -> int:
+    # Core schema: a leading 0 is decimal (PyYAML would read 010 as octal 8).
+    if text.startswith("0o"):
+        return int(text[2:], 8)
+    if text.startswith("0x"):
+        return int(text[2:], 16)
+    return int(text, 10)
+
+
+def _construct_int(loader: yaml.SafeLoader, node: Node) -> int:
+    return _parse_int(str(loader.construct_scalar(node)))  # type: ignore[arg-type]
+
+
+_Loader.add_constructor(_INT, _construct_int)
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """A place in the file, 1-based."""
+
+    line: int
+    column: int
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A parsed manifest file and the place of each of its values.
+
+    `path` is the file as the user named it (used in messages), `base_dir`
+    the folder relative paths in it resolve against, `sha256` the hex digest
+    of its bytes.
+    """
+
+    path: str
+    base_dir: Path
+    sha256: str
+    data: object
+    values: Mapping[Loc, Mark]
+    keys: Mapping[Loc, Mark]
+
+    def mark(self, loc: Loc, *, key: bool = False) -> Mark | None:
+        """Where `loc` was written: its key (`key=True`) or its value.
+
+        Falls back to the nearest enclosing value that has a place, so a
+        missing key points at the mapping that lacks it.
+        """
+        if key and loc in self.keys:
+            return self.keys[loc]
+        for end in range(len(loc), -1, -1):
+            found = self.values.get(loc[:end])
+            if found is not None:
+                return found
+        return None
+
+    def known(self, loc: Loc) -> Loc:
+        """The longest prefix of `loc` that names a value written in the file."""
+        for end in range(len(loc), 0, -1):
+            if loc[:end] in self.values:
+                return loc[:end]
+        return ()
+
+    def error(
+        self, message: str, loc: Loc = (), *, hint: str | None = None, key: bool = False
+    ) -> ManifestError:
+        """A ManifestError placed at `loc` (its key when `key`), with the field named."""
+        where = self.mark(loc, key=key)
+        return ManifestError(
+            message,
+            path=self.path,
+            line=where.line if where else None,
+            column=where.column if where else None,
+            field=render_loc(loc) or None,
+            hint=hint,
+        )
+
+
+def render_loc(loc: Loc) -> str:
+    """``("prompts", 1, "params", "n")`` -> ``prompts[1].params.n``."""
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def read_source(path: Path, *, display: str | None = None) -> Source:
+    """Read and parse a manifest file; every failure is a ManifestError naming the file."""
+    shown = display if display is not None else str(path)
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_MANIFEST_BYTES + 1)
+    except FileNotFoundError:
+        raise ManifestError(
+            "no such file", path=shown, hint="check the path; relative paths start here"
+        ) from None
+    except IsADirectoryError:
+        raise ManifestError("is a folder, not a manifest file", path=shown) from None
+    except OSError as err:
+        raise ManifestError(
+            f"cannot read the file: {err.strerror}", path=shown, hint="check its permissions"
+        ) from None
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise ManifestError(
+            f"the file is over the {MAX_MANIFEST_BYTES // (1024 * 1024)} MB limit for a manifest",
+            path=shown,
+            hint="a manifest lists prompts and sweeps; put large inputs in image files",
+        )
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ManifestError(
+            f"not UTF-8 text (byte {err.start})", path=shown, hint="save the file as UTF-8"
+        ) from None
+    return parse_source(
+        text,
+        path=shown,
+        base_dir=path.resolve().parent,
+        sha256=hashlib.sha256(raw).hexdigest(),
+    )
+
+
+def parse_source(text: str, *, path: str, base_dir: Path, sha256: str = "") -> Source:
+    """Parse YAML text into a Source; no file access."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise ManifestError(
+                "the manifest is empty",
+                path=path,
+                hint="start from manifests/example.yaml; `name` and `prompts` are required",
+            )
+        walk = _Walk(path)
+        walk.node(node, ())
+        data = loader.construct_document(node)
+    except yaml.MarkedYAMLError as err:
+        raise _yaml_error(err, path) from None
+    except yaml.YAMLError as err:
+        raise ManifestError(f"not valid YAML: {err}", path=path) from None
+    except RecursionError:
+        raise ManifestError(
+            "the YAML is nested too deeply", path=path, hint="a manifest is a few levels deep"
+        ) from None
+    finally:
+        loader.dispose()
+    if not isinstance(data, dict):
+        raise ManifestError(
+            f"the manifest must be a mapping of keys (name, prompts, ...), not {describe(data)}",
+            path=path,
+            line=node.start_mark.line + 1,
+            hint="start from manifests/example.yaml",
+        )
+    return Source(
+        path=path,
+        base_dir=base_dir,
+        sha256=sha256,
+        data=data,
+        values=MappingProxyType(walk.values),
+        keys=MappingProxyType(walk.keys),
+    )
+
+
+def describe(value: object) -> str:
+    """A short phrase for a YAML value's type and text, for messages."""
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}` (a boolean)"
+    if isinstance(value, int):
+        return f"`{value}` (an integer)"
+    if isinstance(value, float):
+        return f"`{value}` (a number)"
+    if isinstance(value, str):
+        return f"`{shorten(value)}` (a string)"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return f"a {type(value).__name__}"
+
+
+def shorten(text: str, limit: int = 40) -> str:
+    """`text`, cut with an ellipsis when longer than `limit` characters."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _yaml_error(err: yaml.MarkedYAMLError, path: str) -> ManifestError:
+    mark = err.problem_mark or err.context_mark
+    problem = err.problem or "cannot parse"
+    hint = None
+    if isinstance(err, yaml.constructor.ConstructorError) and "constructor for the tag" in problem:
+        tag = problem.split("tag", 1)[1].strip(" '")
+        tag = tag.replace("tag:yaml.org,2002:", "!!")
+        problem = f"the YAML tag {tag} is not allowed"
+        hint = "manifests are plain YAML (loaded safely): remove the tag"
+    elif err.context:
+        context = err.context
+        if err.context_mark and mark and err.context_mark.line != mark.line:
+            context += f" (started on line {err.context_mark.line + 1})"
+        problem = f"{context}, {problem}"
+    if "'\\t'" in problem:
+        hint = "YAML indents with spaces, not tabs"
+    return ManifestError(
+        f"not valid YAML: {problem}",
+        path=path,
+        line=mark.line + 1 if mark else None,
+        column=mark.column + 1 if mark else None,
+        hint=hint or "check the indentation, quoting and brackets near this place",
+    )
+
+
+def _mark(node: Node) -> Mark:
+    return Mark(node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+class _Walk:
+    """Records the place of every value and key, by path, before construction."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.values: dict[Loc, Mark] = {}
+        self.keys: dict[Loc, Mark] = {}
+        # An aliased node is walked once: the places of its first use are kept,
+        # and an alias bomb (nested anchors) costs nothing to walk.
+        self._seen: set[int] = set()
+
+    def node(self, node: Node, loc: Loc) -> None:
+        self.values.setdefault(loc, _mark(node))
+        if id(node) in self._seen:
+            return
+        self._seen.add(id(node))
+        if isinstance(node, SequenceNode):
+            for i, item in enumerate(node.value):
+                self.node(item, (*loc, i))
+        elif isinstance(node, MappingNode):
+            self._mapping(node, loc)
+
+    def _mapping(self, node: MappingNode, loc: Loc) -> None:
+        written: dict[Any, Node] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE:
+                self._merge(value_node, loc)
+                continue
+            key = _key(key_node)
+            if key in written:
+                first = _mark(written[key])
+                where = _mark(key_node)
+                raise ManifestError(
+                    f"the key `{key}` is written twice (first on line {first.line})",
+                    path=self.path,
+                    line=where.line,
+                    column=where.column,
+                    hint="keep one of them; YAML would silently use the last",
+                )
+            written[key] = key_node
+            self.keys[(*loc, key)] = _mark(key_node)
+            self.values[(*loc, key)] = _mark(value_node)
+            self.node(value_node, (*loc, key))
+
+    def _merge(self, value_node: Node, loc: Loc) -> None:
+        sources = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
+        for source in sources:
+            if isinstance(source, MappingNode):
+                for key_node, item in source.value:
+                    key = _key(key_node)
+                    self.keys.setdefault((*loc, key), _mark(key_node))
+                    self.node(item, (*loc, key))
+
+
+def _key(node: Node) -> str | int:
+    """A mapping key as pydantic will report it in a `loc`."""
+    if isinstance(node, ScalarNode):
+        if node.tag == _INT:
+            return _parse_int(str(node.value))
+        return str(node.value)
+    return f"<{type(node).__name__}>"

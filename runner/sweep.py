@@ -1,0 +1,255 @@
+"""Sweep expansion: a Manifest in, a lazy and deterministic stream of Jobs out. Pure.
+
+Each prompt has a job *space*: the cartesian product of its units (its vars
+in declared order, then the sweep axes in declared order, then the zip
+groups), walked in odometer order with the last unit varying fastest; minus
+the combinations an `exclude` entry matches; then the `include` entries in
+file order. Every combination yields `repeat` jobs (repeat index innermost).
+Prompts come in file order and `Job.index` counts across all of them.
+
+Nothing is materialised: `itertools.product` holds only the unit lists, and
+include de-duplication is tested against the product's *definition* (is
+each value in its unit's list? does an exclude match?) rather than against
+a set of produced jobs. Counts, images and credits come from arithmetic over
+the units (`tally`), so `runner plan` of a million jobs walks only the units
+that decide a job's price or its exclusion.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+from runner.jobs import Job, Request, make_job
+from runner.manifest import AXES, Combination, Manifest, Prompt, Unit, Value
+from runner.params import price
+
+Assignment = dict[str, Value | None]
+"""Axis and var names -> values for one combination (vars may be absent in a tally)."""
+
+_PRICED = ("mode", "resolution", "n")
+
+
+@dataclass(frozen=True, slots=True)
+class Space:
+    """The job space of one prompt: its units and the entries that concern it.
+
+    `varying` names the axes whose values differ between the prompt's jobs
+    (swept or zipped with two or more values, or set by an include); they go
+    into `Job.sweep`.
+    """
+
+    prompt: Prompt
+    units: tuple[Unit, ...]
+    exclude: tuple[Combination, ...]
+    include: tuple[Combination, ...]
+    varying: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """Counts for a set of jobs: jobs, images (sum of n) and estimated credits (USD)."""
+
+    jobs: int = 0
+    images: int = 0
+    credits: float = 0.0
+
+    def __add__(self, other: Tally) -> Tally:
+        return Tally(
+            self.jobs + other.jobs, self.images + other.images, self.credits + other.credits
+        )
+
+
+def spaces(manifest: Manifest) -> Iterator[Space]:
+    """The job space of each prompt, in file order."""
+    for prompt in manifest.prompts:
+        units = manifest.units(prompt)
+        include = tuple(e for e in manifest.include if e.applies_to(prompt))
+        varying = [n for u in units if u.kind != "var" and len(u.values) > 1 for n in u.names]
+        named = {name for entry in include for name, _ in entry.values}
+        varying += [name for name in AXES if name in named and name not in varying]
+        yield Space(
+            prompt=prompt,
+            units=units,
+            exclude=tuple(e for e in manifest.exclude if e.applies_to(prompt)),
+            include=include,
+            varying=tuple(varying),
+        )
+
+
+def expand(manifest: Manifest) -> Iterator[Job]:
+    """Every job of the manifest, lazily, in the documented deterministic order."""
+    index = 0
+    for space in spaces(manifest):
+        names = space.prompt.var_names
+        for values in assignments(space):
+            var_values = tuple((name, str(values[name])) for name in names)
+            request = _request(manifest, space.prompt, values, dict(var_values))
+            sweep = tuple((name, _value(values, name)) for name in space.varying)
+            for repeat in range(manifest.repeat):
+                yield make_job(
+                    index=index,
+                    prompt_id=space.prompt.id,
+                    request=request,
+                    model=manifest.model,
+                    endpoint=manifest.api.endpoint,
+                    vars=var_values,
+                    sweep=sweep,
+                    repeat=repeat,
+                )
+                index += 1
+
+
+def assignments(space: Space) -> Iterator[Assignment]:
+    """The combinations of one prompt (before repeat): the product less excludes, then includes."""
+    base = space.prompt.base
+    for rows in itertools.product(*(unit.values for unit in space.units)):
+        values: Assignment = dict(base)
+        for unit, row in zip(space.units, rows, strict=True):
+            values.update(zip(unit.names, row, strict=True))
+        if not _excluded(space, values):
+            yield values
+    yield from _included(space, space.prompt.vars)
+
+
+def count_jobs(manifest: Manifest) -> int:
+    """The number of jobs `expand` yields, by arithmetic (no jobs are built)."""
+    return sum(tally(manifest, space).jobs for space in spaces(manifest))
+
+
+def tally(manifest: Manifest, space: Space) -> Tally:
+    """Jobs, images and credits of one prompt, repeat included, by arithmetic over its units.
+
+    Only the units that decide a job's price or whether an exclude or include
+    applies are walked; the others multiply. Equal to summing over
+    `assignments` (tests check it), in O(those units' product), not O(jobs).
+    """
+    named = {name for entry in (*space.exclude, *space.include) for name, _ in entry.values}
+    deciding = named | set(_PRICED)
+    total = _walk(space.units, deciding, dict(space.prompt.base), manifest, space, included=None)
+    for j, entry in enumerate(space.include):
+        free = tuple(u for u in space.prompt.vars if u.names[0] not in dict(entry.values))
+        start: Assignment = {**space.prompt.base, **dict(entry.values)}
+        total += _walk(free, named, start, manifest, space, included=j)
+    return Tally(
+        total.jobs * manifest.repeat,
+        total.images * manifest.repeat,
+        total.credits * manifest.repeat,
+    )
+
+
+def job_credits(manifest: Manifest, values: Mapping[str, Value | None]) -> float:
+    """Estimated USD of one request with these values, from the manifest's price table."""
+    return price(str(values["mode"]), str(values["resolution"]), _int(values, "n"), manifest.prices)
+
+
+def _walk(
+    units: Iterable[Unit],
+    deciding: set[str],
+    start: Assignment,
+    manifest: Manifest,
+    space: Space,
+    *,
+    included: int | None,
+) -> Tally:
+    """Sum over the product of `units`, walking only those that name a `deciding` key."""
+    walked = [u for u in units if deciding.intersection(u.names)]
+    skipped = [u for u in units if not deciding.intersection(u.names)]
+    times = math.prod(len(u.values) for u in skipped)
+    jobs = images = 0
+    credits = 0.0
+    for rows in itertools.product(*(unit.values for unit in walked)):
+        values = dict(start)
+        for unit, row in zip(walked, rows, strict=True):
+            values.update(zip(unit.names, row, strict=True))
+        keep = (
+            not _excluded(space, values) if included is None else _is_new(space, included, values)
+        )
+        if keep:
+            jobs += times
+            images += times * _int(values, "n")
+            credits += times * job_credits(manifest, values)
+    return Tally(jobs, images, credits)
+
+
+def _included(space: Space, var_units: tuple[Unit, ...]) -> Iterator[Assignment]:
+    for j, entry in enumerate(space.include):
+        named = dict(entry.values)
+        free = [unit for unit in var_units if unit.names[0] not in named]
+        for rows in itertools.product(*(unit.values for unit in free)):
+            values: Assignment = {**space.prompt.base, **named}
+            values.update((unit.names[0], row[0]) for unit, row in zip(free, rows, strict=True))
+            if _is_new(space, j, values):
+                yield values
+
+
+def _excluded(space: Space, values: Assignment) -> bool:
+    return any(all(values.get(k) == v for k, v in e.values) for e in space.exclude)
+
+
+def _is_new(space: Space, j: int, values: Assignment) -> bool:
+    """Whether include `j` adds this: not in the product, not made by an earlier include."""
+    if _in_product(space, values):
+        return False
+    return not any(_made_by(space, space.include[i], values) for i in range(j))
+
+
+def _in_product(space: Space, values: Assignment) -> bool:
+    """Whether the product (less excludes) has this combination; absent vars match any value."""
+    covered: set[str] = set()
+    for unit in space.units:
+        covered.update(unit.names)
+        present = [i for i, name in enumerate(unit.names) if name in values]
+        if present and not any(
+            all(row[i] == values[unit.names[i]] for i in present) for row in unit.values
+        ):
+            return False
+    if any(values[name] != space.prompt.base[name] for name in AXES if name not in covered):
+        return False
+    return not _excluded(space, values)
+
+
+def _made_by(space: Space, entry: Combination, values: Assignment) -> bool:
+    """Whether include `entry` yields this combination (before de-duplication)."""
+    named = dict(entry.values)
+    if any(values[name] != named.get(name, space.prompt.base[name]) for name in AXES):
+        return False
+    for unit in space.prompt.vars:
+        name = unit.names[0]
+        if name not in values:
+            continue
+        if name in named:
+            if values[name] != named[name]:
+                return False
+        elif (values[name],) not in unit.values:
+            return False
+    return True
+
+
+def _request(
+    manifest: Manifest, prompt: Prompt, values: Assignment, var_values: Mapping[str, str]
+) -> Request:
+    text = prompt.render(var_values)
+    image = values["image"]
+    return Request(
+        prompt=text,
+        mode=str(values["mode"]),
+        aspect_ratio=str(values["aspect_ratio"]),
+        resolution=str(values["resolution"]),
+        n=_int(values, "n"),
+        output_format=str(values["output_format"]),
+        image=manifest.images[str(image)] if image is not None else None,
+    )
+
+
+def _int(values: Mapping[str, Value | None], name: str) -> int:
+    value = values[name]
+    assert isinstance(value, int)  # the schema admits only ints for n
+    return value
+
+
+def _value(values: Assignment, name: str) -> str | int:
+    value = values[name]
+    return "" if value is None else value
