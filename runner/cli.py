@@ -17,6 +17,8 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from runner import __version__
@@ -168,16 +170,82 @@ def schema_text() -> str:
     return json.dumps(manifest_json_schema(), indent=2, ensure_ascii=False) + "\n"
 
 
-# The lead adds the remaining commands here, each as `_add_<name>` + `_cmd_<name>`
-# and one entry in `_COMMANDS`:
-#   run MANIFEST   (--backend, --base-url, --out, --max-credits, --rpm, --max-in-flight,
-#                   --shard K/N, --dry-run, --yes, --no-progress)
-#   status OUT, verify OUT, gallery OUT, emulator
+def _add_run(sub: Subparsers) -> None:
+    from runner.cli_run import add_run
+
+    add_run(sub, _common())
+
+
+def _add_status(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "status",
+        parents=[_common()],
+        help="counts by state, credits, and the oldest in-flight job of an output folder",
+        description="Show an output folder's progress from its ledger (safe during a run).",
+    )
+    p.add_argument("out", metavar="OUT", type=Path, help="the output folder")
+    p.add_argument("--json", action="store_true", help="print the status as JSON")
+    p.set_defaults(handler=_cmd_status)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from runner.store import folder_status, render_status
+
+    status = folder_status(args.out)
+    if args.json:
+        doc = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(status).items()}
+        _write(sys.stdout, json.dumps(doc, indent=2) + "\n")
+    else:
+        _write(sys.stdout, render_status(status))
+    return EXIT_OK
+
+
+def _add_verify(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "verify",
+        parents=[_common()],
+        help="check every image against its sidecar; exit 1 on any problem",
+        description="Check every image of an output folder against its sidecar (sha256, "
+        "size, format, pixels); report orphans and leftover temp files. Exit 1 on any problem.",
+    )
+    p.add_argument("out", metavar="OUT", type=Path, help="the output folder")
+    p.set_defaults(handler=_cmd_verify)
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from runner.store import render_verify, verify
+
+    report = verify(args.out)
+    _write(sys.stdout, render_verify(report))
+    return EXIT_OK if report.clean else EXIT_FAILED
+
+
+def _add_emulator(sub: Subparsers) -> None:
+    from runner.emulator.server import add_arguments
+
+    p = sub.add_parser(
+        "emulator",
+        parents=[_common()],
+        help="serve the Segmind API emulator on loopback",
+        description="Serve the local emulator of the Segmind API (docs/emulator.md).",
+    )
+    add_arguments(p)
+    p.set_defaults(handler=_cmd_emulator)
+
+
+def _cmd_emulator(args: argparse.Namespace) -> int:
+    from runner.emulator.server import main_from_args
+
+    return main_from_args(args)
+
+
 _COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
-    # _add_run,
+    _add_run,
     _add_plan,
     _add_validate,
-    # _add_status, _add_verify, _add_gallery, _add_emulator,
+    _add_status,
+    _add_verify,
+    _add_emulator,
     _add_schema,
 )
 

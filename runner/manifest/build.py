@@ -99,6 +99,7 @@ class _Builder:
                 max_credits=m.budget.max_credits,
                 requests_per_minute=m.budget.requests_per_minute,
                 rate_scope=m.budget.rate_scope,
+                rate_model=m.budget.rate_model,
                 max_in_flight=m.budget.max_in_flight,
             ),
             prices=self._prices(),

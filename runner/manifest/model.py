@@ -79,6 +79,7 @@ class Budget:
     max_credits: float | None
     requests_per_minute: int
     rate_scope: Literal["submit", "all"]
+    rate_model: Literal["window", "smooth"]
     max_in_flight: int | Literal["auto"]
 
 

@@ -252,6 +252,11 @@ class BudgetModel(BaseModel):
     rate_scope: Literal["submit", "all"] = Field(
         default="submit", description="which calls the limit counts: submits only, or every call"
     )
+    rate_model: Literal["window", "smooth"] = Field(
+        default="window",
+        description="window: up to the limit at once in any 60 s (Segmind's windows allow it); "
+        "smooth: evenly spaced calls, for servers that refuse bursts",
+    )
     max_in_flight: InFlight = Field(default="auto", description="jobs submitted but not finished")
 
 

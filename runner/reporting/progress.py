@@ -37,6 +37,8 @@ class ProgressBar:
         )
 
     def __call__(self, event: Event, stats: RunStats) -> None:
+        if self._bar.total is None and stats.planned is not None:
+            self._bar.total = stats.planned
         if event.kind in _FINAL:
             self._bar.update(1)
         self._bar.set_postfix_str(

@@ -20,11 +20,7 @@ class SavedImage:
     """An image the sink checked and wrote; `path` is relative to the output folder."""
 
     path: str
-    sha256: str
     bytes: int
-    width: int
-    height: int
-    format: str
 
 
 @dataclass(frozen=True, slots=True)

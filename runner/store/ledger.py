@@ -431,6 +431,19 @@ class Ledger:
             to="expired",
         )
 
+    def lost(self, key: str) -> None:
+        """A completed job whose files are gone and whose server copy expired.
+
+        It becomes expired, so only --resubmit-expired pays for it again.
+        """
+        self._write(
+            "UPDATE jobs SET state = 'expired', reason = 'files missing after completion', "
+            "updated_at = ? WHERE key = ? AND state = 'completed'",
+            (time.time(), key),
+            key=key,
+            to="expired",
+        )
+
     def reset(self, key: str) -> None:
         """Put a job back to planned (--retry-failed, --resubmit-expired, a file gone bad).
 

@@ -220,4 +220,4 @@ def render_verify(report: VerifyReport) -> str:
     )
     verdict = "all good" if report.clean else f"{problems} problem(s)"
     lines.append(f"{report.out_dir}: {report.checked} image(s) checked, {report.ok} ok; {verdict}")
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n"

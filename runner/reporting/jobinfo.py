@@ -1,0 +1,253 @@
+"""What reports say about a job: its facts and a readable label, from wherever they are known.
+
+The ledger holds a job's key, prompt id, state and reason, but not its
+params. Those come, in order of preference, from the run's own jobs (a
+lookup the run passes in), from a sidecar (for completed jobs), or from
+``OUT/.gallery/jobs.json``: the facts of jobs that have no sidecar
+(failed, expired, not run), remembered by the last run that knew them, so
+`runner gallery OUT` can place a failed job in its cell without the
+manifest. A job key is a hash of the job's identity, so a remembered fact
+never goes stale; the file is only pruned to the jobs still without images.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from runner.errors import StoreError
+from runner.jobs import Job
+from runner.store import JobRow, Sidecar, read_sidecar, sidecar_path, write_atomic
+
+REPORTS_DIR: Final = ".gallery"
+"""Hidden folder under OUT for thumbnails and remembered job facts (verify skips it)."""
+
+FACTS_NAME: Final = "jobs.json"
+_FACTS_VERSION: Final = 1
+_LABEL_PROMPT_CHARS: Final = 40
+
+JobLookup = Callable[[str], Job | None]
+"""The run's jobs by key (e.g. ``{job.key: job for job in jobs}.get``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobFacts:
+    """The facts of one job that reports show (no secrets, no image bytes).
+
+    `params` are the request params but the prompt, in API order; `image`
+    describes an input image (a path, URL or ``data URI sha256:...``), if any.
+    """
+
+    key: str
+    index: int
+    prompt_id: str
+    prompt: str
+    params: tuple[tuple[str, str | int], ...]
+    vars: tuple[tuple[str, str], ...] = ()
+    sweep: tuple[tuple[str, str | int], ...] = ()
+    repeat: int = 0
+    model: str = ""
+    endpoint: str = ""
+    image: str | None = None
+
+    @property
+    def key8(self) -> str:
+        """The first 8 hex digits of the key, as in file names."""
+        return key8(self.key)
+
+    def label(self) -> str:
+        """A short readable name: its vars and sweep values, repeat, and key8.
+
+        E.g. ``color=red surface=white marble aspect_ratio=1:1 #1 [43e429f7]``;
+        the start of the prompt when nothing varies.
+        """
+        parts = [f"{name}={value}" for name, value in (*self.vars, *self.sweep)]
+        if not parts:
+            text = " ".join(self.prompt.split())
+            if len(text) > _LABEL_PROMPT_CHARS:
+                text = text[: _LABEL_PROMPT_CHARS - 1].rstrip() + "…"
+            parts.append(text)
+        if self.repeat:
+            parts.append(f"#{self.repeat}")
+        parts.append(f"[{self.key8}]")
+        return " ".join(parts)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON object of the facts (as stored in jobs.json)."""
+        return {
+            "key": self.key,
+            "index": self.index,
+            "prompt_id": self.prompt_id,
+            "prompt": self.prompt,
+            "params": dict(self.params),
+            "vars": dict(self.vars),
+            "sweep": dict(self.sweep),
+            "repeat": self.repeat,
+            "model": self.model,
+            "endpoint": self.endpoint,
+            "image": self.image,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> JobFacts:
+        """Read `to_json`'s form back. Raises ValueError if it is not that form."""
+        try:
+            return cls(
+                key=_text(data["key"]),
+                index=int(data["index"]),
+                prompt_id=_text(data["prompt_id"]),
+                prompt=_text(data["prompt"]),
+                params=_pairs(data["params"]),
+                vars=tuple((_text(k), _text(v)) for k, v in dict(data["vars"]).items()),
+                sweep=_pairs(data["sweep"]),
+                repeat=int(data["repeat"]),
+                model=_text(data["model"]),
+                endpoint=_text(data["endpoint"]),
+                image=None if data["image"] is None else _text(data["image"]),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise ValueError(f"not a job record ({err!r})") from None
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected text, got {type(value).__name__}")
+    return value
+
+
+def _pairs(value: Any) -> tuple[tuple[str, str | int], ...]:
+    pairs: list[tuple[str, str | int]] = []
+    for name, item in dict(value).items():
+        if not isinstance(item, str | int) or isinstance(item, bool):
+            raise TypeError(f"{name}: expected text or a whole number")
+        pairs.append((_text(name), item))
+    return tuple(pairs)
+
+
+def key8(key: str) -> str:
+    """The first 8 hex digits of a scheme-tagged job key (``k1:<hex>``)."""
+    return key.split(":", 1)[-1][:8]
+
+
+def facts_of_job(job: Job) -> JobFacts:
+    """The facts of a manifest's job."""
+    params = job.request.params()
+    params.pop("prompt")
+    return JobFacts(
+        key=job.key,
+        index=job.index,
+        prompt_id=job.prompt_id,
+        prompt=job.request.prompt,
+        params=tuple(params.items()),
+        vars=job.vars,
+        sweep=job.sweep,
+        repeat=job.repeat,
+        model=job.model,
+        endpoint=job.endpoint,
+        image=job.request.image.describe() if job.request.image else None,
+    )
+
+
+def facts_of_sidecar(sidecar: Sidecar) -> JobFacts:
+    """The facts of the job a sidecar describes."""
+    p = sidecar.params
+    image = None
+    if p.image is not None:
+        image = p.image.source or f"data URI sha256:{p.image.sha256[:12]}"
+    return JobFacts(
+        key=sidecar.key,
+        index=sidecar.job_index,
+        prompt_id=sidecar.prompt_id,
+        prompt=sidecar.prompt,
+        params=(
+            ("mode", p.mode),
+            ("aspect_ratio", p.aspect_ratio),
+            ("resolution", p.resolution),
+            ("n", p.n),
+            ("output_format", p.output_format),
+        ),
+        vars=tuple(sidecar.vars.items()),
+        sweep=tuple(sidecar.sweep.items()),
+        repeat=sidecar.repeat,
+        model=sidecar.model,
+        endpoint=sidecar.endpoint,
+        image=image,
+    )
+
+
+def facts_path(out: Path) -> Path:
+    """Where a folder's remembered job facts live."""
+    return out / REPORTS_DIR / FACTS_NAME
+
+
+def _read_remembered(out: Path) -> dict[str, JobFacts]:
+    """The remembered facts by key; an unreadable file counts as empty (it is a cache)."""
+    try:
+        doc = json.loads(facts_path(out).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    found: dict[str, JobFacts] = {}
+    if not isinstance(doc, dict) or doc.get("version") != _FACTS_VERSION:
+        return found
+    for item in doc.get("jobs", []):
+        try:
+            facts = JobFacts.from_json(item)
+        except ValueError:
+            continue
+        found[facts.key] = facts
+    return found
+
+
+class JobCatalog:
+    """Facts of a folder's jobs by key: the run's lookup, then sidecars, then jobs.json."""
+
+    def __init__(self, out: Path, jobs: JobLookup | None = None) -> None:
+        self._out = out
+        self._jobs = jobs
+        self._remembered: dict[str, JobFacts] | None = None
+
+    def _recall(self) -> dict[str, JobFacts]:
+        if self._remembered is None:
+            self._remembered = _read_remembered(self._out)
+        return self._remembered
+
+    def get(self, row: JobRow) -> JobFacts | None:
+        """The facts of `row`'s job, or None when nothing says them."""
+        if self._jobs is not None:
+            job = self._jobs(row.key)
+            if job is not None:
+                return facts_of_job(job)
+        if row.files:
+            try:
+                return facts_of_sidecar(read_sidecar(sidecar_path(self._out / row.files[0])))
+            except (ValueError, StoreError):
+                pass
+        return self._recall().get(row.key)
+
+    def remember(self, rows: Iterable[JobRow]) -> None:
+        """Keep the facts of `rows` without images (failed, expired, not run) in jobs.json.
+
+        Pass every row of the ledger: the file is rewritten to hold exactly
+        those of them that are not completed and whose facts are known.
+        Raises StoreError on a disk fault.
+        """
+        kept: list[dict[str, Any]] = []
+        for row in rows:
+            if row.state == "completed":
+                continue
+            facts = self.get(row)
+            if facts is not None:
+                kept.append(facts.to_json())
+        doc = {"version": _FACTS_VERSION, "jobs": kept}
+        text = json.dumps(doc, ensure_ascii=False, separators=(",", ":")) + "\n"
+        path = facts_path(self._out)
+        try:
+            if path.read_text(encoding="utf-8") == text:
+                return
+        except (OSError, UnicodeDecodeError):
+            pass
+        if kept or path.exists():
+            write_atomic(path, text.encode("utf-8"))

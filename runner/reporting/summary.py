@@ -1,0 +1,470 @@
+"""The summary of a run: ``OUT/summary.json`` for pipelines, ``OUT/summary.md`` for people.
+
+Counts come from the ledger, the source of truth across resumed runs; the
+run's own counters (requests by kind, 429s met, retries, wall time) from the
+scheduler's final `RunStats`. Money is USD throughout:
+
+- ``estimated_usd``: the price-table estimate of every job in the ledger;
+- ``charged_usd``: the sum of costs the API reported for completed jobs
+  (``charged_jobs`` of them reported one);
+- ``spent_usd``: what completed jobs cost as far as known (the reported
+  cost, else the estimate);
+- ``possible_duplicate_usd``: submits whose answer was lost may have been
+  billed although the job was submitted again: ledger ``ambiguous`` count x
+  the job's estimate, summed.
+
+``summary.json`` is versioned (``schema_version``); `Summary` is its model.
+`write_summary` writes both files atomically and appends the markdown to
+``$GITHUB_STEP_SUMMARY`` when that variable names a file (GitHub Actions).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from runner.events import RunStats
+from runner.reporting.exit_codes import ExitDecision
+from runner.reporting.jobinfo import JobCatalog, JobLookup, key8
+from runner.store import STATES, JobRow, Ledger, LedgerMeta, store_error, utc_stamp, write_atomic
+
+SUMMARY_JSON: Final = "summary.json"
+SUMMARY_MD: Final = "summary.md"
+STEP_SUMMARY_ENV: Final = "GITHUB_STEP_SUMMARY"
+
+# Failures listed by name in summary.md and the terminal; the JSON lists all.
+_MD_FAILURES: Final = 20
+_TEXT_FAILURES: Final = 5
+_EXPIRED_REASON: Final = (
+    "the result expired on the server before it was fetched (results are kept 1 hour)"
+)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class JobCounts(_Model):
+    """Jobs in the ledger after the run, by state and in three plain groups."""
+
+    total: int = Field(ge=0)
+    by_state: dict[str, int] = Field(description="Every ledger state, zeros included.")
+    done: int = Field(ge=0, description="Completed: images and sidecars written.")
+    failed: int = Field(ge=0, description="Failed or expired.")
+    not_run: int = Field(ge=0, description="Planned, or left in flight (resumable).")
+
+
+class ImageCounts(_Model):
+    """Image files (one job makes n of them)."""
+
+    total: int = Field(ge=0, description="Files of completed jobs in the ledger.")
+    this_run: int | None = Field(default=None, ge=0, description="Written by this run.")
+
+
+class CreditTotals(_Model):
+    """USD. See the module docstring for what each figure means."""
+
+    estimated_usd: float = Field(ge=0)
+    charged_usd: float = Field(ge=0)
+    charged_jobs: int = Field(ge=0)
+    spent_usd: float = Field(ge=0)
+    ambiguous_submits: int = Field(ge=0)
+    possible_duplicate_usd: float = Field(ge=0)
+    spent_this_run_usd: float | None = None
+    reserved_usd: float | None = Field(
+        default=None, description="Still held by the credit guard when the run ended."
+    )
+    ambiguous_this_run_usd: float | None = None
+
+
+class RunCounters(_Model):
+    """This run's counters, from the scheduler. `elapsed_s` is wall time in seconds."""
+
+    started_at: str | None = None
+    elapsed_s: float = Field(ge=0)
+    planned: int | None = None
+    completed: int = Field(ge=0)
+    failed: int = Field(ge=0)
+    skipped: int = Field(ge=0, description="Done by an earlier run.")
+    expired: int = Field(ge=0)
+    images: int = Field(ge=0)
+    ambiguous: int = Field(ge=0, description="Submits whose answer was lost.")
+    rate_limited: int = Field(ge=0, description="429 answers met.")
+    retries: int = Field(ge=0)
+    requests: dict[str, int] = Field(description="API calls made, by kind (submit, status, ...).")
+    requests_total: int = Field(ge=0)
+    stopped: str | None = Field(default=None, description="Why new submits stopped, if they did.")
+
+
+class ExitInfo(_Model):
+    """The exit code `runner run` returns and why."""
+
+    code: int
+    reason: str
+
+
+class Failure(_Model):
+    """A failed or expired job: which one, where it came from, and why."""
+
+    key: str
+    key8: str
+    prompt_id: str
+    state: Literal["failed", "expired"]
+    reason: str
+    label: str | None = None
+    prompt: str | None = None
+    params: dict[str, str | int] | None = None
+    vars: dict[str, str] | None = None
+    sweep: dict[str, str | int] | None = None
+    repeat: int | None = None
+    request_id: str | None = None
+    attempts: int = Field(ge=0)
+    ambiguous_submits: int = Field(ge=0)
+
+
+class Backend(_Model):
+    """The API the folder was made with."""
+
+    name: str
+    base_url: str
+
+
+class Summary(_Model):
+    """``OUT/summary.json``: what a run left in its folder."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title="runner run summary")
+
+    schema_version: Literal[1] = 1
+    generated_at: str = Field(description="ISO-8601 UTC.")
+    folder: str
+    manifest: str | None = None
+    backend: Backend | None = None
+    exit: ExitInfo | None = None
+    jobs: JobCounts
+    images: ImageCounts
+    credits: CreditTotals
+    run: RunCounters | None = None
+    failures: list[Failure]
+
+
+def _failure(row: JobRow, catalog: JobCatalog) -> Failure:
+    facts = catalog.get(row)
+    state: Literal["failed", "expired"] = "expired" if row.state == "expired" else "failed"
+    reason = row.reason or (_EXPIRED_REASON if state == "expired" else "no reason recorded")
+    return Failure(
+        key=row.key,
+        key8=key8(row.key),
+        prompt_id=row.prompt_id,
+        state=state,
+        reason=reason,
+        label=facts.label() if facts else None,
+        prompt=facts.prompt if facts else None,
+        params=dict(facts.params) if facts else None,
+        vars=dict(facts.vars) if facts else None,
+        sweep=dict(facts.sweep) if facts else None,
+        repeat=facts.repeat if facts else None,
+        request_id=row.request_id,
+        attempts=row.attempts,
+        ambiguous_submits=row.ambiguous,
+    )
+
+
+def _run_counters(stats: RunStats, started_at: float | None) -> RunCounters:
+    return RunCounters(
+        started_at=utc_stamp(started_at) if started_at is not None else None,
+        elapsed_s=round(max(stats.elapsed, 0.0), 3),
+        planned=stats.planned,
+        completed=stats.completed,
+        failed=stats.failed,
+        skipped=stats.skipped,
+        expired=stats.expired,
+        images=stats.images,
+        ambiguous=stats.ambiguous,
+        rate_limited=stats.rate_limited,
+        retries=stats.retries,
+        requests=dict(sorted(stats.calls.items())),
+        requests_total=sum(stats.calls.values()),
+        stopped=stats.stopped,
+    )
+
+
+def _usd(amount: float) -> float:
+    # Float sums of many prices carry noise in the last digits.
+    return round(amount, 6)
+
+
+def build_summary(
+    out: Path,
+    rows: Iterable[JobRow],
+    *,
+    meta: LedgerMeta | None = None,
+    stats: RunStats | None = None,
+    jobs: JobLookup | None = None,
+    exit: ExitDecision | None = None,
+    manifest: str | None = None,
+    started_at: float | None = None,
+    now: float | None = None,
+) -> Summary:
+    """The summary of folder `out` from its ledger `rows` (all of them).
+
+    `stats` is the run's final RunStats (None for a folder summarised after
+    the fact); `jobs` looks up the run's jobs by key, for the params of
+    failed ones (else sidecars and the folder's remembered facts are used);
+    `exit` is the run's decided exit code; `manifest` its path as given;
+    `started_at` / `now` are wall-clock epoch seconds.
+    """
+    catalog = JobCatalog(out, jobs)
+    by_state: dict[str, int] = dict.fromkeys(STATES, 0)
+    images = charged_jobs = ambiguous = 0
+    estimated = charged = spent = duplicate = 0.0
+    failures: list[Failure] = []
+    for row in rows:
+        by_state[row.state] += 1
+        estimated += row.estimate
+        ambiguous += row.ambiguous
+        duplicate += row.ambiguous * row.estimate
+        if row.state == "completed":
+            images += len(row.files)
+            spent += row.estimate if row.charged is None else row.charged
+            if row.charged is not None:
+                charged += row.charged
+                charged_jobs += 1
+        elif row.state in ("failed", "expired"):
+            failures.append(_failure(row, catalog))
+    total = sum(by_state.values())
+    failed = by_state["failed"] + by_state["expired"]
+    return Summary(
+        generated_at=utc_stamp(time.time() if now is None else now),
+        folder=str(out),
+        manifest=manifest,
+        backend=Backend(name=meta.backend, base_url=meta.base_url) if meta else None,
+        exit=ExitInfo(code=exit.code, reason=exit.reason) if exit else None,
+        jobs=JobCounts(
+            total=total,
+            by_state=by_state,
+            done=by_state["completed"],
+            failed=failed,
+            not_run=total - by_state["completed"] - failed,
+        ),
+        images=ImageCounts(total=images, this_run=stats.images if stats else None),
+        credits=CreditTotals(
+            estimated_usd=_usd(estimated),
+            charged_usd=_usd(charged),
+            charged_jobs=charged_jobs,
+            spent_usd=_usd(spent),
+            ambiguous_submits=ambiguous,
+            possible_duplicate_usd=_usd(duplicate),
+            spent_this_run_usd=_usd(stats.credits_spent) if stats else None,
+            reserved_usd=_usd(stats.credits_reserved) if stats else None,
+            ambiguous_this_run_usd=_usd(stats.credits_ambiguous) if stats else None,
+        ),
+        run=_run_counters(stats, started_at) if stats else None,
+        failures=failures,
+    )
+
+
+def summarize_folder(
+    out: Path,
+    *,
+    stats: RunStats | None = None,
+    jobs: JobLookup | None = None,
+    exit: ExitDecision | None = None,
+    manifest: str | None = None,
+    started_at: float | None = None,
+) -> Summary:
+    """`build_summary` over the ledger of `out`, opened read-only (safe during a run).
+
+    Raises UsageError when `out` has no ledger.
+    """
+    with Ledger.open_readonly(out) as ledger:
+        return build_summary(
+            out,
+            ledger.rows(),
+            meta=ledger.meta,
+            stats=stats,
+            jobs=jobs,
+            exit=exit,
+            manifest=manifest,
+            started_at=started_at,
+        )
+
+
+def summary_json(summary: Summary) -> str:
+    """The text of summary.json (2-space indent, UTF-8, final newline)."""
+    return summary.model_dump_json(indent=2) + "\n"
+
+
+def read_summary(path: Path) -> Summary:
+    """Load and validate a summary.json. Raises ValueError if it is not one."""
+    return Summary.model_validate_json(path.read_text(encoding="utf-8"))
+
+
+# -- text for people --------------------------------------------------------------------------
+
+
+def money(amount: float) -> str:
+    """Dollars with cents, or 4 decimals when cents would hide a fraction of a cent."""
+    amount = round(amount, 6)
+    if abs(amount * 100 - round(amount * 100)) < 1e-6:
+        return f"${amount:,.2f}"
+    return f"${amount:,.4f}"
+
+
+def span(seconds: float) -> str:
+    """A short duration: ``45 s``, ``2 min 10 s``, ``3 h 05 min``."""
+    total = round(seconds)
+    if total < 60:
+        return f"{total} s"
+    minutes, secs = divmod(total, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def _headline(s: Summary) -> str:
+    parts = [f"{s.jobs.done:,} of {s.jobs.total:,} jobs done"]
+    if s.jobs.failed:
+        parts.append(f"{s.jobs.failed:,} failed")
+    if s.jobs.not_run:
+        parts.append(f"{s.jobs.not_run:,} not run")
+    parts.append(f"{s.images.total:,} images")
+    return ", ".join(parts)
+
+
+def _money_line(s: Summary) -> str:
+    c = s.credits
+    text = f"{money(c.spent_usd)} spent (est. {money(c.estimated_usd)} for all jobs"
+    if c.charged_jobs:
+        text += f"; {money(c.charged_usd)} reported by the API for {c.charged_jobs:,} jobs"
+    text += ")"
+    if c.ambiguous_submits:
+        text += (
+            f"; {c.ambiguous_submits} ambiguous submit(s): up to "
+            f"{money(c.possible_duplicate_usd)} may have been billed twice"
+        )
+    return text
+
+
+def _run_line(run: RunCounters) -> str:
+    calls = ", ".join(f"{kind} {n:,}" for kind, n in run.requests.items()) or "none"
+    text = f"{span(run.elapsed_s)}; requests: {calls}; 429s met: {run.rate_limited:,}"
+    if run.retries:
+        text += f"; retries: {run.retries:,}"
+    if run.skipped:
+        text += f"; {run.skipped:,} done by an earlier run"
+    return text
+
+
+def render_text(summary: Summary, *, out_label: str | None = None) -> str:
+    """The few lines `runner run` prints at its end (no trailing newline).
+
+    `out_label` names the folder as the user knows it (default: as recorded).
+    """
+    s = summary
+    where = out_label or s.folder
+    lines = [_headline(s), f"credits: {_money_line(s)}"]
+    if s.run is not None:
+        lines.append(f"run: {_run_line(s.run)}")
+        if s.run.stopped:
+            lines.append(f"stopped: {s.run.stopped}")
+    for failure in s.failures[:_TEXT_FAILURES]:
+        name = failure.label or f"[{failure.key8}]"
+        lines.append(f"  {failure.state}: {failure.prompt_id} {name}: {failure.reason}")
+    if len(s.failures) > _TEXT_FAILURES:
+        lines.append(f"  ... and {len(s.failures) - _TEXT_FAILURES:,} more in summary.json")
+    lines.append(f"see {where}/gallery.html, {where}/{SUMMARY_JSON}")
+    if s.exit is not None:
+        lines.append(f"exit {s.exit.code}: {s.exit.reason}")
+    return "\n".join(lines)
+
+
+def _md_cell(text: str) -> str:
+    """Text safe inside a markdown table cell: no pipes, no newlines, no HTML."""
+    text = " ".join(text.split())
+    for char, entity in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ("|", "\\|")):
+        text = text.replace(char, entity)
+    return text.replace("`", "'")
+
+
+def render_markdown(summary: Summary, *, title: str | None = None) -> str:
+    """summary.md: a short report for people (and for the GitHub step summary)."""
+    s = summary
+    heading = title or (f"runner: {s.manifest}" if s.manifest else "runner run")
+    lines = [f"## {_md_cell(heading)}", ""]
+    if s.exit is not None:
+        mark = "✅" if s.exit.code == 0 else "❌"
+        lines += [f"{mark} **exit {s.exit.code}**: {_md_cell(s.exit.reason)}", ""]
+    lines += [
+        "| jobs | done | failed | not run | images | spent | estimated |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| {s.jobs.total:,} | {s.jobs.done:,} | {s.jobs.failed:,} | {s.jobs.not_run:,} "
+        f"| {s.images.total:,} | {money(s.credits.spent_usd)} "
+        f"| {money(s.credits.estimated_usd)} |",
+        "",
+    ]
+    if s.credits.ambiguous_submits:
+        lines += [
+            f"⚠️ {s.credits.ambiguous_submits} submit(s) lost their answer: up to "
+            f"{money(s.credits.possible_duplicate_usd)} may have been billed twice.",
+            "",
+        ]
+    if s.run is not None:
+        lines += [f"Run: {_md_cell(_run_line(s.run))}.", ""]
+        if s.run.stopped:
+            lines += [f"Stopped: {_md_cell(s.run.stopped)}", ""]
+    if s.failures:
+        lines += ["| prompt | job | state | reason |", "| --- | --- | --- | --- |"]
+        for f in s.failures[:_MD_FAILURES]:
+            name = f.label or f"[{f.key8}]"
+            lines.append(
+                f"| {_md_cell(f.prompt_id)} | {_md_cell(name)} | {f.state} | {_md_cell(f.reason)} |"
+            )
+        if len(s.failures) > _MD_FAILURES:
+            lines.append(f"\n… and {len(s.failures) - _MD_FAILURES:,} more in summary.json.")
+        lines.append("")
+    lines.append(f"Folder: `{_md_cell(s.folder)}` (open gallery.html to see the images).")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryFiles:
+    """Where `write_summary` wrote: summary.json, summary.md, and the step summary if any."""
+
+    json: Path
+    markdown: Path
+    step_summary: Path | None
+
+
+def write_summary(
+    out: Path,
+    summary: Summary,
+    *,
+    title: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> SummaryFiles:
+    """Write ``OUT/summary.json`` and ``OUT/summary.md`` atomically; append to the step summary.
+
+    The markdown is appended to the file named by ``$GITHUB_STEP_SUMMARY``
+    in `environ` (default: os.environ) when it is set. Raises StoreError.
+    """
+    env = os.environ if environ is None else environ
+    json_path, md_path = out / SUMMARY_JSON, out / SUMMARY_MD
+    markdown = render_markdown(summary, title=title)
+    write_atomic(json_path, summary_json(summary).encode("utf-8"))
+    write_atomic(md_path, markdown.encode("utf-8"))
+    step = env.get(STEP_SUMMARY_ENV) or None
+    step_path = Path(step) if step else None
+    if step_path is not None:
+        try:
+            with step_path.open("a", encoding="utf-8") as stream:
+                stream.write(markdown)
+        except OSError as err:
+            raise store_error(err, step_path, action=f"append to ${STEP_SUMMARY_ENV}") from None
+    return SummaryFiles(json=json_path, markdown=md_path, step_summary=step_path)
