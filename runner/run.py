@@ -367,7 +367,7 @@ class _Run:
         )
         scheduler = Scheduler(backend, recorder, guard, config, listeners=listeners, wall=wall)
         planned = _planned(manifest, options.shard)
-        balance = await _balance(backend)
+        balance = await scheduler.balance()
         estimate = make_plan(manifest).credits
         if balance is not None and balance < estimate:
             tell(
@@ -383,11 +383,21 @@ class _Run:
             yield from resume.reattach(_jobs(manifest, options.shard), choice.base_url)
             yield from resume.fresh(_jobs(manifest, options.shard), scheduler.skipped)
 
+        fatal: RunnerError | None = None
         async with anyio.create_task_group() as tg:
             if options.handle_signals:
                 tg.start_soon(_watch_signals, scheduler)
-            stats = await scheduler.run(items(), planned)
-            tg.cancel_scope.cancel()
+            try:
+                stats = await scheduler.run(items(), planned)
+            except RunnerError as err:
+                # Raised below, outside the task group, so callers get the
+                # error itself rather than an exception group.
+                fatal = err
+            finally:
+                tg.cancel_scope.cancel()
+        if fatal is not None:
+            ledger.end_run(run_id, outcome=f"error: {type(fatal).__name__}", at=wall())
+            raise fatal
         interrupted = scheduler.stop_reason == "interrupted"
         ledger.end_run(run_id, outcome=scheduler.stop_reason or "finished", at=wall())
         return RunReport(
@@ -404,13 +414,6 @@ class _Run:
         )
 
 
-async def _balance(backend: Backend) -> float | None:
-    try:
-        return await backend.credits()
-    except RunnerError:
-        return None  # the balance is advice; a run does not fail over it
-
-
 async def _watch_signals(scheduler: Scheduler) -> None:
     """First Ctrl-C: stop new submits, leave in-flight jobs re-attachable. Second: exit now."""
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -423,7 +426,7 @@ async def _watch_signals(scheduler: Scheduler) -> None:
                     "(Ctrl-C again to quit at once)",
                     file=sys.stderr,
                 )
-                scheduler.request_stop("interrupted")
+                scheduler.request_stop("interrupted", abandon_polls=True)
             else:
                 raise KeyboardInterrupt
 

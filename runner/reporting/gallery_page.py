@@ -66,8 +66,9 @@ main { padding: 16px 24px 48px; }
 .sheet { display: grid; gap: 8px; align-items: start; width: max-content; }
 .hdr { font-size: 12px; color: var(--muted); font-weight: 600; padding: 4px 6px;
   background: var(--bg); }
-.hdr.col { position: sticky; top: var(--bar, 52px); z-index: 2; text-align: center; border-bottom:
-  2px solid var(--line); max-width: calc(var(--thumb) * 3); overflow-wrap: anywhere; }
+.hdr.col { position: sticky; top: var(--bar, 52px); z-index: 2; text-align: center;
+  border-bottom: 2px solid var(--line); overflow-wrap: anywhere;
+  max-width: calc((var(--thumb) + 6px) * 4 + 12px); }
 .hdr.row { position: sticky; left: 0; z-index: 1; max-width: 180px; overflow-wrap: anywhere;
   align-self: stretch; border-right: 2px solid var(--line); }
 .hdr.corner { position: sticky; top: var(--bar, 52px); left: 0; z-index: 3; }

@@ -72,8 +72,13 @@ class LatencyTracker:
 
 
 def first_poll_delay(tracker: LatencyTracker, rng: random.Random) -> float:
-    """Seconds from submit to the first status call."""
-    return _jittered(tracker.expected(), tracker, rng)
+    """Seconds from submit to the first status call.
+
+    Jitter only later, never earlier, than the expected completion: a poll
+    just before it is a wasted call.
+    """
+    j = tracker.policy.jitter
+    return tracker.expected() * rng.uniform(1.0, 1.0 + j)
 
 
 def next_poll_delay(tracker: LatencyTracker, state: State, rng: random.Random) -> float:

@@ -11,10 +11,12 @@ only walks them. Retries are decided by retry.py alone; polling times by
 polling.py. The scheduler sees only runner.errors, never httpx, and takes
 time only from anyio, so the same code runs on a virtual clock in tests.
 
-Stopping: `request_stop(reason)` (Ctrl-C, a 406, the budget) lets no new job
-start; jobs whose submit is on the wire finish submitting, so nothing is
-left ambiguous by the stop itself; polling jobs are left in the ledger as
-submitted, to be re-attached by the next run while the server keeps them.
+Stopping: `request_stop(reason)` (the budget, a 406) lets no new job start
+and lets submitted jobs finish; with `abandon_polls` (Ctrl-C, a refused key,
+a disk fault) polling jobs stop too and are left in the ledger as submitted,
+to be re-attached by the next run while the server keeps them. Jobs whose
+submit is on the wire finish submitting either way, so a stop never makes a
+submit ambiguous by itself.
 """
 
 from __future__ import annotations
@@ -129,6 +131,7 @@ class Scheduler:
         self._calls: Counter[str] = Counter()
         self._planned: int | None = None
         self._stop_reason: str | None = None
+        self._hold_submits = False
         self._fatal: BaseException | None = None
         self._ambiguous_retries = 0
         self._start = 0.0
@@ -141,18 +144,31 @@ class Scheduler:
         """Why new submits stopped, or None."""
         return self._stop_reason
 
-    def _stopping(self) -> bool:
-        # A method, not the attribute, so type checkers do not narrow it
-        # across awaits (another task may set it meanwhile).
+    def _stopped(self) -> bool:
         return self._stop_reason is not None
 
-    def request_stop(self, reason: str) -> None:
-        """No new job starts; polling jobs stop and stay re-attachable."""
+    def _holding(self) -> bool:
+        # A method, not the attribute, so type checkers do not narrow it
+        # across awaits (another task may set it meanwhile).
+        return self._hold_submits
+
+    def request_stop(
+        self, reason: str, *, hold_submits: bool = True, abandon_polls: bool = False
+    ) -> None:
+        """No new job starts.
+
+        `hold_submits`: jobs dispatched but not yet sent are not sent (a 406,
+        an interrupt); without it they go on (the budget: they are reserved).
+        `abandon_polls` (an interrupt, a fatal error): submitted jobs stop
+        polling and stay re-attachable by the next run; without it they finish.
+        """
         if self._stop_reason is None:
             self._stop_reason = reason
             self._emit("stopping", detail=reason)
-        for scope in list(self._polls):
-            scope.cancel()
+        self._hold_submits = self._hold_submits or hold_submits
+        if abandon_polls:
+            for scope in list(self._polls):
+                scope.cancel()
 
     def stats(self) -> RunStats:
         """A frozen snapshot of the counters."""
@@ -213,10 +229,10 @@ class Scheduler:
                         f"${self._guard.stats().budget or 0:.2f} is committed"
                     )
                     self._guard.stop(reason)
-                    self.request_stop(reason)
+                    self.request_stop(reason, hold_submits=False)
                     return
             await self._cap.acquire()
-            if self._stopping():
+            if self._stopped():
                 self._cap.release()
                 if item.resume is None:
                     self._guard.refund(job.key)
@@ -245,30 +261,42 @@ class Scheduler:
                 self._guard.mark_ambiguous(job.key)
                 self._fail(job, str(err))
             else:
-                # Auth and disk faults end the run; other jobs stop cleanly.
+                # Auth and disk faults end the run; other jobs stop cleanly
+                # and stay re-attachable.
                 if self._fatal is None:
                     self._fatal = err
-                self.request_stop(str(err))
+                self.request_stop(str(err), abandon_polls=True)
         finally:
             self._cap.release()
 
     # -- calls through the gate -------------------------------------------
 
+    async def balance(self) -> float | None:
+        """The account's balance in USD (None where the API does not say or cannot now).
+
+        Goes through the rate gate like any call, since a budget that counts
+        every call counts this one too.
+        """
+        try:
+            return await self._call("credits", None, self._backend.credits, priority=0)
+        except RunnerError:
+            return None  # advice only: a run does not fail over it
+
     async def _call(
-        self, op: Operation, job: Job, fn: Callable[[], Awaitable[T]], *, priority: int
+        self, op: Operation, job: Job | None, fn: Callable[[], Awaitable[T]], *, priority: int
     ) -> T:
         """One API call with retries; raises the last error when retries are over."""
         attempt = 0
         limited = 0
         while True:
-            if op in ("submit", "sync") and self._stop_reason is not None:
+            if op in ("submit", "sync") and self._holding():
                 raise _Stopped
             counted = op in ("submit", "sync") or (
                 self._config.rate_scope == "all" and op != "download"
             )
             if counted:
                 await self._gate.acquire(priority)
-                if op in ("submit", "sync") and self._stopping():
+                if op in ("submit", "sync") and self._holding():
                     raise _Stopped
             self._calls[op] += 1
             try:

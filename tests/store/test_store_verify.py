@@ -32,7 +32,7 @@ def test_a_good_folder_is_clean(out: Path) -> None:
     report = verify(out)
     assert report.clean
     assert (report.checked, report.ok) == (3, 3)
-    assert render_verify(report).endswith("3 image(s) checked, 3 ok; all good")
+    assert render_verify(report).endswith("3 image(s) checked, 3 ok; all good\n")
 
 
 def test_a_changed_byte_is_a_mismatch(out: Path) -> None:
