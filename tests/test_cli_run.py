@@ -1,0 +1,210 @@
+"""`runner run` as a user runs it: a subprocess, real files, the emulator on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from runner.emulator import Latency, Served
+from runner.store import Ledger, verify
+
+ROOT = Path(__file__).resolve().parents[1]
+KEY = "sk-test-cli-run-0123456789"
+
+
+def runner(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SEGMIND_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "runner", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        cwd=ROOT,
+        check=False,
+    )
+
+
+def manifest(tmp_path: Path, jobs: int, *, rpm: int = 50) -> Path:
+    things = ", ".join(f"thing{i}" for i in range(jobs))
+    path = tmp_path / "m.yaml"
+    path.write_text(
+        f"""
+name: cli
+defaults: {{resolution: 1k, aspect_ratio: "1:1", output_format: jpeg}}
+prompts:
+  - id: p
+    prompt: "a picture of {{thing}}"
+    vars: {{thing: [{things}]}}
+budget: {{requests_per_minute: {rpm}}}
+output: {{dir: {tmp_path / "out"}}}
+"""
+    )
+    return path
+
+
+def test_example_manifest_runs_on_the_embedded_emulator(tmp_path: Path) -> None:
+    out = tmp_path / "example"
+    done = runner("run", "manifests/example.yaml", "--out", str(out), "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert "embedded emulator" in done.stderr
+    assert "6 completed" in done.stdout
+    assert len(list(out.glob("*/*.jpg"))) == 6
+    assert verify(out).clean
+    again = runner("run", "manifests/example.yaml", "--out", str(out), "--no-progress")
+    assert again.returncode == 0
+    assert "6 skipped" in again.stdout
+
+
+def test_loopback_segmind_backend_gives_the_same_images(
+    tmp_path: Path, serve_emulator: Callable[..., Served]
+) -> None:
+    served = serve_emulator(time_scale=0.01)
+    local = runner("run", "manifests/example.yaml", "--out", str(tmp_path / "a"), "--no-progress")
+    remote = runner(
+        "run",
+        "manifests/example.yaml",
+        "--out",
+        str(tmp_path / "b"),
+        "--backend",
+        "segmind",
+        "--base-url",
+        served.base_url,
+        "--time-scale",
+        "0.01",
+        "--no-progress",
+        env={"SEGMIND_API_KEY": KEY},
+    )
+    assert (local.returncode, remote.returncode) == (0, 0), remote.stderr
+    a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").glob("*/*.jpg"))
+    b = sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").glob("*/*.jpg"))
+    assert a == b and len(a) == 6
+    for rel in a:
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
+    assert len(served.emulator.accepted_submits()) == 6
+
+
+def test_dry_run_sends_nothing(tmp_path: Path, serve_emulator: Callable[..., Served]) -> None:
+    served = serve_emulator()
+    done = runner(
+        "run",
+        str(manifest(tmp_path, 3)),
+        "--dry-run",
+        "--backend",
+        "segmind",
+        "--base-url",
+        served.base_url,
+        env={"SEGMIND_API_KEY": KEY},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "total" in done.stdout
+    assert served.emulator.calls() == []
+
+
+def test_large_paid_run_needs_yes_without_a_terminal(
+    tmp_path: Path, serve_emulator: Callable[..., Served]
+) -> None:
+    served = serve_emulator()
+    done = runner(
+        "run",
+        str(manifest(tmp_path, 150)),
+        "--backend",
+        "segmind",
+        "--base-url",
+        served.base_url,
+        env={"SEGMIND_API_KEY": KEY},
+    )
+    assert done.returncode == 2
+    assert "--yes" in done.stderr
+    assert served.emulator.calls() == []
+
+
+def test_json_events_for_pipelines(tmp_path: Path) -> None:
+    done = runner("run", str(manifest(tmp_path, 3)), "--backend", "local", "--json")
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "started" and kinds[-1] == "finished"
+    assert kinds.count("completed") == 3
+    assert KEY not in done.stdout + done.stderr
+
+
+def test_bad_manifest_is_exit_2_without_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: x\nprompts:\n  - id: a\n    prompt: hi\ndefaults: {n: 9}\n")
+    done = runner("run", str(path))
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert "bad.yaml:5" in done.stderr
+
+
+def test_ctrl_c_stops_records_and_resumes_without_paying_twice(
+    tmp_path: Path, serve_emulator: Callable[..., Served]
+) -> None:
+    served = serve_emulator(time_scale=0.01, latency=Latency("fixed", 200.0), workers=64)
+    path = manifest(tmp_path, 8)
+    args = [
+        "run",
+        str(path),
+        "--backend",
+        "segmind",
+        "--base-url",
+        served.base_url,
+        "--time-scale",
+        "0.01",
+        "--no-progress",
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEGMIND_")}
+    env["SEGMIND_API_KEY"] = KEY
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runner", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    try:
+        # Wait (bounded) for the condition: every job accepted by the server.
+        deadline = time.monotonic() + 60
+        while len(served.emulator.accepted_submits()) < 8:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the run did not submit in time"
+            time.sleep(0.02)
+        # ...and recorded as submitted in the ledger before any poll.
+        while True:
+            with Ledger.open_readonly(tmp_path / "out") as ledger:
+                if ledger.counts()["submitted"] == 8:
+                    break
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "resume with: runner run" in stdout
+    resumed = runner(*args, env={"SEGMIND_API_KEY": KEY})
+    assert resumed.returncode == 0, resumed.stderr
+    assert "8 completed" in resumed.stdout
+    assert len(served.emulator.accepted_submits()) == 8  # re-attached, not resubmitted
+    assert verify(tmp_path / "out").clean
+
+
+@pytest.mark.parametrize("args", [["--shard", "0/2"], ["--shard", "x"], ["--rpm", "0"]])
+def test_bad_options_are_usage_errors(tmp_path: Path, args: list[str]) -> None:
+    done = runner("run", str(manifest(tmp_path, 2)), *args)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
