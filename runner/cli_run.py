@@ -150,7 +150,7 @@ async def _run(manifest: Manifest, options: RunOptions, args: argparse.Namespace
     if args.json:
         listener = JsonEvents(sys.stdout)
     else:
-        listener = ProgressBar(None, enabled=not args.no_progress)
+        listener = ProgressBar(enabled=not args.no_progress)
 
     def notice(text: str) -> None:
         print(f"note: {text}", file=sys.stderr)

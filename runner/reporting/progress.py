@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import IO
+from typing import IO, Never
 
 from tqdm import tqdm
 
@@ -21,37 +21,43 @@ class ProgressBar:
     """done / failed / in flight / credits spent, with tqdm's rate and ETA.
 
     Quiet when the stream is not a terminal (tqdm's `disable=None`) or when
-    `enabled` is False (`--no-progress`).
+    `enabled` is False (`--no-progress`). The bar is drawn from the run's
+    first event on, so notices printed before the run stay above it.
     """
 
-    def __init__(
-        self, total: int | None, *, enabled: bool = True, stream: IO[str] | None = None
-    ) -> None:
-        self._bar = tqdm(
+    def __init__(self, *, enabled: bool = True, stream: IO[str] | None = None) -> None:
+        self._enabled = enabled
+        self._stream = stream or sys.stderr
+        self._bar: tqdm[Never] | None = None
+
+    def _open(self, total: int | None) -> tqdm[Never]:
+        return tqdm(
             total=total,
             unit="job",
             dynamic_ncols=True,
-            disable=None if enabled else True,
-            file=stream or sys.stderr,
+            disable=None if self._enabled else True,
+            file=self._stream,
             leave=True,
         )
 
     def __call__(self, event: Event, stats: RunStats) -> None:
-        if self._bar.total is None and stats.planned is not None:
-            self._bar.total = stats.planned
-        if event.kind in _FINAL:
-            self._bar.update(1)
-        self._bar.set_postfix_str(
+        if self._bar is None:
+            self._bar = self._open(stats.planned)
+        bar = self._bar
+        bar.set_postfix_str(
             f"ok {stats.completed} failed {stats.failed} in flight {stats.in_flight} "
             f"${stats.credits_spent:.2f}",
             refresh=False,
         )
+        if event.kind in _FINAL:
+            bar.update(1)
         if event.kind in ("rate_limited", "ambiguous", "stopping"):
-            self._bar.write(f"{event.kind}: {event.detail}")
+            bar.write(f"{event.kind}: {event.detail}", file=self._stream)
 
     def close(self) -> None:
         """Finish the bar's line."""
-        self._bar.close()
+        if self._bar is not None:
+            self._bar.close()
 
 
 class JsonEvents:
