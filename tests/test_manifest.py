@@ -300,6 +300,21 @@ def test_symlink_out_of_the_folder_is_refused(tmp_path: Path) -> None:
         load_manifest(path)
 
 
+def test_input_roots_allow_another_folder_explicitly(tmp_path: Path) -> None:
+    (tmp_path / "m").mkdir()
+    (tmp_path / "pics").mkdir()
+    (tmp_path / "pics" / "beach.jpg").write_bytes(BEACH.read_bytes())
+    path = tmp_path / "m" / "m.yaml"
+    text = "name: t\nprompts:\n  - id: a\n    prompt: edit\n    image: ../pics/beach.jpg\n"
+    path.write_text(text)
+    with pytest.raises(ManifestError, match="input_roots"):
+        load_manifest(path)
+    path.write_text(text + "input_roots: [../pics]\n")
+    manifest = load_manifest(path)
+    (image,) = manifest.images.values()
+    assert image.path == str((tmp_path / "pics" / "beach.jpg").resolve())
+
+
 def test_parse_manifest_without_a_file() -> None:
     manifest = parse_manifest(MINIMAL, path="inline.yaml")
     assert manifest.path == "inline.yaml"

@@ -123,7 +123,8 @@ class _Builder:
     def _image(self, text: str, loc: Loc) -> str:
         if text not in self.images:
             try:
-                self.images[text] = load_image(text, self.source.base_dir)
+                roots = [self.source.base_dir / root for root in self.model.input_roots]
+                self.images[text] = load_image(text, self.source.base_dir, roots)
             except ManifestError as err:
                 raise self._fail(err.message, loc, err.hint) from None
         return text

@@ -12,6 +12,7 @@ import base64
 import binascii
 import hashlib
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
@@ -27,11 +28,12 @@ _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 _FORMATS = "PNG, JPEG or WebP"
 
 
-def load_image(source: str, base_dir: Path) -> ImageInput:
+def load_image(source: str, base_dir: Path, roots: Sequence[Path] = ()) -> ImageInput:
     """Resolve one `image:` value of a manifest whose folder is `base_dir`.
 
-    Paths are relative to `base_dir` and must stay inside it; the file is
-    read and hashed now, so a missing or unreadable file fails at load time.
+    Paths are relative to `base_dir` and must stay inside it or inside one of
+    `roots` (the manifest's `input_roots`); the file is read and hashed now,
+    so a missing or unreadable file fails at load time.
     """
     text = source.strip()
     if not text:
@@ -40,7 +42,7 @@ def load_image(source: str, base_dir: Path) -> ImageInput:
         return _data_uri(text)
     if _SCHEME.match(text) and not _looks_like_drive(text):
         return _url(text)
-    return _file(text, base_dir)
+    return _file(text, base_dir, roots)
 
 
 def _looks_like_drive(text: str) -> bool:
@@ -86,13 +88,15 @@ def _data_uri(text: str) -> ImageInput:
     return ImageInput(kind="data", source=text, sha256=hashlib.sha256(data).hexdigest())
 
 
-def _file(text: str, base_dir: Path) -> ImageInput:
+def _file(text: str, base_dir: Path, roots: Sequence[Path]) -> ImageInput:
     root = base_dir.resolve()
     target = (root / text).resolve()
-    if not target.is_relative_to(root):
+    allowed = [root, *(r.resolve() for r in roots)]
+    if not any(target.is_relative_to(folder) for folder in allowed):
         raise ManifestError(
             f"the image path `{text}` leads outside the manifest's folder ({root})",
-            hint="copy the image into the manifest's folder (e.g. inputs/) and name it from there",
+            hint="copy the image into the manifest's folder (e.g. inputs/), or name the "
+            "folder it is in under `input_roots:`",
         )
     try:
         with target.open("rb") as handle:

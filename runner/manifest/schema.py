@@ -318,6 +318,11 @@ class ManifestModel(BaseModel):
         default_factory=dict, description="USD per image by mode and resolution; overrides"
     )
     output: OutputModel = Field(default_factory=OutputModel)
+    input_roots: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list,
+        description="more folders local input images may be read from (relative to the "
+        "manifest's folder, or absolute); by default only the manifest's own folder",
+    )
 
 
 def manifest_json_schema() -> dict[str, Any]:
