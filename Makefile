@@ -7,7 +7,7 @@ MANIFEST ?= manifests/example.yaml
 ARGS ?=
 STAMP := $(VENV)/.install-stamp
 
-.PHONY: install run test lint bench chaos emulator clean
+.PHONY: install system-deps run test lint bench chaos emulator clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,19 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Debian packages the tests use as real servers: Chromium for the gallery's
+# browser test, redis-server for the coordinator's. Installed only when missing.
+system-deps:
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	if [ -n "$$missing" ]; then \
+		sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+		echo "installing Debian packages:$$missing"; \
+		$$sudo apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 
 run: $(STAMP)
 	$(BIN)/runner run $(MANIFEST) $(ARGS)
