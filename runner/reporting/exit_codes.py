@@ -19,9 +19,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from runner.errors import UsageError
+
+if TYPE_CHECKING:
+    from runner.store import State
 
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
@@ -96,7 +99,7 @@ class ExitDecision:
 
 
 def decide_exit(
-    counts: Mapping[str, int],
+    counts: Mapping[State, int] | Mapping[str, int],
     *,
     stop: StopKind | None = None,
     stop_reason: str = "",
@@ -109,9 +112,10 @@ def decide_exit(
     if it did, and `stop_reason` is the scheduler's text for it (shown as is).
     `max_failures` is the parsed `--max-failures` (None: no failure tolerated).
     """
-    total = sum(counts.values())
-    failed = sum(counts.get(state, 0) for state in _FAILED_STATES)
-    unfinished = sum(counts.get(state, 0) for state in _UNFINISHED_STATES)
+    by_state: dict[str, int] = {str(state): n for state, n in counts.items()}
+    total = sum(by_state.values())
+    failed = sum(by_state.get(state, 0) for state in _FAILED_STATES)
+    unfinished = sum(by_state.get(state, 0) for state in _UNFINISHED_STATES)
     because = f": {stop_reason}" if stop_reason else ""
     if stop == "interrupted":
         return ExitDecision(

@@ -5,11 +5,8 @@ their sidecars (a sidecar on disk means its image is whole); failed,
 expired and not-run jobs from the ledger, with their reasons, placed in
 their cells by the facts `jobinfo.JobCatalog` finds for them.
 
-Thumbnails (at most THUMB_PX pixels on the long side, WEBP) go to
-``OUT/.gallery/thumbs/``, a hidden folder `runner verify` skips. A thumbnail
-is named by its image's sha256 and size, so a re-run makes only the new
-ones, and ones no image uses any more are removed. The grid shows only
-thumbnails; the full image opens on click.
+The grid shows only thumbnails (thumbnails.py: at most 256 pixels, in
+``OUT/.gallery/thumbs/``); the full image opens on click.
 
 The page itself (HTML, CSS, script) is gallery_page.py; this module builds
 its data: the axes a user may lay out along rows and columns (prompt id,
@@ -19,67 +16,47 @@ or more values) and one item per image or unfinished job.
 
 from __future__ import annotations
 
-import io
 import os
-import re
-import secrets
 import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote
 
-from PIL import Image, features
-
 from runner.errors import StoreError, UsageError
-from runner.params import PARAM_NAMES
+from runner.params import DEFAULT_PRICES, PARAM_NAMES
 from runner.reporting.gallery_page import render_page
 from runner.reporting.jobinfo import (
-    REPORTS_DIR,
     JobCatalog,
     JobFacts,
-    JobLookup,
+    Prices,
+    RunJobs,
     facts_of_sidecar,
     key8,
+    run_rows,
 )
 from runner.reporting.summary import money
+from runner.reporting.thumbnails import THUMB_PX, Thumb, make_thumbnails
 from runner.store import (
     EXTENSIONS,
     JobRow,
     Ledger,
     Sidecar,
-    ensure_dir,
     ledger_path,
     read_sidecar,
     relative_name,
-    store_error,
     utc_stamp,
     write_atomic,
 )
 
 GALLERY_NAME: Final = "gallery.html"
-THUMB_PX: Final = 256
-"""Longest side of a thumbnail, in pixels."""
-
-THUMBS_DIR: Final = f"{REPORTS_DIR}/thumbs"
-_THUMB_NAME: Final = re.compile(r"^[0-9a-f]{24}-\d+\.(webp|jpg)$")
 _NOT_RUN: Final = {
     "planned": "not run yet (the run stopped before it, or it was never reached)",
     "submitting": "its submit was not confirmed; the next run retries it",
     "submitted": "in flight on the server; run again within the hour to fetch it",
 }
 _EXPIRED: Final = "the result expired on the server (kept 1 hour) before it was fetched"
-
-
-@dataclass(frozen=True, slots=True)
-class Thumb:
-    """A thumbnail: its path relative to OUT (``/``) and its size in pixels."""
-
-    name: str
-    width: int
-    height: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +147,7 @@ def _row_details(row: JobRow, facts: JobFacts | None, reason: str) -> tuple[tupl
         ("attempts", str(row.attempts)),
         ("ambiguous submits", str(row.ambiguous) if row.ambiguous else None),
         ("credits est.", money(row.estimate)),
-        ("updated", utc_stamp(row.updated_at)),
+        ("updated", utc_stamp(row.updated_at) if row.updated_at else None),
         ("job key", row.key),
     ]
     return tuple((name, value) for name, value in rows if value is not None)
@@ -195,11 +172,14 @@ def _sidecars(out: Path) -> Iterator[tuple[str, Sidecar]]:
                 yield relative_name(out, Path(folder) / image), sidecar
 
 
-def collect_items(out: Path, *, jobs: JobLookup | None = None) -> list[GalleryItem]:
-    """Every image under `out` and every ledger job without one, in expansion order.
+def collect_items(
+    out: Path, *, jobs: RunJobs | None = None, prices: Prices = DEFAULT_PRICES
+) -> list[GalleryItem]:
+    """Every image under `out` and every job without one, in expansion order.
 
-    `jobs` looks up the run's jobs by key (for the params of jobs without a
-    sidecar). Also refreshes ``OUT/.gallery/jobs.json`` (see jobinfo).
+    The jobs without images are the ledger's, or with `jobs` (the run's, see
+    jobinfo.RunJobs) exactly those of the run not done, estimated with
+    `prices`. Also refreshes ``OUT/.gallery/jobs.json`` (see jobinfo).
     Raises UsageError when the ledger exists but cannot be read.
     """
     items: list[GalleryItem] = []
@@ -224,7 +204,7 @@ def collect_items(out: Path, *, jobs: JobLookup | None = None) -> list[GalleryIt
         )
     if ledger_path(out).is_file():
         with Ledger.open_readonly(out) as ledger:
-            rows = list(ledger.rows())
+            rows = run_rows(ledger.rows(), jobs, prices=prices)
         catalog = JobCatalog(out, jobs)
         items += _unfinished(rows, catalog, seen_keys, seen_files)
         catalog.remember(rows)
@@ -267,99 +247,26 @@ def _unfinished(
         )
 
 
-# -- thumbnails ---------------------------------------------------------------------------------
-
-
-def _thumb_format() -> tuple[str, str]:
-    """(Pillow format, extension): WEBP where Pillow has it, else JPEG."""
-    return ("WEBP", "webp") if features.check("webp") else ("JPEG", "jpg")
-
-
-class _Unreadable(Exception):
-    """An image Pillow cannot make a thumbnail of; str() says why."""
-
-
-def _make_thumb(source: Path, target: Path, px: int, fmt: str) -> tuple[int, int]:
-    """Write a thumbnail of `source` to `target`; return its size in pixels.
-
-    Raises _Unreadable for a bad image, StoreError when `target` cannot be written.
-    """
-    try:
-        with Image.open(source) as image:
-            image.draft("RGB", (px, px))  # JPEG: decode at a reduced scale, much faster
-            image.thumbnail((px, px), Image.Resampling.LANCZOS)
-            alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
-            mode = "RGBA" if alpha and fmt == "WEBP" else "RGB"
-            small = image.convert(mode) if image.mode != mode else image
-            buffer = io.BytesIO()
-            small.save(buffer, format=fmt, quality=80)
-            size = small.size
-    except (OSError, ValueError, Image.DecompressionBombError) as err:
-        raise _Unreadable(str(err) or type(err).__name__) from None
-    # A cache file: atomic (never half-written) but not fsynced; one that is
-    # unreadable after a crash is simply made again.
-    temp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        temp.write_bytes(buffer.getvalue())
-        os.replace(temp, target)
-    except OSError as err:
-        temp.unlink(missing_ok=True)
-        raise store_error(err, target) from None
-    return size
-
-
-def _existing_thumb(path: Path) -> tuple[int, int] | None:
-    try:
-        with Image.open(path) as image:
-            image.verify()
-            return image.size
-    except (OSError, ValueError, SyntaxError):
-        return None
-
-
-def _thumb_for(out: Path, item: GalleryItem, px: int, fmt: str, ext: str) -> tuple[Thumb, bool]:
-    """The item's thumbnail (made if missing) and whether it was made now."""
-    assert item.image is not None and item.sha256 is not None
-    name = f"{THUMBS_DIR}/{item.sha256[:24]}-{px}.{ext}"
-    path = out / name
-    size = _existing_thumb(path)
-    made = size is None
-    if size is None:
-        size = _make_thumb(out / item.image, path, px, fmt)
-    return Thumb(name=name, width=size[0], height=size[1]), made
-
-
 def add_thumbnails(
-    out: Path, items: list[GalleryItem], *, px: int = THUMB_PX, workers: int | None = None
+    out: Path, items: list[GalleryItem], *, px: int = THUMB_PX
 ) -> tuple[list[GalleryItem], int]:
-    """Give every image item its thumbnail; returns the items and how many were made now.
-
-    Pillow decodes without holding the GIL, so a few threads use every core.
-    An image that cannot be read gets no thumbnail and a reason instead.
-    Unused thumbnails are removed. Raises StoreError when the folder cannot
-    be written.
+    """Give every image item its thumbnail (see thumbnails.py); returns the items and how
+    many thumbnails were made now. An unreadable image gets a reason instead.
     """
-    fmt, ext = _thumb_format()
-    thumbs_dir = out / THUMBS_DIR
-    ensure_dir(thumbs_dir)
-    workers = workers or min(4, os.cpu_count() or 1)
-
-    def one(item: GalleryItem) -> tuple[GalleryItem, bool]:
-        if item.image is None or item.sha256 is None:
-            return item, False
-        try:
-            thumb, made = _thumb_for(out, item, px, fmt, ext)
-        except _Unreadable as err:
-            return replace(item, reason=f"no thumbnail: the image cannot be read ({err})"), False
-        return replace(item, thumb=thumb), made
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(one, items))
-    used = {item.thumb.name.rsplit("/", 1)[-1] for item, _ in results if item.thumb}
-    for path in thumbs_dir.iterdir():
-        if _THUMB_NAME.match(path.name) and path.name not in used:
-            path.unlink(missing_ok=True)
-    return [item for item, _ in results], sum(made for _, made in results)
+    images = [(item.image, item.sha256) for item in items if item.image and item.sha256]
+    made, count = make_thumbnails(out, images, px=px)
+    done = dict(zip(images, made, strict=True))
+    result = []
+    for item in items:
+        thumb = done.get((item.image, item.sha256)) if item.image and item.sha256 else None
+        if isinstance(thumb, Thumb):
+            result.append(replace(item, thumb=thumb))
+        elif isinstance(thumb, str):
+            reason = f"no thumbnail: the image cannot be read ({thumb})"
+            result.append(replace(item, reason=reason))
+        else:
+            result.append(item)
+    return result, count
 
 
 # -- the page's data ----------------------------------------------------------------------------
@@ -457,15 +364,17 @@ def _title(out: Path, items: list[GalleryItem]) -> str:
 def write_gallery(
     out: Path,
     *,
-    jobs: JobLookup | None = None,
+    jobs: RunJobs | None = None,
+    prices: Prices = DEFAULT_PRICES,
     title: str | None = None,
     thumb_px: int = THUMB_PX,
     now: float | None = None,
 ) -> GalleryResult:
     """Write ``OUT/gallery.html`` (and thumbnails) for the folder `out`.
 
-    `jobs` looks up the run's jobs by key, so failed jobs land in their
-    cells (without it, facts remembered by an earlier run are used);
+    `jobs` are the run's jobs (see jobinfo.RunJobs), so failed and unrun
+    jobs land in their cells (without them, the ledger's jobs, placed by
+    facts an earlier run remembered); `prices` estimate unrun jobs (USD);
     `title` defaults to the manifest's name; `thumb_px` is the thumbnails'
     longest side in pixels; `now` wall-clock epoch seconds for the page's
     stamp. Raises UsageError (`out` is not a folder, or its ledger is
@@ -473,7 +382,7 @@ def write_gallery(
     """
     if not out.is_dir():
         raise UsageError(f"{out} is not a folder; pass the output folder of a run (its --out)")
-    items = collect_items(out, jobs=jobs)
+    items = collect_items(out, jobs=jobs, prices=prices)
     items, made = add_thumbnails(out, items, px=thumb_px)
     images = sum(1 for item in items if item.state == "completed")
     failed = sum(1 for item in items if item.state in ("failed", "expired", "missing"))

@@ -13,13 +13,14 @@ never goes stale; the file is only pruned to the jobs still without images.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 from runner.errors import StoreError
 from runner.jobs import Job
+from runner.params import DEFAULT_PRICES, price
 from runner.store import JobRow, Sidecar, read_sidecar, sidecar_path, write_atomic
 
 REPORTS_DIR: Final = ".gallery"
@@ -29,8 +30,16 @@ FACTS_NAME: Final = "jobs.json"
 _FACTS_VERSION: Final = 1
 _LABEL_PROMPT_CHARS: Final = 40
 
-JobLookup = Callable[[str], Job | None]
-"""The run's jobs by key (e.g. ``{job.key: job for job in jobs}.get``)."""
+RunJobs = Mapping[str, Job]
+"""The run's jobs by key, in expansion order: ``{job.key: job for job in jobs}``.
+
+Every job of the manifest (or of the shard) that the run was asked to do.
+Reports given it cover exactly these jobs: those the ledger has not seen
+(a run stopped before reaching them) count as planned, and ledger rows of
+jobs no longer in the manifest are left out.
+"""
+
+Prices = Mapping[str, Mapping[str, float]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +213,7 @@ def _read_remembered(out: Path) -> dict[str, JobFacts]:
 class JobCatalog:
     """Facts of a folder's jobs by key: the run's lookup, then sidecars, then jobs.json."""
 
-    def __init__(self, out: Path, jobs: JobLookup | None = None) -> None:
+    def __init__(self, out: Path, jobs: RunJobs | None = None) -> None:
         self._out = out
         self._jobs = jobs
         self._remembered: dict[str, JobFacts] | None = None
@@ -217,7 +226,7 @@ class JobCatalog:
     def get(self, row: JobRow) -> JobFacts | None:
         """The facts of `row`'s job, or None when nothing says them."""
         if self._jobs is not None:
-            job = self._jobs(row.key)
+            job = self._jobs.get(row.key)
             if job is not None:
                 return facts_of_job(job)
         if row.files:
@@ -251,3 +260,28 @@ class JobCatalog:
             pass
         if kept or path.exists():
             write_atomic(path, text.encode("utf-8"))
+
+
+def run_rows(
+    rows: Iterable[JobRow], jobs: RunJobs | None, *, prices: Prices = DEFAULT_PRICES
+) -> list[JobRow]:
+    """The rows a report covers: every ledger row, or with `jobs`, exactly the run's jobs.
+
+    With `jobs`, the result follows their order; a job the ledger has not
+    seen gets a `planned` row (estimate from `prices`, USD; `updated_at` 0).
+    """
+    if jobs is None:
+        return list(rows)
+    found = {row.key: row for row in rows if row.key in jobs}
+    result: list[JobRow] = []
+    for key, job in jobs.items():
+        row = found.get(key)
+        if row is None:
+            r = job.request
+            estimate = price(r.mode, r.resolution, r.n, prices)
+            row = JobRow(
+                key, job.index, job.prompt_id, "planned", None, None, None, estimate,
+                None, None, 0, 0, (), 0.0,
+            )  # fmt: skip
+        result.append(row)
+    return result

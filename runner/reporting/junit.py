@@ -22,7 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
-from runner.reporting.jobinfo import JobCatalog, JobLookup, key8
+from runner.params import DEFAULT_PRICES
+from runner.reporting.jobinfo import JobCatalog, Prices, RunJobs, key8, run_rows
 from runner.store import JobRow, Ledger, write_atomic
 
 _NOT_XML: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
@@ -48,18 +49,22 @@ def junit_xml(
     rows: Iterable[JobRow],
     out: Path,
     *,
-    jobs: JobLookup | None = None,
+    jobs: RunJobs | None = None,
+    prices: Prices = DEFAULT_PRICES,
     name: str = "runner",
     timestamp: float | None = None,
 ) -> str:
     """The JUnit XML text for the ledger `rows` of folder `out`.
 
-    `jobs` looks up the run's jobs by key (for readable test names; else
-    sidecars and remembered facts are used); `name` names the top
+    `jobs` are the run's jobs (see jobinfo.RunJobs: then exactly those are
+    test cases, the ones the ledger has not seen as skipped, estimated with
+    `prices`; else every ledger row, named from sidecars and remembered
+    facts); `name` names the top
     ``<testsuites>`` (e.g. the manifest's name); `timestamp` is wall-clock
     epoch seconds (default: now).
     """
     catalog = JobCatalog(out, jobs)
+    rows = run_rows(rows, jobs, prices=prices)
     stamp = datetime.fromtimestamp(time.time() if timestamp is None else timestamp, UTC)
     suites: dict[str, list[ET.Element]] = {}
     tallies: dict[str, list[int]] = {}  # prompt id -> [failures, skipped]
@@ -121,7 +126,8 @@ def write_junit(
     path: Path,
     out: Path,
     *,
-    jobs: JobLookup | None = None,
+    jobs: RunJobs | None = None,
+    prices: Prices = DEFAULT_PRICES,
     name: str = "runner",
     timestamp: float | None = None,
 ) -> None:
@@ -131,5 +137,7 @@ def write_junit(
     be written (the message names it).
     """
     with Ledger.open_readonly(out) as ledger:
-        text = junit_xml(ledger.rows(), out, jobs=jobs, name=name, timestamp=timestamp)
+        text = junit_xml(
+            ledger.rows(), out, jobs=jobs, prices=prices, name=name, timestamp=timestamp
+        )
     write_atomic(path, text.encode("utf-8"))

@@ -13,13 +13,15 @@ scheduler's final `RunStats`. Money is USD throughout:
   billed although the job was submitted again: ledger ``ambiguous`` count x
   the job's estimate, summed.
 
-``summary.json`` is versioned (``schema_version``); `Summary` is its model.
+``summary.json`` is versioned (``schema_version``); `Summary` (summary_model.py)
+is its model.
 `write_summary` writes both files atomically and appends the markdown to
 ``$GITHUB_STEP_SUMMARY`` when that variable names a file (GitHub Actions).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterable, Mapping
@@ -27,11 +29,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from runner.events import RunStats
+from runner.params import DEFAULT_PRICES
 from runner.reporting.exit_codes import ExitDecision
-from runner.reporting.jobinfo import JobCatalog, JobLookup, key8
+from runner.reporting.jobinfo import JobCatalog, Prices, RunJobs, key8, run_rows
+from runner.reporting.summary_model import (
+    Backend,
+    CreditTotals,
+    ExitInfo,
+    Failure,
+    ImageCounts,
+    JobCounts,
+    RunCounters,
+    Summary,
+)
 from runner.store import STATES, JobRow, Ledger, LedgerMeta, store_error, utc_stamp, write_atomic
 
 SUMMARY_JSON: Final = "summary.json"
@@ -44,113 +55,6 @@ _TEXT_FAILURES: Final = 5
 _EXPIRED_REASON: Final = (
     "the result expired on the server before it was fetched (results are kept 1 hour)"
 )
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class JobCounts(_Model):
-    """Jobs in the ledger after the run, by state and in three plain groups."""
-
-    total: int = Field(ge=0)
-    by_state: dict[str, int] = Field(description="Every ledger state, zeros included.")
-    done: int = Field(ge=0, description="Completed: images and sidecars written.")
-    failed: int = Field(ge=0, description="Failed or expired.")
-    not_run: int = Field(ge=0, description="Planned, or left in flight (resumable).")
-
-
-class ImageCounts(_Model):
-    """Image files (one job makes n of them)."""
-
-    total: int = Field(ge=0, description="Files of completed jobs in the ledger.")
-    this_run: int | None = Field(default=None, ge=0, description="Written by this run.")
-
-
-class CreditTotals(_Model):
-    """USD. See the module docstring for what each figure means."""
-
-    estimated_usd: float = Field(ge=0)
-    charged_usd: float = Field(ge=0)
-    charged_jobs: int = Field(ge=0)
-    spent_usd: float = Field(ge=0)
-    ambiguous_submits: int = Field(ge=0)
-    possible_duplicate_usd: float = Field(ge=0)
-    spent_this_run_usd: float | None = None
-    reserved_usd: float | None = Field(
-        default=None, description="Still held by the credit guard when the run ended."
-    )
-    ambiguous_this_run_usd: float | None = None
-
-
-class RunCounters(_Model):
-    """This run's counters, from the scheduler. `elapsed_s` is wall time in seconds."""
-
-    started_at: str | None = None
-    elapsed_s: float = Field(ge=0)
-    planned: int | None = None
-    completed: int = Field(ge=0)
-    failed: int = Field(ge=0)
-    skipped: int = Field(ge=0, description="Done by an earlier run.")
-    expired: int = Field(ge=0)
-    images: int = Field(ge=0)
-    ambiguous: int = Field(ge=0, description="Submits whose answer was lost.")
-    rate_limited: int = Field(ge=0, description="429 answers met.")
-    retries: int = Field(ge=0)
-    requests: dict[str, int] = Field(description="API calls made, by kind (submit, status, ...).")
-    requests_total: int = Field(ge=0)
-    stopped: str | None = Field(default=None, description="Why new submits stopped, if they did.")
-
-
-class ExitInfo(_Model):
-    """The exit code `runner run` returns and why."""
-
-    code: int
-    reason: str
-
-
-class Failure(_Model):
-    """A failed or expired job: which one, where it came from, and why."""
-
-    key: str
-    key8: str
-    prompt_id: str
-    state: Literal["failed", "expired"]
-    reason: str
-    label: str | None = None
-    prompt: str | None = None
-    params: dict[str, str | int] | None = None
-    vars: dict[str, str] | None = None
-    sweep: dict[str, str | int] | None = None
-    repeat: int | None = None
-    request_id: str | None = None
-    attempts: int = Field(ge=0)
-    ambiguous_submits: int = Field(ge=0)
-
-
-class Backend(_Model):
-    """The API the folder was made with."""
-
-    name: str
-    base_url: str
-
-
-class Summary(_Model):
-    """``OUT/summary.json``: what a run left in its folder."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, title="runner run summary")
-
-    schema_version: Literal[1] = 1
-    generated_at: str = Field(description="ISO-8601 UTC.")
-    folder: str
-    manifest: str | None = None
-    backend: Backend | None = None
-    exit: ExitInfo | None = None
-    jobs: JobCounts
-    images: ImageCounts
-    credits: CreditTotals
-    run: RunCounters | None = None
-    failures: list[Failure]
 
 
 def _failure(row: JobRow, catalog: JobCatalog) -> Failure:
@@ -205,7 +109,8 @@ def build_summary(
     *,
     meta: LedgerMeta | None = None,
     stats: RunStats | None = None,
-    jobs: JobLookup | None = None,
+    jobs: RunJobs | None = None,
+    prices: Prices = DEFAULT_PRICES,
     exit: ExitDecision | None = None,
     manifest: str | None = None,
     started_at: float | None = None,
@@ -214,12 +119,15 @@ def build_summary(
     """The summary of folder `out` from its ledger `rows` (all of them).
 
     `stats` is the run's final RunStats (None for a folder summarised after
-    the fact); `jobs` looks up the run's jobs by key, for the params of
-    failed ones (else sidecars and the folder's remembered facts are used);
-    `exit` is the run's decided exit code; `manifest` its path as given;
+    the fact); `jobs` are the run's jobs (see jobinfo.RunJobs: the summary
+    then covers exactly those, with their params; else every ledger row,
+    params from sidecars and remembered facts); `prices` (USD per image)
+    estimate jobs the ledger has not seen; `exit` is the run's decided exit
+    code (or add it later with `with_exit`); `manifest` its path as given;
     `started_at` / `now` are wall-clock epoch seconds.
     """
     catalog = JobCatalog(out, jobs)
+    rows = run_rows(rows, jobs, prices=prices)
     by_state: dict[str, int] = dict.fromkeys(STATES, 0)
     images = charged_jobs = ambiguous = 0
     estimated = charged = spent = duplicate = 0.0
@@ -273,7 +181,8 @@ def summarize_folder(
     out: Path,
     *,
     stats: RunStats | None = None,
-    jobs: JobLookup | None = None,
+    jobs: RunJobs | None = None,
+    prices: Prices = DEFAULT_PRICES,
     exit: ExitDecision | None = None,
     manifest: str | None = None,
     started_at: float | None = None,
@@ -289,10 +198,21 @@ def summarize_folder(
             meta=ledger.meta,
             stats=stats,
             jobs=jobs,
+            prices=prices,
             exit=exit,
             manifest=manifest,
             started_at=started_at,
         )
+
+
+def with_exit(summary: Summary, decision: ExitDecision) -> Summary:
+    """`summary` with the run's exit code and its reason recorded."""
+    return summary.model_copy(update={"exit": ExitInfo(code=decision.code, reason=decision.reason)})
+
+
+def summary_event(summary: Summary) -> str:
+    """The summary as one JSON line (``"event": "summary"``) for `runner run --json`."""
+    return json.dumps({"event": "summary", **summary.model_dump(mode="json")}) + "\n"
 
 
 def summary_json(summary: Summary) -> str:

@@ -1,0 +1,119 @@
+"""The model of ``OUT/summary.json`` (versioned by ``schema_version``); summary.py builds it.
+
+Pipelines read this file: fields are added, never renamed or removed,
+within one schema version. Money is USD, durations seconds, stamps
+ISO-8601 UTC; summary.py's docstring says what each credit figure means.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class JobCounts(_Model):
+    """Jobs in the ledger after the run, by state and in three plain groups."""
+
+    total: int = Field(ge=0)
+    by_state: dict[str, int] = Field(description="Every ledger state, zeros included.")
+    done: int = Field(ge=0, description="Completed: images and sidecars written.")
+    failed: int = Field(ge=0, description="Failed or expired.")
+    not_run: int = Field(ge=0, description="Planned, or left in flight (resumable).")
+
+
+class ImageCounts(_Model):
+    """Image files (one job makes n of them)."""
+
+    total: int = Field(ge=0, description="Files of completed jobs in the ledger.")
+    this_run: int | None = Field(default=None, ge=0, description="Written by this run.")
+
+
+class CreditTotals(_Model):
+    """USD. See the module docstring for what each figure means."""
+
+    estimated_usd: float = Field(ge=0)
+    charged_usd: float = Field(ge=0)
+    charged_jobs: int = Field(ge=0)
+    spent_usd: float = Field(ge=0)
+    ambiguous_submits: int = Field(ge=0)
+    possible_duplicate_usd: float = Field(ge=0)
+    spent_this_run_usd: float | None = None
+    reserved_usd: float | None = Field(
+        default=None, description="Still held by the credit guard when the run ended."
+    )
+    ambiguous_this_run_usd: float | None = None
+
+
+class RunCounters(_Model):
+    """This run's counters, from the scheduler. `elapsed_s` is wall time in seconds."""
+
+    started_at: str | None = None
+    elapsed_s: float = Field(ge=0)
+    planned: int | None = None
+    completed: int = Field(ge=0)
+    failed: int = Field(ge=0)
+    skipped: int = Field(ge=0, description="Done by an earlier run.")
+    expired: int = Field(ge=0)
+    images: int = Field(ge=0)
+    ambiguous: int = Field(ge=0, description="Submits whose answer was lost.")
+    rate_limited: int = Field(ge=0, description="429 answers met.")
+    retries: int = Field(ge=0)
+    requests: dict[str, int] = Field(description="API calls made, by kind (submit, status, ...).")
+    requests_total: int = Field(ge=0)
+    stopped: str | None = Field(default=None, description="Why new submits stopped, if they did.")
+
+
+class ExitInfo(_Model):
+    """The exit code `runner run` returns and why."""
+
+    code: int
+    reason: str
+
+
+class Failure(_Model):
+    """A failed or expired job: which one, where it came from, and why."""
+
+    key: str
+    key8: str
+    prompt_id: str
+    state: Literal["failed", "expired"]
+    reason: str
+    label: str | None = None
+    prompt: str | None = None
+    params: dict[str, str | int] | None = None
+    vars: dict[str, str] | None = None
+    sweep: dict[str, str | int] | None = None
+    repeat: int | None = None
+    request_id: str | None = None
+    attempts: int = Field(ge=0)
+    ambiguous_submits: int = Field(ge=0)
+
+
+class Backend(_Model):
+    """The API the folder was made with."""
+
+    name: str
+    base_url: str
+
+
+class Summary(_Model):
+    """``OUT/summary.json``: what a run left in its folder."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title="runner run summary")
+
+    schema_version: Literal[1] = 1
+    generated_at: str = Field(description="ISO-8601 UTC.")
+    folder: str
+    manifest: str | None = None
+    backend: Backend | None = None
+    exit: ExitInfo | None = None
+    jobs: JobCounts
+    images: ImageCounts
+    credits: CreditTotals
+    run: RunCounters | None = None
+    failures: list[Failure]
