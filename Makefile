@@ -45,7 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(ARGS)
 
 chaos: $(STAMP)
-	$(BIN)/python -m pytest -q tests/chaos -m chaos $(ARGS)
+	$(BIN)/python -m pytest -q -s tests/reliability -m chaos $(ARGS)
 
 emulator: $(STAMP)
 	$(BIN)/runner emulator $(ARGS)

@@ -59,6 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    undo = debug_logging() if getattr(args, "debug", False) else None
     try:
         return handler(args)
     except (RunnerError, KeyboardInterrupt) as err:
@@ -69,6 +70,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print(f"error: {err}", file=sys.stderr)
         return exit_code(err)
+    finally:
+        if undo is not None:
+            undo()
+
+
+def debug_logging(stream: TextIO | None = None) -> Callable[[], None]:
+    """`--debug`: runner's loggers at DEBUG to stderr, e.g. every HTTP call on ``runner.http``.
+
+    Only the ``runner`` loggers: other libraries' DEBUG output (Pillow's chunk
+    trace, httpcore's connection trace) adds nothing ours lacks, and a
+    library's request line is no place to risk a query string. Returns the
+    function that undoes it (`main` calls it when the command ends).
+    """
+    import logging
+
+    logger = logging.getLogger("runner")
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+
+    def undo() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+    return undo
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,7 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"runner {__version__}")
     parser.add_argument(
-        "--debug", action="store_true", help="show a traceback for errors (for bug reports)"
+        "--debug",
+        action="store_true",
+        help="log every HTTP call (no key, no query strings) and show a traceback for errors",
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     for add in _COMMANDS:
@@ -183,14 +213,36 @@ def _add_status(sub: Subparsers) -> None:
         help="counts by state, credits, and the oldest in-flight job of an output folder",
         description="Show an output folder's progress from its ledger (safe during a run).",
     )
-    p.add_argument("out", metavar="OUT", type=Path, help="the output folder")
+    p.add_argument("out", metavar="OUT", type=Path, nargs="?", help="the output folder")
     p.add_argument("--json", action="store_true", help="print the status as JSON")
+    p.add_argument(
+        "--coordinator",
+        metavar="URL",
+        nargs="?",
+        const="",
+        help="also (or only) show the shared runs on this Redis, across their workers "
+        "(no URL: $RUNNER_COORDINATOR)",
+    )
+    p.add_argument("--run-id", metavar="ID", help="with --coordinator: only this run")
+    p.add_argument("--manifest", metavar="MANIFEST", help="with --coordinator: only its run")
     p.set_defaults(handler=_cmd_status)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
     from runner.store import folder_status, render_status
 
+    if args.coordinator is not None:
+        from runner.coordination.status import status_text
+
+        url = args.coordinator or os.environ.get("RUNNER_COORDINATOR", "")
+        _write(
+            sys.stdout,
+            status_text(url, run_id=args.run_id, manifest=args.manifest, as_json=args.json),
+        )
+        if args.out is None:
+            return EXIT_OK
+    elif args.out is None:
+        raise UsageError("runner status: name an output folder OUT, or --coordinator URL")
     status = folder_status(args.out)
     if args.json:
         doc = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(status).items()}
@@ -220,6 +272,49 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK if report.clean else EXIT_FAILED
 
 
+def _add_gallery(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "gallery",
+        parents=[_common()],
+        help="(re)write OUT/gallery.html, a contact sheet of an output folder",
+        description="Write OUT/gallery.html: one self-contained page (works from file://) "
+        "laying the images out in a grid by the swept parameters of your choice.",
+    )
+    p.add_argument("out", metavar="OUT", type=Path, help="the output folder")
+    p.set_defaults(handler=_cmd_gallery)
+
+
+def _cmd_gallery(args: argparse.Namespace) -> int:
+    from runner.reporting.gallery import write_gallery
+
+    result = write_gallery(args.out)
+    _write(sys.stdout, f"{result.path}\n")
+    return EXIT_OK
+
+
+def _add_merge(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "merge",
+        parents=[_common()],
+        help="combine the output folders of a shared run's workers into one verified folder",
+        description="Copy the images and sidecars of several output folders (the workers of one "
+        "run) into OUT, merge their ledgers, write summary and gallery, and verify. Refuses "
+        "differing copies of a job (paid twice) before writing anything. docs/distributed.md",
+    )
+    p.add_argument("sources", metavar="OUT_A", type=Path, nargs="+", help="workers' folders")
+    p.add_argument("--into", metavar="OUT", type=Path, required=True, help="the merged folder")
+    p.add_argument("--title", help="the gallery's title (default: the folder's name)")
+    p.set_defaults(handler=_cmd_merge)
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from runner.merge import merge, render_merge
+
+    report = merge(args.sources, args.into, argv=[str(s) for s in args.sources], title=args.title)
+    _write(sys.stdout, render_merge(report))
+    return EXIT_OK if report.verify.clean else EXIT_FAILED
+
+
 def _add_emulator(sub: Subparsers) -> None:
     from runner.emulator.server import add_arguments
 
@@ -245,6 +340,8 @@ _COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _add_validate,
     _add_status,
     _add_verify,
+    _add_gallery,
+    _add_merge,
     _add_emulator,
     _add_schema,
 )

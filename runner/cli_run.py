@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,10 +23,13 @@ if TYPE_CHECKING:
     from runner.cli import Subparsers
     from runner.manifest import Manifest
     from runner.plan import Plan
-    from runner.run import RunOptions
+    from runner.reporting.exit_codes import FailureTolerance
+    from runner.run import RunOptions, RunReport
 
 # A paid run above either of these asks first (or needs --yes when no one can answer).
 CONFIRM_JOBS = 100
+# Where --coordinator comes from when not given: keeps a Redis password off command lines.
+COORDINATOR_ENV = "RUNNER_COORDINATOR"
 CONFIRM_USD = 5.0
 
 
@@ -54,6 +58,20 @@ def add_run(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--rpm", type=_positive_int, metavar="N", help="requests per minute")
     p.add_argument("--max-in-flight", type=_positive_int, metavar="N")
     p.add_argument("--shard", metavar="K/N", help="run only shard K of N (CI matrices)")
+    p.add_argument(
+        "--coordinator",
+        metavar="URL",
+        default=os.environ.get(COORDINATOR_ENV) or None,
+        help="redis://HOST:PORT/DB shared by several workers of one run: they claim jobs, "
+        f"share the rate and credit budget, take over a dead worker's jobs (also ${COORDINATOR_ENV}"
+        ", coordinator.url; docs/distributed.md)",
+    )
+    p.add_argument(
+        "--run-id",
+        metavar="ID",
+        help="with --coordinator: which run of this manifest to join (default: the manifest's "
+        "hash alone), e.g. ci-$GITHUB_RUN_ID",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the plan; send no request")
     p.add_argument("--yes", action="store_true", help="do not ask before a large paid run")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -76,6 +94,12 @@ def add_run(sub: Subparsers, common: argparse.ArgumentParser) -> None:
         help="scale every duration (for an emulator started with the same --time-scale)",
     )
     p.add_argument("--seed", type=int, help="seed the jitter (reproducible runs)")
+    p.add_argument("--junit", type=Path, metavar="PATH", help="write JUnit XML, a test per job")
+    p.add_argument(
+        "--max-failures",
+        metavar="N",
+        help="exit 0 despite up to N failed jobs (a count, or a fraction: 0.05 or 5%%)",
+    )
     p.set_defaults(handler=cmd_run)
 
 
@@ -100,12 +124,19 @@ def _options(args: argparse.Namespace) -> RunOptions:
         seed=args.seed,
         handle_signals=True,
         argv=tuple(_safe_argv(sys.argv[1:])),
+        coordinator=args.coordinator,
+        run_id=args.run_id,
     )
 
 
 def _safe_argv(argv: list[str]) -> list[str]:
     key = os.environ.get("SEGMIND_API_KEY")
-    return [a.replace(key, "***") if key else a for a in argv]
+    safe = [a.replace(key, "***") if key else a for a in argv]
+    if any("://" in a for a in safe):
+        from runner.coordination.identity import redact_text
+
+        safe = [redact_text(a) for a in safe]
+    return safe
 
 
 def _confirm(plan: Plan, options: RunOptions, yes: bool) -> None:
@@ -131,44 +162,109 @@ def cmd_run(args: argparse.Namespace) -> int:
     """The handler of `runner run`."""
     from runner.manifest import load_manifest
     from runner.plan import make_plan, render_text
+    from runner.reporting.exit_codes import parse_max_failures
 
     manifest = load_manifest(args.manifest)
     options = _options(args)
+    tolerance = parse_max_failures(args.max_failures) if args.max_failures else None
     plan = make_plan(manifest, rpm=options.rpm, max_credits=options.max_credits)
     if args.dry_run:
         sys.stdout.write(render_text(plan))
         return 0
     _confirm(plan, options, args.yes)
-    return anyio.run(partial(_run, manifest, options, args))
+    return anyio.run(partial(_run, manifest, options, args, tolerance, plan.jobs))
 
 
-async def _run(manifest: Manifest, options: RunOptions, args: argparse.Namespace) -> int:
+# Above this many jobs the reports read the ledger alone instead of holding
+# every job of the manifest in memory (jobs never reached are then unlisted).
+REPORT_ALL_JOBS_UP_TO = 50_000
+
+
+async def _run(
+    manifest: Manifest,
+    options: RunOptions,
+    args: argparse.Namespace,
+    tolerance: FailureTolerance | None,
+    planned: int,
+) -> int:
     from runner.reporting.progress import JsonEvents, ProgressBar
-    from runner.run import exit_code, run_manifest
+    from runner.run import run_manifest
 
-    listener: JsonEvents | ProgressBar
-    if args.json:
-        listener = JsonEvents(sys.stdout)
-    else:
-        listener = ProgressBar(enabled=not args.no_progress)
+    listener: JsonEvents | ProgressBar = (
+        JsonEvents(sys.stdout) if args.json else ProgressBar(enabled=not args.no_progress)
+    )
 
     def notice(text: str) -> None:
         print(f"note: {text}", file=sys.stderr)
 
+    started = time.time()
     try:
         report = await run_manifest(manifest, options, listeners=[listener], notice=notice)
     finally:
         listener.close()
-    s = report.stats
-    out = sys.stderr if args.json else sys.stdout
-    print(
-        f"{s.completed} completed, {s.failed} failed, {s.skipped} skipped, {s.expired} expired; "
-        f"{s.images} images in {report.out}; ${s.credits_spent:.2f} spent",
-        file=out,
+    return _report(
+        manifest, options, args, report, tolerance=tolerance, started=started, planned=planned
     )
-    if report.stop_reason:
-        print(f"stopped: {report.stop_reason}", file=out)
-    code = exit_code(report)
-    if code in (130, 3) or report.stats.failed:
-        print(f"resume with: {report.resume_command}", file=out)
-    return code
+
+
+def _report(
+    manifest: Manifest,
+    options: RunOptions,
+    args: argparse.Namespace,
+    report: RunReport,
+    *,
+    tolerance: FailureTolerance | None,
+    started: float,
+    planned: int,
+) -> int:
+    """Write summary.json / summary.md / gallery.html (and JUnit), print, decide the exit code."""
+    from runner.reporting.exit_codes import StopKind, decide_exit
+    from runner.reporting.gallery import write_gallery
+    from runner.reporting.junit import write_junit
+    from runner.reporting.summary import (
+        render_text,
+        summarize_folder,
+        summary_event,
+        with_exit,
+        write_summary,
+    )
+    from runner.run import run_jobs
+
+    out = report.out
+    jobs = None
+    # A worker of a shared run reports the jobs it ran (its folder), not the manifest's.
+    if planned <= REPORT_ALL_JOBS_UP_TO and report.coordinator is None:
+        jobs = {job.key: job for job in run_jobs(manifest, options.shard)}
+    summary = summarize_folder(
+        out,
+        stats=report.stats,
+        jobs=jobs,
+        prices=manifest.prices,
+        manifest=manifest.path,
+        started_at=started,
+    )
+    stop: StopKind | None = None
+    if report.interrupted:
+        stop = "interrupted"
+    elif report.coordinator_lost:
+        stop = "error"
+    elif report.credit_stopped:
+        stop = "credits"
+    decision = decide_exit(
+        summary.jobs.by_state,
+        stop=stop,
+        stop_reason=report.stop_reason or "",
+        max_failures=tolerance,
+    )
+    summary = with_exit(summary, decision)
+    write_summary(out, summary)
+    write_gallery(out, jobs=jobs, prices=manifest.prices, title=manifest.name)
+    if args.junit:
+        write_junit(args.junit, out, jobs=jobs, prices=manifest.prices, name=manifest.name)
+    if args.json:
+        sys.stdout.write(summary_event(summary))
+    else:
+        sys.stdout.write(render_text(summary, out_label=str(out)) + "\n")
+    if decision.code in (130, 3) or summary.jobs.by_state.get("failed") or report.coordinator_lost:
+        print(f"resume with: {report.resume_command}", file=sys.stderr if args.json else sys.stdout)
+    return decision.code

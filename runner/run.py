@@ -22,7 +22,8 @@ import shlex
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,22 +31,26 @@ from typing import TYPE_CHECKING
 import anyio
 
 from runner.backends.base import Backend, submission_for
+from runner.backends.segmind import Timeouts
 from runner.backends.select import BackendChoice, Choice, choose_backend, open_backend
-from runner.errors import RunnerError
+from runner.errors import RunnerError, UsageError
 from runner.events import Listener, RunStats
 from runner.jobs import Job
 from runner.manifest import Manifest
 from runner.plan import make_plan
 from runner.recorder import Recorder, RecorderConfig
-from runner.scheduling.credits import CreditGuard
+from runner.scheduling.credits import CreditGuard, Credits
 from runner.scheduling.polling import PollPolicy
 from runner.scheduling.retry import RetryPolicy
 from runner.scheduling.scheduler import Scheduler, SchedulerConfig, WorkItem
+from runner.scheduling.source import WorkSource
 from runner.shard import Shard
 from runner.store import JobRow, Ledger, finished_files, remove_temp_files
 from runner.sweep import count_jobs, expand
 
 if TYPE_CHECKING:
+    from runner.coordination import Coordination
+    from runner.coordination.handover import HandoverRules
     from runner.emulator import Emulator, EmulatorConfig
 
 # The embedded emulator runs ten times faster than Segmind: a "10 s" job takes
@@ -73,6 +78,9 @@ class RunOptions:
     seed: int | None = None
     handle_signals: bool = False
     argv: tuple[str, ...] = ()
+    # Several workers on one run (docs/distributed.md): Redis URL, run id.
+    coordinator: str | None = None
+    run_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +99,9 @@ class RunReport:
     balance: float | None = None
     resume_command: str = ""
     extra: Mapping[str, object] = field(default_factory=dict)
+    # A shared run: its coordinator (URL without password); why it was lost mid-run.
+    coordinator: str | None = None
+    coordinator_lost: str | None = None
 
 
 def output_dir(manifest: Manifest, options: RunOptions) -> Path:
@@ -111,6 +122,15 @@ def resume_command(manifest: Manifest, options: RunOptions) -> str:
         parts += ["--base-url", options.base_url]
     if options.shard is not None:
         parts += ["--shard", f"{options.shard.index}/{options.shard.count}"]
+    if options.run_id:
+        parts += ["--run-id", options.run_id]
+    if options.coordinator:
+        from runner.coordination import redact_url
+
+        if redact_url(options.coordinator) != options.coordinator:
+            # Never print a password: name the variable that should hold the URL.
+            return shlex.join(parts) + ' --coordinator "$RUNNER_COORDINATOR"'
+        parts += ["--coordinator", options.coordinator]
     return shlex.join(parts)
 
 
@@ -133,7 +153,8 @@ def _scheduler_config(manifest: Manifest, options: RunOptions, scale: float) -> 
     )
 
 
-def _jobs(manifest: Manifest, shard: Shard | None) -> Iterator[Job]:
+def run_jobs(manifest: Manifest, shard: Shard | None) -> Iterator[Job]:
+    """The jobs of a run, lazily, in the manifest's order (one shard's when given)."""
     jobs = expand(manifest)
     if shard is None:
         return jobs
@@ -143,7 +164,7 @@ def _jobs(manifest: Manifest, shard: Shard | None) -> Iterator[Job]:
 def _planned(manifest: Manifest, shard: Shard | None) -> int:
     if shard is None:
         return count_jobs(manifest)
-    return sum(1 for _ in _jobs(manifest, shard))
+    return sum(1 for _ in run_jobs(manifest, shard))
 
 
 class _Resume:
@@ -281,21 +302,56 @@ async def run_manifest(
         budget = options.max_credits
         if budget is None:
             budget = manifest.budget.max_credits
-        ledger = Ledger.open(
-            output_dir(manifest, options),
-            backend=choice.kind,
-            base_url=choice.base_url,
-            fresh=options.fresh,
-        )
-        try:
-            run = _Run(manifest, options, choice, ledger, CreditGuard(budget, manifest.prices))
-            report = await run.go(backend, config, listeners, tell, wall)
-            return replace(report, notices=tuple(notices))
-        finally:
-            ledger.close()
+        async with _joined(manifest, options, choice, config, budget) as coord:
+            ledger = Ledger.open(
+                output_dir(manifest, options),
+                backend=choice.kind,
+                base_url=choice.base_url,
+                fresh=options.fresh,
+            )
+            try:
+                guard = coord.guard if coord else CreditGuard(budget, manifest.prices)
+                run = _Run(manifest, options, choice, ledger, guard, coord)
+                report = await run.go(backend, config, listeners, tell, wall)
+                return replace(report, notices=tuple(notices))
+            finally:
+                ledger.close()
     finally:
         with anyio.CancelScope(shield=True):
             await backend.aclose()
+
+
+@asynccontextmanager
+async def _joined(
+    manifest: Manifest,
+    options: RunOptions,
+    choice: BackendChoice,
+    config: SchedulerConfig,
+    budget: float | None,
+) -> AsyncIterator[Coordination | None]:
+    """This worker's membership of a shared run, when a coordinator is named; else None."""
+    url = options.coordinator or (manifest.coordinator.url if manifest.coordinator else None)
+    if url is None:
+        yield None
+        return
+    from runner.coordination import DEFAULT_LEASE_S, CoordinatorSpec, join_run
+
+    if options.shard is not None:
+        raise UsageError("--shard and --coordinator do not mix: workers of a run claim jobs")
+    lease = manifest.coordinator.lease if manifest.coordinator else None
+    spec = CoordinatorSpec(url, options.run_id, lease or DEFAULT_LEASE_S)
+    async with join_run(
+        spec,
+        manifest=manifest,
+        jobs=list(expand(manifest)),
+        budget=budget,
+        config=config,
+        base_url=choice.base_url,
+        api_key=choice.api_key,
+        out=output_dir(manifest, options),
+        prices=manifest.prices,
+    ) as coord:
+        yield coord
 
 
 def _open(
@@ -305,19 +361,21 @@ def _open(
     config: SchedulerConfig,
     scale: float,
 ) -> Backend:
+    # Deadlines bound the server's answers, which the time scale speeds up.
+    timeouts = Timeouts().scaled(scale)
     if choice.kind != "local":
-        return open_backend(choice)
+        return open_backend(choice, timeouts=timeouts)
     from runner.backends.select import local_backend
     from runner.emulator import EmulatorConfig
 
     if emulator is not None:
-        return local_backend(emulator=emulator)
+        return local_backend(emulator=emulator, timeouts=timeouts)
     # The embedded emulator enforces the budget's own limit, so a manifest
     # that would be refused by Segmind is refused here too.
     cfg = emulator_config or EmulatorConfig(
         time_scale=scale, rpm=config.rpm, rate_scope=config.rate_scope
     )
-    return local_backend(cfg)
+    return local_backend(cfg, timeouts=timeouts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,7 +386,8 @@ class _Run:
     options: RunOptions
     choice: BackendChoice
     ledger: Ledger
-    guard: CreditGuard
+    guard: Credits
+    coord: Coordination | None = None
 
     async def go(
         self,
@@ -348,7 +407,8 @@ class _Run:
         out = output_dir(manifest, options)
         remove_temp_files(out)
         spent_before = sum(t.charged for t in ledger.totals().values())
-        if spent_before:
+        # A shared run's budget lives in Redis and already counts every worker's spend.
+        if spent_before and isinstance(guard, CreditGuard):
             # The budget covers the folder, not one invocation: a resumed run
             # does not get a fresh allowance.
             guard.add_spent(spent_before)
@@ -365,8 +425,13 @@ class _Run:
                 secrets=(choice.api_key,) if choice.api_key else (),
             ),
         )
-        scheduler = Scheduler(backend, recorder, guard, config, listeners=listeners, wall=wall)
-        planned = _planned(manifest, options.shard)
+        coord = self.coord
+        gate = coord.gate if coord else None
+        scheduler = Scheduler(
+            backend, recorder, guard, config, listeners=listeners, wall=wall, gate=gate
+        )
+        # A worker of a shared run does the share it claims: no count to plan.
+        planned = None if coord else _planned(manifest, options.shard)
         balance = await scheduler.balance()
         estimate = make_plan(manifest).credits
         if balance is not None and balance < estimate:
@@ -380,15 +445,25 @@ class _Run:
         )
 
         def items() -> Iterator[WorkItem]:
-            yield from resume.reattach(_jobs(manifest, options.shard), choice.base_url)
-            yield from resume.fresh(_jobs(manifest, options.shard), scheduler.skipped)
+            yield from resume.reattach(run_jobs(manifest, options.shard), choice.base_url)
+            yield from resume.fresh(run_jobs(manifest, options.shard), scheduler.skipped)
+
+        work: Iterable[WorkItem] | WorkSource = items()
+        if coord is not None:
+            work = await coord.work(
+                ledger,
+                _handover_rules(out, choice, manifest, options, config),
+                skip=scheduler.skipped,
+                stop=scheduler.request_stop,
+                wall=wall,
+            )
 
         fatal: RunnerError | None = None
         async with anyio.create_task_group() as tg:
             if options.handle_signals:
                 tg.start_soon(_watch_signals, scheduler)
             try:
-                stats = await scheduler.run(items(), planned)
+                stats = await scheduler.run(work, planned)
             except RunnerError as err:
                 # Raised below, outside the task group, so callers get the
                 # error itself rather than an exception group.
@@ -399,7 +474,11 @@ class _Run:
             ledger.end_run(run_id, outcome=f"error: {type(fatal).__name__}", at=wall())
             raise fatal
         interrupted = scheduler.stop_reason == "interrupted"
-        ledger.end_run(run_id, outcome=scheduler.stop_reason or "finished", at=wall())
+        lost = coord.lost if coord else None
+        stop_reason = scheduler.stop_reason or lost
+        if stop_reason is None and coord is not None and coord.source is not None:
+            stop_reason = coord.source.stop_reason  # another worker's credit stop
+        ledger.end_run(run_id, outcome=stop_reason or "finished", at=wall())
         return RunReport(
             stats=stats,
             out=out,
@@ -407,11 +486,32 @@ class _Run:
             base_url=choice.base_url,
             counts={str(k): v for k, v in ledger.counts().items()},
             interrupted=interrupted,
-            credit_stopped=guard.stats().stopped is not None and not interrupted,
-            stop_reason=scheduler.stop_reason,
+            credit_stopped=guard.stats().stopped is not None and not interrupted and not lost,
+            stop_reason=stop_reason,
             balance=balance,
             resume_command=resume_command(manifest, options),
+            coordinator=coord.link.url if coord else None,
+            coordinator_lost=lost,
         )
+
+
+def _handover_rules(
+    out: Path,
+    choice: BackendChoice,
+    manifest: Manifest,
+    options: RunOptions,
+    config: SchedulerConfig,
+) -> HandoverRules:
+    from runner.coordination.handover import HandoverRules
+
+    return HandoverRules(
+        out=out,
+        base_url=choice.base_url,
+        pattern=manifest.output.pattern,
+        retention=config.retention,
+        retry_failed=options.retry_failed,
+        resubmit_expired=options.resubmit_expired,
+    )
 
 
 async def _watch_signals(scheduler: Scheduler) -> None:
@@ -435,6 +535,8 @@ def exit_code(report: RunReport) -> int:
     """ARCHITECTURE.md: 0 all done, 1 some failed, 3 credit stop, 130 interrupted."""
     if report.interrupted:
         return 130
+    if report.coordinator_lost:
+        return 1
     if report.credit_stopped:
         return 3
     if report.stats.failed or report.stats.expired:

@@ -59,12 +59,15 @@ def test_example_manifest_runs_on_the_embedded_emulator(tmp_path: Path) -> None:
     done = runner("run", "manifests/example.yaml", "--out", str(out), "--no-progress")
     assert done.returncode == 0, done.stderr
     assert "embedded emulator" in done.stderr
-    assert "6 completed" in done.stdout
+    assert "6 of 6 jobs done" in done.stdout
+    assert (out / "gallery.html").is_file()
+    assert json.loads((out / "summary.json").read_text())["run"]["completed"] == 6
     assert len(list(out.glob("*/*.jpg"))) == 6
     assert verify(out).clean
     again = runner("run", "manifests/example.yaml", "--out", str(out), "--no-progress")
     assert again.returncode == 0
-    assert "6 skipped" in again.stdout
+    assert "6 done by an earlier run" in again.stdout
+    assert json.loads((out / "summary.json").read_text())["run"]["skipped"] == 6
 
 
 def test_loopback_segmind_backend_gives_the_same_images(
@@ -135,7 +138,8 @@ def test_json_events_for_pipelines(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     events = [json.loads(line) for line in done.stdout.splitlines()]
     kinds = [e["event"] for e in events]
-    assert kinds[0] == "started" and kinds[-1] == "finished"
+    assert kinds[0] == "started" and kinds[-2:] == ["finished", "summary"]
+    assert events[-1]["exit"]["code"] == 0
     assert kinds.count("completed") == 3
     assert KEY not in done.stdout + done.stderr
 
@@ -198,7 +202,8 @@ def test_ctrl_c_stops_records_and_resumes_without_paying_twice(
     assert "resume with: runner run" in stdout
     resumed = runner(*args, env={"SEGMIND_API_KEY": KEY})
     assert resumed.returncode == 0, resumed.stderr
-    assert "8 completed" in resumed.stdout
+    assert "8 of 8 jobs done" in resumed.stdout
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["run"]["completed"] == 8
     assert len(served.emulator.accepted_submits()) == 8  # re-attached, not resubmitted
     assert verify(tmp_path / "out").clean
 

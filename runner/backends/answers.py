@@ -111,6 +111,8 @@ def safe_url(url: str) -> str:
     except ValueError:
         return "<invalid URL>"
     host = parts.hostname or ""
+    if ":" in host:  # an IPv6 literal keeps its brackets
+        host = f"[{host}]"
     if port is not None:
         host = f"{host}:{port}"
     prefix = f"{parts.scheme}://{host}" if parts.scheme else ""

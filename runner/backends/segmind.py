@@ -6,14 +6,26 @@ media client downloads images; it never carries the key, keeps no cookies and
 follows at most 3 redirects. What the bytes mean is decided in `wire`; this
 module sends, receives, and translates httpx's exceptions where they are
 raised, so callers see only `runner.errors`.
+
+Every call also has a deadline for the whole exchange (`Timeouts`): httpx's
+read timeout restarts with each chunk, so a server trickling a byte at a
+time ("slow loris") would otherwise hold a call forever.
+
+With logging at DEBUG (``runner --debug``), each call is logged on the
+``runner.http`` logger: method, URL without its query, status and duration,
+and the request's header names with sensitive values redacted. httpx's own
+request log line (``httpx`` logger, INFO) is filtered so it never shows a
+query string either.
 """
 
 from __future__ import annotations
 
 import hashlib
 import http.cookiejar
-from collections.abc import Callable
-from dataclasses import dataclass
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Final, Self
@@ -24,25 +36,62 @@ import httpx
 from runner.backends import wire
 from runner.backends.answers import safe_url
 from runner.backends.base import Media, Result, StatusReport, Submission, SyncResult
+from runner.backends.guard import RefusedUrl, UrlGuard
 from runner.backends.media import decode_inline, media_kind
 from runner.errors import DownloadError, TransportError, UsageError
 from runner.jobs import ImageInput, Request
 
-MediaGuard = Callable[[str], None]
-"""Called with every media URL (and redirect target) before it is fetched; raises to refuse."""
+MediaGuard = Callable[[str], Awaitable[None] | None]
+"""Called with every media URL (and redirect target) before it is fetched; raises to refuse.
+
+It may be a plain function or a coroutine function.
+"""
 
 MAX_MEDIA_REDIRECTS: Final = 3
+MIN_DEADLINE: Final = 5.0  # seconds: the shortest a time scale makes a deadline
+HTTP_LOG: Final = logging.getLogger("runner.http")
+# Header values that are never logged, whatever their case.
+_SECRET_HEADERS: Final = frozenset(
+    {wire.KEY_HEADER, "authorization", "proxy-authorization", "cookie", "set-cookie"}
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    """Seconds allowed for each phase of a call. `sync_read` covers a v1 call's whole job."""
+    """Seconds allowed for each phase of a call. `sync_read` covers a v1 call's whole job.
+
+    The ``*_deadline`` fields bound a whole exchange, body included: `deadline`
+    a v2 or credits call, `sync_deadline` a v1 call, `download_deadline` one
+    media download.
+    """
 
     connect: float = 10.0
     read: float = 60.0
     write: float = 60.0
     pool: float = 30.0
     sync_read: float = 300.0
+    deadline: float = 180.0
+    sync_deadline: float = 600.0
+    download_deadline: float = 600.0
+
+    def scaled(self, factor: float, floor: float = MIN_DEADLINE) -> Timeouts:
+        """These timeouts for a run whose durations are scaled by `factor` (--time-scale).
+
+        Only the deadlines scale: they bound how long the *server* may take,
+        which a time-scaled emulator shortens; the phase timeouts bound the
+        network, which no time scale speeds up. Nor does one speed up a busy
+        machine, so a scaled deadline stays at least `floor` seconds.
+        """
+
+        def scale(seconds: float) -> float:
+            return max(seconds * factor, min(seconds, floor))
+
+        return replace(
+            self,
+            deadline=scale(self.deadline),
+            sync_deadline=scale(self.sync_deadline),
+            download_deadline=scale(self.download_deadline),
+        )
 
     def api(self) -> httpx.Timeout:
         """Timeouts of a v2 call, a credits call and a download."""
@@ -57,6 +106,31 @@ class Timeouts:
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def redacted_headers(headers: Iterable[tuple[str, str]]) -> str:
+    """``Name=value, ...`` for a log line, with the key and other credentials as ``<redacted>``."""
+    shown = []
+    for name, value in headers:
+        text = "<redacted>" if name.lower() in _SECRET_HEADERS else value
+        shown.append(f"{name}={text}")
+    return ", ".join(shown)
+
+
+class _NoQueryInLog(logging.Filter):
+    """Rewrites URL arguments of httpx's log records to scheme://host/path (no query)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and any(isinstance(a, httpx.URL) for a in args):
+            record.args = tuple(safe_url(str(a)) if isinstance(a, httpx.URL) else a for a in args)
+        return True
+
+
+_NO_QUERY: Final = _NoQueryInLog()
+# httpx logs "HTTP Request: GET <full URL> ..." at INFO; a media URL's query
+# may hold a signed token. Adding the same filter twice is a no-op.
+logging.getLogger("httpx").addFilter(_NO_QUERY)
 
 
 def _no_cookies() -> http.cookiejar.CookieJar:
@@ -111,8 +185,10 @@ class SegmindBackend:
     goes only to that root's scheme, host and port. `transport` and
     `media_transport` replace the network (e.g. the in-process emulator).
     `media_guard` is called with each media URL before it is fetched, redirects
-    included. `utc_now` gives the wall-clock time that dated rate-limit hints
-    are compared with.
+    included. `url_guard` (runner.backends.guard, for a remote API) refuses
+    media URLs, redirects and connected addresses in private networks, and
+    input image URLs there too. `utc_now` gives the wall-clock time that dated
+    rate-limit hints are compared with.
     """
 
     def __init__(
@@ -125,6 +201,7 @@ class SegmindBackend:
         media_transport: httpx.AsyncBaseTransport | None = None,
         timeouts: Timeouts = Timeouts(),
         media_guard: MediaGuard | None = None,
+        url_guard: UrlGuard | None = None,
         utc_now: Callable[[], datetime] = _utc_now,
     ) -> None:
         self.name = name
@@ -132,6 +209,7 @@ class SegmindBackend:
         self._key = api_key or None
         self._timeouts = timeouts
         self._guard = media_guard
+        self._url_guard = url_guard
         self._utc_now = utc_now
         self._api = httpx.AsyncClient(
             transport=transport,
@@ -146,11 +224,19 @@ class SegmindBackend:
             timeout=timeouts.api(),
             cookies=_no_cookies(),
             headers={"User-Agent": wire.USER_AGENT, "Accept": "image/*"},
-            event_hooks={"request": [self._check_media_request]},
+            event_hooks={
+                "request": [self._check_media_request],
+                "response": [self._check_media_peer],
+            },
         )
 
     def __repr__(self) -> str:
         return f"SegmindBackend(name={self.name!r}, base_url={self.base_url!r})"
+
+    @property
+    def url_guard(self) -> UrlGuard | None:
+        """The guard of media and input URLs, or None (a local or loopback API)."""
+        return self._url_guard
 
     async def __aenter__(self) -> Self:
         return self
@@ -173,16 +259,28 @@ class SegmindBackend:
     # --- the API --------------------------------------------------------------------
 
     async def _send(
-        self, request: wire.WireRequest, limits: httpx.Timeout | None = None
+        self, request: wire.WireRequest, *, sync: bool = False
     ) -> tuple[int, httpx.Headers, bytes]:
+        limits = self._timeouts.sync() if sync else self._timeouts.api()
+        deadline = self._timeouts.sync_deadline if sync else self._timeouts.deadline
+        started = anyio.current_time()
+        shown = f"{request.method} {safe_url(request.url)}"
         try:
-            response = await self._api.request(
-                request.method,
-                request.url,
-                headers=list(request.headers),
-                json=request.json,
-                timeout=limits if limits is not None else self._timeouts.api(),
-            )
+            with anyio.fail_after(deadline):
+                response = await self._api.request(
+                    request.method,
+                    request.url,
+                    headers=list(request.headers),
+                    json=request.json,
+                    timeout=limits,
+                )
+        except TimeoutError:
+            _log_call(shown, "deadline passed", started, request.headers)
+            raise TransportError(
+                f"{request.where}: no complete answer within {deadline:g} s; "
+                "the request may have reached the server",
+                sent=True,
+            ) from None
         except httpx.LocalProtocolError as exc:
             # Nothing was sent: a header value httpx refuses, e.g. a control
             # character pasted into the key.
@@ -191,11 +289,14 @@ class SegmindBackend:
                 "check SEGMIND_API_KEY for stray characters"
             ) from exc
         except httpx.HTTPError as exc:
+            _log_call(shown, f"failed: {_describe(exc)}", started, request.headers)
             raise transport_error(request.where, exc) from exc
+        _log_call(shown, str(response.status_code), started, request.headers)
         return response.status_code, response.headers, response.content
 
     async def submit(self, model: str, request: Request) -> Submission:
         """``POST /v2/{model}``. Billed; a TransportError with ``sent=True`` is ambiguous."""
+        await self._check_input(request)
         sent = wire.submit_request(
             self.base_url, model, request, self._key, image_bytes=await self._image_bytes(request)
         )
@@ -216,10 +317,11 @@ class SegmindBackend:
 
     async def run_sync(self, model: str, request: Request) -> SyncResult:
         """``POST /v1/{model}``: waits up to `Timeouts.sync_read` seconds for the image(s)."""
+        await self._check_input(request)
         sent = wire.sync_request(
             self.base_url, model, request, self._key, image_bytes=await self._image_bytes(request)
         )
-        status, headers, body = await self._send(sent, self._timeouts.sync())
+        status, headers, body = await self._send(sent, sync=True)
         return wire.parse_sync(status, headers, body, request=sent, now_utc=self._utc_now())
 
     async def credits(self) -> float | None:
@@ -227,6 +329,20 @@ class SegmindBackend:
         sent = wire.credits_request(self.base_url, self._key)
         status, headers, body = await self._send(sent)
         return wire.parse_credits(status, headers, body, request=sent, now_utc=self._utc_now())
+
+    async def _check_input(self, request: Request) -> None:
+        """Refuse an input image URL into a private network before a remote API is asked."""
+        image = request.image
+        if image is None or image.kind != "url" or self._url_guard is None:
+            return
+        try:
+            # The API fetches it, so a name only its resolver knows may pass.
+            await self._url_guard.check(image.source, must_resolve=False)
+        except RefusedUrl as err:
+            raise UsageError(
+                f"input image {err}: {self.base_url} cannot be asked to fetch it; "
+                "use a public URL, or a local file path (sent inline)"
+            ) from None
 
     async def _image_bytes(self, request: Request) -> bytes | None:
         image = request.image
@@ -261,7 +377,31 @@ class SegmindBackend:
         if request.url.scheme not in ("http", "https"):
             raise DownloadError(f"GET {safe_url(url)}: only http(s) media is downloaded")
         if self._guard is not None:
-            self._guard(url)
+            checked = self._guard(url)
+            if inspect.isawaitable(checked):
+                await checked
+        if self._url_guard is not None:
+            try:
+                await self._url_guard.check(url)
+            except RefusedUrl as err:
+                raise DownloadError(
+                    f"GET {err}; media is fetched only from public addresses",
+                    retryable=err.retryable,
+                ) from None
+
+    async def _check_media_peer(self, response: httpx.Response) -> None:
+        # The name was checked before the request; this checks the address the
+        # connection really reached, which a second DNS answer could change.
+        if self._url_guard is None:
+            return
+        stream = response.extensions.get("network_stream")
+        info = stream.get_extra_info("server_addr") if stream is not None else None
+        if not info:
+            return
+        try:
+            self._url_guard.check_peer(str(response.request.url), str(info[0]))
+        except RefusedUrl as err:
+            raise DownloadError(f"GET {err}; media is fetched only from public addresses") from None
 
     async def download(self, media: Media, *, max_bytes: int) -> bytes:
         """The bytes of one output image, at most `max_bytes` long.
@@ -279,8 +419,16 @@ class SegmindBackend:
         where = f"GET {safe_url(url)}"
         if not url.lower().startswith(("http://", "https://")):
             raise DownloadError(f"{where}: only http(s) media is downloaded")
+        deadline = self._timeouts.download_deadline
+        started = anyio.current_time()
         try:
-            return await self._stream(url, where, max_bytes)
+            with anyio.fail_after(deadline):
+                return await self._stream(url, where, max_bytes)
+        except TimeoutError:
+            _log_call(where, "deadline passed", started, ())
+            raise DownloadError(
+                f"{where}: not complete within {deadline:g} s", retryable=True
+            ) from None
         except httpx.TooManyRedirects:
             raise DownloadError(
                 f"{where}: more than {MAX_MEDIA_REDIRECTS} redirects", retryable=False
@@ -291,8 +439,10 @@ class SegmindBackend:
             raise DownloadError(f"{where}: {_describe(exc)}", retryable=True) from exc
 
     async def _stream(self, url: str, where: str, max_bytes: int) -> bytes:
+        started = anyio.current_time()
         async with self._media.stream("GET", url) as response:
             code = response.status_code
+            _log_call(where, str(code), started, response.request.headers.items())
             if code != 200:
                 retryable = code in (408, 425, 429) or code >= 500
                 raise DownloadError(f"{where} -> {code}", retryable=retryable)
@@ -314,6 +464,18 @@ class SegmindBackend:
                 if got < declared:
                     raise DownloadError(f"{where}: got {got} of {declared} bytes", retryable=True)
             return b"".join(chunks)
+
+
+def _log_call(shown: str, outcome: str, started: float, headers: Iterable[tuple[str, str]]) -> None:
+    """One DEBUG line on runner.http: `shown` is METHOD and a query-free URL."""
+    if HTTP_LOG.isEnabledFor(logging.DEBUG):
+        HTTP_LOG.debug(
+            "%s -> %s in %.3f s [%s]",
+            shown,
+            outcome,
+            anyio.current_time() - started,
+            redacted_headers(headers),
+        )
 
 
 def _content_length(response: httpx.Response) -> int | None:

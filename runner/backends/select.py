@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final, Literal
 from urllib.parse import urlsplit
 
+from runner.backends.guard import guard_for
 from runner.backends.segmind import SegmindBackend, Timeouts
 from runner.backends.wire import normalize_base_url
 from runner.errors import UsageError
@@ -167,9 +168,23 @@ def local_backend(
 
 
 def open_backend(
-    choice: BackendChoice, *, emulator_config: EmulatorConfig | None = None
+    choice: BackendChoice,
+    *,
+    emulator_config: EmulatorConfig | None = None,
+    timeouts: Timeouts | None = None,
 ) -> SegmindBackend:
-    """The live backend for a choice; close it with `aclose` (or ``async with``)."""
+    """The live backend for a choice; close it with `aclose` (or ``async with``).
+
+    A remote Segmind root gets a URL guard (runner.backends.guard): media and
+    input URLs into private networks are refused. A loopback root (the
+    emulator served by `runner emulator`) does not: its media is on loopback.
+    """
     if choice.kind == "local":
-        return local_backend(emulator_config)
-    return SegmindBackend(choice.base_url, choice.api_key, name="segmind")
+        return local_backend(emulator_config, timeouts=timeouts)
+    return SegmindBackend(
+        choice.base_url,
+        choice.api_key,
+        name="segmind",
+        timeouts=timeouts or Timeouts(),
+        url_guard=guard_for(choice.base_url),
+    )

@@ -30,6 +30,7 @@ from runner.manifest.model import (
     Api,
     Budget,
     Combination,
+    Coordinator,
     Manifest,
     Output,
     Prompt,
@@ -105,6 +106,11 @@ class _Builder:
             prices=self._prices(),
             output=Output(dir=m.output.dir or f"outputs/{m.name}", pattern=self._pattern(prompts)),
             images=MappingProxyType(self.images),
+            coordinator=(
+                Coordinator(url=m.coordinator.url, lease=m.coordinator.lease)
+                if m.coordinator is not None
+                else None
+            ),
         )
         include = tuple(self._entries("include", m.include, manifest))
         exclude = tuple(self._entries("exclude", m.exclude, manifest))

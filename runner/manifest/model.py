@@ -92,6 +92,14 @@ class Output:
 
 
 @dataclass(frozen=True, slots=True)
+class Coordinator:
+    """Workers of one run share Redis at `url`; a claimed job's `lease` lasts that many seconds."""
+
+    url: str | None
+    lease: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class Api:
     """`base_url` without a trailing `/v1` or `/v2` (None: the backend's default)."""
 
@@ -124,6 +132,7 @@ class Manifest:
     prices: Mapping[str, Mapping[str, float]]
     output: Output
     images: Mapping[str, ImageInput]
+    coordinator: Coordinator | None = None
 
     def units(self, prompt: Prompt) -> tuple[Unit, ...]:
         """The factors of `prompt`'s product in expansion order: vars, sweep, zip groups."""

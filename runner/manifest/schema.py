@@ -275,6 +275,40 @@ class OutputModel(BaseModel):
     )
 
 
+def _check_redis_url(value: object) -> object:
+    if isinstance(value, str) and re.match(r"^(rediss?://[^/\s]+(/\d+)?|unix:///\S+)$", value):
+        return value
+    raise _fail(
+        f"{describe(value)} is not a Redis URL",
+        "e.g. redis://127.0.0.1:6379/0 (rediss:// for TLS); keep a password out of the "
+        "manifest: pass it with --coordinator or $RUNNER_COORDINATOR",
+    )
+
+
+RedisUrl = Annotated[
+    str, PlainValidator(_check_redis_url), WithJsonSchema({"type": "string", "format": "uri"})
+]
+
+
+class CoordinatorModel(BaseModel):
+    """Several workers on one run: where they coordinate (docs/distributed.md)."""
+
+    model_config = _CONFIG
+
+    url: RedisUrl | None = Field(
+        default=None,
+        description="Redis shared by the workers, e.g. redis://ci-redis:6379/0 "
+        "(--coordinator overrides it)",
+    )
+    lease: float = Field(
+        default=15.0,
+        ge=1,
+        le=3600,
+        description="seconds a claimed job stays a worker's without a heartbeat; "
+        "a dead worker's jobs go to the others after it",
+    )
+
+
 class ApiModel(BaseModel):
     """Which API root and endpoint to call."""
 
@@ -318,6 +352,9 @@ class ManifestModel(BaseModel):
         default_factory=dict, description="USD per image by mode and resolution; overrides"
     )
     output: OutputModel = Field(default_factory=OutputModel)
+    coordinator: CoordinatorModel | None = Field(
+        default=None, description="run on several workers that share Redis (optional)"
+    )
     input_roots: list[Annotated[str, Field(min_length=1)]] = Field(
         default_factory=list,
         description="more folders local input images may be read from (relative to the "

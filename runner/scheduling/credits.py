@@ -10,12 +10,18 @@ silently freed.
 
 Amounts are kept in integer micro-dollars so that a million reservations and
 refunds add up exactly; the public API speaks USD floats.
+
+The scheduler sees a guard through the `Credits` protocol. Its changes are
+async because a guard shared by several workers (runner.coordination) makes
+a network call for each; `CreditGuard`, the single-process guard, never
+waits, so its awaits cost nothing and keep each change atomic.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from runner.jobs import Job
 from runner.params import DEFAULT_PRICES, price
@@ -48,8 +54,45 @@ class CreditStats:
         return self.reserved + self.spent + self.ambiguous
 
 
+class Credits(Protocol):
+    """What the scheduler needs of a credit guard. Amounts in USD."""
+
+    def estimate(self, job: Job) -> float:
+        """Estimated USD of one job."""
+        ...
+
+    @property
+    def stopped(self) -> str | None:
+        """Why new submits are stopped (budget reached, 406), or None."""
+        ...
+
+    async def stop(self, reason: str) -> None:
+        """Stop new reservations; the first reason wins."""
+
+    async def reserve(self, key: str, amount: float) -> bool:
+        """Hold `amount` for job `key`; False (nothing held) when it does not fit."""
+        ...
+
+    async def settle(self, key: str, charged: float | None) -> float:
+        """The job completed: its reservation becomes spend; returns the USD counted."""
+        ...
+
+    async def refund(self, key: str) -> None:
+        """The job ended without being billed: free its reservation."""
+
+    async def mark_ambiguous(self, key: str) -> None:
+        """The submit's answer was lost: keep its cost held as possible spend."""
+
+    def stats(self) -> CreditStats:
+        """A frozen snapshot (for a shared guard: the whole run's, as last seen)."""
+        ...
+
+
 class CreditGuard:
-    """Reserve, settle and refund job costs against `budget` (USD, None = no cap)."""
+    """Reserve, settle and refund job costs against `budget` (USD, None = no cap).
+
+    Implements `Credits` for one process.
+    """
 
     def __init__(
         self,
@@ -75,7 +118,7 @@ class CreditGuard:
         """Why new submits are stopped (budget reached, 406), or None."""
         return self._stopped
 
-    def stop(self, reason: str) -> None:
+    async def stop(self, reason: str) -> None:
         """Stop new reservations (e.g. the API answered 406); the first reason wins."""
         if self._stopped is None:
             self._stopped = reason
@@ -86,7 +129,7 @@ class CreditGuard:
             return True
         return self._reserved + self._spent + self._ambiguous + _to_micro(amount) <= self._budget
 
-    def reserve(self, key: str, amount: float) -> bool:
+    async def reserve(self, key: str, amount: float) -> bool:
         """Hold `amount` USD for job `key`. False (and nothing held) when it does not fit."""
         if self._stopped is not None:
             return False
@@ -99,7 +142,7 @@ class CreditGuard:
         self._reserved += micro
         return True
 
-    def settle(self, key: str, charged: float | None) -> float:
+    async def settle(self, key: str, charged: float | None) -> float:
         """The job completed: its reservation becomes spend (the reported cost if any).
 
         Returns the USD counted as spent for it.
@@ -110,13 +153,13 @@ class CreditGuard:
         self._spent += spent
         return _to_usd(spent)
 
-    def refund(self, key: str) -> None:
+    async def refund(self, key: str) -> None:
         """The job ended without being billed: free its reservation."""
         micro = self._held.pop(key, 0)
         self._reserved -= micro
         self._refunded += micro
 
-    def mark_ambiguous(self, key: str) -> None:
+    async def mark_ambiguous(self, key: str) -> None:
         """The submit's answer was lost: its cost may have been billed. Keep it held."""
         micro = self._held.pop(key, 0)
         self._reserved -= micro

@@ -27,6 +27,10 @@ quarter of the budget for each window that passes without another 429.
 Callers with a higher priority go first (result > status > submit when the
 budget counts all calls), so jobs already paid for are finished before new
 ones start. Time comes only from anyio, so tests run on a virtual clock.
+
+The scheduler sees a gate through the `RateLimit` protocol, so a gate whose
+log lives in Redis and counts the calls of several workers
+(runner.coordination) plugs in where `RateGate` does.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 import anyio
 
@@ -51,6 +55,19 @@ PRIORITY_SUBMIT = 1
 
 _MIN_FACTOR = 0.125
 _CREEP = 0.25
+
+
+class RateLimit(Protocol):
+    """What the scheduler needs of a rate gate."""
+
+    async def acquire(self, priority: int = 0) -> None:
+        """Wait until a call of this priority may be made, and count it."""
+
+    def finished(self) -> None:
+        """The call this task was last admitted for has ended (answered, failed or not sent)."""
+
+    def rate_limited(self, retry_after: float | None) -> None:
+        """The server answered 429 (`retry_after`: its hint in seconds): pause and slow down."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +192,9 @@ class RateGate:
         self._last_admit = now
         self._admitted += 1
         self._notify()
+
+    def finished(self) -> None:
+        """Nothing to do: this gate counts a call from its admission (see the module docstring)."""
 
     def rate_limited(self, retry_after: float | None) -> None:
         """The server answered 429: pause everyone and cut the rate.

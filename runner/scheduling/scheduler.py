@@ -7,9 +7,13 @@
            budget counts all calls) -> result -> download -> sink
 
 Every limit is a small object (rate.py, credits.py, inflight.py); this module
-only walks them. Retries are decided by retry.py alone; polling times by
-polling.py. The scheduler sees only runner.errors, never httpx, and takes
-time only from anyio, so the same code runs on a virtual clock in tests.
+only walks them. The rate gate, the credit guard and the source of work
+items are injected behind small protocols (`RateLimit`, `Credits`,
+`WorkSource`): one process uses the local ones, several workers sharing a
+budget use runner.coordination's, which live in Redis. Retries are decided
+by retry.py alone; polling times by polling.py. The scheduler sees only
+runner.errors, never httpx, and takes time only from anyio, so the same
+code runs on a virtual clock in tests.
 
 Stopping: `request_stop(reason)` (the budget, a 406) lets no new job start
 and lets submitted jobs finish; with `abandon_polls` (Ctrl-C, a refused key,
@@ -46,7 +50,7 @@ from runner.errors import (
 )
 from runner.events import Event, EventKind, Listener, RunStats
 from runner.jobs import Job
-from runner.scheduling.credits import CreditGuard
+from runner.scheduling.credits import Credits
 from runner.scheduling.inflight import InFlightCap, auto_cap
 from runner.scheduling.polling import LatencyTracker, PollPolicy, first_poll_delay, next_poll_delay
 from runner.scheduling.rate import (
@@ -54,10 +58,14 @@ from runner.scheduling.rate import (
     PRIORITY_STATUS,
     PRIORITY_SUBMIT,
     RateGate,
+    RateLimit,
     RateModel,
 )
 from runner.scheduling.retry import Operation, RetryPolicy, retry_delay
 from runner.scheduling.sink import Completion, JobSink, SavedImage
+from runner.scheduling.source import IterSource, Outcome, WorkItem, WorkSource
+
+__all__ = ["DEFAULT_MAX_DOWNLOAD", "RateScope", "Scheduler", "SchedulerConfig", "WorkItem"]
 
 T = TypeVar("T")
 RateScope = Literal["submit", "all"]
@@ -86,31 +94,26 @@ class SchedulerConfig:
     seed: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class WorkItem:
-    """A job to run; `resume` re-attaches to a request an earlier run submitted."""
-
-    job: Job
-    resume: Submission | None = None
-    submitted_wall: float | None = None
-
-
 class _Stopped(Exception):
     """Internal: the run is stopping; the job goes back to planned."""
 
 
 class Scheduler:
-    """Runs work items against a backend under a rate gate, a credit guard and a cap."""
+    """Runs work items against a backend under a rate gate, a credit guard and a cap.
+
+    `gate` defaults to a local `RateGate` built from `config`.
+    """
 
     def __init__(
         self,
         backend: Backend,
         sink: JobSink,
-        guard: CreditGuard,
+        guard: Credits,
         config: SchedulerConfig,
         *,
         listeners: Iterable[Listener] = (),
         wall: Callable[[], float] = time.time,
+        gate: RateLimit | None = None,
     ) -> None:
         self._backend = backend
         self._sink = sink
@@ -120,7 +123,7 @@ class Scheduler:
         self._wall = wall
         self._rng = random.Random(config.seed)
         self._tracker = LatencyTracker(config.poll)
-        self._gate = RateGate(
+        self._gate: RateLimit = gate or RateGate(
             config.rpm, config.window, margin=config.margin, model=config.rate_model
         )
         first_cap = config.max_in_flight or auto_cap(
@@ -132,10 +135,14 @@ class Scheduler:
         self._planned: int | None = None
         self._stop_reason: str | None = None
         self._hold_submits = False
+        self._abandoning = False
         self._fatal: BaseException | None = None
         self._ambiguous_retries = 0
-        self._start = 0.0
+        self._start: float | None = None
         self._polls: set[anyio.CancelScope] = set()
+        self._source: WorkSource = IterSource(())
+        # How each job in flight ended, for the source; a job with no entry was left.
+        self._outcomes: dict[str, Outcome] = {}
 
     # -- public ------------------------------------------------------------
 
@@ -167,6 +174,9 @@ class Scheduler:
             self._emit("stopping", detail=reason)
         self._hold_submits = self._hold_submits or hold_submits
         if abandon_polls:
+            # Also jobs whose submit answer is still on its way: they must not
+            # start polling after the stop (their scope does not exist yet).
+            self._abandoning = True
             for scope in list(self._polls):
                 scope.cancel()
 
@@ -189,7 +199,7 @@ class Scheduler:
             credits_ambiguous=credit.ambiguous,
             calls=dict(self._calls),
             stopped=self._stop_reason or credit.stopped,
-            elapsed=anyio.current_time() - self._start if self._start else 0.0,
+            elapsed=anyio.current_time() - self._start if self._start is not None else 0.0,
         )
 
     def skipped(self, job: Job, detail: str = "") -> None:
@@ -197,17 +207,22 @@ class Scheduler:
         self._counts["skipped"] += 1
         self._emit("skipped", job, detail)
 
-    async def run(self, items: Iterable[WorkItem], planned: int | None = None) -> RunStats:
+    async def run(
+        self, items: Iterable[WorkItem] | WorkSource, planned: int | None = None
+    ) -> RunStats:
         """Run every item (pulled lazily) to its end; returns the final stats.
 
-        Raises AuthError (the key was refused) and StoreError (a disk fault)
-        after letting other in-flight jobs stop cleanly.
+        `items` is an iterable of work items, or a WorkSource (claims shared
+        with other workers). Raises AuthError (the key was refused) and
+        StoreError (a disk fault) after letting other in-flight jobs stop cleanly.
         """
+        # A WorkSource is not iterable; an iterable of items is pulled by an IterSource.
+        self._source = IterSource(items) if isinstance(items, Iterable) else items
         self._planned = planned
         self._start = anyio.current_time()
         self._emit("started", detail=f"{planned} jobs" if planned is not None else "")
         async with anyio.create_task_group() as tg:
-            await self._dispatch(items, tg)
+            await self._dispatch(tg)
         self._emit("finished", detail=self._stop_reason or "")
         if self._fatal is not None:
             raise self._fatal
@@ -215,27 +230,33 @@ class Scheduler:
 
     # -- dispatch ----------------------------------------------------------
 
-    async def _dispatch(self, items: Iterable[WorkItem], tg: TaskGroup) -> None:
-        for item in items:
-            if self._stop_reason is not None:
+    async def _dispatch(self, tg: TaskGroup) -> None:
+        while self._stop_reason is None:
+            item = await self._source.next()
+            if item is None:
                 return
             job = item.job
+            if self._stopped():
+                await self._source.finished(job, "unsent")
+                return
             if item.resume is None:
                 estimate = self._guard.estimate(job)
-                if not self._guard.reserve(job.key, estimate):
+                if not await self._guard.reserve(job.key, estimate):
                     reason = self._guard.stopped or (
                         f"credit budget reached: the next job needs ${estimate:.4f} and "
                         f"${self._guard.stats().committed:.4f} of "
                         f"${self._guard.stats().budget or 0:.2f} is committed"
                     )
-                    self._guard.stop(reason)
+                    await self._guard.stop(reason)
                     self.request_stop(reason, hold_submits=False)
+                    await self._source.finished(job, "unsent")
                     return
             await self._cap.acquire()
             if self._stopped():
                 self._cap.release()
                 if item.resume is None:
-                    self._guard.refund(job.key)
+                    await self._guard.refund(job.key)
+                await self._source.finished(job, "unsent")
                 return
             tg.start_soon(self._run_item, item)
 
@@ -252,22 +273,38 @@ class Scheduler:
                 if submission is not None:
                     await self._finish(job, submission, self._wall())
         except _Stopped:
-            self._guard.refund(job.key)
-            self._sink.unsent(job)
+            await self._guard.refund(job.key)
+            self._outcomes[job.key] = "unsent"
+            self._record(lambda: self._sink.unsent(job))
         except RunnerError as err:
             if isinstance(err, ApiError):
                 # An answer we cannot use after the submit went out: the job
                 # may have been billed, so its cost stays counted.
-                self._guard.mark_ambiguous(job.key)
-                self._fail(job, str(err))
+                await self._guard.mark_ambiguous(job.key)
+                reason = str(err)
+                self._record(lambda: self._fail(job, reason))
             else:
-                # Auth and disk faults end the run; other jobs stop cleanly
-                # and stay re-attachable.
-                if self._fatal is None:
-                    self._fatal = err
-                self.request_stop(str(err), abandon_polls=True)
+                self._stop_fatally(err)
         finally:
             self._cap.release()
+            outcome = self._outcomes.pop(job.key, "left")
+            # Shielded: a cancelled run still hands its jobs back.
+            with anyio.CancelScope(shield=True):
+                await self._source.finished(job, outcome)
+
+    def _record(self, write: Callable[[], None]) -> None:
+        """A ledger write as a job ends; a disk fault there stops the run like any other
+        (raised from an except block, it would escape the task group instead)."""
+        try:
+            write()
+        except RunnerError as err:
+            self._stop_fatally(err)
+
+    def _stop_fatally(self, err: RunnerError) -> None:
+        # Auth and disk faults end the run; other jobs stop cleanly and stay re-attachable.
+        if self._fatal is None:
+            self._fatal = err
+        self.request_stop(str(err), abandon_polls=True)
 
     # -- calls through the gate -------------------------------------------
 
@@ -297,6 +334,7 @@ class Scheduler:
             if counted:
                 await self._gate.acquire(priority)
                 if op in ("submit", "sync") and self._holding():
+                    self._gate.finished()
                     raise _Stopped
             self._calls[op] += 1
             try:
@@ -314,6 +352,9 @@ class Scheduler:
                 failure = err
                 attempt += 1
                 tries = attempt
+            finally:
+                if counted:
+                    self._gate.finished()
             delay = retry_delay(op, failure, max(tries, attempt), self._config.retry, self._rng)
             if delay is None:
                 raise failure
@@ -326,6 +367,7 @@ class Scheduler:
     async def _submit(self, job: Job) -> Submission | None:
         estimate = self._guard.estimate(job)
         self._sink.submitting(job, estimate)
+        await self._source.submitting(job)
         tried_again = False
         while True:
             try:
@@ -338,33 +380,35 @@ class Scheduler:
             except TransportError as err:
                 if not err.sent:
                     raise
-                if not self._ambiguous_again(job, tried_again, estimate):
+                if not await self._ambiguous_again(job, tried_again, estimate):
                     self._fail(job, f"submit answer lost ({err}); not retried: it may be billed")
                     return None
                 tried_again = True
                 continue
             except InsufficientCredits as err:
                 reason = f"the API refused a submit for lack of credits (406): {err}"
-                self._guard.stop(reason)
+                await self._guard.stop(reason)
                 self.request_stop(reason)
                 raise _Stopped from err
             except (BadRequest, RetryableError) as err:
-                self._guard.refund(job.key)
+                await self._guard.refund(job.key)
                 self._fail(job, str(err))
                 return None
-            self._sink.submitted(job, submission, self._wall())
+            wall = self._wall()
+            self._sink.submitted(job, submission, wall)
+            await self._source.submitted(job, submission, wall)
             self._emit("submitted", job, submission.request_id)
             return submission
 
-    def _ambiguous_again(self, job: Job, tried_again: bool, estimate: float) -> bool:
+    async def _ambiguous_again(self, job: Job, tried_again: bool, estimate: float) -> bool:
         """Record an ambiguous submit; True when the job may be submitted once more."""
         self._counts["ambiguous"] += 1
-        self._guard.mark_ambiguous(job.key)
+        await self._guard.mark_ambiguous(job.key)
         self._sink.ambiguous(job)
         self._emit("ambiguous", job, "the submit's answer was lost; it may have been billed")
         if tried_again or self._ambiguous_retries >= self._config.max_ambiguous_retries:
             return False
-        if self._stop_reason is not None or not self._guard.reserve(job.key, estimate):
+        if self._stop_reason is not None or not await self._guard.reserve(job.key, estimate):
             return False
         self._ambiguous_retries += 1
         return True
@@ -375,6 +419,8 @@ class Scheduler:
             # A re-attached job has been running since its submit.
             started -= max(0.0, self._wall() - submitted_wall)
         scope = anyio.CancelScope()
+        if self._abandoning:
+            scope.cancel()
         result: Result | None = None
         self._polls.add(scope)
         try:
@@ -405,15 +451,15 @@ class Scheduler:
                     priority=PRIORITY_STATUS,
                 )
             except NotFound:
-                self._lost(job, submission, started)
+                await self._lost(job, submission, started)
                 return None
             if status.state == "FAILED":
-                self._job_failed(job, status.error or "FAILED", submission.request_id)
+                await self._job_failed(job, status.error or "FAILED", submission.request_id)
                 return None
             if status.state == "COMPLETED":
                 break
             if anyio.current_time() >= deadline:
-                self._guard.mark_ambiguous(job.key)
+                await self._guard.mark_ambiguous(job.key)
                 self._counts["failed"] += 1
                 self._emit(
                     "failed",
@@ -428,31 +474,33 @@ class Scheduler:
                 "result", job, lambda: self._backend.result(submission), priority=PRIORITY_RESULT
             )
         except NotFound:
-            self._lost(job, submission, started)
+            await self._lost(job, submission, started)
             return None
         if result.state == "FAILED":
-            self._job_failed(job, result.error or "FAILED", submission.request_id)
+            await self._job_failed(job, result.error or "FAILED", submission.request_id)
             return None
         return result
 
-    def _lost(self, job: Job, submission: Submission, started: float) -> None:
+    async def _lost(self, job: Job, submission: Submission, started: float) -> None:
         age = anyio.current_time() - started
         if age >= self._config.retention:
-            self._guard.mark_ambiguous(job.key)
+            await self._guard.mark_ambiguous(job.key)
             self._counts["expired"] += 1
             self._sink.expired(job)
+            self._outcomes[job.key] = "expired"
             self._emit("expired", job, f"request {submission.request_id} is gone from the server")
         else:
-            self._guard.mark_ambiguous(job.key)
+            await self._guard.mark_ambiguous(job.key)
             self._fail(job, f"request {submission.request_id} not found on the server")
 
-    def _job_failed(self, job: Job, reason: str, request_id: str | None) -> None:
-        self._guard.refund(job.key)  # FAILED jobs are not billed
+    async def _job_failed(self, job: Job, reason: str, request_id: str | None) -> None:
+        await self._guard.refund(job.key)  # FAILED jobs are not billed
         self._fail(job, reason, request_id)
 
     def _fail(self, job: Job, reason: str, request_id: str | None = None) -> None:
         self._counts["failed"] += 1
         self._sink.failed(job, reason, request_id=request_id)
+        self._outcomes[job.key] = "failed"
         self._emit("failed", job, reason)
 
     async def _save(
@@ -465,7 +513,7 @@ class Scheduler:
     ) -> None:
         images: list[SavedImage] = []
         if not result.media:
-            self._guard.mark_ambiguous(job.key)
+            await self._guard.mark_ambiguous(job.key)
             self._fail(job, "the result has no image", request_id)
             return
         for index, media in enumerate(result.media):
@@ -473,10 +521,10 @@ class Scheduler:
                 images.append(await self._download(job, index, media))
             except DownloadError as err:
                 # Paid for but unusable: the charge stands.
-                self._guard.settle(job.key, result.metrics.cost)
+                await self._guard.settle(job.key, result.metrics.cost)
                 self._fail(job, f"image {index}: {err}", request_id)
                 return
-        charged = self._guard.settle(job.key, result.metrics.cost)
+        charged = await self._guard.settle(job.key, result.metrics.cost)
         completion = Completion(
             request_id=request_id,
             submitted_wall=submitted_wall,
@@ -488,6 +536,7 @@ class Scheduler:
             seed=result.seed,
         )
         self._sink.completed(job, images, completion)
+        self._outcomes[job.key] = "completed"
         self._counts["completed"] += 1
         self._counts["images"] += len(images)
         self._emit("completed", job, request_id or "", credits=charged)
@@ -504,6 +553,7 @@ class Scheduler:
     async def _run_sync(self, job: Job) -> None:
         estimate = self._guard.estimate(job)
         self._sink.submitting(job, estimate)
+        await self._source.submitting(job)
         tried_again = False
         started = anyio.current_time()
         while True:
@@ -516,17 +566,17 @@ class Scheduler:
                 )
                 break
             except TransportError as err:
-                if not err.sent or not self._ambiguous_again(job, tried_again, estimate):
+                if not err.sent or not await self._ambiguous_again(job, tried_again, estimate):
                     self._fail(job, f"sync call answer lost ({err}); not retried: it may be billed")
                     return
                 tried_again = True
             except InsufficientCredits as err:
                 reason = f"the API refused a call for lack of credits (406): {err}"
-                self._guard.stop(reason)
+                await self._guard.stop(reason)
                 self.request_stop(reason)
                 raise _Stopped from err
             except (BadRequest, JobFailed, RetryableError) as err:
-                self._guard.refund(job.key)
+                await self._guard.refund(job.key)
                 self._fail(job, str(err))
                 return
         result = Result(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import anyio
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,40 +21,44 @@ def test_estimate_is_price_times_n() -> None:
     assert guard.estimate(_job("quality", "2k", 3)) == 0.05 * 3
 
 
-def test_reserve_refuses_past_the_budget() -> None:
+@pytest.mark.anyio
+async def test_reserve_refuses_past_the_budget() -> None:
     guard = CreditGuard(0.05)
-    assert guard.reserve("a", 0.02)
-    assert guard.reserve("b", 0.02)
-    assert not guard.reserve("c", 0.02)  # 0.06 > 0.05
-    guard.refund("b")
-    assert guard.reserve("c", 0.02)
+    assert await guard.reserve("a", 0.02)
+    assert await guard.reserve("b", 0.02)
+    assert not await guard.reserve("c", 0.02)  # 0.06 > 0.05
+    await guard.refund("b")
+    assert await guard.reserve("c", 0.02)
     assert guard.stats().reserved == 0.04
 
 
-def test_settle_uses_the_reported_cost() -> None:
+@pytest.mark.anyio
+async def test_settle_uses_the_reported_cost() -> None:
     guard = CreditGuard(1.0)
-    guard.reserve("a", 0.02)
-    assert guard.settle("a", 0.015) == 0.015
-    guard.reserve("b", 0.02)
-    assert guard.settle("b", None) == 0.02
+    await guard.reserve("a", 0.02)
+    assert await guard.settle("a", 0.015) == 0.015
+    await guard.reserve("b", 0.02)
+    assert await guard.settle("b", None) == 0.02
     s = guard.stats()
     assert (s.reserved, s.spent) == (0.0, 0.035)
 
 
-def test_ambiguous_cost_stays_held() -> None:
+@pytest.mark.anyio
+async def test_ambiguous_cost_stays_held() -> None:
     guard = CreditGuard(0.04)
-    guard.reserve("a", 0.02)
-    guard.mark_ambiguous("a")
+    await guard.reserve("a", 0.02)
+    await guard.mark_ambiguous("a")
     assert guard.stats().ambiguous == 0.02
-    assert guard.reserve("a", 0.02)  # the retry of the same job
-    assert not guard.reserve("b", 0.02)
+    assert await guard.reserve("a", 0.02)  # the retry of the same job
+    assert not await guard.reserve("b", 0.02)
 
 
-def test_stop_blocks_new_reservations() -> None:
+@pytest.mark.anyio
+async def test_stop_blocks_new_reservations() -> None:
     guard = CreditGuard(None)
-    guard.stop("406: insufficient credits")
-    guard.stop("later reason")
-    assert not guard.reserve("a", 0.01)
+    await guard.stop("406: insufficient credits")
+    await guard.stop("later reason")
+    assert not await guard.reserve("a", 0.01)
     assert guard.stopped == "406: insufficient credits"
 
 
@@ -67,17 +73,21 @@ def test_stop_blocks_new_reservations() -> None:
     ),
 )
 def test_committed_never_passes_budget(budget: float, ops: list[tuple[str, int]]) -> None:
+    anyio.run(_committed_never_passes_budget, budget, ops)
+
+
+async def _committed_never_passes_budget(budget: float, ops: list[tuple[str, int]]) -> None:
     guard = CreditGuard(budget)
     for op, k in ops:
         key = f"j{k}"
         if op == "reserve":
-            guard.reserve(key, 0.02 + (k % 3) * 0.01)
+            await guard.reserve(key, 0.02 + (k % 3) * 0.01)
         elif op == "settle":
-            guard.settle(key, None)
+            await guard.settle(key, None)
         elif op == "refund":
-            guard.refund(key)
+            await guard.refund(key)
         else:
-            guard.mark_ambiguous(key)
+            await guard.mark_ambiguous(key)
         s = guard.stats()
         assert s.committed <= budget + 1e-9
         assert s.reserved >= 0

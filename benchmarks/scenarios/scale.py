@@ -1,0 +1,284 @@
+"""Scenario 4: scale. Planning a million jobs, a 10,000-job run, a resume scan.
+
+- `runner plan` of a manifest of 1,000,000 jobs (one prompt, two vars of
+  1,000 values), as a child process: wall time and peak memory; once as
+  it is (the plan counts by arithmetic), once with a `max_credits` that
+  stops it three quarters of the way (the plan then walks jobs one by one
+  to find where the budget ends), and the lazy job stream a run iterates
+  (expansion with job keys) over a slice, per job.
+- `runner run` of 10,000 jobs against a zero-latency emulator with 64 px
+  images and no rate limit (the budget says 1,000,000 a minute; the
+  in-flight cap is `auto`): jobs per second, and the runner process's own
+  CPU seconds per job and peak memory, from `wait4` on that process alone.
+  Its output folder is on a RAM disk, so the figures are the runner's own
+  work; a run of 1,000 jobs on the disk shows what fsync adds (the ledger
+  commits with synchronous=FULL and every image and sidecar is fsynced).
+- resume: `runner run` again over the finished 10,000-job folder (every job
+  skipped after checking its files), and the ledger scan alone
+  (`Ledger.get_many` in batches of 500, as a run reads it) over a ledger of
+  100,000 completed rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import sys
+import time
+from typing import Any
+
+from benchmarks.clients import (
+    ROOT,
+    bench_emulator,
+    child_env,
+    ledger_counts,
+    memory_disk,
+    run_runner,
+    runner_argv,
+    scratch,
+    served,
+)
+from benchmarks.manifests import Batch, million_manifest, write_manifest
+from benchmarks.processes import run_process
+from benchmarks.report import Section, Table, Target
+from benchmarks.settings import Settings
+
+RUN_SCALE = 0.05  # zero latency: the scale only shortens the first poll guess and the deadlines
+EXPAND_SCRIPT = """
+import sys, time
+from runner.manifest import load_manifest
+from runner.sweep import expand
+limit = int(sys.argv[2])
+start = time.perf_counter()
+count = 0
+for job in expand(load_manifest(sys.argv[1])):
+    count += 1
+    if count >= limit:
+        break
+print(count, time.perf_counter() - start)
+"""
+
+
+def plan_figures(side: int) -> list[dict[str, Any]]:
+    """`runner plan` of side**2 jobs, as it is and with a budget cut at 3/4; and expansion."""
+    rows = []
+    with scratch("plan") as folder:
+        jobs = side * side
+        for label, cap in (("plan", None), ("plan, budget cut at 3/4", jobs * 0.02 * 0.75)):
+            manifest = million_manifest(
+                folder / label.replace(" ", "_").replace(",", ""), side, cap
+            )
+            process = run_process(
+                [*runner_argv(), "plan", str(manifest)], env=child_env(), cwd=ROOT
+            ).check()
+            rows.append(
+                {
+                    "what": f"`runner plan`, {label}",
+                    "jobs": jobs,
+                    "wall_s": process.wall_s,
+                    "cpu_s": process.cpu_s,
+                    "peak_rss_mib": process.peak_rss_mib,
+                }
+            )
+        limit = max(1, jobs // 10)
+        manifest = million_manifest(folder / "expand", side)
+        process = run_process(
+            [sys.executable, "-c", EXPAND_SCRIPT, str(manifest), str(limit)],
+            env=child_env(),
+            cwd=ROOT,
+        ).check()
+        count, seconds = process.stdout.split()
+        rows.append(
+            {
+                "what": f"job stream (expand, keys) of the first {int(count):,} jobs",
+                "jobs": int(count),
+                "wall_s": process.wall_s,
+                "cpu_s": process.cpu_s,
+                "peak_rss_mib": process.peak_rss_mib,
+                "loop_s": float(seconds),
+                "us_per_job": float(seconds) / int(count) * 1e6,
+            }
+        )
+    return rows
+
+
+def run_figures(
+    jobs: int, in_flight: int | None, *, ram: bool, resume: bool = True
+) -> dict[str, Any]:
+    """A run of `jobs` against a zero-latency emulator, then (`resume`) a resume of its folder.
+
+    `ram`: the output folder is on a RAM disk, so the figures are the
+    runner's own work without the disk's fsync waits.
+    """
+    config = bench_emulator(RUN_SCALE, latency="fixed:0", image_px=64)
+    base = memory_disk() if ram else None
+    with scratch("scale", base) as folder:
+        manifest = write_manifest(Batch(jobs=jobs, rpm=1_000_000, max_in_flight=in_flight), folder)
+        out = folder / "out"
+        with served(config) as server:
+            first = run_runner(server, manifest, out, RUN_SCALE, json_events=False, timeout=900)
+            completed, failed = ledger_counts(out)
+            again = (
+                run_runner(server, manifest, out, RUN_SCALE, json_events=False, timeout=900)
+                if resume
+                else None
+            )
+        view = first.server
+        figures: dict[str, Any] = {
+            "jobs": jobs,
+            "disk": "RAM (/dev/shm)" if base is not None else "disk (tmp)",
+            "max_in_flight": in_flight or "auto",
+            "completed": completed,
+            "failed": failed,
+            "wall_s": first.process.wall_s,
+            "server_makespan_s": view.makespan,
+            "jobs_per_s": completed / view.makespan if view.makespan else float("nan"),
+            "jobs_per_s_process": completed / first.process.wall_s,
+            "cpu_s": first.process.cpu_s,
+            "cpu_ms_per_job": 1000 * first.process.cpu_s / jobs,
+            "peak_rss_mib": first.process.peak_rss_mib,
+            "api_calls": view.api_calls,
+        }
+        if again is not None:
+            figures |= {
+                "resume_wall_s": again.process.wall_s,
+                "resume_cpu_s": again.process.cpu_s,
+                "resume_ms_per_job": 1000 * again.process.wall_s / jobs,
+                "resume_new_submits": again.server.accepted - view.accepted,
+            }
+        return figures
+
+
+def ledger_scan(rows: int) -> dict[str, Any]:
+    """Seconds to build a ledger of `rows` completed jobs, and to read them back as a run does."""
+    from runner.store import Ledger, ledger_path
+
+    keys = [f"k1:{hashlib.sha256(str(i).encode()).hexdigest()}" for i in range(rows)]
+    with scratch("ledger") as folder:
+        started = time.perf_counter()
+        ledger = Ledger.open(folder, backend="segmind", base_url="http://127.0.0.1:1")
+        try:
+            ledger.plan_many((key, i, "p", 0.02) for i, key in enumerate(keys))
+        finally:
+            ledger.close()
+        # Completed rows in one transaction: the run's own path commits each one.
+        with sqlite3.connect(ledger_path(folder)) as db:
+            db.execute(
+                "UPDATE jobs SET state = 'completed', charged = 0.02, completed_at = ?, files = ?",
+                (time.time(), json.dumps(["p/x.jpg"])),
+            )
+        built = time.perf_counter() - started
+        started = time.perf_counter()
+        ledger = Ledger.open(folder, backend="segmind", base_url="http://127.0.0.1:1")
+        try:
+            found = 0
+            for start in range(0, rows, 500):
+                found += len(ledger.get_many(keys[start : start + 500]))
+        finally:
+            ledger.close()
+        scanned = time.perf_counter() - started
+    return {"rows": rows, "found": found, "build_s": built, "scan_s": scanned}
+
+
+def run(settings: Settings) -> Section:
+    """Plan, run, resume, ledger scan."""
+    started = time.perf_counter()
+    side = 100 if settings.quick else 1000
+    plans = plan_figures(side)
+    jobs = 300 if settings.quick else 10_000
+    runs = [
+        run_figures(jobs, None, ram=True),
+        run_figures(100 if settings.quick else 1000, None, ram=False, resume=False),
+    ]
+    scan = ledger_scan(10_000 if settings.quick else 100_000)
+    return _section(plans, runs, scan, time.perf_counter() - started)
+
+
+def _section(
+    plans: list[dict[str, Any]], runs: list[dict[str, Any]], scan: dict[str, Any], seconds: float
+) -> Section:
+    plan_table = Table(
+        "Planning (child process; peak memory is its maximum resident set)",
+        ("what", "jobs", "wall s", "CPU s", "peak MiB", "per job"),
+        tuple(
+            (
+                p["what"],
+                p["jobs"],
+                p["wall_s"],
+                p["cpu_s"],
+                p["peak_rss_mib"],
+                f"{p['us_per_job']:.1f} µs" if "us_per_job" in p else "-",
+            )
+            for p in plans
+        ),
+    )
+    run_table = Table(
+        "A run against a zero-latency emulator, and its resume (runner process only)",
+        (
+            "jobs",
+            "output on",
+            "in flight",
+            "done",
+            "failed",
+            "jobs/s (server)",
+            "CPU ms/job",
+            "peak MiB",
+            "resume wall s",
+            "resume ms/job",
+        ),
+        tuple(
+            (
+                r["jobs"],
+                r["disk"],
+                r["max_in_flight"],
+                r["completed"],
+                r["failed"],
+                r["jobs_per_s"],
+                r["cpu_ms_per_job"],
+                r["peak_rss_mib"],
+                r.get("resume_wall_s"),
+                r.get("resume_ms_per_job"),
+            )
+            for r in runs
+        ),
+    )
+    scan_table = Table(
+        "Ledger scan of a resume (in the bench process)",
+        ("rows", "found", "build s", "scan s", "µs per row"),
+        (
+            (
+                scan["rows"],
+                scan["found"],
+                scan["build_s"],
+                scan["scan_s"],
+                1e6 * scan["scan_s"] / scan["rows"],
+            ),
+        ),
+    )
+    plan = plans[0]
+    run0 = runs[0]
+    targets = (
+        Target(
+            "runner CPU per job",
+            "<= 2 ms",
+            f"{run0['cpu_ms_per_job']:.1f} ms ({run0['jobs']:,} jobs, zero latency)",
+            run0["cpu_ms_per_job"] <= 2.0 and run0["completed"] == run0["jobs"],
+        ),
+        Target(
+            "peak memory planning 1,000,000 jobs",
+            "<= 150 MB",
+            f"{plan['peak_rss_mib'] * 1.048576:.0f} MB ({plan['jobs']:,} jobs, "
+            f"{plans[1]['peak_rss_mib'] * 1.048576:.0f} MB with the budget cut)",
+            max(p["peak_rss_mib"] for p in plans[:2]) * 1.048576 <= 150,
+        ),
+    )
+    return Section(
+        key="scale",
+        title="4. Scale",
+        intro=(__doc__ or "").split("\n\n", 1)[1],
+        tables=(plan_table, run_table, scan_table),
+        targets=targets,
+        figures={"plans": plans, "runs": runs, "ledger_scan": scan},
+        seconds=seconds,
+    )

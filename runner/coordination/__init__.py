@@ -1,0 +1,36 @@
+"""Several workers, one run: the coordination of `runner run --coordinator redis://...`.
+
+    identity.py    the run's keys (manifest sha256 + --run-id), the rate key, URL redaction
+    client.py      the connection: redis-py's blocking client in worker threads; `Unreachable`
+    scripts.py     the Lua scripts: every shared change is one atomic script
+    gate.py        SharedRateGate: the sliding-window log of rate.py, in Redis
+    credits.py     SharedCreditGuard: reservations, settlements and the stop flag, in Redis
+    handover.py    what a worker does with a claimed job, given its folder and the lease
+    claims.py      ClaimSource: the scheduler's WorkSource; claim, lease, note, finish
+    session.py     join_run: join or start the run, heartbeat, reconcile, leave
+    status.py      `runner status --coordinator URL`: a run's progress across workers
+    local_redis.py a loopback redis-server for tests, benchmarks and trying it out
+    workers.py     start N local `runner run` workers of one run (tests, `make bench`)
+
+Redis is the only coordinator: no network protocol of our own. What each
+guarantee rests on is written in docs/distributed.md. Nothing outside this
+package imports redis, and the single-process run never imports this package.
+"""
+
+from runner.coordination.identity import check_url, redact_url, run_hash
+from runner.coordination.session import (
+    DEFAULT_LEASE_S,
+    Coordination,
+    CoordinatorSpec,
+    join_run,
+)
+
+__all__ = [
+    "DEFAULT_LEASE_S",
+    "Coordination",
+    "CoordinatorSpec",
+    "check_url",
+    "join_run",
+    "redact_url",
+    "run_hash",
+]

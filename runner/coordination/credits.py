@@ -1,0 +1,162 @@
+"""The credit guard shared by every worker of a run.
+
+The same rules as runner/scheduling/credits.py's `CreditGuard` (reserve
+before a submit, settle with the reported cost, refund a failure that was
+not billed, keep an ambiguous submit's cost held, a stop reason that ends
+new reservations), with the figures in one Redis hash and the reservations
+in another, changed by one Lua script per step. Reservations are keyed by
+job, not by worker: a job taken over from a dead worker is settled against
+the reservation that worker made, so nothing is counted twice or lost.
+
+`stats()` is the whole run's figures as the last reply showed them (every
+call returns them), so the scheduler's synchronous snapshot costs no call.
+
+When the coordinator is lost no new reservation is made (`reserve` says
+False and `stopped` says why), and settlements are kept locally: the ledger
+holds every outcome, and the next start of this worker reconciles it with
+the run (`*_if_held`, so nothing is counted twice).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from runner.coordination.client import RedisLink, Unreachable
+from runner.coordination.identity import RunKeys
+from runner.coordination.scripts import CREDITS
+from runner.jobs import Job
+from runner.params import DEFAULT_PRICES, price
+from runner.scheduling.credits import CreditStats
+
+_MICRO = 1_000_000
+
+
+def to_micro(usd: float) -> int:
+    """USD as integer micro-USD."""
+    return round(usd * _MICRO)
+
+
+def _usd(micro: int) -> float:
+    return micro / _MICRO
+
+
+class SharedCreditGuard:
+    """Implements runner.scheduling.credits.Credits with the run's figures in Redis."""
+
+    def __init__(
+        self,
+        link: RedisLink,
+        keys: RunKeys,
+        budget: float | None,
+        prices: Mapping[str, Mapping[str, float]] = DEFAULT_PRICES,
+    ) -> None:
+        self._link = link
+        self._keys = [keys.credits, keys.held]
+        self._prices = prices
+        self._budget = None if budget is None else to_micro(budget)
+        # This worker's reservations, to answer `settle` when Redis cannot.
+        self._mine: dict[str, int] = {}
+        self._figures = (0, 0, 0, 0)  # reserved, spent, ambiguous, refunded (micro-USD)
+        self._stopped: str | None = None
+
+    def estimate(self, job: Job) -> float:
+        """Estimated USD of one job."""
+        r = job.request
+        return price(r.mode, r.resolution, r.n, self._prices)
+
+    @property
+    def stopped(self) -> str | None:
+        """The run's stop reason (budget, 406), or why this worker cannot reserve (lost)."""
+        return self._stopped or self._link.lost
+
+    def _take(self, reply: Any) -> int:
+        result, reserved, spent, ambiguous, refunded, budget, stopped = reply
+        self._figures = (int(reserved), int(spent), int(ambiguous), int(refunded))
+        if int(budget) >= 0:
+            self._budget = int(budget)
+        if stopped:
+            self._stopped = str(stopped)
+        return int(result)
+
+    async def _op(self, op: str, key: str, amount: int | None = None) -> int | None:
+        """Run one credits op; None when the coordinator is lost."""
+        try:
+            reply = await self._link.script(
+                CREDITS, self._keys, [op, key, "" if amount is None else amount]
+            )
+        except Unreachable:
+            return None
+        return self._take(reply)
+
+    async def refresh(self) -> None:
+        """Read the run's figures (start-up, status)."""
+        await self._op("read", "")
+
+    async def stop(self, reason: str) -> None:
+        """Stop new reservations for the whole run; the first reason wins."""
+        if self._link.lost is not None:
+            return  # not a credit stop: this worker just cannot reserve any more
+        if self._stopped is None:
+            self._stopped = reason
+        await self._op("stop", reason)
+
+    async def reserve(self, key: str, amount: float) -> bool:
+        """Hold `amount` USD for job `key`, against the run's budget."""
+        micro = to_micro(amount)
+        result = await self._op("reserve", key, micro)
+        if result != 1:
+            return False
+        self._mine[key] = micro
+        return True
+
+    async def settle(self, key: str, charged: float | None) -> float:
+        """The job completed: its reservation (whoever made it) becomes spend."""
+        micro = None if charged is None else to_micro(charged)
+        held = self._mine.pop(key, 0)
+        result = await self._op("settle", key, micro)
+        if result is None:
+            spent = held if micro is None else micro
+            self._offline(held, spent=spent)
+            return _usd(spent)
+        return _usd(result)
+
+    async def refund(self, key: str) -> None:
+        """The job ended without being billed: free its reservation."""
+        held = self._mine.pop(key, 0)
+        if await self._op("refund", key) is None:
+            self._offline(held, refunded=held)
+
+    async def mark_ambiguous(self, key: str) -> None:
+        """The submit's answer was lost: keep its cost held as possible spend."""
+        held = self._mine.pop(key, 0)
+        if await self._op("ambiguous", key) is None:
+            self._offline(held, ambiguous=held)
+
+    def _offline(self, held: int, *, spent: int = 0, ambiguous: int = 0, refunded: int = 0) -> None:
+        """Keep the figures this worker reports moving while the coordinator is lost."""
+        reserved, spent0, ambiguous0, refunded0 = self._figures
+        self._figures = (
+            max(0, reserved - held),
+            spent0 + spent,
+            ambiguous0 + ambiguous,
+            refunded0 + refunded,
+        )
+
+    async def reconcile(self, key: str, state: str, charged: float | None) -> None:
+        """Count a final state this worker's ledger holds, if the job still holds a reservation."""
+        micro = None if charged is None else to_micro(charged)
+        op = {"completed": "settle", "failed": "refund"}.get(state, "ambiguous")
+        await self._op(f"{op}_if_held", key, micro)
+
+    def stats(self) -> CreditStats:
+        """The run's figures in USD, as last seen."""
+        reserved, spent, ambiguous, refunded = self._figures
+        return CreditStats(
+            budget=None if self._budget is None else _usd(self._budget),
+            reserved=_usd(reserved),
+            spent=_usd(spent),
+            ambiguous=_usd(ambiguous),
+            refunded=_usd(refunded),
+            stopped=self._stopped,
+        )

@@ -1,0 +1,234 @@
+"""`runner status --coordinator URL`: each shared run's progress, across its workers.
+
+Read-only: a snapshot of the run's keys (see docs/distributed.md), taken
+while workers go on. Without `--run-id` (or a manifest) every run this
+Redis knows is shown.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from runner.coordination.client import RedisLink
+from runner.coordination.identity import RUNS_INDEX, RunKeys
+from runner.errors import UsageError
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStatus:
+    """One worker of a run. Times are seconds (ages against Redis's clock)."""
+
+    worker: str
+    host: str
+    pid: int | None
+    out: str
+    leased: int
+    done: int
+    seen_s_ago: float | None
+    ended: bool
+
+    @property
+    def state(self) -> str:
+        """alive, ended, or silent (no heartbeat: dead, or stalled)."""
+        if self.ended:
+            return "ended"
+        return "alive" if self.seen_s_ago is not None else "silent"
+
+
+@dataclass(frozen=True, slots=True)
+class RunStatus:
+    """A shared run's figures. Money in USD."""
+
+    run: str
+    name: str
+    manifest: str
+    manifest_sha256: str
+    run_id: str
+    total: int
+    claimed: int
+    completed: int
+    failed: int
+    expired: int
+    leased: int
+    lapsed: int
+    returned: int
+    takeovers: int
+    budget_usd: float | None
+    spent_usd: float
+    reserved_usd: float
+    ambiguous_usd: float
+    stopped: str | None
+    workers: tuple[WorkerStatus, ...]
+
+    @property
+    def done(self) -> int:
+        """Jobs in a final state."""
+        return self.completed + self.failed + self.expired
+
+    @property
+    def finished(self) -> bool:
+        """Every job is in a final state."""
+        return self.done >= self.total
+
+
+def _int(value: Any) -> int:
+    return int(value) if value not in (None, "") else 0
+
+
+def _read(link: RedisLink, run: str, lease_s: float) -> RunStatus | None:
+    """Blocking: one run's snapshot, or None when Redis has no such run."""
+    # Replies are text (decode_responses); redis-py's types cannot say so.
+    client: Any = link.client
+    keys = RunKeys(run)
+    meta = client.hgetall(keys.meta)
+    if not meta:
+        return None
+    seconds, micros = client.time()
+    now = float(seconds) + float(micros) / 1e6
+    leases = client.zrange(keys.leases, 0, -1, withscores=True)
+    owners: dict[str, int] = {}
+    for raw in client.hvals(keys.lease):
+        owner = json.loads(raw).get("worker")
+        if owner:
+            owners[owner] = owners.get(owner, 0) + 1
+    finished_by: dict[str, int] = {}
+    for raw in client.hvals(keys.done):
+        who = json.loads(raw).get("worker", "")
+        finished_by[who] = finished_by.get(who, 0) + 1
+    seen = {w: float(t) for w, t in client.hgetall(keys.seen).items()}
+    workers: list[WorkerStatus] = []
+    for worker, raw in sorted(client.hgetall(keys.workers).items()):
+        info = json.loads(raw)
+        age = now - seen[worker] if worker in seen else None
+        workers.append(
+            WorkerStatus(
+                worker=worker,
+                host=str(info.get("host", "?")),
+                pid=info.get("pid"),
+                out=str(info.get("out", "")),
+                leased=owners.get(worker, 0),
+                done=finished_by.get(worker, 0),
+                seen_s_ago=None if age is None or age > 2 * lease_s else age,
+                ended="ended" in info,
+            )
+        )
+    credits = client.hgetall(keys.credits)
+    budget = credits.get("budget")
+    return RunStatus(
+        run=run,
+        name=meta.get("name", "?"),
+        manifest=meta.get("path", "?"),
+        manifest_sha256=meta.get("manifest_sha256", ""),
+        run_id=meta.get("run_id", ""),
+        total=_int(meta.get("total")),
+        claimed=min(_int(client.get(keys.cursor)), _int(meta.get("total"))),
+        completed=_int(meta.get("completed")),
+        failed=_int(meta.get("failed")),
+        expired=_int(meta.get("expired")),
+        leased=sum(1 for _, expiry in leases if expiry > now),
+        lapsed=sum(1 for _, expiry in leases if expiry <= now),
+        returned=_int(client.llen(keys.returned)),
+        takeovers=_int(meta.get("takeovers")),
+        budget_usd=_int(budget) / 1e6 if budget else None,
+        spent_usd=_int(credits.get("spent")) / 1e6,
+        reserved_usd=_int(credits.get("reserved")) / 1e6,
+        ambiguous_usd=_int(credits.get("ambiguous")) / 1e6,
+        stopped=credits.get("stopped") or None,
+        workers=tuple(workers),
+    )
+
+
+def coordinator_status(
+    url: str, run: str | None = None, *, lease_s: float = 15.0
+) -> list[RunStatus]:
+    """Every run this coordinator knows (or the one whose id is `run`).
+
+    `lease_s` is the lease the workers use: a worker silent for two leases
+    is shown as silent. Raises UsageError when Redis cannot be reached or
+    holds no such run.
+    """
+    link = RedisLink.connect(url)
+    try:
+        client: Any = link.client
+        runs = [run] if run is not None else sorted(client.smembers(RUNS_INDEX))
+        found = [s for s in (_read(link, r, lease_s) for r in runs) if s is not None]
+    finally:
+        link.close()
+    if run is not None and not found:
+        raise UsageError(
+            f"the coordinator at {link.url} has no run {run}: check --run-id and the manifest"
+        )
+    return found
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds:.0f} s ago" if seconds >= 1 else "now"
+
+
+def render_status(runs: list[RunStatus], url: str) -> str:
+    """A text report of `runs` for the terminal."""
+    if not runs:
+        return f"{url}: no runs\n"
+    lines: list[str] = []
+    for s in runs:
+        ident = f"run {s.run}" + (f" (--run-id {s.run_id})" if s.run_id else "")
+        lines.append(f"{ident}: {s.name}, {s.manifest} (sha256 {s.manifest_sha256[:12]})")
+        verdict = "finished" if s.finished else "in progress"
+        lines.append(
+            f"  jobs: {s.done} of {s.total} done ({verdict}): {s.completed} completed, "
+            f"{s.failed} failed, {s.expired} expired; {s.leased} in flight, "
+            f"{s.lapsed} lapsed, {s.returned} handed back, "
+            f"{max(0, s.total - s.claimed)} never claimed; {s.takeovers} taken over"
+        )
+        budget = "no cap" if s.budget_usd is None else f"${s.budget_usd:.2f}"
+        money = (
+            f"  credits: ${s.spent_usd:.4f} spent, ${s.reserved_usd:.4f} reserved, "
+            f"${s.ambiguous_usd:.4f} ambiguous of {budget}"
+        )
+        if s.stopped:
+            money += f"; stopped: {s.stopped}"
+        lines.append(money)
+        for w in s.workers:
+            lines.append(
+                f"  worker {w.worker} ({w.state}, seen {_age(w.seen_s_ago)}): "
+                f"{w.done} done, {w.leased} leased; out {w.out}"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def status_text(
+    url: str, *, run_id: str | None = None, manifest: str | None = None, as_json: bool = False
+) -> str:
+    """What `runner status --coordinator URL` prints: text, or JSON with `as_json`.
+
+    `manifest` (a path) and `run_id` narrow the runs shown to that run.
+    Raises UsageError (no URL, unreachable, no such run, unreadable manifest).
+    """
+    from dataclasses import asdict
+
+    from runner.coordination.identity import check_url, redact_url, run_hash
+
+    if not url:
+        raise UsageError(
+            "--coordinator needs a URL (or $RUNNER_COORDINATOR), e.g. redis://127.0.0.1:6379/0"
+        )
+    check_url(url)
+    run = None
+    if manifest is not None:
+        from runner.manifest import load_manifest
+
+        run = run_hash(load_manifest(manifest).sha256, run_id)
+    runs = coordinator_status(url, run)
+    if run is None and run_id is not None:
+        runs = [s for s in runs if s.run_id == run_id]
+        if not runs:
+            raise UsageError(f"the coordinator at {redact_url(url)} has no run --run-id {run_id}")
+    if as_json:
+        doc = {"coordinator": redact_url(url), "runs": [asdict(s) for s in runs]}
+        return json.dumps(doc, indent=2) + "\n"
+    return render_status(runs, redact_url(url))

@@ -1,0 +1,85 @@
+"""Where the scheduler's work items come from: the WorkSource protocol.
+
+The scheduler pulls one item at a time and tells the source what became of
+each job, so one loop serves two cases:
+
+- one process (`IterSource`, the default): a lazy iterator of the
+  manifest's jobs; the notes are no-ops, the ledger is the only record;
+- several workers (runner.coordination): the next job is *claimed* with a
+  lease the source renews while the job is in flight; `submitting` and
+  `submitted` record on the lease what another worker needs to take the job
+  over if this one dies (the request id, or that a submit's answer is
+  pending), and `finished` completes the job once for the whole run, or
+  hands it back.
+
+Order per job: `next` -> [`submitting` -> [`submitted`]] -> `finished`,
+always exactly one `finished` per item `next` returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from runner.backends.base import Submission
+from runner.jobs import Job
+
+Outcome = Literal["completed", "failed", "expired", "unsent", "left"]
+"""How a job ended in this worker.
+
+``completed`` / ``failed`` / ``expired``: final for the run. ``unsent``: stopped
+before its submit went out (back to the pool as it was). ``left``: it may have
+been submitted and was not finished here (a stop, a poll deadline, a fatal
+error): back to the pool with what the lease recorded, so another worker (or
+the next run) re-attaches to its request id instead of paying again.
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkItem:
+    """A job to run; `resume` re-attaches to a request an earlier run submitted.
+
+    `submitted_wall` is that submit's wall-clock epoch seconds.
+    """
+
+    job: Job
+    resume: Submission | None = None
+    submitted_wall: float | None = None
+
+
+class WorkSource(Protocol):
+    """The scheduler's supply of jobs, and the record of what became of each."""
+
+    async def next(self) -> WorkItem | None:
+        """The next item to run, or None when there is no more work for this worker."""
+        ...
+
+    async def submitting(self, job: Job) -> None:
+        """The job's submit is about to go out (a death from now on leaves it ambiguous)."""
+
+    async def submitted(self, job: Job, submission: Submission, wall: float) -> None:
+        """The server accepted it (`wall`: epoch seconds); called before the first poll."""
+
+    async def finished(self, job: Job, outcome: Outcome) -> None:
+        """The job left this worker (see `Outcome`)."""
+
+
+class IterSource:
+    """A WorkSource over an iterable of items, pulled lazily: the single-process run."""
+
+    def __init__(self, items: Iterable[WorkItem]) -> None:
+        self._items: Iterator[WorkItem] = iter(items)
+
+    async def next(self) -> WorkItem | None:
+        # No await: pulling stays exactly as cheap as the plain loop it replaces.
+        return next(self._items, None)
+
+    async def submitting(self, job: Job) -> None:
+        return None
+
+    async def submitted(self, job: Job, submission: Submission, wall: float) -> None:
+        return None
+
+    async def finished(self, job: Job, outcome: Outcome) -> None:
+        return None

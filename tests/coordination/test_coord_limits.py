@@ -1,0 +1,199 @@
+"""The shared rate gate and credit guard against a real Redis, several workers in-process.
+
+Every assertion is on what Redis recorded (admission times from its own
+clock, the run's credit figures), never on how long something took.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import anyio
+import pytest
+from coord_helpers import manifest_of, workers
+
+from runner.coordination.local_redis import LocalRedis
+from runner.scheduling.scheduler import SchedulerConfig
+
+pytestmark = pytest.mark.anyio
+
+WINDOW = 0.4
+MARGIN = 0.05
+
+
+def max_in_window(times: list[float], window: float) -> int:
+    times = sorted(times)
+    best = first = 0
+    for last, at in enumerate(times):
+        while at - times[first] >= window:
+            first += 1
+        best = max(best, last - first + 1)
+    return best
+
+
+async def test_three_workers_never_pass_the_limit_together(tmp_path: Path, redis_url: str) -> None:
+    config = SchedulerConfig(rpm=3, window=WINDOW, margin=MARGIN)
+    manifest = manifest_of(tmp_path, 1)
+    admitted: list[float] = []
+    async with workers(redis_url, manifest, 3, tmp_path, config=config) as joined:
+
+        async def caller(i: int) -> None:
+            at = await joined[i % 3].gate.admit(priority=i % 2)
+            assert at is not None
+            admitted.append(at)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(10):
+                tg.start_soon(caller, i)
+    assert len(admitted) == 10
+    # Windows of the budget's own length: at most 3 admissions, whoever made them.
+    assert max_in_window(admitted, WINDOW + MARGIN) <= 3
+    # ... and a whole window's allowance may go at once (a burst of R).
+    assert max_in_window(admitted, WINDOW / 4) == 3
+
+
+async def test_a_call_counts_from_its_end_however_late_it_went_out(
+    tmp_path: Path, redis_url: str
+) -> None:
+    config = SchedulerConfig(rpm=1, window=1.0, margin=MARGIN)
+    manifest = manifest_of(tmp_path, 1)
+    async with workers(redis_url, manifest, 2, tmp_path, config=config) as (a, b):
+        first = await a.gate.admit()
+        await anyio.sleep(0.3)  # the call itself: a slow network, a busy machine
+        a.gate.finished()
+        second = await b.gate.admit()
+    assert first is not None and second is not None
+    # The server saw the first call at some time up to its end: one span after that.
+    assert second - first >= 0.3 + 1.0 + MARGIN
+
+
+async def test_smooth_model_spaces_admissions_across_workers(
+    tmp_path: Path, redis_url: str
+) -> None:
+    config = SchedulerConfig(rpm=4, window=WINDOW, margin=MARGIN, rate_model="smooth")
+    manifest = manifest_of(tmp_path, 1)
+    admitted: list[float] = []
+    async with workers(redis_url, manifest, 2, tmp_path, config=config) as joined:
+
+        async def caller(i: int) -> None:
+            at = await joined[i % 2].gate.admit()
+            assert at is not None
+            admitted.append(at)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(5):
+                tg.start_soon(caller, i)
+    gaps = [b - a for a, b in zip(sorted(admitted), sorted(admitted)[1:], strict=False)]
+    assert min(gaps) >= (WINDOW + MARGIN) / 4 - 1e-6
+
+
+async def test_a_429_met_by_one_worker_pauses_the_others(tmp_path: Path, redis_url: str) -> None:
+    config = SchedulerConfig(rpm=50, window=WINDOW, margin=MARGIN)
+    manifest = manifest_of(tmp_path, 1)
+    async with workers(redis_url, manifest, 2, tmp_path, config=config) as (one, two):
+        first = await one.gate.admit()
+        # What one.gate.rate_limited(0.3) sends in the background, awaited here.
+        await one.gate.report_limited(0.3)
+        second = await two.gate.admit()
+    assert first is not None and second is not None
+    assert second - first >= 0.3
+
+
+async def test_reservations_of_all_workers_stay_within_one_budget(
+    tmp_path: Path, redis_url: str
+) -> None:
+    manifest = manifest_of(tmp_path, 1)
+    outcomes: list[bool] = []
+    async with workers(redis_url, manifest, 3, tmp_path, budget=0.15) as joined:
+
+        async def reserve(i: int) -> None:
+            outcomes.append(await joined[i % 3].guard.reserve(f"job{i}", 0.02))
+
+        async with anyio.create_task_group() as tg:
+            for i in range(20):
+                tg.start_soon(reserve, i)
+        assert outcomes.count(True) == 7  # 7 x $0.02 = $0.14 <= $0.15 < 8 x $0.02
+        run = joined[0].guard
+        await run.refresh()
+        assert run.stats().reserved == pytest.approx(0.14)
+        assert run.stats().budget == pytest.approx(0.15)
+
+
+async def test_settle_refund_and_ambiguity_are_counted_once_for_the_run(
+    tmp_path: Path, redis_url: str
+) -> None:
+    manifest = manifest_of(tmp_path, 1)
+    async with workers(redis_url, manifest, 2, tmp_path, budget=1.0) as (a, b):
+        for key in ("j1", "j2", "j3", "j4"):
+            assert await a.guard.reserve(key, 0.02)
+        # The job taken over by b is settled against a's reservation.
+        assert await b.guard.settle("j1", 0.015) == pytest.approx(0.015)
+        assert await a.guard.settle("j2", None) == pytest.approx(0.02)
+        await b.guard.refund("j3")
+        await a.guard.mark_ambiguous("j4")
+        # Reconciling an outcome already counted changes nothing.
+        await b.guard.reconcile("j1", "completed", 0.015)
+        s = b.guard.stats()
+    assert (s.reserved, s.spent, s.ambiguous, s.refunded) == pytest.approx((0.0, 0.035, 0.02, 0.02))
+
+
+async def test_a_stop_reaches_every_worker(tmp_path: Path, redis_url: str) -> None:
+    manifest = manifest_of(tmp_path, 1)
+    async with workers(redis_url, manifest, 2, tmp_path) as (a, b):
+        await a.guard.stop("the API refused a submit for lack of credits (406)")
+        assert not await b.guard.reserve("j", 0.01)
+        assert b.guard.stopped == "the API refused a submit for lack of credits (406)"
+        assert b.guard.stats().stopped == b.guard.stopped
+
+
+async def test_random_operations_of_three_workers_never_commit_past_the_budget(
+    tmp_path: Path, redis_url: str
+) -> None:
+    rng = random.Random(7)
+    manifest = manifest_of(tmp_path, 1)
+    async with workers(redis_url, manifest, 3, tmp_path, budget=0.2) as joined:
+
+        async def worker(guard_index: int) -> None:
+            guard = joined[guard_index].guard
+            for _ in range(40):
+                key = f"j{rng.randrange(12)}"
+                op = rng.choice(["reserve", "reserve", "settle", "refund", "ambiguous"])
+                if op == "reserve":
+                    await guard.reserve(key, rng.choice([0.02, 0.03, 0.05]))
+                elif op == "settle":
+                    await guard.settle(key, None)
+                elif op == "refund":
+                    await guard.refund(key)
+                else:
+                    await guard.mark_ambiguous(key)
+                s = guard.stats()
+                assert s.committed <= 0.2 + 1e-9
+                assert s.reserved >= -1e-9
+
+        async with anyio.create_task_group() as tg:
+            for i in range(3):
+                tg.start_soon(worker, i)
+
+
+async def test_losing_redis_degrades_to_a_local_share(
+    tmp_path: Path, redis_url: str, redis_server: LocalRedis
+) -> None:
+    config = SchedulerConfig(rpm=4, window=WINDOW, margin=MARGIN)
+    manifest = manifest_of(tmp_path, 1)
+    stops: list[str] = []
+    async with workers(redis_url, manifest, 2, tmp_path, config=config, budget=1.0) as (a, _):
+        a.link.on_lost(stops.append)
+        await a.beat()  # sees b alive
+        assert a.peers == 2
+        assert await a.guard.reserve("j1", 0.02)
+        redis_server.kill()
+        # No new reservation without the coordinator; a settlement is kept locally.
+        assert not await a.guard.reserve("j2", 0.02)
+        assert await a.guard.settle("j1", None) == pytest.approx(0.02)
+        assert a.lost is not None and "lost the coordinator" in a.lost
+        assert stops == [a.lost]
+        assert a.guard.stats().stopped is None  # not a credit stop: exit 1, not 3
+        # The gate falls back to this worker's share (4 // 2 live workers = 2).
+        assert await a.gate.admit() is None
+        assert a.gate.local_share == 2

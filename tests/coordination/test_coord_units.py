@@ -1,0 +1,150 @@
+"""Pure parts of the coordination: run identity, URL redaction, lease records, settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from runner.cli import main
+from runner.cli_run import _safe_argv
+from runner.coordination.handover import LeaseRecord
+from runner.coordination.identity import (
+    check_run_id,
+    check_url,
+    rate_keys,
+    redact_text,
+    redact_url,
+    run_hash,
+    run_keys,
+)
+from runner.coordination.session import CoordinatorSpec, jobs_digest
+from runner.errors import ManifestError, UsageError
+from runner.manifest import Coordinator, load_manifest, parse_manifest
+from runner.run import RunOptions, resume_command
+from runner.sweep import expand
+
+SECRET = "s3cr3t-pass"
+
+
+def test_a_password_never_survives_redaction() -> None:
+    url = f"redis://worker:{SECRET}@redis.internal:6380/2"
+    shown = redact_url(url)
+    assert SECRET not in shown
+    assert shown == "redis://worker:***@redis.internal:6380/2"
+    assert redact_url(f"rediss://:{SECRET}@[::1]:6379/0") == "rediss://:***@[::1]:6379/0"
+    assert redact_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+
+
+def test_the_recorded_command_line_holds_no_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SEGMIND_API_KEY", raising=False)
+    argv = ["run", "m.yaml", "--coordinator", f"redis://:{SECRET}@h:1/0"]
+    argv.append(f"--coordinator=rediss://user:{SECRET}@h:2/0")
+    safe = _safe_argv(argv)
+    assert not [a for a in safe if SECRET in a]
+    assert safe[3] == "redis://:***@h:1/0"
+    assert redact_text(f"note: rediss://u:{SECRET}@h/0 and redis://h/1") == (
+        "note: rediss://u:***@h/0 and redis://h/1"
+    )
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:6379", "127.0.0.1:6379", "redis:///0"])
+def test_unusable_urls_are_usage_errors_with_an_example(url: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        check_url(url)
+    assert "redis://127.0.0.1:6379/0" in str(caught.value)
+
+
+def test_a_bad_url_with_a_password_does_not_show_it() -> None:
+    with pytest.raises(UsageError) as caught:
+        check_url(f"http://:{SECRET}@host:1")
+    assert SECRET not in str(caught.value)
+
+
+def test_run_identity_is_the_manifest_hash_and_the_run_id() -> None:
+    sha = "ab" * 32
+    assert run_hash(sha, None) == run_hash(sha, None)
+    assert run_hash(sha, "ci-1") != run_hash(sha, None)
+    assert run_hash(sha, "ci-1") != run_hash(sha, "ci-2")
+    assert run_hash("cd" * 32, None) != run_hash(sha, None)
+    keys = run_keys(sha, "ci-1")
+    # One cluster hash tag for every key of the run: a script touches one slot.
+    tags = {key.split("{")[1].split("}")[0] for key in (keys.meta, keys.lease, keys.held)}
+    assert tags == {keys.run}
+
+
+def test_the_rate_key_depends_on_the_api_key_without_holding_it() -> None:
+    a = rate_keys("https://api.segmind.com", "sk-one")
+    b = rate_keys("https://api.segmind.com/", "sk-one")
+    c = rate_keys("https://api.segmind.com", "sk-two")
+    assert a == b
+    assert a != c
+    assert "sk-one" not in a.log and "sk-one" not in a.state
+
+
+def test_run_ids_and_leases_are_checked() -> None:
+    assert check_run_id("ci-123") == "ci-123"
+    for bad in ("", "x" * 129, "a\nb"):
+        with pytest.raises(UsageError):
+            check_run_id(bad)
+    with pytest.raises(UsageError, match="too short"):
+        CoordinatorSpec("redis://h:1/0", lease=0.2)
+
+
+def test_lease_records_read_what_the_scripts_write() -> None:
+    assert LeaseRecord.parse("") == LeaseRecord()
+    record = LeaseRecord.parse(
+        '{"worker":"w","token":"t","state":"submitted","request_id":"r-1",'
+        '"submitted_at":1800000000.25}'
+    )
+    assert record == LeaseRecord("submitted", "r-1", 1800000000.25)
+    assert LeaseRecord.parse('{"state":"submitting"}').request_id is None
+
+
+def test_jobs_digest_tells_expansions_apart(tmp_path: Path) -> None:
+    text = (
+        "name: d\nprompts: [{id: p, prompt: 'a {x}', vars: {x: [one, two, three]}}]\n"
+        "output: {dir: out}\n"
+    )
+    (tmp_path / "m.yaml").write_text(text)
+    jobs = list(expand(load_manifest(tmp_path / "m.yaml")))
+    assert jobs_digest(jobs) == jobs_digest(list(jobs))
+    assert jobs_digest(jobs) != jobs_digest(jobs[::-1])
+    assert jobs_digest(jobs) != jobs_digest(jobs[:2])
+
+
+def test_the_manifest_may_name_the_coordinator(tmp_path: Path) -> None:
+    text = (
+        "name: c\nprompts: [{id: p, prompt: hi}]\ncoordinator: {url: redis://h:6379/1, lease: 5}\n"
+    )
+    manifest = parse_manifest(text, path=str(tmp_path / "m.yaml"), base_dir=tmp_path)
+    assert manifest.coordinator == Coordinator(url="redis://h:6379/1", lease=5.0)
+    bad = text.replace("redis://h:6379/1", "http://h:6379")
+    with pytest.raises(ManifestError) as caught:
+        parse_manifest(bad, path=str(tmp_path / "m.yaml"), base_dir=tmp_path)
+    assert "m.yaml:3:" in str(caught.value)
+    assert "coordinator.url" in str(caught.value)
+    assert "not a Redis URL" in str(caught.value)
+
+
+def test_shards_and_a_coordinator_do_not_mix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "m.yaml").write_text(
+        f"name: c\nprompts: [{{id: p, prompt: hi}}]\noutput: {{dir: {tmp_path / 'out'}}}\n"
+    )
+    argv = ["run", str(tmp_path / "m.yaml"), "--backend", "local", "--shard", "1/2"]
+    code = main([*argv, "--coordinator", "redis://127.0.0.1:1/0"])
+    assert code == 2
+    assert "--shard and --coordinator do not mix" in capsys.readouterr().err
+
+
+def test_a_resume_command_never_prints_a_password(tmp_path: Path) -> None:
+    text = f"name: c\nprompts: [{{id: p, prompt: hi}}]\noutput: {{dir: {tmp_path}}}\n"
+    manifest = parse_manifest(text, path="m.yaml", base_dir=tmp_path)
+    plain = RunOptions(coordinator="redis://h:6379/0", run_id="ci-1")
+    assert resume_command(manifest, plain).endswith("--run-id ci-1 --coordinator redis://h:6379/0")
+    secret = RunOptions(coordinator=f"redis://:{SECRET}@h:6379/0")
+    command = resume_command(manifest, secret)
+    assert SECRET not in command
+    assert command.endswith('--coordinator "$RUNNER_COORDINATOR"')
