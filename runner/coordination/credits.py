@@ -110,6 +110,12 @@ class SharedCreditGuard:
         self._mine[key] = micro
         return True
 
+    async def hold(self, key: str, amount: float) -> None:
+        """Hold `amount` USD for a job already submitted, whatever the budget says."""
+        micro = to_micro(amount)
+        if await self._op("hold", key, micro) is not None:
+            self._mine[key] = micro
+
     async def settle(self, key: str, charged: float | None) -> float:
         """The job completed: its reservation (whoever made it) becomes spend."""
         micro = None if charged is None else to_micro(charged)

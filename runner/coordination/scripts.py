@@ -136,7 +136,7 @@ return fmt(paused - t)
 CREDITS: Final = """
 -- The credit guard of runner/scheduling/credits.py, shared by the run.
 -- KEYS: credits, held. ARGV: op, job key, amount (micro-USD) or ''.
--- ops: reserve, settle, refund, ambiguous, stop (ARGV[2] is the reason),
+-- ops: reserve, hold, settle, refund, ambiguous, stop (ARGV[2] is the reason),
 -- read, and the *_if_held forms used when a worker reconciles its ledger
 -- (they change nothing unless the job still holds a reservation, so an
 -- outcome is never counted twice).
@@ -163,6 +163,15 @@ if op == 'reserve' then
   if budget and get('reserved') + get('spent') + get('ambiguous') + amount > tonumber(budget) then
     return totals(0)
   end
+  redis.call('HSET', KEYS[2], key, amount)
+  redis.call('HINCRBY', KEYS[1], 'reserved', amount)
+  return totals(1)
+end
+if op == 'hold' then
+  -- A job already submitted (re-attached): it may be billed, so it is held
+  -- whatever the budget or a stop says; once per job key.
+  if redis.call('HEXISTS', KEYS[2], key) == 1 then return totals(1) end
+  local amount = tonumber(ARGV[3])
   redis.call('HSET', KEYS[2], key, amount)
   redis.call('HINCRBY', KEYS[1], 'reserved', amount)
   return totals(1)

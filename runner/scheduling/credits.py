@@ -73,6 +73,10 @@ class Credits(Protocol):
         """Hold `amount` for job `key`; False (nothing held) when it does not fit."""
         ...
 
+    async def hold(self, key: str, amount: float) -> None:
+        """Hold `amount` for a job already submitted (re-attached), whatever the budget."""
+        ...
+
     async def settle(self, key: str, charged: float | None) -> float:
         """The job completed: its reservation becomes spend; returns the USD counted."""
         ...
@@ -141,6 +145,17 @@ class CreditGuard:
         self._held[key] = micro
         self._reserved += micro
         return True
+
+    async def hold(self, key: str, amount: float) -> None:
+        """A job an earlier run submitted may be billed: hold its cost, budget or not.
+
+        The budget then counts it, so the run starts fewer new jobs instead of
+        overspending.
+        """
+        if key not in self._held:
+            micro = _to_micro(amount)
+            self._held[key] = micro
+            self._reserved += micro
 
     async def settle(self, key: str, charged: float | None) -> float:
         """The job completed: its reservation becomes spend (the reported cost if any).

@@ -123,6 +123,10 @@ class RateGate:
         self._last_admit = -math.inf
         self._admitted = 0
         self._rate_limited = 0
+        # Calls admitted and not yet finished: they count as happening "now"
+        # until they end, and then from their end, which is never before the
+        # server saw them (a late send cannot spill into the next window).
+        self._in_flight = 0
 
     @property
     def effective_limit(self) -> int | None:
@@ -155,8 +159,11 @@ class RateGate:
             return ready
         while self._log and self._log[0] <= now - self._span:
             self._log.popleft()
-        if len(self._log) >= limit:
-            ready = max(ready, _after(self._log[-limit], self._span))
+        room = limit - self._in_flight
+        if room <= 0:
+            return math.inf  # wait for a call to finish
+        if len(self._log) >= room:
+            ready = max(ready, _after(self._log[-room], self._span))
         if self._model == "smooth":
             ready = max(ready, _after(self._last_admit, self._span / limit))
         return ready
@@ -188,13 +195,20 @@ class RateGate:
             raise
 
     def _admit(self, now: float) -> None:
-        self._log.append(now)
+        self._in_flight += 1
         self._last_admit = now
         self._admitted += 1
         self._notify()
 
     def finished(self) -> None:
-        """Nothing to do: this gate counts a call from its admission (see the module docstring)."""
+        """A call admitted earlier has ended (answered, failed, or not sent after all).
+
+        From now on it counts from this moment, for `window + margin`.
+        """
+        if self._in_flight > 0:
+            self._in_flight -= 1
+            self._log.append(self._clock())
+            self._notify()
 
     def rate_limited(self, retry_after: float | None) -> None:
         """The server answered 429: pause everyone and cut the rate.

@@ -239,7 +239,9 @@ class Scheduler:
             if self._stopped():
                 await self._source.finished(job, "unsent")
                 return
-            if item.resume is None:
+            if item.resume is not None:
+                await self._guard.hold(job.key, self._guard.estimate(job))
+            else:
                 estimate = self._guard.estimate(job)
                 if not await self._guard.reserve(job.key, estimate):
                     reason = self._guard.stopped or (
@@ -341,7 +343,11 @@ class Scheduler:
                 return await fn()
             except RateLimited as err:
                 self._counts["rate_limited"] += 1
-                self._gate.rate_limited(err.retry_after)
+                if counted:
+                    # Only a call the budget counts says the budget is too
+                    # high; a 429 on a poll the limit does not count (or on
+                    # the media host) backs off that call alone.
+                    self._gate.rate_limited(err.retry_after)
                 self._emit("rate_limited", job, f"{op}: {err}")
                 failure: BaseException = err
                 # The gate slows everyone down after a 429, so 429s use up
@@ -439,6 +445,7 @@ class Scheduler:
         await self._save(job, result, submission.request_id, submitted_wall, latency)
 
     async def _poll(self, job: Job, submission: Submission, started: float) -> Result | None:
+        """Poll until the result is there; None when the job ended otherwise (recorded)."""
         deadline = started + self._config.poll.deadline
         delay = first_poll_delay(self._tracker, self._rng) - (anyio.current_time() - started)
         while True:
@@ -450,17 +457,32 @@ class Scheduler:
                     lambda: self._backend.status(submission),
                     priority=PRIORITY_STATUS,
                 )
+                state = status.state
+                if state == "COMPLETED":
+                    result = await self._call(
+                        "result",
+                        job,
+                        lambda: self._backend.result(submission),
+                        priority=PRIORITY_RESULT,
+                    )
+                    if result.state == "COMPLETED" and result.media:
+                        return result
+                    # A status that ran ahead of its result (or flapped back):
+                    # the job is paid for, so poll on instead of failing it.
+                    state = result.state
+                    if state == "FAILED":
+                        await self._job_failed(job, result.error or "FAILED", submission.request_id)
+                        return None
             except NotFound:
                 await self._lost(job, submission, started)
                 return None
-            if status.state == "FAILED":
+            if state == "FAILED":
                 await self._job_failed(job, status.error or "FAILED", submission.request_id)
                 return None
-            if status.state == "COMPLETED":
-                break
             if anyio.current_time() >= deadline:
                 await self._guard.mark_ambiguous(job.key)
                 self._counts["failed"] += 1
+                self._outcomes[job.key] = "left"
                 self._emit(
                     "failed",
                     job,
@@ -468,18 +490,9 @@ class Scheduler:
                     "run again within the hour to re-attach",
                 )
                 return None
-            delay = next_poll_delay(self._tracker, status.state, self._rng)
-        try:
-            result = await self._call(
-                "result", job, lambda: self._backend.result(submission), priority=PRIORITY_RESULT
+            delay = next_poll_delay(
+                self._tracker, state if state != "COMPLETED" else "PROCESSING", self._rng
             )
-        except NotFound:
-            await self._lost(job, submission, started)
-            return None
-        if result.state == "FAILED":
-            await self._job_failed(job, result.error or "FAILED", submission.request_id)
-            return None
-        return result
 
     async def _lost(self, job: Job, submission: Submission, started: float) -> None:
         age = anyio.current_time() - started
@@ -520,9 +533,25 @@ class Scheduler:
             try:
                 images.append(await self._download(job, index, media))
             except DownloadError as err:
-                # Paid for but unusable: the charge stands.
+                # Paid for: the charge stands.
                 await self._guard.settle(job.key, result.metrics.cost)
-                self._fail(job, f"image {index}: {err}", request_id)
+                if not err.retryable or request_id is None or job.endpoint != "v2":
+                    # The same bytes again would fail again (wrong format or
+                    # size, too large, refused address): final.
+                    self._fail(job, f"image {index}: {err}", request_id)
+                    return
+                # Broken in transit past the retries: the server keeps the
+                # result for an hour, so the job stays submitted in the
+                # ledger and the next run fetches it again instead of paying
+                # for it once more.
+                self._counts["failed"] += 1
+                self._outcomes[job.key] = "left"
+                self._emit(
+                    "failed",
+                    job,
+                    f"image {index}: {err}; it stays submitted: run again within the hour "
+                    "to download it",
+                )
                 return
         charged = await self._guard.settle(job.key, result.metrics.cost)
         completion = Completion(

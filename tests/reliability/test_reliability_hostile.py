@@ -94,26 +94,6 @@ async def test_submit_2xx_without_request_id(hostile: ServedHostile, tmp_path: P
 # -- polls and results ----------------------------------------------------------------
 
 
-async def test_status_flapping_back_from_completed(
-    slow_hostile: ServedHostile, tmp_path: Path
-) -> None:
-    async def lie(ex: Exchange) -> None:
-        await ex.answer_json(200, {"status": "COMPLETED", "request_id": "x", "metrics": {}})
-
-    # The first status call says COMPLETED; the result, from the emulator, is still queued.
-    slow_hostile.app.add("status", lie, times=1)
-    report, rows = await run_hostile(slow_hostile, tmp_path, hostile_manifest(tmp_path, ("fox",)))
-    fox = rows["fox"]
-    assert fox.state == "failed" and fox.reason
-    assert "no image" in fox.reason
-    assert exit_code(report) == 1
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="scheduler: a result that is not COMPLETED after a COMPLETED status fails the "
-    "(paid) job instead of polling again; reported to the lead",
-)
 async def test_status_flapping_is_polled_again(slow_hostile: ServedHostile, tmp_path: Path) -> None:
     async def lie(ex: Exchange) -> None:
         await ex.answer_json(200, {"status": "COMPLETED", "request_id": "x", "metrics": {}})
@@ -188,10 +168,12 @@ async def test_output_url_that_returns_html(hostile: ServedHostile, tmp_path: Pa
         )
 
     hostile.app.add("media", html, times=100)
-    _, rows = await run_hostile(hostile, tmp_path, hostile_manifest(tmp_path, ("fox",)))
+    report, rows = await run_hostile(hostile, tmp_path, hostile_manifest(tmp_path, ("fox",)))
     fox = rows["fox"]
-    assert fox.state == "failed"
-    assert "not a PNG, JPEG or WEBP image" in (fox.reason or "")
+    # Not an image, every time: the job is paid for and the page may be a
+    # passing CDN error, so it stays re-attachable for the next run.
+    assert fox.state == "submitted" and fox.request_id
+    assert report.stats.failed == 1
     assert verify(tmp_path / "out").clean  # nothing half-written
 
 
@@ -206,7 +188,9 @@ async def test_truncated_image_is_downloaded_again(hostile: ServedHostile, tmp_p
     assert verify(tmp_path / "out").clean
 
 
-async def test_image_truncated_every_time_fails(hostile: ServedHostile, tmp_path: Path) -> None:
+async def test_image_truncated_every_time_stays_re_attachable(
+    hostile: ServedHostile, tmp_path: Path
+) -> None:
     async def half(ex: Exchange) -> None:
         status, headers, body = await ex.inner()
         await ex.answer(status, body[: len(body) // 2], {"content-type": headers["content-type"]})
@@ -214,8 +198,9 @@ async def test_image_truncated_every_time_fails(hostile: ServedHostile, tmp_path
     hostile.app.add("media", half, times=100)
     _, rows = await run_hostile(hostile, tmp_path, hostile_manifest(tmp_path, ("fox",)))
     fox = rows["fox"]
-    assert fox.state == "failed" and "image 0:" in (fox.reason or "")
-    assert "PNG" in (fox.reason or "")
+    # Paid for and kept by the server for an hour: the next run downloads it
+    # again instead of paying once more, so the job stays submitted.
+    assert fox.state == "submitted" and fox.request_id
     assert verify(tmp_path / "out").clean
 
 

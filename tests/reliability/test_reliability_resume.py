@@ -186,12 +186,6 @@ async def test_a_segmind_folder_refuses_another_base_url(tmp_path: Path) -> None
             await run_manifest(manifest, options, env={"SEGMIND_API_KEY": "sk-x"})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="scheduler/run: a resumed run does not count the jobs it re-attaches against "
-    "max_credits (only completed spend is carried over), so it can overspend; reported "
-    "to the lead",
-)
 async def test_a_resumed_run_counts_reattached_jobs_against_the_budget(
     tmp_path: Path, make_emulator: Callable[..., InProcess]
 ) -> None:
@@ -202,12 +196,6 @@ async def test_a_resumed_run_counts_reattached_jobs_against_the_budget(
     assert emu.emulator.charged_total() <= 0.03
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="scheduler: a paid result whose download fails past the retry policy is "
-    "marked failed, so a resume skips it and --retry-failed pays again, while the "
-    "server keeps it for an hour; reported to the lead",
-)
 async def test_a_paid_result_that_could_not_be_downloaded_is_fetched_by_a_resume(
     tmp_path: Path, make_emulator: Callable[..., InProcess]
 ) -> None:

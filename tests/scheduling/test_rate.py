@@ -27,6 +27,7 @@ def _admissions(
     async def caller(gate: RateGate, at: float, i: int) -> None:
         await trio.sleep(at)
         await gate.acquire()
+        gate.finished()  # the call is answered at once
         admitted.append(trio.current_time())
         if limited_at and i in limited_at:
             gate.rate_limited(limited_at[i])
@@ -97,10 +98,12 @@ def test_creeps_back_to_the_budget_after_quiet_windows() -> None:
     async def main() -> tuple[int, int]:
         gate = RateGate(8, 60.0, margin=0.0, clock=trio.current_time)
         await gate.acquire()
+        gate.finished()  # the call is answered at once
         gate.rate_limited(1.0)
         cut = gate.effective_limit or 0
         await trio.sleep(400.0)
         await gate.acquire()
+        gate.finished()  # the call is answered at once
         return cut, gate.effective_limit or 0
 
     cut, later = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
@@ -114,10 +117,12 @@ def test_higher_priority_waiters_go_first() -> None:
     async def main() -> None:
         gate = RateGate(1, 60.0, margin=0.0, clock=trio.current_time)
         await gate.acquire()  # the window is now full until t=60
+        gate.finished()  # the call is answered at once
 
         async def call(name: str, priority: int, delay: float) -> None:
             await trio.sleep(delay)
             await gate.acquire(priority)
+            gate.finished()  # the call is answered at once
             order.append(name)
 
         async with trio.open_nursery() as nursery:
@@ -137,6 +142,7 @@ def test_unlimited_gate_admits_at_once() -> None:
         gate = RateGate(None, clock=trio.current_time)
         for _ in range(100):
             await gate.acquire()
+            gate.finished()  # the call is answered at once
         return trio.current_time()
 
     assert trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0)) == 0.0
@@ -146,9 +152,12 @@ def test_cancelled_waiter_leaves_the_queue() -> None:
     async def main() -> float:
         gate = RateGate(1, 60.0, margin=0.0, clock=trio.current_time)
         await gate.acquire()
+        gate.finished()  # the call is answered at once
         with trio.move_on_after(5.0):
             await gate.acquire(priority=5)  # gives up at t=5
+            gate.finished()  # the call is answered at once
         await gate.acquire(priority=0)  # must not wait behind the cancelled one forever
+        gate.finished()  # the call is answered at once
         return trio.current_time()
 
     assert math.isclose(trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0)), 60.0)
