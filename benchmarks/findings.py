@@ -195,17 +195,30 @@ def _peers(target: Target, figures: Mapping[str, Any]) -> str:
         f"sooner, with {best['api_calls_per_done']:.1f} API calls per job against the "
         f"runner's {runner['api_calls_per_done']:.2f}"
     )
+    if best["http_429"] and "sliding" in label:
+        return (
+            f"{text} and {best['http_429']:,} 429s against none. Retrying every second, it "
+            "sends as soon as the oldest call leaves the server's window; the runner waits "
+            "one second more per window (its margin: R calls per 61 s, so that clock skew "
+            "and network jitter never put R + 1 into one of the server's windows). That "
+            "margin is the gap: 1/60 of the makespan, bought back with no 429 at all."
+        )
     if best["http_429"]:
         return (
-            f"{text} and {best['http_429']:,} 429s against none. It retries every second, "
-            "so it sends at the very instant a fixed window resets; the runner keeps its "
-            "own log of R calls per 61 s (a margin of 1 s per window, so that no limiter "
-            "model can see R + 1 in a window), which costs about a second per window. "
-            "On makespan this is a tie bought with a thousand refused calls."
+            f"{text} and {best['http_429']:,} 429s against none. Retrying every second, it "
+            "sends at the very instant a fixed window resets, and the first reset comes "
+            "less than a window after the first submit (the windows are aligned to the "
+            "minute, not to the run): a fixed-window server allows more than R in some 60 s, "
+            "and the bound, like the runner, assumes R in any 60 s. The runner keeps its own "
+            "log of R calls per 61 s so that no limiter model ever sees R + 1 in a window: "
+            "it gives away up to one window, once, plus a second per window, and meets no "
+            "429. Against a sliding window (the last setting) that advantage is gone. To "
+            "take it the runner would have to know the server's window boundaries, which "
+            "Segmind only tells in a 429's `x-rate-limit-reset-at-utc`."
         )
     repeats = figures.get("rate", {}).get("repeats_fixed_submit_small") or []
     noise = (
-        f" (scenario 1's repeats of one such batch spread by {max(repeats) - min(repeats):.2f}"
+        f" (scenario 1's repeats of one such batch spread by {max(repeats) - min(repeats):.3f}"
         " x the bound)"
         if repeats
         else ""

@@ -41,11 +41,13 @@ from runner.plan import make_plan
 from runner.recorder import Recorder, RecorderConfig
 from runner.scheduling.credits import CreditGuard, Credits
 from runner.scheduling.polling import PollPolicy
+from runner.scheduling.rate import RateGate, RateLimit
 from runner.scheduling.retry import RetryPolicy
 from runner.scheduling.scheduler import Scheduler, SchedulerConfig, WorkItem
 from runner.scheduling.source import WorkSource
 from runner.shard import Shard
 from runner.store import JobRow, Ledger, finished_files, remove_temp_files
+from runner.store.calls import CallLog
 from runner.sweep import count_jobs, expand
 
 if TYPE_CHECKING:
@@ -406,12 +408,15 @@ class _Run:
         )
         out = output_dir(manifest, options)
         remove_temp_files(out)
-        spent_before = sum(t.charged for t in ledger.totals().values())
         # A shared run's budget lives in Redis and already counts every worker's spend.
-        if spent_before and isinstance(guard, CreditGuard):
+        if isinstance(guard, CreditGuard):
             # The budget covers the folder, not one invocation: a resumed run
-            # does not get a fresh allowance.
-            guard.add_spent(spent_before)
+            # does not get a fresh allowance, and what earlier runs may have
+            # been billed for (lost answers, crashes mid-submit) counts too.
+            guard.add_spent(
+                sum(t.charged for t in ledger.totals().values()),
+                possible=ledger.possible_extra_spend(),
+            )
         recorder = Recorder(
             ledger,
             RecorderConfig(
@@ -426,7 +431,12 @@ class _Run:
             ),
         )
         coord = self.coord
-        gate = coord.gate if coord else None
+        gate: RateLimit
+        calls: CallLog | None = None
+        if coord is not None:
+            gate = coord.gate
+        else:
+            gate, calls = _local_gate(out, config, wall)
         scheduler = Scheduler(
             backend, recorder, guard, config, listeners=listeners, wall=wall, gate=gate
         )
@@ -470,6 +480,8 @@ class _Run:
                 fatal = err
             finally:
                 tg.cancel_scope.cancel()
+                if calls is not None:
+                    calls.close()
         if fatal is not None:
             ledger.end_run(run_id, outcome=f"error: {type(fatal).__name__}", at=wall())
             raise fatal
@@ -512,6 +524,27 @@ def _handover_rules(
         retry_failed=options.retry_failed,
         resubmit_expired=options.resubmit_expired,
     )
+
+
+def _local_gate(
+    out: Path, config: SchedulerConfig, wall: Callable[[], float]
+) -> tuple[RateGate, CallLog]:
+    """The single-process rate gate, seeded with the folder's last window of calls.
+
+    The folder remembers its calls, so a resumed run (after a crash or a
+    Ctrl-C) does not start with a fresh allowance the server would refuse.
+    """
+    now = wall()
+    calls = CallLog(out, now=now)
+    gate = RateGate(
+        config.rpm,
+        config.window,
+        margin=config.margin,
+        model=config.rate_model,
+        history=calls.ages(config.window + config.margin, now),
+        on_finished=lambda: calls.append(wall()),
+    )
+    return gate, calls
 
 
 async def _watch_signals(scheduler: Scheduler) -> None:

@@ -127,7 +127,7 @@ def round_trip(calls: int) -> dict[str, float]:
 def run(settings: Settings) -> Section:
     """Load, encode, round trip."""
     started = time.perf_counter()
-    loaded = load(200 if settings.quick else 1000)
+    loaded = load(200 if settings.quick else 600)
     encoded = encode_times(2 if settings.quick else 5)
     rtt = round_trip(100 if settings.quick else 300)
     return _section(loaded, encoded, rtt, time.perf_counter() - started)

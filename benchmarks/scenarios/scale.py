@@ -11,7 +11,7 @@
   in-flight cap is `auto`): jobs per second, and the runner process's own
   CPU seconds per job and peak memory, from `wait4` on that process alone.
   Its output folder is on a RAM disk, so the figures are the runner's own
-  work; a run of 500 jobs on the disk shows what fsync adds (the ledger
+  work; a run of 400 jobs on the disk shows what fsync adds (the ledger
   commits with synchronous=FULL and every image and sidecar is fsynced).
 - resume: `runner run` again over the finished 10,000-job folder (every job
   skipped after checking its files), and the ledger scan alone
@@ -189,7 +189,7 @@ def run(settings: Settings) -> Section:
     jobs = 300 if settings.quick else 10_000
     runs = [
         run_figures(jobs, None, ram=True),
-        run_figures(100 if settings.quick else 500, None, ram=False, resume=False),
+        run_figures(100 if settings.quick else 400, None, ram=False, resume=False),
     ]
     scan = ledger_scan(10_000 if settings.quick else 100_000)
     return _section(plans, runs, scan, time.perf_counter() - started)
@@ -274,9 +274,12 @@ def _section(
         ),
     )
     memory = [
-        f"The run's peak memory grows with its size: {r['peak_rss_mib']:.0f} MiB at "
-        f"{r['jobs']:,} jobs ({r['disk']})."
-        for r in runs
+        "The run's peak memory grows with its size: "
+        + ", ".join(
+            f"{r['peak_rss_mib']:.0f} MiB at {r['jobs']:,} jobs"
+            for r in sorted(runs, key=lambda r: r["jobs"])
+        )
+        + "."
     ]
     resume = (
         f"Resume: {runs[0]['resume_ms_per_job']:.2f} ms per finished job for the whole "

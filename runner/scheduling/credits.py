@@ -180,9 +180,14 @@ class CreditGuard:
         self._reserved -= micro
         self._ambiguous += micro
 
-    def add_spent(self, usd: float) -> None:
-        """Count spend from earlier runs of the same folder (resume) against the budget."""
+    def add_spent(self, usd: float, *, possible: float = 0.0) -> None:
+        """Count earlier runs of the same folder (resume) against the budget.
+
+        `usd` was charged; `possible` may have been (ambiguous submits): it is
+        held as ambiguous spend.
+        """
         self._spent += _to_micro(usd)
+        self._ambiguous += _to_micro(possible)
 
     def stats(self) -> CreditStats:
         """A frozen snapshot in USD."""

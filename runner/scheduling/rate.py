@@ -39,7 +39,7 @@ import heapq
 import itertools
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -104,9 +104,17 @@ class RateGate:
         margin: float = 1.0,
         model: RateModel = "window",
         clock: Callable[[], float] = anyio.current_time,
+        history: Iterable[float] = (),
+        on_finished: Callable[[], None] | None = None,
     ) -> None:
+        """`history`: how many seconds ago each call of an earlier run ended (so a
+        restarted run does not start with an empty window); `on_finished` is
+        told of each call that ends, to record it for the next run.
+        """
         if limit is not None and limit < 1:
             raise ValueError("limit must be at least 1")
+        self._history = sorted(history, reverse=True)
+        self._on_finished = on_finished
         self._limit = limit
         self._span = window + margin
         self._window = window
@@ -153,6 +161,10 @@ class RateGate:
 
     def next_slot(self, now: float) -> float:
         """The earliest clock time at which one more call may be admitted."""
+        if self._history:
+            # Seeded on first use: the clock needs a running event loop.
+            self._log.extendleft(reversed([now - age for age in self._history]))
+            self._history = []
         ready = max(now, self._paused_until)
         limit = self.effective_limit
         if limit is None:
@@ -208,6 +220,8 @@ class RateGate:
         if self._in_flight > 0:
             self._in_flight -= 1
             self._log.append(self._clock())
+            if self._on_finished is not None:
+                self._on_finished()
             self._notify()
 
     def rate_limited(self, retry_after: float | None) -> None:

@@ -321,10 +321,49 @@ class Scheduler:
         except RunnerError:
             return None  # advice only: a run does not fail over it
 
+    def _send_marks(
+        self, job: Job, estimate: float
+    ) -> tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]:
+        """(before, refused): record a submit going on the wire, and its clear refusal.
+
+        `before` runs after the rate gate, right before the send: a job
+        waiting for its slot has sent nothing, and a crash then must not count
+        it as possibly billed. `refused` runs when the server clearly did not
+        accept it (429, 5xx, no connection), so a crash while the retry waits
+        does not count it either. A lost answer leaves it marked: it may be billed.
+        """
+        marked = False
+
+        async def before() -> None:
+            nonlocal marked
+            if not marked:
+                marked = True
+                self._sink.submitting(job, estimate)
+                await self._source.submitting(job)
+
+        async def refused() -> None:
+            nonlocal marked
+            if marked:
+                marked = False
+                self._sink.unsent(job)
+
+        return before, refused
+
     async def _call(
-        self, op: Operation, job: Job | None, fn: Callable[[], Awaitable[T]], *, priority: int
+        self,
+        op: Operation,
+        job: Job | None,
+        fn: Callable[[], Awaitable[T]],
+        *,
+        priority: int,
+        before: Callable[[], Awaitable[None]] | None = None,
+        refused: Callable[[], Awaitable[None]] | None = None,
     ) -> T:
-        """One API call with retries; raises the last error when retries are over."""
+        """One API call with retries; raises the last error when retries are over.
+
+        `before` runs after the rate gate admits the call, right before it is
+        sent; `refused` when the answer says the server did not take it.
+        """
         attempt = 0
         limited = 0
         while True:
@@ -338,6 +377,8 @@ class Scheduler:
                 if op in ("submit", "sync") and self._holding():
                     self._gate.finished()
                     raise _Stopped
+            if before is not None:
+                await before()
             self._calls[op] += 1
             try:
                 return await fn()
@@ -361,6 +402,9 @@ class Scheduler:
             finally:
                 if counted:
                     self._gate.finished()
+            lost = isinstance(failure, TransportError) and failure.sent
+            if refused is not None and not lost:
+                await refused()
             delay = retry_delay(op, failure, max(tries, attempt), self._config.retry, self._rng)
             if delay is None:
                 raise failure
@@ -372,8 +416,7 @@ class Scheduler:
 
     async def _submit(self, job: Job) -> Submission | None:
         estimate = self._guard.estimate(job)
-        self._sink.submitting(job, estimate)
-        await self._source.submitting(job)
+        before_send, refused = self._send_marks(job, estimate)
         tried_again = False
         while True:
             try:
@@ -382,6 +425,8 @@ class Scheduler:
                     job,
                     lambda: self._backend.submit(job.model, job.request),
                     priority=PRIORITY_SUBMIT,
+                    before=before_send,
+                    refused=refused,
                 )
             except TransportError as err:
                 if not err.sent:
@@ -581,8 +626,7 @@ class Scheduler:
 
     async def _run_sync(self, job: Job) -> None:
         estimate = self._guard.estimate(job)
-        self._sink.submitting(job, estimate)
-        await self._source.submitting(job)
+        before_send, refused = self._send_marks(job, estimate)
         tried_again = False
         started = anyio.current_time()
         while True:
@@ -592,6 +636,8 @@ class Scheduler:
                     job,
                     lambda: self._backend.run_sync(job.model, job.request),
                     priority=PRIORITY_SUBMIT,
+                    before=before_send,
+                    refused=refused,
                 )
                 break
             except TransportError as err:

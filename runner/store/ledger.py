@@ -549,6 +549,20 @@ class Ledger:
             )
         return totals
 
+    def possible_extra_spend(self) -> float:
+        """USD that earlier runs may have been billed without a result to show for it.
+
+        Each ambiguous submit (its answer lost) may have been accepted, and so
+        may a job left `submitting` by a crash: their estimates, so a resumed
+        run's budget counts them.
+        """
+        with self._db() as db:
+            (extra,) = db.execute(
+                "SELECT TOTAL(ambiguous * estimate) + "
+                "TOTAL(CASE WHEN state = 'submitting' THEN estimate ELSE 0 END) FROM jobs"
+            ).fetchone()
+        return float(extra)
+
     def migrations(self) -> list[str]:
         """Names of the applied migrations, in order."""
         with self._db() as db:

@@ -161,3 +161,31 @@ def test_cancelled_waiter_leaves_the_queue() -> None:
         return trio.current_time()
 
     assert math.isclose(trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0)), 60.0)
+
+
+def test_history_from_an_earlier_run_fills_the_window() -> None:
+    async def main() -> list[float]:
+        # An earlier run made 3 calls 10 s ago; the budget is 4 per 60 s.
+        gate = RateGate(4, 60.0, margin=0.0, clock=trio.current_time, history=[10.0] * 3)
+        times = []
+        for _ in range(3):
+            await gate.acquire()
+            gate.finished()
+            times.append(trio.current_time())
+        return times
+
+    times = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert times == [0.0, 50.0, 50.0]  # one slot left now, the rest when the old calls age out
+
+
+def test_finished_calls_are_reported_for_the_next_run() -> None:
+    seen: list[float] = []
+
+    async def main() -> None:
+        gate = RateGate(2, 60.0, clock=trio.current_time, on_finished=lambda: seen.append(1.0))
+        await gate.acquire()
+        gate.finished()
+        gate.finished()  # a stray second call of finished() counts nothing
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert seen == [1.0]
