@@ -31,6 +31,7 @@ from typing import Final, Literal
 
 from runner.events import RunStats
 from runner.params import DEFAULT_PRICES
+from runner.plan import duration, usd
 from runner.reporting.exit_codes import ExitDecision
 from runner.reporting.jobinfo import JobCatalog, Prices, RunJobs, key8, run_rows
 from runner.reporting.summary_model import (
@@ -228,24 +229,9 @@ def read_summary(path: Path) -> Summary:
 # -- text for people --------------------------------------------------------------------------
 
 
-def money(amount: float) -> str:
-    """Dollars with cents, or 4 decimals when cents would hide a fraction of a cent."""
-    amount = round(amount, 6)
-    if abs(amount * 100 - round(amount * 100)) < 1e-6:
-        return f"${amount:,.2f}"
-    return f"${amount:,.4f}"
-
-
-def span(seconds: float) -> str:
-    """A short duration: ``45 s``, ``2 min 10 s``, ``3 h 05 min``."""
-    total = round(seconds)
-    if total < 60:
-        return f"{total} s"
-    minutes, secs = divmod(total, 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
+# One formatting of money and durations for every report (the plan's).
+money = usd
+span = duration
 
 
 def _headline(s: Summary) -> str:
