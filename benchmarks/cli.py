@@ -25,7 +25,7 @@ from benchmarks import findings, machine
 from benchmarks.clients import ROOT
 from benchmarks.processes import ProcessFailed
 from benchmarks.report import Section, render_markdown, to_json
-from benchmarks.scenarios import emulator, peers, polling, rate, scale
+from benchmarks.scenarios import emulator, peers, polling, rate, scale, workers
 from benchmarks.settings import Settings
 
 SCENARIOS: Final[dict[str, Callable[[Settings], Section]]] = {
@@ -34,6 +34,7 @@ SCENARIOS: Final[dict[str, Callable[[Settings], Section]]] = {
     "peers": peers.run,
     "scale": scale.run,
     "emulator": emulator.run,
+    "workers": workers.run,
 }
 
 

@@ -442,7 +442,9 @@ class _Run:
         )
         # A worker of a shared run does the share it claims: no count to plan.
         planned = None if coord else _planned(manifest, options.shard)
-        balance = await scheduler.balance()
+        # When the limit counts every call, the balance read would spend one
+        # of the run's own calls (a whole window when the jobs fill it exactly).
+        balance = await scheduler.balance() if config.rate_scope == "submit" else None
         estimate = make_plan(manifest).credits
         if balance is not None and balance < estimate:
             tell(
