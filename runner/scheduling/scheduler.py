@@ -25,6 +25,7 @@ submit ambiguous by itself.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections import Counter
@@ -87,7 +88,7 @@ class SchedulerConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     # Ambiguous submits retried in one run, at most one per job: each may be
     # a duplicate charge, so a storm of lost answers must not become a
-    # storm of payments.
+    # storm of payments. At least this many; 5 % of the run's jobs when more.
     max_ambiguous_retries: int = 10
     retention: float = 3600.0
     max_download_bytes: int = DEFAULT_MAX_DOWNLOAD
@@ -457,7 +458,12 @@ class Scheduler:
         await self._guard.mark_ambiguous(job.key)
         self._sink.ambiguous(job)
         self._emit("ambiguous", job, "the submit's answer was lost; it may have been billed")
-        if tried_again or self._ambiguous_retries >= self._config.max_ambiguous_retries:
+        # The cap grows with the run (5 % of its jobs), so a long run's rare
+        # lost answers are retried while a storm of them is not paid for.
+        cap = self._config.max_ambiguous_retries
+        if self._planned is not None:
+            cap = max(cap, math.ceil(self._planned * 0.05))
+        if tried_again or self._ambiguous_retries >= cap:
             return False
         if self._stop_reason is not None or not await self._guard.reserve(job.key, estimate):
             return False
