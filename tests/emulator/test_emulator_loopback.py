@@ -161,7 +161,11 @@ async def test_same_httpx_errors_in_process_and_on_loopback(served_emulator: Ser
                 with pytest.raises(httpx.HTTPError) as caught:
                     await client.post(f"/v2/{MODEL}", json={"prompt": "x"})
                 errors.append(type(caught.value))
-    assert errors == [httpx.RemoteProtocolError] * 4
+    # In-process a drop is always a protocol error; over a real socket the
+    # kernel may report the closed connection as a reset (ReadError) instead.
+    # Both are "the answer was lost" to the runner (TransportError, sent=True).
+    assert errors[:2] == [httpx.RemoteProtocolError] * 2
+    assert all(e in (httpx.RemoteProtocolError, httpx.ReadError) for e in errors[2:])
 
 
 def test_rate_limit_over_loopback(serve_emulator: Serve) -> None:
