@@ -127,18 +127,24 @@ def _within(
     Whole prompts are added by their tallies; only the prompt where the cap
     falls is walked job by job.
     """
-    jobs, spent = 0, 0.0
+    # Integer micro-dollars: a million float additions of $0.02 drift below
+    # the cap and would count one job too few.
+    def micro(usd: float) -> int:
+        return round(usd * 1_000_000)
+
+    limit = micro(cap)
+    jobs, spent = 0, 0
     for space, t in per_prompt:
-        if spent + t.credits <= cap + _EPSILON:
-            jobs, spent = jobs + t.jobs, spent + t.credits
+        if spent + micro(t.credits) <= limit:
+            jobs, spent = jobs + t.jobs, spent + micro(t.credits)
             continue
         for values in assignments(space):
-            cost = job_credits(manifest, values)
+            cost = micro(job_credits(manifest, values))
             for _ in itertools.repeat(None, manifest.repeat):
-                if spent + cost > cap + _EPSILON:
-                    return jobs, spent
+                if spent + cost > limit:
+                    return jobs, spent / 1_000_000
                 jobs, spent = jobs + 1, spent + cost
-    return jobs, spent
+    return jobs, spent / 1_000_000
 
 
 def plan_json(plan: Plan) -> dict[str, Any]:
