@@ -128,7 +128,12 @@ class _Pipeline:
             # An injected 429 resets at the next window boundary, as a fixed window would.
             window = emu.config.scaled(emu.config.rate_window)
             reset = (math.floor(utc_now / window + 1e-6) + 1) * window
-        headers = {"x-rate-limit-reset-at-utc": iso_utc(reset)}
+        headers: dict[str, str] = {}
+        hint = emu.config.reset_hint
+        if hint == "exact":
+            headers["x-rate-limit-reset-at-utc"] = iso_utc(reset)
+        elif hint == "second":
+            headers["x-rate-limit-reset-at-utc"] = iso_utc(math.floor(reset))
         if emu.config.retry_after_header:
             headers["retry-after"] = str(max(0, math.ceil(reset - utc_now)))
         return error(429, "Rate limit exceeded", **headers)
@@ -286,16 +291,16 @@ async def _result(call: _Call) -> Response:
             }
         )
     urls = [item["url"] for item in items]
+    metrics: dict[str, float | None] = {"inference_time": round(view.inference_time, 6)}
+    if call.emulator.config.report_queue_time:
+        metrics["queue_time"] = round(view.queue_time, 6)
+        metrics["total_time"] = round(view.total_time, 6)
+    metrics["cost"] = view.charged
+    metrics["remaining_credits"] = view.remaining_credits
     body = {
         "status": "COMPLETED",
         "request_id": request_id,
-        "metrics": {
-            "inference_time": round(view.inference_time, 6),
-            "queue_time": round(view.queue_time, 6),
-            "total_time": round(view.total_time, 6),
-            "cost": view.charged,
-            "remaining_credits": view.remaining_credits,
-        },
+        "metrics": metrics,
         "output": urls[0] if job.n == 1 else urls,
         "images": items,
         "seed": view.seed,

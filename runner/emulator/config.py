@@ -37,11 +37,13 @@ FaultKind = Literal[
 LimiterKind = Literal["fixed", "sliding", "bucket"]
 RateScope = Literal["submit", "all"]
 LatencyKind = Literal["fixed", "uniform", "lognormal"]
+ResetHint = Literal["exact", "second", "none"]
 
 ENDPOINT_KINDS: Final[tuple[EndpointKind, ...]] = get_args(EndpointKind)
 FAULT_KINDS: Final[tuple[FaultKind, ...]] = get_args(FaultKind)
 LIMITERS: Final[tuple[LimiterKind, ...]] = get_args(LimiterKind)
 RATE_SCOPES: Final[tuple[RateScope, ...]] = get_args(RateScope)
+RESET_HINTS: Final[tuple[ResetHint, ...]] = get_args(ResetHint)
 # Faults that only make sense on a body of image bytes.
 MEDIA_ONLY_FAULTS: Final = frozenset({"truncate", "cut", "corrupt"})
 # Endpoint kinds that can be given faults ("other" is the 404 catch-all).
@@ -180,6 +182,19 @@ class EmulatorConfig:
     limiter: LimiterKind = "fixed"
     burst: int = 2  # token bucket capacity (limiter "bucket")
     retry_after_header: bool = False
+    # How a 429 states its reset (a guess each): "exact" to the millisecond, rounded
+    # up; "second" truncated to the whole second (up to 1 s early, as some servers
+    # print it); "none" leaves the header out.
+    reset_hint: ResetHint = "exact"
+    # A QUEUED phase before a worker takes the job, drawn per job (nominal seconds),
+    # which the job's `inference_time` does not cover; None: only the wait for a
+    # free worker. `report_queue_time` False leaves `queue_time` out of answers, so
+    # a client sees only the PROCESSING half.
+    queue_delay: Latency | None = None
+    report_queue_time: bool = True
+    # The listening socket's accept backlog on loopback (`runner emulator`,
+    # serve_in_thread): a small one makes a burst of connects overflow it.
+    backlog: int = 2048
     # Content blocks: a prompt matching any pattern ends FAILED with `block_message`.
     block_patterns: tuple[str, ...] = DEFAULT_BLOCK_PATTERNS
     block_message: str = DEFAULT_BLOCK_MESSAGE
@@ -219,6 +234,7 @@ _MINIMUMS: Final[Mapping[str, float]] = MappingProxyType(
         "burst_429": 1,
         "trickle_chunks": 1,
         "media_cache": 0,
+        "backlog": 1,
         "credits": 0,
         "retention": 0,
         "slow_delay": 0,
@@ -247,6 +263,8 @@ def _check_choices(config: EmulatorConfig) -> None:
         raise ValueError(f"rate_scope: use one of {', '.join(RATE_SCOPES)}")
     if config.limiter not in LIMITERS:
         raise ValueError(f"limiter: use one of {', '.join(LIMITERS)}")
+    if config.reset_hint not in RESET_HINTS:
+        raise ValueError(f"reset_hint: use one of {', '.join(RESET_HINTS)}")
     for pattern in config.block_patterns:
         try:
             re.compile(pattern)
@@ -305,6 +323,10 @@ class ConfigFile(BaseModel):
     limiter: LimiterKind | None = None
     burst: int | None = None
     retry_after_header: bool | None = None
+    reset_hint: ResetHint | None = None
+    queue_delay: str | None = None
+    report_queue_time: bool | None = None
+    backlog: int | None = None
     block_patterns: list[str] | None = None
     block_message: str | None = None
     sizes: dict[str, str] | None = None
@@ -334,6 +356,8 @@ def config_kwargs_from_file(source: str, data: object) -> dict[str, Any]:
             kwargs["models"] = tuple(kwargs["models"])
         if "latency" in kwargs:
             kwargs["latency"] = Latency.parse(kwargs["latency"])
+        if "queue_delay" in kwargs:
+            kwargs["queue_delay"] = Latency.parse(kwargs["queue_delay"])
         if "api_keys" in kwargs:
             kwargs["api_keys"] = frozenset(kwargs["api_keys"])
         if "block_patterns" in kwargs:

@@ -107,6 +107,7 @@ def _uvicorn_config(emulator: Emulator, log_level: str, log_config: Any) -> uvic
         log_config=log_config,
         access_log=False,
         timeout_graceful_shutdown=1,
+        backlog=emulator.config.backlog,
     )
     # After Config, which may reconfigure logging; adding the same filter twice is a no-op.
     logging.getLogger("uvicorn.error").addFilter(_DROP_FILTER)

@@ -248,7 +248,11 @@ class Emulator:
                 )
             account.reserved += cost
             latency = self.config.scaled(self.config.latency.sample(self._latency_rng))
-            start = max(now, heapq.heappop(self._workers))
+            queued = self.config.queue_delay
+            # The QUEUED phase is waited before a worker is taken, so it does not
+            # hold a worker (a server-side queue ahead of the workers).
+            ready = now + (self.config.scaled(queued.sample(self._latency_rng)) if queued else 0.0)
+            start = max(ready, heapq.heappop(self._workers))
             end = start + latency
             heapq.heappush(self._workers, end)
             record = _Job(

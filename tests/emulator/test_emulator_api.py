@@ -88,6 +88,25 @@ async def test_states_follow_the_clock_through_a_queue(make_emulator: Make) -> N
     assert result["metrics"]["total_time"] == pytest.approx(20.0)
 
 
+async def test_a_queued_phase_that_inference_time_does_not_cover(make_emulator: Make) -> None:
+    # 6 s QUEUED, then 4 s PROCESSING; the answer reports only the PROCESSING half.
+    emu = make_emulator(
+        latency=fixed(4.0), queue_delay=fixed(6.0), workers=8, report_queue_time=False
+    )
+    async with emu.client() as client:
+        rid = await submit(client)
+        await anyio.sleep(5.9)
+        queued = (await client.get(f"/v2/requests/{rid}/status")).json()["status"]
+        await anyio.sleep(0.2)
+        processing = (await client.get(f"/v2/requests/{rid}/status")).json()["status"]
+        await anyio.sleep(4.0)
+        result = (await client.get(f"/v2/requests/{rid}")).json()
+    assert (queued, processing, result["status"]) == ("QUEUED", "PROCESSING", "COMPLETED")
+    assert result["metrics"]["inference_time"] == pytest.approx(4.0)
+    assert "queue_time" not in result["metrics"]
+    assert "total_time" not in result["metrics"]
+
+
 async def test_result_before_completion_has_no_output(make_emulator: Make) -> None:
     emu = make_emulator(latency=fixed(10.0))
     async with emu.client() as client:

@@ -140,3 +140,28 @@ async def test_time_scale_shrinks_the_window(make_emulator: Make) -> None:
         assert await codes(client, 1) == [200]
     # Scaled windows are 0.6 s long: the stamp carries milliseconds.
     assert refused.headers["x-rate-limit-reset-at-utc"] == "2027-01-15T08:00:00.600Z"
+
+
+async def test_a_reset_hint_truncated_to_the_second_is_early(make_emulator: Make) -> None:
+    # A sliding 2-per-6 s limit: the first call leaves the window at 6.7 s, but the
+    # hint says 08:00:06, before the limit would admit anything again.
+    emu = make_emulator(rpm=2, limiter="sliding", rate_window=6.0, reset_hint="second")
+    async with emu.client() as client:
+        await sleep_until(0.7)
+        assert await codes(client, 2) == [200, 200]
+        refused = await client.post(SUBMIT, json=BODY)
+        await sleep_until(6.0)
+        early = await client.post(SUBMIT, json=BODY)
+        await sleep_until(6.7)
+        assert await codes(client, 1) == [200]
+    assert refused.headers["x-rate-limit-reset-at-utc"] == "2027-01-15T08:00:06Z"
+    assert early.status_code == 429
+
+
+async def test_a_429_may_carry_no_reset_hint(make_emulator: Make) -> None:
+    emu = make_emulator(rpm=1, limiter="fixed", reset_hint="none")
+    async with emu.client() as client:
+        assert await codes(client, 1) == [200]
+        refused = await client.post(SUBMIT, json=BODY)
+    assert refused.status_code == 429
+    assert "x-rate-limit-reset-at-utc" not in refused.headers

@@ -269,3 +269,28 @@ def test_hash_key_never_shows_the_key() -> None:
     digest = hash_key("sk-secret-123")
     assert len(digest) == 12
     assert "secret" not in digest
+
+
+def test_the_knobs_that_disagree_with_the_runner_read_from_a_file() -> None:
+    data = {
+        "reset_hint": "second",
+        "queue_delay": "uniform:2,8",
+        "report_queue_time": False,
+        "backlog": 4,
+    }
+    config = EmulatorConfig(**config_kwargs_from_file("emu.yaml", data))
+    assert config.reset_hint == "second"
+    assert config.queue_delay == Latency("uniform", 2.0, 8.0)
+    assert config.report_queue_time is False
+    assert config.backlog == 4
+    with pytest.raises(ValueError, match="reset_hint"):
+        EmulatorConfig(reset_hint="late")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="backlog"):
+        EmulatorConfig(backlog=0)
+
+
+def test_the_loopback_server_listens_with_the_configured_backlog() -> None:
+    from runner.emulator.server import _uvicorn_config
+
+    config = _uvicorn_config(Emulator(EmulatorConfig(backlog=3)), "warning", None)
+    assert config.backlog == 3
