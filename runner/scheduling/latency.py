@@ -1,0 +1,219 @@
+"""How long a job takes, learned from what polling saw. Pure: no clock, no I/O.
+
+Polling does not observe a job's latency; it observes a *bracket*: the job
+was not done at age `lo` (its last "not yet" answer) and was done at age
+`hi` (its first "done" answer). Taking `hi` as the latency, as a naive
+tracker does, counts the detection delay as latency: the next first poll is
+placed later, the delay grows, and so on. A server that reports the job's
+own time (`total_time`, or `queue_time` + `inference_time`) gives the exact
+latency instead; `inference_time` alone covers only the PROCESSING half of a
+job that also queued, and never anchors anything here.
+
+`LatencyModel` keeps the last `size` observations (exact points and
+brackets) and estimates the distribution by Turnbull's self-consistency
+algorithm (B. W. Turnbull, "The empirical distribution function with
+arbitrarily grouped, censored and truncated data", JRSS B 38, 1976) on a
+fixed grid: each bracket's weight is spread over the grid cells it covers in
+proportion to the current estimate, a few rounds. A bracket from a first
+poll that already saw the job done, (0, hi], then borrows its shape from the
+other jobs instead of being read as "somewhere between 0 and hi" uniformly.
+
+`first_poll` and `next_poll` turn the model into delays; before anything is
+known, a *scout* polls on a geometric schedule from the prior, so a prior 5x
+off in either direction costs a few calls of one job, not of all of them.
+Times are seconds on the caller's clock (time-scaled).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections import deque
+from dataclasses import dataclass
+
+_CELLS = 48
+_ROUNDS = 8
+# Recompute the estimate after this many new observations (it costs ~cells x
+# observations x rounds multiplications), and at every one of the first ones.
+_REFIT_EVERY = 4
+_REFIT_ALWAYS_BELOW = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Bracket:
+    """A job's latency lies in (lo, hi]; lo == hi is an exact observation. Seconds."""
+
+    lo: float
+    hi: float
+
+    @property
+    def exact(self) -> bool:
+        """Whether the latency is known to the point."""
+        return self.lo >= self.hi
+
+
+@dataclass(frozen=True, slots=True)
+class PollTiming:
+    """How polls are placed. Seconds on the clock (already time-scaled) but the shares.
+
+    `prior`: the latency believed before any job finished. `first_quantile`:
+    the first poll goes where this share of jobs is done. `step_share`: later
+    polls every this share of the median (the detection delay it allows).
+    `scout_ratio`: the scout's geometric step; `scout_start`: its first poll
+    as a share of the prior.
+    """
+
+    prior: float = 10.0
+    first_quantile: float = 0.6
+    step_share: float = 0.08
+    min_step: float = 0.5
+    max_step: float = 15.0
+    scout_ratio: float = 2.0
+    scout_start: float = 0.125
+
+
+def server_latency(
+    total_time: float | None, queue_time: float | None, inference_time: float | None
+) -> float | None:
+    """The job's own latency as the server states it, or None when it does not.
+
+    `total_time`, else `queue_time` + `inference_time`; never `inference_time`
+    alone (it leaves out the queue).
+    """
+    if total_time is not None and math.isfinite(total_time) and total_time >= 0:
+        return total_time
+    if queue_time is None or inference_time is None:
+        return None
+    both = queue_time + inference_time
+    return both if math.isfinite(both) and queue_time >= 0 and inference_time >= 0 else None
+
+
+class LatencyModel:
+    """The latency distribution of recent jobs (see the module docstring)."""
+
+    def __init__(self, timing: PollTiming, size: int = 64) -> None:
+        self._timing = timing
+        self._obs: deque[Bracket] = deque(maxlen=size)
+        self._edges: list[float] = []
+        self._cdf: list[float] = []
+        self._since_fit = 0
+
+    @property
+    def timing(self) -> PollTiming:
+        """The settings this model was made with."""
+        return self._timing
+
+    @property
+    def count(self) -> int:
+        """Observations remembered."""
+        return len(self._obs)
+
+    def observe(self, lo: float, hi: float) -> None:
+        """A job was not done at age `lo` and done at age `hi` (seconds; lo = hi: exact)."""
+        lo, hi = max(0.0, lo), max(0.0, hi)
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            return
+        self._obs.append(Bracket(min(lo, hi), hi))
+        self._since_fit += 1
+
+    def quantile(self, q: float) -> float:
+        """The age by which a share `q` (0..1) of jobs is done; the prior while none is."""
+        if not self._obs:
+            return self._timing.prior
+        self._fit()
+        q = min(max(q, 0.0), 1.0)
+        i = bisect.bisect_left(self._cdf, q)
+        if i <= 0:
+            return self._edges[0]
+        if i >= len(self._cdf):
+            return self._edges[-1]
+        lo_c, hi_c = self._cdf[i - 1], self._cdf[i]
+        share = 0.0 if hi_c <= lo_c else (q - lo_c) / (hi_c - lo_c)
+        return self._edges[i - 1] + share * (self._edges[i] - self._edges[i - 1])
+
+    def median(self) -> float:
+        """The median latency in seconds."""
+        return self.quantile(0.5)
+
+    def survival(self, age: float) -> float:
+        """The share of jobs not yet done at `age`."""
+        if not self._obs:
+            return 1.0
+        self._fit()
+        i = bisect.bisect_right(self._edges, age)
+        if i <= 0:
+            return 1.0
+        if i >= len(self._edges):
+            return 0.0
+        lo_e, hi_e = self._edges[i - 1], self._edges[i]
+        share = (age - lo_e) / (hi_e - lo_e) if hi_e > lo_e else 1.0
+        return 1.0 - (self._cdf[i - 1] + share * (self._cdf[i] - self._cdf[i - 1]))
+
+    # -- Turnbull on a grid --------------------------------------------------
+
+    def _fit(self) -> None:
+        if self._cdf and self._since_fit < _REFIT_EVERY and self.count >= _REFIT_ALWAYS_BELOW:
+            return
+        self._since_fit = 0
+        obs = list(self._obs)
+        top = max(b.hi for b in obs)
+        if top <= 0:
+            self._edges, self._cdf = [0.0, 0.0], [0.0, 1.0]
+            return
+        width = top / _CELLS
+        edges = [width * k for k in range(_CELLS + 1)]
+        # Each observation as the cells it may lie in (an exact one: its own cell).
+        spans: list[range] = []
+        for b in obs:
+            if b.exact:
+                k = min(_CELLS - 1, max(0, math.ceil(b.hi / width) - 1))
+                spans.append(range(k, k + 1))
+            else:
+                first = min(_CELLS - 1, max(0, math.floor(b.lo / width)))
+                last = min(_CELLS - 1, max(first, math.ceil(b.hi / width) - 1))
+                spans.append(range(first, last + 1))
+        p = [1.0 / _CELLS] * _CELLS
+        for _ in range(_ROUNDS):
+            new = [0.0] * _CELLS
+            for span in spans:
+                total = sum(p[k] for k in span)
+                if total <= 0:
+                    share = 1.0 / len(span)
+                    for k in span:
+                        new[k] += share
+                    continue
+                for k in span:
+                    new[k] += p[k] / total
+            n = len(spans)
+            p = [v / n for v in new]
+        cdf = [0.0]
+        for v in p:
+            cdf.append(cdf[-1] + v)
+        cdf[-1] = 1.0
+        self._edges, self._cdf = edges, cdf
+
+
+def scout_schedule(timing: PollTiming, polls: int) -> float:
+    """The age of a scout's `polls`-th poll (0-based): prior x start x ratio^polls."""
+    return timing.prior * timing.scout_start * timing.scout_ratio**polls
+
+
+def first_poll(model: LatencyModel) -> float:
+    """The age of a job's first poll, once the model knows something (see `scout_schedule`)."""
+    return model.quantile(model.timing.first_quantile)
+
+
+def next_poll(model: LatencyModel, age: float, *, queued: bool = False) -> float:
+    """The age of the next poll after a "not yet" answer at `age`.
+
+    A step of `step_share` of the median, bounded; a job still QUEUED waits
+    at least half the median more, since all its work is ahead. Never before
+    the quantile the first poll aims at.
+    """
+    t = model.timing
+    median = model.median()
+    step = median * t.step_share
+    if queued:
+        step = max(step, 0.5 * median)
+    step = min(max(step, t.min_step), t.max_step)
+    return max(age + step, first_poll(model))
