@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from runner.cli import main
-from runner.cli_run import _safe_argv
+from runner.cli.run import _safe_argv
 from runner.coordination.handover import LeaseRecord
 from runner.coordination.identity import (
     check_run_id,

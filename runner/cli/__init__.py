@@ -201,7 +201,7 @@ def schema_text() -> str:
 
 
 def _add_run(sub: Subparsers) -> None:
-    from runner.cli_run import add_run
+    from runner.cli.run import add_run
 
     add_run(sub, _common())
 
