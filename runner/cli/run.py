@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from runner.cli.args import CommandParser, non_negative_float, positive_int
 from runner.errors import UsageError
 
 if TYPE_CHECKING:
-    from runner.cli import Subparsers
+    from runner.cli.args import Subparsers
     from runner.manifest import Manifest
     from runner.plan import Plan
     from runner.reporting.exit_codes import FailureTolerance
@@ -33,10 +34,8 @@ COORDINATOR_ENV = "RUNNER_COORDINATOR"
 CONFIRM_USD = 5.0
 
 
-def add_run(sub: Subparsers, common: argparse.ArgumentParser) -> None:
+def add_run(sub: Subparsers, common: CommandParser) -> None:
     """Register `runner run`."""
-    from runner.cli import _non_negative_float, _positive_int
-
     p = sub.add_parser(
         "run",
         parents=[common],
@@ -54,9 +53,9 @@ def add_run(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--base-url", metavar="URL", help="API root (also SEGMIND_BASE_URL)")
     p.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: output.dir)")
-    p.add_argument("--max-credits", type=_non_negative_float, metavar="USD")
-    p.add_argument("--rpm", type=_positive_int, metavar="N", help="requests per minute")
-    p.add_argument("--max-in-flight", type=_positive_int, metavar="N")
+    p.add_argument("--max-credits", type=non_negative_float, metavar="USD")
+    p.add_argument("--rpm", type=positive_int, metavar="N", help="requests per minute")
+    p.add_argument("--max-in-flight", type=positive_int, metavar="N")
     p.add_argument("--shard", metavar="K/N", help="run only shard K of N (CI matrices)")
     p.add_argument(
         "--coordinator",
