@@ -19,6 +19,7 @@ import anyio
 
 from runner.cli.args import CommandParser, non_negative_float, positive_int
 from runner.errors import UsageError
+from runner.redact import redact_argv
 
 if TYPE_CHECKING:
     from runner.cli.args import Subparsers
@@ -122,20 +123,10 @@ def _options(args: argparse.Namespace) -> RunOptions:
         time_scale=args.time_scale,
         seed=args.seed,
         handle_signals=True,
-        argv=tuple(_safe_argv(sys.argv[1:])),
+        argv=tuple(redact_argv(sys.argv[1:], os.environ.get("SEGMIND_API_KEY"))),
         coordinator=args.coordinator,
         run_id=args.run_id,
     )
-
-
-def _safe_argv(argv: list[str]) -> list[str]:
-    key = os.environ.get("SEGMIND_API_KEY")
-    safe = [a.replace(key, "***") if key else a for a in argv]
-    if any("://" in a for a in safe):
-        from runner.coordination.identity import redact_text
-
-        safe = [redact_text(a) for a in safe]
-    return safe
 
 
 def _confirm(plan: Plan, options: RunOptions, yes: bool) -> None:
