@@ -72,8 +72,12 @@ def show(value: str) -> str:
     return ascii(value)
 
 
-def _problem(name: str, max_chars: int) -> str | None:
-    """Why `name` (already NFC) is not a safe path component, or None when it is."""
+def name_problem(name: str, max_chars: int = MAX_NAME_CHARS) -> str | None:
+    """Why `name` (NFC) cannot be a path component, or None when it can.
+
+    The rule of `check_name`, for callers that word their own error (the
+    manifest, with the file and line). `max_chars` caps the length in characters.
+    """
     if not name:
         return "it is empty"
     if name in (".", ".."):
@@ -110,7 +114,7 @@ def check_name(value: str, *, field: str, max_chars: int = MAX_NAME_CHARS) -> st
     the length cap in characters (MAX_NAME_BYTES caps the UTF-8 bytes).
     """
     name = unicodedata.normalize("NFC", value)
-    problem = _problem(name, max_chars)
+    problem = name_problem(name, max_chars)
     if problem is not None:
         raise UsageError(
             f"{field}: {show(value)} cannot be used in a file name: {problem}. "

@@ -39,7 +39,7 @@ from runner.manifest.model import (
 )
 from runner.manifest.schema import AxesModel, ManifestModel, param_problem
 from runner.manifest.source import Loc, Source, describe, parse_source, read_source, render_loc
-from runner.naming import check_pattern
+from runner.naming import check_pattern, name_problem
 from runner.params import API_DEFAULTS, DEFAULT_PRICES
 
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -233,6 +233,14 @@ class _Builder:
                     "give each prompt its own id: the id names its output folder",
                 )
             seen[p.id] = i
+            # The store's rule, checked here too so `runner validate` refuses what a run would.
+            problem = name_problem(p.id)  # ASCII by the schema, so already NFC
+            if problem is not None:
+                raise self._fail(
+                    f"prompt id `{p.id}` cannot name a folder: {problem}",
+                    (*loc, "id"),
+                    "choose another id, e.g. snow-leopard_2",
+                )
             if not p.prompt.strip():
                 raise self._fail("the prompt text is blank", (*loc, "prompt"), "write the prompt")
             units = self._vars(p.vars, loc)
