@@ -36,10 +36,13 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q $(ARGS)
 
+# mypy --strict covers runner/ and benchmarks/ (pyproject's [tool.mypy] files);
+# lint-imports checks the import rules of [tool.importlinter].
 lint: $(STAMP)
 	$(BIN)/ruff check runner tests benchmarks
 	$(BIN)/ruff format --check runner tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(ARGS)

@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
-from urllib.parse import urlsplit
 
 from runner.backends.hints import header, retry_after
 from runner.errors import (
@@ -29,6 +28,7 @@ from runner.errors import (
     RateLimited,
     ServerError,
 )
+from runner.redact import mask_key, safe_url
 
 MAX_SERVER_TEXT: Final = 300  # characters of server error text kept in a message
 MAX_SNIPPET: Final = 120  # characters of a non-JSON body kept in a message
@@ -72,11 +72,6 @@ def cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def scrub(text: str, secret: str | None) -> str:
-    """`text` with every occurrence of `secret` (the API key) masked."""
-    return text.replace(secret, "***") if secret else text
-
-
 def server_text(doc: object) -> str:
     """What the server said was wrong: its ``error`` text, or a short stand-in."""
     if isinstance(doc, NotJson):
@@ -94,29 +89,13 @@ def server_text(doc: object) -> str:
 
 def clean_text(text: str, secret: str | None) -> str:
     """Server text fit for a message: one line, key masked, at most MAX_SERVER_TEXT chars."""
-    return cut(scrub(" ".join(text.split()), secret), MAX_SERVER_TEXT)
+    return cut(mask_key(" ".join(text.split()), secret), MAX_SERVER_TEXT)
 
 
 def message(where: str, status: int, text: str, secret: str | None, hint: str = "") -> str:
     """``"<where> -> <status>: <text>"``, with an optional ``(hint)`` saying what to do."""
     line = f"{where} -> {status}: {clean_text(text, secret)}"
     return f"{line} ({hint})" if hint else line
-
-
-def safe_url(url: str) -> str:
-    """scheme://host[:port]/path of a URL: no credentials, no query (which may hold a token)."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return "<invalid URL>"
-    host = parts.hostname or ""
-    if ":" in host:  # an IPv6 literal keeps its brackets
-        host = f"[{host}]"
-    if port is not None:
-        host = f"{host}:{port}"
-    prefix = f"{parts.scheme}://{host}" if parts.scheme else ""
-    return f"{prefix}{parts.path}" or "/"
 
 
 _HINTS: Final[Mapping[int, str]] = {

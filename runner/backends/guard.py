@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 import anyio
 
-from runner.backends.answers import safe_url
+from runner.redact import safe_url
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]

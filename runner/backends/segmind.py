@@ -34,12 +34,12 @@ import anyio
 import httpx
 
 from runner.backends import wire
-from runner.backends.answers import safe_url
 from runner.backends.base import Media, Result, StatusReport, Submission, SyncResult
 from runner.backends.guard import RefusedUrl, UrlGuard
 from runner.backends.media import decode_inline, media_kind
 from runner.errors import DownloadError, TransportError, UsageError
 from runner.jobs import ImageInput, Request
+from runner.redact import redact_headers, safe_url
 
 MediaGuard = Callable[[str], Awaitable[None] | None]
 """Called with every media URL (and redirect target) before it is fetched; raises to refuse.
@@ -50,10 +50,6 @@ It may be a plain function or a coroutine function.
 MAX_MEDIA_REDIRECTS: Final = 3
 MIN_DEADLINE: Final = 5.0  # seconds: the shortest a time scale makes a deadline
 HTTP_LOG: Final = logging.getLogger("runner.http")
-# Header values that are never logged, whatever their case.
-_SECRET_HEADERS: Final = frozenset(
-    {wire.KEY_HEADER, "authorization", "proxy-authorization", "cookie", "set-cookie"}
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,15 +102,6 @@ class Timeouts:
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def redacted_headers(headers: Iterable[tuple[str, str]]) -> str:
-    """``Name=value, ...`` for a log line, with the key and other credentials as ``<redacted>``."""
-    shown = []
-    for name, value in headers:
-        text = "<redacted>" if name.lower() in _SECRET_HEADERS else value
-        shown.append(f"{name}={text}")
-    return ", ".join(shown)
 
 
 class _NoQueryInLog(logging.Filter):
@@ -474,7 +461,7 @@ def _log_call(shown: str, outcome: str, started: float, headers: Iterable[tuple[
             shown,
             outcome,
             anyio.current_time() - started,
-            redacted_headers(headers),
+            redact_headers(headers),
         )
 
 

@@ -28,7 +28,6 @@ from runner.backends.answers import (
     cut,
     decode_body,
     message,
-    safe_url,
     server_text,
 )
 from runner.backends.base import Media, Result, State, StatusReport, Submission, SyncResult
@@ -51,6 +50,7 @@ from runner.backends.media import (
 )
 from runner.errors import JobFailed, ProtocolError, UsageError
 from runner.jobs import ImageInput, Request
+from runner.redact import safe_url
 
 __all__ = [
     "KEY_HEADER",

@@ -1,6 +1,6 @@
 """Several workers, one run: the coordination of `runner run --coordinator redis://...`.
 
-    identity.py    the run's keys (manifest sha256 + --run-id), the rate key, URL redaction
+    identity.py    the run's keys (manifest sha256 + --run-id), the rate key
     client.py      the connection: redis-py's blocking client in worker threads; `Unreachable`
     scripts.py     the Lua scripts: every shared change is one atomic script
     gate.py        SharedRateGate: the sliding-window log of rate.py, in Redis
@@ -17,13 +17,14 @@ guarantee rests on is written in docs/distributed.md. Nothing outside this
 package imports redis, and the single-process run never imports this package.
 """
 
-from runner.coordination.identity import check_url, redact_url, run_hash
+from runner.coordination.identity import check_url, run_hash
 from runner.coordination.session import (
     DEFAULT_LEASE_S,
     Coordination,
     CoordinatorSpec,
     join_run,
 )
+from runner.redact import redact_url  # re-exported: callers of the package name it here
 
 __all__ = [
     "DEFAULT_LEASE_S",

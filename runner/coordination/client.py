@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import anyio
 import anyio.to_thread
 
-from runner.coordination.identity import check_url, redact_url
+from runner.coordination.identity import check_url
 from runner.errors import UsageError
+from runner.redact import redact_url
 
 if TYPE_CHECKING:
     import redis

@@ -11,22 +11,22 @@ neither the key nor anything it could be recovered from cheaply goes into
 Redis (a salted sha256 of a high-entropy key).
 
 A coordinator URL may carry a password (``redis://:secret@host:6379/0``);
-`redact_url` is the only form that reaches a message, a log, the ledger or
-a printed command.
+`runner.redact.redact_url` is the only form that reaches a message, a log,
+the ledger or a printed command.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import re
 import secrets
 import socket
 from dataclasses import dataclass
 from typing import Final
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from runner.errors import UsageError
+from runner.redact import redact_url
 
 SCHEMES: Final = ("redis", "rediss", "unix")
 KEY_ROOT: Final = "runner"
@@ -52,31 +52,6 @@ def check_url(url: str) -> str:
             "e.g. redis://127.0.0.1:6379/0"
         )
     return url
-
-
-def redact_url(url: str) -> str:
-    """`url` with any password replaced by ``***`` (user names stay)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    port = f":{parts.port}" if parts.port else ""
-    netloc = f"{user}:***@{host}{port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-_PASSWORD_IN_URL = re.compile(r"((?:rediss?|unix)://[^\s/@:]*:)[^\s@/]*@")
-
-
-def redact_text(text: str) -> str:
-    """`text` with the password of every Redis URL in it replaced by ``***``.
-
-    For text that may hold a URL among other things (``--coordinator=URL``).
-    """
-    return _PASSWORD_IN_URL.sub(r"\1***@", text)
 
 
 def _digest(*parts: str) -> str:

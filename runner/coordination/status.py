@@ -211,7 +211,8 @@ def status_text(
     """
     from dataclasses import asdict
 
-    from runner.coordination.identity import check_url, redact_url, run_hash
+    from runner.coordination.identity import check_url, run_hash
+    from runner.redact import redact_url
 
     if not url:
         raise UsageError(

@@ -21,7 +21,7 @@ from typing import Final
 
 from pydantic import ValidationError
 
-from runner.errors import ManifestError
+from runner.errors import ManifestError, UsageError
 from runner.jobs import ImageInput
 from runner.manifest.images import load_image
 from runner.manifest.messages import translate
@@ -39,6 +39,7 @@ from runner.manifest.model import (
 )
 from runner.manifest.schema import AxesModel, ManifestModel, param_problem
 from runner.manifest.source import Loc, Source, describe, parse_source, read_source, render_loc
+from runner.naming import check_pattern, name_problem
 from runner.params import API_DEFAULTS, DEFAULT_PRICES
 
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -232,6 +233,14 @@ class _Builder:
                     "give each prompt its own id: the id names its output folder",
                 )
             seen[p.id] = i
+            # The store's rule, checked here too so `runner validate` refuses what a run would.
+            problem = name_problem(p.id)  # ASCII by the schema, so already NFC
+            if problem is not None:
+                raise self._fail(
+                    f"prompt id `{p.id}` cannot name a folder: {problem}",
+                    (*loc, "id"),
+                    "choose another id, e.g. snow-leopard_2",
+                )
             if not p.prompt.strip():
                 raise self._fail("the prompt text is blank", (*loc, "prompt"), "write the prompt")
             units = self._vars(p.vars, loc)
@@ -404,10 +413,7 @@ class _Builder:
         return MappingProxyType({mode: MappingProxyType(row) for mode, row in table.items()})
 
     def _pattern(self, prompts: tuple[Prompt, ...]) -> str | None:
-        """`output.pattern`, checked by the store's own rules for every prompt's vars."""
-        from runner.errors import UsageError
-        from runner.store.layout import check_pattern
-
+        """`output.pattern`, checked by the naming rules the store uses, for every prompt's vars."""
         pattern = self.model.output.pattern
         if pattern is None:
             return None

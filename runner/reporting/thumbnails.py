@@ -3,9 +3,9 @@
 A hidden folder, so `runner verify` (which skips hidden folders) does not
 take them for outputs. A thumbnail is named by its image's sha256 and its
 size, so a re-run makes only new ones and an image that changed gets a new
-one; thumbnails no image uses any more are removed. They are a cache:
-written atomically (never half a file) but not fsynced, and one that cannot
-be read is made again.
+one; thumbnails no image uses any more are removed. They are a cache,
+written through the store's one atomic write (never half a file, fsynced
+like every other file), and one that cannot be read is made again.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import secrets
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from typing import Final
 from PIL import Image, features
 
 from runner.reporting.jobinfo import REPORTS_DIR
-from runner.store import ensure_dir, store_error
+from runner.store import ensure_dir, write_atomic
 
 THUMB_PX: Final = 256
 """Longest side of a thumbnail, in pixels."""
@@ -69,13 +68,7 @@ def _make(source: Path, target: Path, px: int, fmt: str) -> tuple[int, int]:
             size = small.size
     except (OSError, ValueError, Image.DecompressionBombError) as err:
         raise _Unreadable(str(err) or type(err).__name__) from None
-    temp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        temp.write_bytes(buffer.getvalue())
-        os.replace(temp, target)
-    except OSError as err:
-        temp.unlink(missing_ok=True)
-        raise store_error(err, target) from None
+    write_atomic(target, buffer.getvalue())
     return size
 
 

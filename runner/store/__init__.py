@@ -1,6 +1,6 @@
 """The output store: where paid results land, whole and accounted for.
 
-    layout.py      safe names and paths inside OUT (UsageError for anything unsafe)
+    layout.py      paths inside OUT (names follow runner.naming; UsageError for anything unsafe)
     atomic.py      atomic, durable writes; OSError -> StoreError with the fix
     media.py       checks of downloaded bytes: format, pixel size, bomb guard, completeness
     sidecar.py     the versioned sidecar model, built from an allow-list; write/read
@@ -16,6 +16,7 @@ image (checked, then written atomically), `write_sidecar` beside each one,
 then `Ledger.completed` with the files.
 """
 
+from runner.naming import DEFAULT_PATTERN, check_name, check_pattern, fold_name, slug
 from runner.store.atomic import (
     ensure_dir,
     is_temp_name,
@@ -25,17 +26,12 @@ from runner.store.atomic import (
     write_atomic,
 )
 from runner.store.layout import (
-    DEFAULT_PATTERN,
     EXTENSIONS,
-    check_name,
-    check_pattern,
     contained,
-    fold_name,
     image_path,
     input_image_path,
     relative_name,
     sidecar_path,
-    slug,
 )
 from runner.store.ledger import (
     IN_FLIGHT,

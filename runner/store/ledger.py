@@ -40,7 +40,7 @@ from typing import Any, Final, Literal, cast
 
 from runner.errors import RunnerError, StoreError, UsageError
 from runner.store.atomic import ensure_dir, fsync_dir, store_error
-from runner.store.lock import release_folder_lock, take_folder_lock
+from runner.store.lock import FolderLock, release_folder_lock, take_folder_lock
 from runner.store.migrations import applied_migrations, check_migrations, migrate
 from runner.store.sidecar import public_url
 
@@ -194,7 +194,7 @@ class Ledger:
         path: Path,
         meta: LedgerMeta,
         *,
-        lock_fd: int | None,
+        lock_fd: FolderLock | None,
         readonly: bool,
     ) -> None:
         self._conn = conn

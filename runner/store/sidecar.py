@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from runner.errors import StoreError
 from runner.jobs import ImageInput, Job
+from runner.redact import holds_secret
 from runner.store.atomic import store_error, write_atomic
 from runner.store.media import ImageInfo
 
@@ -247,7 +248,7 @@ def write_sidecar(path: Path, sidecar: Sidecar, *, forbid: Iterable[str] = ()) -
     top of the allow-list; the message never repeats them.
     """
     text = sidecar_json(sidecar)
-    if any(secret and secret in text for secret in forbid):
+    if holds_secret(text, forbid):
         raise StoreError(f"refused to write {path}: it would contain a secret (the API key)")
     write_atomic(path, text.encode("utf-8"))
 

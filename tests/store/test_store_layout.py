@@ -12,17 +12,13 @@ from hypothesis import strategies as st
 from store_helpers import job
 
 from runner.errors import UsageError
+from runner.naming import MAX_NAME_CHARS, check_name, check_pattern, fold_name, slug
 from runner.store.layout import (
-    MAX_NAME_CHARS,
-    check_name,
-    check_pattern,
     contained,
-    fold_name,
     image_path,
     input_image_path,
     relative_name,
     sidecar_path,
-    slug,
 )
 
 BAD_NAMES = [

@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from runner.cli.args import CommandParser, non_negative_float, positive_int
 from runner.errors import UsageError
+from runner.redact import redact_argv
 
 if TYPE_CHECKING:
-    from runner.cli import Subparsers
+    from runner.cli.args import Subparsers
     from runner.manifest import Manifest
     from runner.plan import Plan
     from runner.reporting.exit_codes import FailureTolerance
@@ -33,10 +35,8 @@ COORDINATOR_ENV = "RUNNER_COORDINATOR"
 CONFIRM_USD = 5.0
 
 
-def add_run(sub: Subparsers, common: argparse.ArgumentParser) -> None:
+def add_run(sub: Subparsers, common: CommandParser) -> None:
     """Register `runner run`."""
-    from runner.cli import _non_negative_float, _positive_int
-
     p = sub.add_parser(
         "run",
         parents=[common],
@@ -54,9 +54,9 @@ def add_run(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--base-url", metavar="URL", help="API root (also SEGMIND_BASE_URL)")
     p.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: output.dir)")
-    p.add_argument("--max-credits", type=_non_negative_float, metavar="USD")
-    p.add_argument("--rpm", type=_positive_int, metavar="N", help="requests per minute")
-    p.add_argument("--max-in-flight", type=_positive_int, metavar="N")
+    p.add_argument("--max-credits", type=non_negative_float, metavar="USD")
+    p.add_argument("--rpm", type=positive_int, metavar="N", help="requests per minute")
+    p.add_argument("--max-in-flight", type=positive_int, metavar="N")
     p.add_argument("--shard", metavar="K/N", help="run only shard K of N (CI matrices)")
     p.add_argument(
         "--coordinator",
@@ -123,20 +123,10 @@ def _options(args: argparse.Namespace) -> RunOptions:
         time_scale=args.time_scale,
         seed=args.seed,
         handle_signals=True,
-        argv=tuple(_safe_argv(sys.argv[1:])),
+        argv=tuple(redact_argv(sys.argv[1:], os.environ.get("SEGMIND_API_KEY"))),
         coordinator=args.coordinator,
         run_id=args.run_id,
     )
-
-
-def _safe_argv(argv: list[str]) -> list[str]:
-    key = os.environ.get("SEGMIND_API_KEY")
-    safe = [a.replace(key, "***") if key else a for a in argv]
-    if any("://" in a for a in safe):
-        from runner.coordination.identity import redact_text
-
-        safe = [redact_text(a) for a in safe]
-    return safe
 
 
 def _confirm(plan: Plan, options: RunOptions, yes: bool) -> None:

@@ -22,6 +22,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from runner import __version__
+from runner.cli.args import (
+    CommandParser,
+    Handler,
+    common,
+    non_negative_float,
+    positive_int,
+    write,
+)
 from runner.errors import AuthError, InsufficientCredits, RunnerError, UsageError
 
 EXIT_OK = 0
@@ -30,11 +38,8 @@ EXIT_USAGE = 2
 EXIT_CREDITS = 3
 EXIT_INTERRUPTED = 130
 
-Handler = Callable[[argparse.Namespace], int]
 if TYPE_CHECKING:
-    from typing import TypeAlias
-
-    Subparsers: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
+    from runner.cli.args import Subparsers
 
 
 def exit_code(err: BaseException) -> int:
@@ -112,26 +117,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="log every HTTP call (no key, no query strings) and show a traceback for errors",
     )
-    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=CommandParser)
     for add in _COMMANDS:
         add(sub)
     return parser
 
 
-def _common() -> argparse.ArgumentParser:
-    # `--debug` after the subcommand too; SUPPRESS keeps an absent flag from
-    # overwriting one given before the subcommand.
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
-    )
-    return common
-
-
 def _add_validate(sub: Subparsers) -> None:
     p = sub.add_parser(
         "validate",
-        parents=[_common()],
+        parents=[common()],
         help="check a manifest; print its job count and estimated credits",
         description="Check a manifest (no requests). Exit 0 if it is usable, 2 if not.",
     )
@@ -151,17 +146,17 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 def _add_plan(sub: Subparsers) -> None:
     p = sub.add_parser(
         "plan",
-        parents=[_common()],
+        parents=[common()],
         help="jobs, images, estimated credits and shortest duration; no requests",
         description="Count what a run would do, per prompt and in total, without any request.",
     )
     p.add_argument("manifest", metavar="MANIFEST", help="path to the manifest YAML")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.add_argument(
-        "--rpm", type=_positive_int, metavar="N", help="override budget.requests_per_minute"
+        "--rpm", type=positive_int, metavar="N", help="override budget.requests_per_minute"
     )
     p.add_argument(
-        "--max-credits", type=_non_negative_float, metavar="USD", help="override budget.max_credits"
+        "--max-credits", type=non_negative_float, metavar="USD", help="override budget.max_credits"
     )
     p.set_defaults(handler=_cmd_plan)
 
@@ -172,16 +167,16 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
     plan = make_plan(load_manifest(args.manifest), rpm=args.rpm, max_credits=args.max_credits)
     if args.json:
-        _write(sys.stdout, json.dumps(plan_json(plan), indent=2) + "\n")
+        write(sys.stdout, json.dumps(plan_json(plan), indent=2) + "\n")
     else:
-        _write(sys.stdout, render_text(plan))
+        write(sys.stdout, render_text(plan))
     return EXIT_OK
 
 
 def _add_schema(sub: Subparsers) -> None:
     p = sub.add_parser(
         "schema",
-        parents=[_common()],
+        parents=[common()],
         help="print the JSON Schema of a manifest",
         description="Print the JSON Schema of a manifest (manifests/manifest.schema.json).",
     )
@@ -189,7 +184,7 @@ def _add_schema(sub: Subparsers) -> None:
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
-    _write(sys.stdout, schema_text())
+    write(sys.stdout, schema_text())
     return EXIT_OK
 
 
@@ -201,15 +196,15 @@ def schema_text() -> str:
 
 
 def _add_run(sub: Subparsers) -> None:
-    from runner.cli_run import add_run
+    from runner.cli.run import add_run
 
-    add_run(sub, _common())
+    add_run(sub, common())
 
 
 def _add_status(sub: Subparsers) -> None:
     p = sub.add_parser(
         "status",
-        parents=[_common()],
+        parents=[common()],
         help="counts by state, credits, and the oldest in-flight job of an output folder",
         description="Show an output folder's progress from its ledger (safe during a run).",
     )
@@ -235,7 +230,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         from runner.coordination.status import status_text
 
         url = args.coordinator or os.environ.get("RUNNER_COORDINATOR", "")
-        _write(
+        write(
             sys.stdout,
             status_text(url, run_id=args.run_id, manifest=args.manifest, as_json=args.json),
         )
@@ -246,16 +241,16 @@ def _cmd_status(args: argparse.Namespace) -> int:
     status = folder_status(args.out)
     if args.json:
         doc = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(status).items()}
-        _write(sys.stdout, json.dumps(doc, indent=2) + "\n")
+        write(sys.stdout, json.dumps(doc, indent=2) + "\n")
     else:
-        _write(sys.stdout, render_status(status))
+        write(sys.stdout, render_status(status))
     return EXIT_OK
 
 
 def _add_verify(sub: Subparsers) -> None:
     p = sub.add_parser(
         "verify",
-        parents=[_common()],
+        parents=[common()],
         help="check every image against its sidecar; exit 1 on any problem",
         description="Check every image of an output folder against its sidecar (sha256, "
         "size, format, pixels); report orphans and leftover temp files. Exit 1 on any problem.",
@@ -268,14 +263,14 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     from runner.store import render_verify, verify
 
     report = verify(args.out)
-    _write(sys.stdout, render_verify(report))
+    write(sys.stdout, render_verify(report))
     return EXIT_OK if report.clean else EXIT_FAILED
 
 
 def _add_gallery(sub: Subparsers) -> None:
     p = sub.add_parser(
         "gallery",
-        parents=[_common()],
+        parents=[common()],
         help="(re)write OUT/gallery.html, a contact sheet of an output folder",
         description="Write OUT/gallery.html: one self-contained page (works from file://) "
         "laying the images out in a grid by the swept parameters of your choice.",
@@ -288,14 +283,14 @@ def _cmd_gallery(args: argparse.Namespace) -> int:
     from runner.reporting.gallery import write_gallery
 
     result = write_gallery(args.out)
-    _write(sys.stdout, f"{result.path}\n")
+    write(sys.stdout, f"{result.path}\n")
     return EXIT_OK
 
 
 def _add_merge(sub: Subparsers) -> None:
     p = sub.add_parser(
         "merge",
-        parents=[_common()],
+        parents=[common()],
         help="combine the output folders of a shared run's workers into one verified folder",
         description="Copy the images and sidecars of several output folders (the workers of one "
         "run) into OUT, merge their ledgers, write summary and gallery, and verify. Refuses "
@@ -311,21 +306,26 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     from runner.merge import merge, render_merge
 
     report = merge(args.sources, args.into, argv=[str(s) for s in args.sources], title=args.title)
-    _write(sys.stdout, render_merge(report))
+    write(sys.stdout, render_merge(report))
     return EXIT_OK if report.verify.clean else EXIT_FAILED
 
 
 def _add_emulator(sub: Subparsers) -> None:
-    from runner.emulator.server import add_arguments
-
     p = sub.add_parser(
         "emulator",
-        parents=[_common()],
+        parents=[common()],
         help="serve the Segmind API emulator on loopback",
         description="Serve the local emulator of the Segmind API (docs/emulator.md).",
     )
-    add_arguments(p)
+    # Only `runner emulator` itself imports the emulator (uvicorn, starlette, Pillow).
+    p.populate = _emulator_arguments
     p.set_defaults(handler=_cmd_emulator)
+
+
+def _emulator_arguments(parser: argparse.ArgumentParser) -> None:
+    from runner.emulator.server import add_arguments
+
+    add_arguments(parser)
 
 
 def _cmd_emulator(args: argparse.Namespace) -> int:
@@ -345,33 +345,3 @@ _COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _add_emulator,
     _add_schema,
 )
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an amount in USD, got {text!r}") from None
-    if not value >= 0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
-
-
-def _write(stream: TextIO, text: str) -> None:
-    try:
-        stream.write(text)
-        stream.flush()
-    except BrokenPipeError:  # `runner plan ... | head` is not an error
-        # Point stdout at devnull so the interpreter's final flush stays quiet.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, stream.fileno())

@@ -1,0 +1,97 @@
+"""Keeping secrets out of what people and files see: the one place secrets are masked. Pure.
+
+Three kinds of secret travel with a run:
+
+- the API key (``SEGMIND_API_KEY``): masked wherever a server might echo
+  it back (`mask_key`), in a recorded command line (`redact_argv`), in a
+  logged header (`redact_headers`), and refused in a sidecar (`holds_secret`);
+- a coordinator URL's password (``redis://:secret@host:6379/0``): replaced
+  by ``***`` in a URL (`redact_url`) or anywhere in a text (`redact_urls`);
+- a URL's query, which may carry a signed download token: dropped from any
+  URL a message or a log shows (`safe_url`).
+
+Every masked value reads `MASK`; the length of a secret is never shown.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from typing import Final
+from urllib.parse import urlsplit, urlunsplit
+
+MASK: Final = "***"
+"""What stands in for a secret in text."""
+
+HEADER_MASK: Final = "<redacted>"
+"""What stands in for a secret header's value in a log line."""
+
+SECRET_HEADERS: Final = frozenset(
+    {"x-api-key", "authorization", "proxy-authorization", "cookie", "set-cookie"}
+)
+"""Header names (lower case) whose values are never logged; x-api-key carries Segmind's key."""
+
+# The password part of a redis://, rediss:// or unix:// URL inside free text.
+_PASSWORD_IN_URL: Final = re.compile(r"((?:rediss?|unix)://[^\s/@:]*:)[^\s@/]*@")
+
+
+def mask_key(text: str, key: str | None) -> str:
+    """`text` with every occurrence of `key` (the API key) replaced by `MASK`."""
+    return text.replace(key, MASK) if key else text
+
+
+def holds_secret(text: str, secrets: Iterable[str]) -> bool:
+    """Whether `text` contains any non-empty one of `secrets` (a last guard before a write)."""
+    return any(secret and secret in text for secret in secrets)
+
+
+def redact_url(url: str) -> str:
+    """`url` with any password replaced by `MASK` (user names stay)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port else ""
+    netloc = f"{user}:{MASK}@{host}{port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def redact_urls(text: str) -> str:
+    """`text` with the password of every Redis URL in it replaced by `MASK`.
+
+    For text that may hold a URL among other things (``--coordinator=URL``).
+    """
+    return _PASSWORD_IN_URL.sub(rf"\1{MASK}@", text)
+
+
+def redact_argv(argv: Sequence[str], key: str | None) -> list[str]:
+    """A command line fit to record: the API key and any URL password masked."""
+    return [redact_urls(mask_key(arg, key)) for arg in argv]
+
+
+def redact_headers(headers: Iterable[tuple[str, str]]) -> str:
+    """``Name=value, ...`` for a log line, with the key and other credentials as `HEADER_MASK`."""
+    shown = []
+    for name, value in headers:
+        text = HEADER_MASK if name.lower() in SECRET_HEADERS else value
+        shown.append(f"{name}={text}")
+    return ", ".join(shown)
+
+
+def safe_url(url: str) -> str:
+    """scheme://host[:port]/path of a URL: no credentials, no query (which may hold a token)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "<invalid URL>"
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 literal keeps its brackets
+        host = f"[{host}]"
+    if port is not None:
+        host = f"{host}:{port}"
+    prefix = f"{parts.scheme}://{host}" if parts.scheme else ""
+    return f"{prefix}{parts.path}" or "/"
