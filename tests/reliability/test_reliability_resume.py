@@ -20,7 +20,8 @@ from runner.emulator import InProcess
 from runner.errors import UsageError
 from runner.events import Event, Listener, RunStats
 from runner.manifest import Manifest, parse_manifest
-from runner.run import RunOptions, RunReport, exit_code, run_manifest
+from runner.reporting.exit_codes import decide_exit
+from runner.run import RunOptions, RunReport, run_manifest
 from runner.store import Ledger, folder_status, verify
 
 pytestmark = pytest.mark.anyio
@@ -95,7 +96,7 @@ async def test_resume_within_retention_reattaches_and_pays_nothing_twice(
     assert states(tmp_path) == {"submitted": 3}
     await anyio.sleep(HOUR - 60)  # 59 minutes later: every result is still on the server
     report = await run(manifest, emu, tmp_path)
-    assert exit_code(report) == 0
+    assert decide_exit(report.counts, stop=report.stop).code == 0
     assert report.stats.completed == 3
     assert len(emu.emulator.accepted_submits()) == 3  # re-attached, not resubmitted
     assert states(tmp_path) == {"completed": 3}
@@ -120,7 +121,7 @@ async def test_resume_after_retention_expires_and_resubmits_only_with_the_flag(
     assert status.counts["expired"] == 3
 
     again = await run(manifest, emu, tmp_path, resubmit_expired=True)
-    assert exit_code(again) == 0
+    assert decide_exit(again.counts, stop=again.stop).code == 0
     assert again.stats.completed == 3
     assert len(emu.emulator.accepted_submits()) == 6
     assert states(tmp_path) == {"completed": 3}
