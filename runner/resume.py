@@ -132,6 +132,7 @@ class Skip:
 
 
 Action = Submit | Reattach | Skip
+_NEW: Final = Submit()  # frozen, so one value serves every new job
 
 
 def wants_files(row: JobRow | None, lease: LeaseRecord | None) -> bool:
@@ -190,7 +191,7 @@ def decide(
         return Skip("expired", EXPIRED)
     if state == "submitting" or (lease is not None and lease.state == "submitting"):
         return Submit(True, ("plan", "ambiguous") if row is None else ("ambiguous",))
-    return Submit()
+    return _NEW
 
 
 def _known_requests(row: JobRow | None, lease: LeaseRecord | None) -> list[tuple[str, float]]:
