@@ -208,7 +208,9 @@ class _Resume:
                 continue  # pass 2 records it
             if self._wall() - row.submitted_at >= self._retention:
                 continue  # pass 2 marks it expired
-            yield WorkItem(job, submission_for(base_url, row.request_id), row.submitted_at)
+            yield WorkItem(
+                job, submission_for(base_url, row.request_id, n=job.request.n), row.submitted_at
+            )
 
     def fresh(self, jobs: Iterable[Job], skip: Callable[[Job, str], None]) -> Iterator[WorkItem]:
         """Pass 2: every job not re-attached, skipped or submitted."""

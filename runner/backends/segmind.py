@@ -9,7 +9,10 @@ raised, so callers see only `runner.errors`.
 
 Every call also has a deadline for the whole exchange (`Timeouts`): httpx's
 read timeout restarts with each chunk, so a server trickling a byte at a
-time ("slow loris") would otherwise hold a call forever.
+time ("slow loris") would otherwise hold a call forever. Every answer is
+read through a size cap (`AnswerLimits`, runner.backends.bounded), streamed
+and decompressed under it, never whole; an answer past the cap is
+`wire.bad_answer` (retried on a status or result call, final elsewhere).
 
 With logging at DEBUG (``runner --debug``), each call is logged on the
 ``runner.http`` logger: method, URL without its query, status and duration,
@@ -36,6 +39,7 @@ import httpx
 from runner.backends import wire
 from runner.backends.answers import safe_url
 from runner.backends.base import Media, Result, StatusReport, Submission, SyncResult
+from runner.backends.bounded import AnswerLimits, UnreadableBody, read_body
 from runner.backends.guard import RefusedUrl, UrlGuard
 from runner.backends.media import decode_inline, media_kind
 from runner.errors import DownloadError, TransportError, UsageError
@@ -188,7 +192,7 @@ class SegmindBackend:
     included. `url_guard` (runner.backends.guard, for a remote API) refuses
     media URLs, redirects and connected addresses in private networks, and
     input image URLs there too. `utc_now` gives the wall-clock time that dated
-    rate-limit hints are compared with.
+    rate-limit hints are compared with. `limits` caps the size of every answer.
     """
 
     def __init__(
@@ -203,8 +207,10 @@ class SegmindBackend:
         media_guard: MediaGuard | None = None,
         url_guard: UrlGuard | None = None,
         utc_now: Callable[[], datetime] = _utc_now,
+        limits: AnswerLimits | None = None,
     ) -> None:
         self.name = name
+        self._limits = limits or AnswerLimits()
         self.base_url = wire.normalize_base_url(base_url)
         self._key = api_key or None
         self._timeouts = timeouts
@@ -267,13 +273,18 @@ class SegmindBackend:
         shown = f"{request.method} {safe_url(request.url)}"
         try:
             with anyio.fail_after(deadline):
-                response = await self._api.request(
+                async with self._api.stream(
                     request.method,
                     request.url,
                     headers=list(request.headers),
                     json=request.json,
                     timeout=limits,
-                )
+                ) as response:
+                    code, headers = response.status_code, response.headers
+                    body = await read_body(response, self._cap(sync, headers))
+        except UnreadableBody as exc:
+            _log_call(shown, f"{code}, not read: {exc}", started, request.headers)
+            raise wire.bad_answer(request, code, str(exc)) from None
         except TimeoutError:
             _log_call(shown, "deadline passed", started, request.headers)
             raise TransportError(
@@ -291,8 +302,14 @@ class SegmindBackend:
         except httpx.HTTPError as exc:
             _log_call(shown, f"failed: {_describe(exc)}", started, request.headers)
             raise transport_error(request.where, exc) from exc
-        _log_call(shown, str(response.status_code), started, request.headers)
-        return response.status_code, response.headers, response.content
+        _log_call(shown, str(code), started, request.headers)
+        return code, headers, body
+
+    def _cap(self, sync: bool, headers: httpx.Headers) -> int:
+        """Bytes an answer may have: an image-bodied sync answer is the image itself."""
+        if sync and headers.get("content-type", "").strip().lower().startswith("image/"):
+            return self._limits.image_bytes
+        return self._limits.json_bytes
 
     async def submit(self, model: str, request: Request) -> Submission:
         """``POST /v2/{model}``. Billed; a TransportError with ``sent=True`` is ambiguous."""
@@ -313,7 +330,9 @@ class SegmindBackend:
         """``GET response_url``; safe to repeat."""
         sent = wire.result_request(submission, self._key)
         status, headers, body = await self._send(sent)
-        return wire.parse_result(status, headers, body, request=sent, now_utc=self._utc_now())
+        return wire.parse_result(
+            status, headers, body, request=sent, now_utc=self._utc_now(), expected=submission.n
+        )
 
     async def run_sync(self, model: str, request: Request) -> SyncResult:
         """``POST /v1/{model}``: waits up to `Timeouts.sync_read` seconds for the image(s)."""

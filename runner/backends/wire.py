@@ -8,6 +8,14 @@ shapes in `media`). See ../shared/api/segmind-wire.md for the protocol.
 
 A body that announces COMPLETED or FAILED is valid whatever its HTTP code:
 Segmind serves FAILED under 422, and the vendor SDK reads it as a body.
+
+A hostile answer (over the size cap, nested too deep, a list too long, an
+encoding that does not decode) is `bad_answer`: on a status or result call,
+whose job is paid and kept by the server, a TransportError(sent=True) the
+scheduler retries like a lost answer; elsewhere a ProtocolError. A result
+naming more images than the job asked for keeps the first n (`dropped`
+counts the rest); one naming fewer is marked `missing`. A submit's request
+id with characters no real id has is refused.
 """
 
 from __future__ import annotations
@@ -16,11 +24,12 @@ import base64
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final, NoReturn, cast
+from typing import Final, Literal, NoReturn, cast
 from urllib.parse import quote, urlsplit
 
 from runner import __version__
 from runner.backends.answers import (
+    HostileBody,
     NotJson,
     api_error,
     clean_text,
@@ -31,7 +40,15 @@ from runner.backends.answers import (
     safe_url,
     server_text,
 )
-from runner.backends.base import Media, Result, State, StatusReport, Submission, SyncResult
+from runner.backends.base import (
+    Media,
+    Result,
+    State,
+    StatusReport,
+    Submission,
+    SyncResult,
+    is_request_id,
+)
 from runner.backends.hints import (
     header,
     merge_metrics,
@@ -44,19 +61,21 @@ from runner.backends.hints import (
 from runner.backends.media import (
     UnreadableOutput,
     decode_inline,
-    media_from_body,
     media_kind,
+    select_media,
     sniff_image,
     split_data_uri,
 )
-from runner.errors import JobFailed, ProtocolError, UsageError
+from runner.errors import ApiError, JobFailed, ProtocolError, TransportError, UsageError
 from runner.jobs import ImageInput, Request
+from runner.params import N_MAX
 
 __all__ = [
     "KEY_HEADER",
     "USER_AGENT",
     "WireRequest",
     "api_error",
+    "bad_answer",
     "credits_request",
     "decode_inline",
     "image_field",
@@ -81,8 +100,12 @@ STATES: Final[tuple[State, ...]] = ("QUEUED", "PROCESSING", "COMPLETED", "FAILED
 # v1 answers raw image bytes; an Accept of JSON alone could be refused with a
 # 406, which on Segmind means "insufficient credits".
 SYNC_ACCEPT: Final = "image/*, application/json;q=0.9"
+# Only what runner.backends.bounded decodes under its cap (httpx would offer
+# br and zstd too, when their packages are installed).
+ACCEPT_ENCODING: Final = "gzip, deflate"
 
 Headers = Mapping[str, str]
+CallKind = Literal["submit", "sync", "status", "result", "credits", "other"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +116,14 @@ class WireRequest:
     url: str
     headers: tuple[tuple[str, str], ...] = field(repr=False)
     json: dict[str, object] | None = None
+    # Which call this is: a bad answer to a status or result is retried, not final.
+    kind: CallKind = "other"
+
+    @property
+    def images(self) -> int | None:
+        """The ``n`` this request asks for, when it carries one (submit, sync)."""
+        n = (self.json or {}).get("n")
+        return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
 
     @property
     def where(self) -> str:
@@ -161,7 +192,7 @@ def api_headers(
     key: str | None, *, accept: str = "application/json"
 ) -> tuple[tuple[str, str], ...]:
     """The headers of an API call; ``x-api-key`` only when a key is set."""
-    headers = [("User-Agent", USER_AGENT), ("Accept", accept)]
+    headers = [("User-Agent", USER_AGENT), ("Accept", accept), ("Accept-Encoding", ACCEPT_ENCODING)]
     if key:
         headers.append((KEY_HEADER, key))
     return tuple(headers)
@@ -207,7 +238,11 @@ def submit_request(
 ) -> WireRequest:
     """``POST {base}/v2/{model}``: queue one job (billed, not idempotent)."""
     return WireRequest(
-        "POST", f"{base}/v2/{_model_path(model)}", api_headers(key), _body(request, image_bytes)
+        "POST",
+        f"{base}/v2/{_model_path(model)}",
+        api_headers(key),
+        _body(request, image_bytes),
+        kind="submit",
     )
 
 
@@ -220,22 +255,23 @@ def sync_request(
         f"{base}/v1/{_model_path(model)}",
         api_headers(key, accept=SYNC_ACCEPT),
         _body(request, image_bytes),
+        kind="sync",
     )
 
 
 def status_request(submission: Submission, key: str | None) -> WireRequest:
     """``GET status_url`` (safe to repeat)."""
-    return WireRequest("GET", submission.status_url, api_headers(key))
+    return WireRequest("GET", submission.status_url, api_headers(key), kind="status")
 
 
 def result_request(submission: Submission, key: str | None) -> WireRequest:
     """``GET response_url`` (safe to repeat)."""
-    return WireRequest("GET", submission.response_url, api_headers(key))
+    return WireRequest("GET", submission.response_url, api_headers(key), kind="result")
 
 
 def credits_request(base: str, key: str | None) -> WireRequest:
     """``GET {base}/v1/get-user-credits``."""
-    return WireRequest("GET", f"{base}/v1/get-user-credits", api_headers(key))
+    return WireRequest("GET", f"{base}/v1/get-user-credits", api_headers(key), kind="credits")
 
 
 # --- answers --------------------------------------------------------------------------
@@ -243,6 +279,20 @@ def credits_request(base: str, key: str | None) -> WireRequest:
 
 def _protocol(request: WireRequest, status: int, text: str) -> NoReturn:
     raise ProtocolError(message(request.where, status, text, request.secret), status=status)
+
+
+def bad_answer(request: WireRequest, status: int | None, reason: str) -> ApiError:
+    """The error for a hostile answer to `request` (`reason` says what was wrong with it).
+
+    A status or result call's job is paid and the server keeps its result,
+    so there it is a TransportError(sent=True): retried like a lost answer.
+    Elsewhere a ProtocolError: a submit or sync call is not repeated on a
+    body nobody can read (it may have been billed).
+    """
+    if request.kind in ("status", "result"):
+        text = message(request.where, status or 0, reason, request.secret)
+        return TransportError(f"{text}; not read, the job is asked again", sent=True)
+    return ProtocolError(message(request.where, status or 0, reason, request.secret), status=status)
 
 
 def _json_object(
@@ -253,7 +303,12 @@ def _json_object(
     Raises the mapped error for other non-2xx answers and ProtocolError for a
     2xx answer that is not a JSON object.
     """
-    doc = decode_body(headers, body)
+    try:
+        doc = decode_body(headers, body)
+    except HostileBody as exc:
+        if 200 <= status < 300:
+            raise bad_answer(request, status, str(exc)) from None
+        doc = None  # api_error below reads the code and names the body unreadable
     if isinstance(doc, dict) and doc.get("status") in ("COMPLETED", "FAILED"):
         return cast(dict[str, object], doc)
     if not 200 <= status < 300:
@@ -280,11 +335,18 @@ def _failed(request: WireRequest, status: int, doc: Mapping[str, object]) -> Job
     )
 
 
-def _media(request: WireRequest, status: int, doc: Mapping[str, object]) -> tuple[Media, ...]:
+def _media(
+    request: WireRequest, status: int, doc: Mapping[str, object], expected: int | None
+) -> tuple[tuple[Media, ...], int]:
+    """(At most `expected` images, else N_MAX; how many more the answer named)."""
     try:
-        return media_from_body(doc, request.url)
+        return select_media(doc, request.url, expected or N_MAX)
     except UnreadableOutput as exc:
         _protocol(request, status, f"output {exc}")
+
+
+def _missing(expected: int | None, found: int) -> int:
+    return max(0, expected - found) if expected is not None else 0
 
 
 def parse_submit(
@@ -311,6 +373,13 @@ def parse_submit(
         keys = ", ".join(sorted(doc)) or "none"
         _protocol(request, status, f"the submit answer lacks {', '.join(missing)} (keys: {keys})")
     request_id, status_url, response_url = (str(v).strip() for v in values)
+    if not is_request_id(request_id):
+        raise bad_answer(
+            request,
+            status,
+            f"request_id {cut(repr(request_id), 60)} is not an id "
+            "(letters, digits and ._~:- only, at most 128)",
+        )
     origin = _origin(request.url)
     for name, url in (("status_url", status_url), ("response_url", response_url)):
         try:
@@ -324,7 +393,12 @@ def parse_submit(
                 f"{name} {safe_url(url)!r} is not on {origin[0]}://{origin[1]}:{origin[2]}; "
                 "the key is not sent to another host",
             )
-    return Submission(request_id=request_id, status_url=status_url, response_url=response_url)
+    return Submission(
+        request_id=request_id,
+        status_url=status_url,
+        response_url=response_url,
+        n=request.images,
+    )
 
 
 def parse_status(
@@ -349,21 +423,35 @@ def parse_result(
     *,
     request: WireRequest,
     now_utc: datetime | None = None,
+    expected: int | None = None,
 ) -> Result:
-    """The answer of ``GET response_url``; COMPLETED without any output is a ProtocolError."""
+    """The answer of ``GET response_url``; COMPLETED without any output is a ProtocolError.
+
+    `expected` is the job's n, when known: at most that many images are
+    kept (`Result.dropped` counts the rest), fewer are `Result.missing`.
+    Without it at most params.N_MAX are kept.
+    """
     doc = _json_object(request, status, headers, body, now_utc)
     state = _state(request, status, doc)
-    metrics = parse_metrics(doc.get("metrics"))
+    images = expected or N_MAX
+    metrics = parse_metrics(doc.get("metrics"), images=images)
     seed = seed_of(doc.get("seed"))
     if state == "FAILED":
         error = clean_text(server_text(doc), request.secret)
         return Result(state=state, error=error, metrics=metrics, seed=seed)
     if state != "COMPLETED":
         return Result(state=state, metrics=metrics, seed=seed)
-    media = _media(request, status, doc)
+    media, dropped = _media(request, status, doc, expected)
     if not media:
         _protocol(request, status, "COMPLETED without output or images")
-    return Result(state=state, media=media, metrics=metrics, seed=seed)
+    return Result(
+        state=state,
+        media=media,
+        metrics=metrics,
+        seed=seed,
+        dropped=dropped,
+        missing=_missing(expected, len(media)),
+    )
 
 
 def parse_sync(
@@ -378,30 +466,50 @@ def parse_sync(
 
     Metrics come from the accounting headers (and the body's ``metrics`` when
     JSON). A FAILED body raises JobFailed: a sync call has no status to read later.
+    Images past the request's n are dropped and counted, as in `parse_result`;
+    a request id no real id looks like is not kept (the image is: it is paid).
     """
-    header_metrics = metrics_from_headers(headers)
-    request_id = (header(headers, "x-request-id") or "").strip() or None
+    expected = request.images
+    images = expected or N_MAX
+    header_metrics = metrics_from_headers(headers, images=images)
+    request_id = _sync_id(header(headers, "x-request-id"))
     seed = seed_of(header(headers, "x-seed-value"))
     kind = content_type(headers)
     if 200 <= status < 300 and (kind.startswith("image/") or sniff_image(body)):
         if not body:
             _protocol(request, status, f"empty {kind} body")
         media = Media(data=body, content_type=sniff_image(body) or kind)
-        return SyncResult(media=(media,), metrics=header_metrics, request_id=request_id, seed=seed)
+        return SyncResult(
+            media=(media,),
+            metrics=header_metrics,
+            request_id=request_id,
+            seed=seed,
+            missing=_missing(expected, 1),
+        )
     doc = _json_object(request, status, headers, body, now_utc)
     if doc.get("status") == "FAILED":
         raise _failed(request, status, doc)
-    found = _media(request, status, doc)
+    found, dropped = _media(request, status, doc, expected)
     if not found:
         _protocol(request, status, "the sync answer holds no image, output or images")
-    body_id = doc.get("request_id")
+    body_id = _sync_id(doc.get("request_id"))
     body_seed = seed_of(doc.get("seed"))
     return SyncResult(
         media=found,
-        metrics=merge_metrics(parse_metrics(doc.get("metrics")), header_metrics),
-        request_id=body_id if isinstance(body_id, str) and body_id else request_id,
+        metrics=merge_metrics(parse_metrics(doc.get("metrics"), images=images), header_metrics),
+        request_id=body_id or request_id,
         seed=body_seed if body_seed is not None else seed,
+        dropped=dropped,
+        missing=_missing(expected, len(found)),
     )
+
+
+def _sync_id(value: object) -> str | None:
+    """A sync answer's request id, or None when it is absent or no real id."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    return text if is_request_id(text) else None
 
 
 def parse_credits(

@@ -114,7 +114,9 @@ def decide(
     for request_id, at in known:
         if wall() - at < rules.retention:
             _record_submitted(ledger, job, row, (request_id, at), estimate)
-            return Run(WorkItem(job, submission_for(rules.base_url, request_id), at))
+            return Run(
+                WorkItem(job, submission_for(rules.base_url, request_id, n=job.request.n), at)
+            )
     skip = _skipped(job, row, ledger, rules, expired=bool(known))
     if skip is not None:
         return skip
