@@ -1,7 +1,8 @@
 """Image APIs behind one protocol: Segmind over HTTP, and the embedded emulator.
 
 `base` holds the `Backend` protocol and its values; `wire` the sans-IO
-protocol (with `answers`, `hints` and `media`); `segmind` the httpx client;
+protocol (with `answers`, `hints` and `media`); `segmind` the httpx client,
+which reads every answer through `bounded`'s size cap;
 `select` the choice between ``segmind`` and ``local``.
 """
 
@@ -15,6 +16,7 @@ from runner.backends.base import (
     SyncResult,
     submission_for,
 )
+from runner.backends.bounded import AnswerLimits
 from runner.backends.segmind import MediaGuard, SegmindBackend, Timeouts
 from runner.backends.select import (
     BackendChoice,
@@ -26,6 +28,7 @@ from runner.backends.select import (
 from runner.backends.wire import normalize_base_url
 
 __all__ = [
+    "AnswerLimits",
     "Backend",
     "BackendChoice",
     "Media",

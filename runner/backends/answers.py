@@ -47,9 +47,11 @@ MAX_JSON_ITEMS: Final = 10_000
 _PRE_CUT: Final = 4 * MAX_SERVER_TEXT
 # Terminal escape sequences: OSC (ESC ] ... BEL or ST, which can retitle a
 # window or write a hyperlink), CSI (ESC [ ... final byte: colours, cursor
-# moves, screen clears) and the two-byte ESC forms (ECMA-48).
+# moves, screen clears), their 8-bit forms (\x9d, \x9b) and the two-byte ESC
+# forms (ECMA-48).
 _ESCAPES: Final = re.compile(
-    r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b\[[0-?]*[ -/]*[@-~]?|\x1b[ -~]?"
+    r"\x1b\][^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?|\x9d[^\x07\x1b\x9c]*(?:\x07|\x9c)?"
+    r"|\x1b\[[0-?]*[ -/]*[@-~]?|\x9b[0-?]*[ -/]*[@-~]?|\x1b[ -~]?"
 )
 # C0 and C1 controls (BEL, CR, the 8-bit CSI \x9b ...), DEL, and the Unicode
 # format characters that reorder or hide text on a terminal (bidi overrides,
