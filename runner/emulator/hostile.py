@@ -6,8 +6,9 @@ by a server that misbehaves only in its answer. Their shapes come from the
 ``hostile_*`` knobs of EmulatorConfig:
 
 - ``deep_json``: ``[[[...]]]`` nested `hostile_depth` levels;
-- ``huge_body``: a JSON document of `hostile_bytes` bytes, streamed (serve it
-  on loopback: in-process, httpx's ASGI transport buffers a whole body);
+- ``huge_body``: a JSON document of `hostile_bytes` bytes, streamed, whose
+  output is one endless ``data:`` URI (serve it on loopback: in-process,
+  httpx's ASGI transport buffers a whole body);
 - ``gzip_bomb``: a gzip body that inflates to `hostile_bytes` (about 1/1000
   of that on the wire; its trailer is not valid, as nothing reads that far);
 - ``extra_images`` / ``missing_images`` (result, sync): `hostile_images`
@@ -52,7 +53,8 @@ def _doc(response: Response) -> dict[str, object] | None:
 
 
 async def _huge(size: int) -> AsyncIterator[bytes]:
-    head = b'{"status":"COMPLETED","output":"'
+    # A data: URI as the output: the answer is at once a huge body and a huge inline image.
+    head = b'{"status":"COMPLETED","output":"data:image/png;base64,'
     yield head
     filler = b"A" * _CHUNK
     left = max(0, size - len(head) - 2)
