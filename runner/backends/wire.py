@@ -373,7 +373,7 @@ def parse_submit(
         keys = ", ".join(sorted(doc)) or "none"
         _protocol(request, status, f"the submit answer lacks {', '.join(missing)} (keys: {keys})")
     request_id, status_url, response_url = (str(v).strip() for v in values)
-    if not is_request_id(request_id):
+    if not _usable_id(request_id, request):
         raise bad_answer(
             request,
             status,
@@ -472,7 +472,7 @@ def parse_sync(
     expected = request.images
     images = expected or N_MAX
     header_metrics = metrics_from_headers(headers, images=images)
-    request_id = _sync_id(header(headers, "x-request-id"))
+    request_id = _sync_id(header(headers, "x-request-id"), request)
     seed = seed_of(header(headers, "x-seed-value"))
     kind = content_type(headers)
     if 200 <= status < 300 and (kind.startswith("image/") or sniff_image(body)):
@@ -492,7 +492,7 @@ def parse_sync(
     found, dropped = _media(request, status, doc, expected)
     if not found:
         _protocol(request, status, "the sync answer holds no image, output or images")
-    body_id = _sync_id(doc.get("request_id"))
+    body_id = _sync_id(doc.get("request_id"), request)
     body_seed = seed_of(doc.get("seed"))
     return SyncResult(
         media=found,
@@ -504,12 +504,19 @@ def parse_sync(
     )
 
 
-def _sync_id(value: object) -> str | None:
-    """A sync answer's request id, or None when it is absent or no real id."""
+def _usable_id(value: str, request: WireRequest) -> bool:
+    """A request id we may record and put in URLs: id characters only, and not the key
+    (an id is written to the ledger and the sidecars, where the key must never be)."""
+    secret = request.secret
+    return is_request_id(value) and not (secret and secret in value)
+
+
+def _sync_id(value: object, request: WireRequest) -> str | None:
+    """A sync answer's request id, or None when it is absent or not usable."""
     if not isinstance(value, str):
         return None
     text = value.strip()
-    return text if is_request_id(text) else None
+    return text if _usable_id(text, request) else None
 
 
 def parse_credits(

@@ -271,3 +271,21 @@ async def test_an_unknown_or_broken_encoding_is_refused() -> None:
         await read_body(_response(b"x", **{"content-encoding": "br"}), 100)
     with pytest.raises(UnreadableBody, match="does not decode"):
         await read_body(_response(b"not gzip", **{"content-encoding": "gzip"}), 100)
+
+
+def test_an_id_that_echoes_the_key_is_never_recorded() -> None:
+    doc = {
+        "request_id": KEY,
+        "status_url": f"{BASE}/v2/requests/{KEY}/status",
+        "response_url": f"{BASE}/v2/requests/{KEY}",
+    }
+    submit = wire.submit_request(BASE, "m", _request(), KEY)
+    with pytest.raises(ProtocolError) as refused:
+        wire.parse_submit(200, {}, json.dumps(doc).encode(), request=submit)
+    assert KEY not in str(refused.value) and "is not an id" in str(refused.value)
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
+    sync = wire.sync_request(BASE, "m", _request(), KEY)
+    answer = wire.parse_sync(
+        200, {"content-type": "image/png", "x-request-id": KEY}, png, request=sync
+    )
+    assert answer.request_id is None and answer.media

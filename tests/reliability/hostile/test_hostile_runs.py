@@ -124,6 +124,10 @@ CASES = (
         "cost infinite", "result", "negative_cost", knobs={"hostile_cost": float("inf")}, images=1
     ),
     Case("cost absurd", "result", "negative_cost", knobs={"hostile_cost": 5e6}, images=1),
+    # -- the balance read: advice only, the run goes on ----------------------------------------
+    Case("credits deep JSON", "credits", "deep_json", images=1),
+    Case("credits gzip bomb", "credits", "gzip_bomb", images=1),
+    Case("credits control characters", "credits", "control_chars", images=1),
     # -- v1: one billed call ------------------------------------------------------------------
     Case(
         "sync deep JSON",
