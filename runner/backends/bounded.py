@@ -1,4 +1,5 @@
-"""Reading an API answer's body through a size cap, decompressing as it streams.
+"""Reading a body (an API answer, a media download) through a size cap, decompressing
+as it streams.
 
 An answer is read chunk by chunk from httpx's raw stream (never
 ``response.content``, which would hold a body of any size) and decoded here
@@ -38,7 +39,12 @@ class AnswerLimits:
 
 
 class UnreadableBody(ValueError):
-    """A body not read to its end: over the cap, or in an encoding that does not decode."""
+    """A body not read to its end: over the cap (`too_large`), or in an encoding that
+    does not decode."""
+
+    def __init__(self, message: str, *, too_large: bool = False) -> None:
+        self.too_large = too_large
+        super().__init__(message)
 
 
 class _Decoder(Protocol):
@@ -97,7 +103,9 @@ async def read_body(response: httpx.Response, cap: int) -> bytes:
     """
     declared = (response.headers.get("content-length") or "").strip()
     if declared.isdigit() and int(declared) > cap:
-        raise UnreadableBody(f"the answer announces {int(declared)} bytes, over the {cap} byte cap")
+        raise UnreadableBody(
+            f"the answer announces {int(declared)} bytes, over the {cap} byte cap", too_large=True
+        )
     encodings = [
         part.strip().lower()
         for part in (response.headers.get("content-encoding") or "").split(",")
@@ -113,7 +121,9 @@ async def read_body(response: httpx.Response, cap: int) -> bytes:
         async for raw in response.aiter_raw():
             raw_total += len(raw)
             if raw_total > cap:
-                raise UnreadableBody(f"the answer is longer than the {cap} byte cap")
+                raise UnreadableBody(
+                    f"the answer is longer than the {cap} byte cap", too_large=True
+                )
             data = decoder.feed(raw, cap - total + 1)
             while data:
                 total += len(data)
@@ -121,7 +131,8 @@ async def read_body(response: httpx.Response, cap: int) -> bytes:
                     raise UnreadableBody(
                         f"the answer inflates past the {cap} byte cap (content encoding)"
                         if encodings
-                        else f"the answer is longer than the {cap} byte cap"
+                        else f"the answer is longer than the {cap} byte cap",
+                        too_large=True,
                     )
                 chunks.append(data)
                 data = decoder.more(cap - total + 1)

@@ -229,7 +229,11 @@ class SegmindBackend:
             max_redirects=MAX_MEDIA_REDIRECTS,
             timeout=timeouts.api(),
             cookies=_no_cookies(),
-            headers={"User-Agent": wire.USER_AGENT, "Accept": "image/*"},
+            headers={
+                "User-Agent": wire.USER_AGENT,
+                "Accept": "image/*",
+                "Accept-Encoding": wire.ACCEPT_ENCODING,
+            },
             event_hooks={
                 "request": [self._check_media_request],
                 "response": [self._check_media_peer],
@@ -470,19 +474,19 @@ class SegmindBackend:
                 raise DownloadError(
                     f"{where}: {declared} bytes announced, over the {max_bytes} byte cap"
                 )
-            chunks: list[bytes] = []
-            total = 0
-            async for chunk in response.aiter_bytes():
-                total += len(chunk)
-                if total > max_bytes:
-                    raise DownloadError(f"{where}: more than the {max_bytes} byte cap")
-                chunks.append(chunk)
+            try:
+                # Decompressed under the cap too: a gzip bomb for an image costs no more.
+                data = await read_body(response, max_bytes)
+            except UnreadableBody as exc:
+                if exc.too_large:
+                    raise DownloadError(f"{where}: more than the {max_bytes} byte cap") from None
+                raise DownloadError(f"{where}: {exc}") from None
             encoded = response.headers.get("content-encoding", "identity").lower()
             if declared is not None and encoded == "identity":
                 got = response.num_bytes_downloaded
                 if got < declared:
                     raise DownloadError(f"{where}: got {got} of {declared} bytes", retryable=True)
-            return b"".join(chunks)
+            return data
 
 
 def _log_call(shown: str, outcome: str, started: float, headers: Iterable[tuple[str, str]]) -> None:

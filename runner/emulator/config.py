@@ -62,7 +62,7 @@ FAULT_ENDPOINTS: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
     {
         "deep_json": _API_KINDS,
         "huge_body": _API_KINDS,
-        "gzip_bomb": _API_KINDS,
+        "gzip_bomb": _API_KINDS | {"media"},
         "control_chars": _API_KINDS,
         "extra_images": frozenset({"result", "sync"}),
         "missing_images": frozenset({"result", "sync"}),

@@ -22,7 +22,7 @@ MIB = 1024 * 1024
         ("submit:hostile_id=0.5", True),
         ("media:trickle=0.1", True),
         ("status:hostile_id=0.1", False),
-        ("media:gzip_bomb=0.1", False),
+        ("media:deep_json=0.1", False),
         ("submit:negative_cost=0.1", False),
     ],
 )

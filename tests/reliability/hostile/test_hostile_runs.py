@@ -124,6 +124,9 @@ CASES = (
         "cost infinite", "result", "negative_cost", knobs={"hostile_cost": float("inf")}, images=1
     ),
     Case("cost absurd", "result", "negative_cost", knobs={"hostile_cost": 5e6}, images=1),
+    # -- a download: a bomb for an image is over the media cap, the same on every try ------
+    Case("media gzip bomb", "media", "gzip_bomb", states=("failed",), reason="byte cap"),
+    Case("media trickle once", "media", "trickle", knobs=SLOW, images=1),
     # -- the balance read: advice only, the run goes on ----------------------------------------
     Case("credits deep JSON", "credits", "deep_json", images=1),
     Case("credits gzip bomb", "credits", "gzip_bomb", images=1),
