@@ -1,7 +1,7 @@
 """Image APIs behind one protocol: Segmind over HTTP, and the embedded emulator.
 
 `base` holds the `Backend` protocol and its values; `wire` the sans-IO
-protocol (with `answers`, `hints` and `media`); `segmind` the httpx client,
+protocol (requests from `calls`; `answers`, `hints` and `media` read answers); `segmind` the httpx client,
 which reads every answer through `bounded`'s size cap;
 `select` the choice between ``segmind`` and ``local``.
 """
