@@ -20,6 +20,27 @@ from collections.abc import Iterable, Sequence
 from typing import Final
 from urllib.parse import urlsplit, urlunsplit
 
+# Terminal escape sequences: OSC (ESC ] ... BEL or ST, which can retitle a
+# window or write a hyperlink), CSI (ESC [ ... final byte: colours, cursor
+# moves, screen clears), their 8-bit forms (\x9d, \x9b) and the two-byte ESC
+# forms (ECMA-48).
+_ESCAPES: Final = re.compile(
+    r"\x1b\][^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?|\x9d[^\x07\x1b\x9c]*(?:\x07|\x9c)?"
+    r"|\x1b\[[0-?]*[ -/]*[@-~]?|\x9b[0-?]*[ -/]*[@-~]?|\x1b[ -~]?"
+)
+# C0 and C1 controls (BEL, CR, the 8-bit CSI \x9b ...), DEL, and the Unicode
+# format characters that reorder or hide text on a terminal (bidi overrides,
+# zero-width marks, line and paragraph separators).
+_CONTROLS: Final = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
+)
+
+
+def printable(text: str) -> str:
+    """`text` without terminal escape sequences, its control characters as spaces."""
+    return _CONTROLS.sub(" ", _ESCAPES.sub("", text))
+
+
 MASK: Final = "***"
 """What stands in for a secret in text."""
 
@@ -94,4 +115,5 @@ def safe_url(url: str) -> str:
     if port is not None:
         host = f"{host}:{port}"
     prefix = f"{parts.scheme}://{host}" if parts.scheme else ""
-    return f"{prefix}{parts.path}" or "/"
+    # A URL an answer named may carry escape sequences into a message or a log.
+    return printable(f"{prefix}{parts.path}") or "/"

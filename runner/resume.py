@@ -251,5 +251,7 @@ def apply(action: Action, job: Job, ledger: Ledger, *, estimate: float, now: flo
 def work_item(job: Job, action: Submit | Reattach, base_url: str) -> WorkItem:
     """The scheduler's item for a job to run: re-attached to its request, or new."""
     if isinstance(action, Reattach):
-        return WorkItem(job, submission_for(base_url, action.request_id), action.at)
+        return WorkItem(
+            job, submission_for(base_url, action.request_id, n=job.request.n), action.at
+        )
     return WorkItem(job)

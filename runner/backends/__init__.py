@@ -1,8 +1,9 @@
 """Image APIs behind one protocol: Segmind over HTTP, and the embedded emulator.
 
 `base` holds the `Backend` protocol and its values; `wire` the sans-IO
-protocol (with `answers`, `hints` and `media`); `segmind` the httpx client;
-`select` the choice between ``segmind`` and ``local``.
+protocol (requests from `calls`; `answers`, `hints` and `media` read
+answers); `segmind` the httpx client, which reads every answer through
+`bounded`'s size cap; `select` the choice between ``segmind`` and ``local``.
 """
 
 from runner.backends.base import (
@@ -15,6 +16,7 @@ from runner.backends.base import (
     SyncResult,
     submission_for,
 )
+from runner.backends.bounded import AnswerLimits
 from runner.backends.segmind import MediaGuard, SegmindBackend, Timeouts
 from runner.backends.select import (
     BackendChoice,
@@ -26,6 +28,7 @@ from runner.backends.select import (
 from runner.backends.wire import normalize_base_url
 
 __all__ = [
+    "AnswerLimits",
     "Backend",
     "BackendChoice",
     "Media",

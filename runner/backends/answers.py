@@ -2,10 +2,16 @@
 
 Every message reads ``"<METHOD> <path> -> <code>: <server text>"``: the
 caller passes ``where`` (method and URL path only: no host, no query), the
-server's ``error`` text is cut to `MAX_SERVER_TEXT` characters, a non-JSON
-body (an HTML error page from a proxy) becomes a short tag-free snippet, and
-the API key is scrubbed from anything the server echoes back. Headers are
-never quoted.
+server's ``error`` text goes through `clean_text` (control characters and
+terminal escape sequences removed, one line, cut to `MAX_SERVER_TEXT`
+characters), a non-JSON body (an HTML error page from a proxy) becomes a
+short tag-free snippet, and the API key is scrubbed from anything the server
+echoes back. Headers are never quoted.
+
+A body is parsed defensively (`decode_body`): JSON nested deeper than
+`MAX_JSON_DEPTH` or with a list or object of more than `MAX_JSON_ITEMS`
+entries raises `HostileBody`, which the wire layer turns into an error
+naming the endpoint. No honest answer of this API comes near either limit.
 """
 
 from __future__ import annotations
@@ -28,12 +34,23 @@ from runner.errors import (
     RateLimited,
     ServerError,
 )
-from runner.redact import mask_key, safe_url
+from runner.redact import mask_key, printable, safe_url
 
 MAX_SERVER_TEXT: Final = 300  # characters of server error text kept in a message
 MAX_SNIPPET: Final = 120  # characters of a non-JSON body kept in a message
+MAX_JSON_DEPTH: Final = 32  # nesting levels of an answer; Segmind's go 3 deep
+# Entries of one JSON list or object: room for 10,000 output URLs (dropped
+# past n by the media parser), far below what would cost memory.
+MAX_JSON_ITEMS: Final = 10_000
+# Server text is cut to this many characters before it is cleaned, so a
+# megabyte-long error string costs no more than a short one.
+_PRE_CUT: Final = 4 * MAX_SERVER_TEXT
 
 Headers = Mapping[str, str]
+
+
+class HostileBody(ValueError):
+    """A JSON body no honest server sends (too deep, too long); `str()` says which."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +68,45 @@ def content_type(headers: Headers) -> str:
 
 
 def decode_body(headers: Headers, body: bytes) -> object:
-    """The JSON document of a body, or a `NotJson` describing what came instead."""
+    """The JSON document of a body, or a `NotJson` describing what came instead.
+
+    Raises HostileBody for JSON nested deeper than MAX_JSON_DEPTH levels
+    (including nesting so deep that the parser itself gives up) or with a
+    list or object longer than MAX_JSON_ITEMS.
+    """
     try:
         doc: object = json.loads(body)
+    except RecursionError:
+        raise HostileBody(f"the answer's JSON nests deeper than {MAX_JSON_DEPTH} levels") from None
     except (ValueError, UnicodeDecodeError):
         return NotJson(content_type(headers) or "no content type", snippet(body))
+    check_shape(doc)
     return doc
+
+
+def check_shape(doc: object) -> None:
+    """Raise HostileBody when `doc` nests too deep or holds too long a list or object.
+
+    Walks the document with an explicit stack, so a deep one cannot exhaust
+    Python's own.
+    """
+    stack: list[tuple[object, int]] = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            items: list[object] = list(value.values())
+        elif isinstance(value, list):
+            items = value
+        else:
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise HostileBody(f"the answer's JSON nests deeper than {MAX_JSON_DEPTH} levels")
+        if len(items) > MAX_JSON_ITEMS:
+            raise HostileBody(
+                f"the answer holds a JSON {type(value).__name__} of {len(items)} entries "
+                f"(more than {MAX_JSON_ITEMS})"
+            )
+        stack.extend((item, depth + 1) for item in items if isinstance(item, dict | list))
 
 
 def snippet(body: bytes) -> str:
@@ -88,8 +138,15 @@ def server_text(doc: object) -> str:
 
 
 def clean_text(text: str, secret: str | None) -> str:
-    """Server text fit for a message: one line, key masked, at most MAX_SERVER_TEXT chars."""
-    return cut(mask_key(" ".join(text.split()), secret), MAX_SERVER_TEXT)
+    """Server text fit for a message or a terminal: every message built from server text
+    goes through here.
+
+    Escape sequences and control characters (C0, DEL, C1, bidi and zero-width
+    marks) removed, whitespace collapsed to one line, the key masked, at most
+    MAX_SERVER_TEXT characters.
+    """
+    head = text[: _PRE_CUT + len(secret or "")]
+    return cut(mask_key(" ".join(printable(head).split()), secret), MAX_SERVER_TEXT)
 
 
 def message(where: str, status: int, text: str, secret: str | None, hint: str = "") -> str:
@@ -121,7 +178,11 @@ def api_error(
     RateLimited, 5xx ServerError (both with `retry_after` from the headers),
     anything else ApiError. `secret` is masked in the text.
     """
-    text = server_text(decode_body(headers, body))
+    try:
+        text = server_text(decode_body(headers, body))
+    except HostileBody as exc:
+        # The code still says what kind of refusal it is; the body is not quoted.
+        text = f"unreadable answer: {exc}"
     hint = _HINTS.get(status, "")
     if 300 <= status < 400:
         location = header(headers, "location")

@@ -7,23 +7,39 @@ emulator) implements `Backend`. Calls raise only classes from
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Final, Literal, Protocol
+from urllib.parse import quote
 
 from runner.jobs import Request
 
 State = Literal["QUEUED", "PROCESSING", "COMPLETED", "FAILED"]
 TERMINAL_STATES: tuple[State, ...] = ("COMPLETED", "FAILED")
+# What a request id may look like: Segmind's are UUIDs; this leaves room for
+# other opaque ids but not for a path (``/``, ``..``), a query, a fragment,
+# spaces or control characters.
+_REQUEST_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~:-]{0,127}")
+
+
+def is_request_id(value: str) -> bool:
+    """True when `value` has only the characters (and length) a real request id has."""
+    return _REQUEST_ID.fullmatch(value) is not None
 
 
 @dataclass(frozen=True, slots=True)
 class Submission:
-    """A v2 submit the server accepted."""
+    """A v2 submit the server accepted.
+
+    `n` is how many images the job asked for, when known: a result with more
+    is cut to `n`, one with fewer is marked incomplete.
+    """
 
     request_id: str
     status_url: str
     response_url: str
+    n: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,23 +73,45 @@ class Media:
 
 @dataclass(frozen=True, slots=True)
 class Result:
-    """The result body of a finished job."""
+    """The result body of a finished job.
+
+    `media` never holds more than the images asked for: `dropped` counts the
+    extra outputs the answer named (not downloaded), `missing` the images
+    asked for that it lacked (`incomplete`).
+    """
 
     state: State
     media: tuple[Media, ...] = ()
     error: str | None = None
     metrics: Metrics = field(default_factory=Metrics)
     seed: int | None = None
+    dropped: int = 0
+    missing: int = 0
+
+    @property
+    def incomplete(self) -> bool:
+        """True when the answer held fewer images than the job asked for."""
+        return self.missing > 0
 
 
 @dataclass(frozen=True, slots=True)
 class SyncResult:
-    """A v1 sync answer: the image(s) and the accounting headers."""
+    """A v1 sync answer: the image(s) and the accounting headers.
+
+    `dropped` and `missing` as in `Result`.
+    """
 
     media: tuple[Media, ...]
     metrics: Metrics = field(default_factory=Metrics)
     request_id: str | None = None
     seed: int | None = None
+    dropped: int = 0
+    missing: int = 0
+
+    @property
+    def incomplete(self) -> bool:
+        """True when the answer held fewer images than the job asked for."""
+        return self.missing > 0
 
 
 class Backend(Protocol):
@@ -99,13 +137,22 @@ class Backend(Protocol):
     async def aclose(self) -> None: ...
 
 
-def submission_for(base_url: str, request_id: str) -> Submission:
-    """Rebuild a Submission from a recorded request id (resume), with Segmind's URL scheme."""
+def submission_for(base_url: str, request_id: str, *, n: int | None = None) -> Submission:
+    """Rebuild a Submission from a recorded request id (resume), with Segmind's URL scheme.
+
+    The id is percent-encoded as one path segment, so a recorded id can never
+    rewrite the path the key is sent to. `n` is the job's image count.
+    """
     root = base_url.rstrip("/")
+    segment = quote(request_id, safe="")
+    if segment.strip(".") == "":
+        # "." and ".." are dot segments that a URL normaliser would resolve.
+        segment = segment.replace(".", "%2E")
     return Submission(
         request_id=request_id,
-        status_url=f"{root}/v2/requests/{request_id}/status",
-        response_url=f"{root}/v2/requests/{request_id}",
+        status_url=f"{root}/v2/requests/{segment}/status",
+        response_url=f"{root}/v2/requests/{segment}",
+        n=n,
     )
 
 

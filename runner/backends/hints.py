@@ -5,6 +5,11 @@
 Segmind reports in a ``metrics`` object (v2) or in ``x-*`` headers (v1).
 Numbers are accepted as JSON numbers or numeric strings; anything else is
 ignored rather than failing a paid job over a malformed statistic.
+
+A reported cost is a belief, not a fact: one that is negative, not finite
+or above `MAX_COST_PER_IMAGE` per image becomes None ("cost unknown"), so a
+hostile answer can never lower what the budget counts; a negative duration
+becomes None too (a sidecar holds only durations >= 0).
 """
 
 from __future__ import annotations
@@ -19,6 +24,10 @@ from runner.backends.base import Metrics
 
 MAX_RETRY_AFTER: Final = 3600.0  # seconds; a longer hint is a server bug, not a plan
 METRIC_FIELDS: Final = ("inference_time", "queue_time", "total_time", "cost", "remaining_credits")
+_DURATIONS: Final = ("inference_time", "queue_time", "total_time")
+# USD. Far above any price of this API (cents per image): a larger report is a
+# server bug or a lie, and the estimate is the better number.
+MAX_COST_PER_IMAGE: Final = 1000.0
 
 Headers = Mapping[str, str]
 
@@ -108,13 +117,37 @@ def _seconds_until(when: datetime, now_utc: datetime) -> float:
     return (when - now_utc).total_seconds()
 
 
-def parse_metrics(value: object) -> Metrics:
-    """Metrics from a ``metrics`` object (seconds, USD); junk values are ignored."""
+def trusted_cost(value: object, images: int = 1) -> float | None:
+    """A reported job cost in USD, or None when it cannot be true.
+
+    None for junk, a negative or non-finite number, or more than
+    MAX_COST_PER_IMAGE USD for each of `images` images.
+    """
+    cost = number(value)
+    if cost is None or cost < 0 or cost > MAX_COST_PER_IMAGE * max(1, images):
+        return None
+    return cost
+
+
+def _metric(name: str, value: object, images: int) -> float | None:
+    if name == "cost":
+        return trusted_cost(value, images)
+    parsed = number(value)
+    if parsed is not None and name in _DURATIONS and parsed < 0:
+        return None
+    return parsed
+
+
+def parse_metrics(value: object, *, images: int = 1) -> Metrics:
+    """Metrics from a ``metrics`` object (seconds, USD); junk values are ignored.
+
+    `images` is how many images the job is for, which bounds a believable cost.
+    """
     if not isinstance(value, Mapping):
         return Metrics()
     found: dict[str, float] = {}
     for name in METRIC_FIELDS:
-        parsed = number(value.get(name))
+        parsed = _metric(name, value.get(name), images)
         if parsed is not None:
             found[name] = parsed
     return Metrics(**found)
@@ -132,14 +165,15 @@ def merge_metrics(first: Metrics, second: Metrics) -> Metrics:
     return Metrics(**found)
 
 
-def metrics_from_headers(headers: Headers) -> Metrics:
+def metrics_from_headers(headers: Headers, *, images: int = 1) -> Metrics:
     """The v1 accounting headers: ``x-generation-time`` (s), ``x-cost`` or
-    ``x-credits-consumed`` and ``x-remaining-credits`` (USD)."""
-    cost = number(header(headers, "x-cost"))
+    ``x-credits-consumed`` and ``x-remaining-credits`` (USD); `images` as in
+    `parse_metrics`."""
+    cost = trusted_cost(header(headers, "x-cost"), images)
     if cost is None:
-        cost = number(header(headers, "x-credits-consumed"))
+        cost = trusted_cost(header(headers, "x-credits-consumed"), images)
     return Metrics(
-        inference_time=number(header(headers, "x-generation-time")),
+        inference_time=_metric("inference_time", header(headers, "x-generation-time"), images),
         cost=cost,
         remaining_credits=number(header(headers, "x-remaining-credits")),
     )

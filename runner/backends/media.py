@@ -4,7 +4,12 @@ Segmind's result shape for image models is only partly documented (see
 ../shared/api/segmind-wire.md): ``output`` may be a URL, a list of URLs, a
 data URI or plain base64, and ``images: [{url, content_type, ...}]`` is also
 seen. `media_from_body` accepts all of them and returns `Media` values:
-a URL to download, or bytes that came inline.
+a URL to download, or bytes that came inline. `select_media` keeps at most
+the images a job asked for and counts the rest, undecoded.
+
+Inline payloads longer than `MAX_INLINE_CHARS` are refused before they are
+decoded (the answer that carries them is capped too, but the cap is checked
+where the decoding happens).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from urllib.parse import unquote_to_bytes, urljoin
 
 from runner.backends.base import Media
 from runner.errors import DownloadError
+from runner.redact import printable
 
 _MAGIC: Final = (
     (b"\x89PNG\r\n\x1a\n", "image/png"),
@@ -25,6 +31,9 @@ _MAGIC: Final = (
     (b"GIF89a", "image/gif"),
 )
 _INLINE_FIELDS: Final = ("url", "b64_json", "base64", "data")
+# Characters of one inline (data URI or base64) image: 8 MiB of text, about
+# 6 MiB of image, the most an API answer may hold at all (runner.backends.bounded).
+MAX_INLINE_CHARS: Final = 8 * 1024 * 1024
 
 
 class UnreadableOutput(ValueError):
@@ -78,17 +87,24 @@ def b64decode(text: str) -> bytes | None:
 def decode_inline(media: Media) -> bytes:
     """The bytes of inline media: bytes already decoded, or a data: URI / base64 text.
 
-    Raises DownloadError for media that is a URL to download or does not decode.
+    Raises DownloadError for media that is a URL to download, is longer than
+    MAX_INLINE_CHARS or does not decode.
     """
     if media.data is not None:
         return media.data
     text = (media.url or "").strip()
+    if len(text) > MAX_INLINE_CHARS:
+        raise DownloadError(
+            f"inline image of {len(text)} characters is over the {MAX_INLINE_CHARS} cap"
+        )
     data, _ = split_data_uri(text)
     if data is None and text[:5].lower() != "data:" and "://" not in text[:10]:
         data = b64decode(text)
     if data is None:
         shown = text[:40] + ("…" if len(text) > 40 else "")
-        raise DownloadError(f"inline image {shown!r} does not decode (not a data URI or base64)")
+        raise DownloadError(
+            f"inline image {printable(shown)!r} does not decode (not a data URI or base64)"
+        )
     return data
 
 
@@ -99,6 +115,8 @@ def media_of_text(text: str, base_url: str, content_type: str | None = None) -> 
     """
     stripped = text.strip()
     head = stripped[:8].lower()
+    if len(stripped) > MAX_INLINE_CHARS and not head.startswith(("http://", "https://")):
+        raise UnreadableOutput(f"an inline image of {len(stripped)} characters (over the cap)")
     if head.startswith(("http://", "https://")):
         return Media(url=stripped, content_type=content_type)
     if head.startswith("data:"):
@@ -130,30 +148,57 @@ def _media_of_item(item: object, base_url: str) -> Media | None:
     return None
 
 
-def _media_list(value: object, base_url: str) -> list[Media]:
-    items = value if isinstance(value, list) else [value]
-    return [m for m in (_media_of_item(i, base_url) for i in items) if m is not None]
-
-
-def media_from_body(doc: Mapping[str, object], base_url: str) -> tuple[Media, ...]:
-    """The output images of a result body: ``images[]`` when present, else ``output``.
-
-    Accepts a URL string, a list of URLs, a data URI, plain base64 image bytes,
-    and ``images: [{url, content_type, ...}]``. Duplicates are dropped, order
-    kept. `base_url` is the URL of the answer, for root-relative media paths.
-    Raises UnreadableOutput for an item that is none of these.
-    """
-    found: list[Media] = []
-    images = doc.get("images")
-    if isinstance(images, list) and images:
-        found = _media_list(images, base_url)
-    if not found and doc.get("output") is not None:
-        found = _media_list(doc.get("output"), base_url)
+def _unique(items: list[object], base_url: str, limit: int | None) -> tuple[list[Media], int]:
+    """The first `limit` distinct media of `items` (all when None), and how many
+    further non-empty items there were (counted, not decoded)."""
     seen: set[tuple[str | None, bytes | None]] = set()
     unique: list[Media] = []
-    for media in found:
+    for position, item in enumerate(items):
+        if limit is not None and len(unique) >= limit:
+            rest = items[position:]
+            return unique, sum(1 for extra in rest if _non_empty(extra))
+        media = _media_of_item(item, base_url)
+        if media is None:
+            continue
         identity = (media.url, media.data)
         if identity not in seen:
             seen.add(identity)
             unique.append(media)
-    return tuple(unique)
+    return unique, 0
+
+
+def _non_empty(item: object) -> bool:
+    if isinstance(item, str):
+        return bool(item.strip())
+    return isinstance(item, Mapping) and any(
+        isinstance(item.get(name), str) and str(item.get(name)).strip() for name in _INLINE_FIELDS
+    )
+
+
+def select_media(
+    doc: Mapping[str, object], base_url: str, limit: int | None = None
+) -> tuple[tuple[Media, ...], int]:
+    """(The output images of a result body, how many more it named past `limit`).
+
+    Reads ``images[]`` when it yields any image, else ``output``: a URL
+    string, a list of URLs, a data URI, plain base64 image bytes, or
+    ``images: [{url, content_type, ...}]``. Duplicates are dropped, order
+    kept; items past the `limit`-th image are counted, not decoded. `base_url`
+    is the URL of the answer, for root-relative media paths. Raises
+    UnreadableOutput for an item that is none of these.
+    """
+    images = doc.get("images")
+    if isinstance(images, list) and images:
+        found, dropped = _unique(images, base_url, limit)
+        if found:
+            return tuple(found), dropped
+    output = doc.get("output")
+    if output is None:
+        return (), 0
+    found, dropped = _unique(output if isinstance(output, list) else [output], base_url, limit)
+    return tuple(found), dropped
+
+
+def media_from_body(doc: Mapping[str, object], base_url: str) -> tuple[Media, ...]:
+    """Every output image of a result body (`select_media` without a limit)."""
+    return select_media(doc, base_url)[0]

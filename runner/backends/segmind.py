@@ -9,7 +9,10 @@ raised, so callers see only `runner.errors`.
 
 Every call also has a deadline for the whole exchange (`Timeouts`): httpx's
 read timeout restarts with each chunk, so a server trickling a byte at a
-time ("slow loris") would otherwise hold a call forever.
+time ("slow loris") would otherwise hold a call forever. Every answer is
+read through a size cap (`AnswerLimits`, runner.backends.bounded), streamed
+and decompressed under it, never whole; an answer past the cap is
+`wire.bad_answer` (retried on a status or result call, final elsewhere).
 
 With logging at DEBUG (``runner --debug``), each call is logged on the
 ``runner.http`` logger: method, URL without its query, status and duration,
@@ -35,6 +38,7 @@ import httpx
 
 from runner.backends import wire
 from runner.backends.base import Media, Result, StatusReport, Submission, SyncResult
+from runner.backends.bounded import AnswerLimits, UnreadableBody, read_body
 from runner.backends.guard import RefusedUrl, UrlGuard
 from runner.backends.media import decode_inline, media_kind
 from runner.errors import DownloadError, TransportError, UsageError
@@ -175,7 +179,7 @@ class SegmindBackend:
     included. `url_guard` (runner.backends.guard, for a remote API) refuses
     media URLs, redirects and connected addresses in private networks, and
     input image URLs there too. `utc_now` gives the wall-clock time that dated
-    rate-limit hints are compared with.
+    rate-limit hints are compared with. `limits` caps the size of every answer.
     """
 
     def __init__(
@@ -190,8 +194,10 @@ class SegmindBackend:
         media_guard: MediaGuard | None = None,
         url_guard: UrlGuard | None = None,
         utc_now: Callable[[], datetime] = _utc_now,
+        limits: AnswerLimits | None = None,
     ) -> None:
         self.name = name
+        self._limits = limits or AnswerLimits()
         self.base_url = wire.normalize_base_url(base_url)
         self._key = api_key or None
         self._timeouts = timeouts
@@ -210,7 +216,11 @@ class SegmindBackend:
             max_redirects=MAX_MEDIA_REDIRECTS,
             timeout=timeouts.api(),
             cookies=_no_cookies(),
-            headers={"User-Agent": wire.USER_AGENT, "Accept": "image/*"},
+            headers={
+                "User-Agent": wire.USER_AGENT,
+                "Accept": "image/*",
+                "Accept-Encoding": wire.ACCEPT_ENCODING,
+            },
             event_hooks={
                 "request": [self._check_media_request],
                 "response": [self._check_media_peer],
@@ -254,13 +264,18 @@ class SegmindBackend:
         shown = f"{request.method} {safe_url(request.url)}"
         try:
             with anyio.fail_after(deadline):
-                response = await self._api.request(
+                async with self._api.stream(
                     request.method,
                     request.url,
                     headers=list(request.headers),
                     json=request.json,
                     timeout=limits,
-                )
+                ) as response:
+                    code, headers = response.status_code, response.headers
+                    body = await read_body(response, self._cap(sync, headers))
+        except UnreadableBody as exc:
+            _log_call(shown, f"{code}, not read: {exc}", started, request.headers)
+            raise wire.bad_answer(request, code, str(exc)) from None
         except TimeoutError:
             _log_call(shown, "deadline passed", started, request.headers)
             raise TransportError(
@@ -278,8 +293,14 @@ class SegmindBackend:
         except httpx.HTTPError as exc:
             _log_call(shown, f"failed: {_describe(exc)}", started, request.headers)
             raise transport_error(request.where, exc) from exc
-        _log_call(shown, str(response.status_code), started, request.headers)
-        return response.status_code, response.headers, response.content
+        _log_call(shown, str(code), started, request.headers)
+        return code, headers, body
+
+    def _cap(self, sync: bool, headers: httpx.Headers) -> int:
+        """Bytes an answer may have: an image-bodied sync answer is the image itself."""
+        if sync and headers.get("content-type", "").strip().lower().startswith("image/"):
+            return self._limits.image_bytes
+        return self._limits.json_bytes
 
     async def submit(self, model: str, request: Request) -> Submission:
         """``POST /v2/{model}``. Billed; a TransportError with ``sent=True`` is ambiguous."""
@@ -300,7 +321,9 @@ class SegmindBackend:
         """``GET response_url``; safe to repeat."""
         sent = wire.result_request(submission, self._key)
         status, headers, body = await self._send(sent)
-        return wire.parse_result(status, headers, body, request=sent, now_utc=self._utc_now())
+        return wire.parse_result(
+            status, headers, body, request=sent, now_utc=self._utc_now(), expected=submission.n
+        )
 
     async def run_sync(self, model: str, request: Request) -> SyncResult:
         """``POST /v1/{model}``: waits up to `Timeouts.sync_read` seconds for the image(s)."""
@@ -438,19 +461,19 @@ class SegmindBackend:
                 raise DownloadError(
                     f"{where}: {declared} bytes announced, over the {max_bytes} byte cap"
                 )
-            chunks: list[bytes] = []
-            total = 0
-            async for chunk in response.aiter_bytes():
-                total += len(chunk)
-                if total > max_bytes:
-                    raise DownloadError(f"{where}: more than the {max_bytes} byte cap")
-                chunks.append(chunk)
+            try:
+                # Decompressed under the cap too: a gzip bomb for an image costs no more.
+                data = await read_body(response, max_bytes)
+            except UnreadableBody as exc:
+                if exc.too_large:
+                    raise DownloadError(f"{where}: more than the {max_bytes} byte cap") from None
+                raise DownloadError(f"{where}: {exc}") from None
             encoded = response.headers.get("content-encoding", "identity").lower()
             if declared is not None and encoded == "identity":
                 got = response.num_bytes_downloaded
                 if got < declared:
                     raise DownloadError(f"{where}: got {got} of {declared} bytes", retryable=True)
-            return b"".join(chunks)
+            return data
 
 
 def _log_call(shown: str, outcome: str, started: float, headers: Iterable[tuple[str, str]]) -> None:

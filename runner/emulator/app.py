@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from runner.emulator.config import FAULTABLE, EndpointKind, FaultKind
 from runner.emulator.faults import cut_length
+from runner.emulator.hostile import HOSTILE_FAULTS, hostile_answer
 from runner.emulator.images import CONTENT_TYPES, EXTENSIONS
 from runner.emulator.log import CallRecord
 from runner.emulator.responses import Dropped, Trickle, error, iso_utc
@@ -32,7 +33,9 @@ _SERVER_ERRORS = {
     "502": (502, "Bad gateway: the service is temporarily unavailable"),
     "504": (504, "Gateway timeout: the request timed out"),
 }
-_AFTER_ANSWER = frozenset({"drop_after", "truncate", "cut", "corrupt", "slow_body"})
+_AFTER_ANSWER = (
+    frozenset({"drop_after", "truncate", "cut", "corrupt", "slow_body"}) | HOSTILE_FAULTS
+)
 _ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
@@ -119,6 +122,14 @@ class _Pipeline:
             return Response(self.emulator.faults.corrupt(body), media_type=response.media_type)
         if fault == "slow_body":
             return Trickle(response, config.trickle_chunks, config.scaled(config.trickle_delay))
+        if fault is not None and fault in HOSTILE_FAULTS:
+            view = (
+                self.emulator.lookup(call.request_id, call.now)
+                if call.request_id is not None
+                else None
+            )
+            n = view.params.n if view is not None else None
+            return hostile_answer(fault, call.kind, response, config, base=call.base, n=n)
         return response
 
     def _rate_limited(self, now: float, reset: float | None) -> JSONResponse:

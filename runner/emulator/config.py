@@ -33,6 +33,16 @@ FaultKind = Literal[
     "truncate",
     "cut",
     "corrupt",
+    # Hostile answers (runner.emulator.hostile), for tests of the client's defences.
+    "deep_json",
+    "huge_body",
+    "gzip_bomb",
+    "extra_images",
+    "missing_images",
+    "negative_cost",
+    "control_chars",
+    "hostile_id",
+    "trickle",
 ]
 LimiterKind = Literal["fixed", "sliding", "bucket"]
 RateScope = Literal["submit", "all"]
@@ -48,6 +58,25 @@ RESET_HINTS: Final[tuple[ResetHint, ...]] = get_args(ResetHint)
 MEDIA_ONLY_FAULTS: Final = frozenset({"truncate", "cut", "corrupt"})
 # Endpoint kinds that can be given faults ("other" is the 404 catch-all).
 FAULTABLE: Final = frozenset(ENDPOINT_KINDS) - {"other"}
+_API_KINDS: Final = frozenset({"submit", "sync", "status", "result", "credits"})
+# The endpoint kinds each hostile fault fits (the rest fit every kind but media).
+FAULT_ENDPOINTS: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
+    {
+        "deep_json": _API_KINDS,
+        "huge_body": _API_KINDS,
+        "gzip_bomb": _API_KINDS | {"media"},
+        "control_chars": _API_KINDS,
+        "extra_images": frozenset({"result", "sync"}),
+        "missing_images": frozenset({"result", "sync"}),
+        "negative_cost": frozenset({"result", "sync"}),
+        "hostile_id": frozenset({"submit"}),
+        "trickle": FAULTABLE,
+    }
+)
+DEFAULT_HOSTILE_TEXT: Final = (
+    "\x1b]0;pwned by the server\x07\x1b[2J\x1b[31mred alert\x1b[0m\x07 "
+    "\x9b31m 8-bit CSI \u202eevil\u202c done"
+)
 
 DEFAULT_BLOCK_PATTERNS: Final = (r"(?i)\bblocked\b", r"(?i)\bnsfw\b")
 DEFAULT_BLOCK_MESSAGE: Final = (
@@ -143,6 +172,11 @@ def check_fault(endpoint: str, fault: str) -> None:
         raise ValueError(f"fault {fault!r} is not one of {', '.join(FAULT_KINDS)}")
     if fault in MEDIA_ONLY_FAULTS and endpoint != "media":
         raise ValueError(f"fault {fault!r} applies to media downloads only, not to {endpoint!r}")
+    fits = FAULT_ENDPOINTS.get(fault)
+    if fits is not None and endpoint not in fits:
+        raise ValueError(
+            f"fault {fault!r} applies to {', '.join(sorted(fits))} only, not to {endpoint!r}"
+        )
 
 
 def _default_prices() -> Mapping[str, Mapping[str, float]]:
@@ -209,6 +243,13 @@ class EmulatorConfig:
     slow_delay: float = 5.0
     trickle_chunks: int = 8
     trickle_delay: float = 0.5
+    # Shapes of the hostile faults (runner.emulator.hostile); test-only knobs.
+    hostile_bytes: int = 600 * 1024 * 1024
+    hostile_depth: int = 100_000
+    hostile_images: int = 3
+    hostile_cost: float = -1000.0
+    hostile_text: str = DEFAULT_HOSTILE_TEXT
+    hostile_request_id: str = "../../x"
     # UTC seconds at clock zero; None takes the wall clock at first use.
     utc_offset: float | None = None
     # Base of the absolute URLs in answers; None uses the request's own base URL.
@@ -233,6 +274,9 @@ _MINIMUMS: Final[Mapping[str, float]] = MappingProxyType(
         "burst": 1,
         "burst_429": 1,
         "trickle_chunks": 1,
+        "hostile_bytes": 0,
+        "hostile_depth": 1,
+        "hostile_images": 0,
         "media_cache": 0,
         "backlog": 1,
         "credits": 0,
@@ -337,6 +381,12 @@ class ConfigFile(BaseModel):
     slow_delay: float | None = None
     trickle_chunks: int | None = None
     trickle_delay: float | None = None
+    hostile_bytes: int | None = None
+    hostile_depth: int | None = None
+    hostile_images: int | None = None
+    hostile_cost: float | None = None
+    hostile_text: str | None = None
+    hostile_request_id: str | None = None
     utc_offset: float | None = None
     public_base_url: str | None = None
     media_cache: int | None = None
