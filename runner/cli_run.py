@@ -141,6 +141,7 @@ def _safe_argv(argv: list[str]) -> list[str]:
 
 def _confirm(plan: Plan, options: RunOptions, yes: bool) -> None:
     from runner.backends.select import choose_backend
+    from runner.money import micros
     from runner.plan import usd
 
     choice = choose_backend(
@@ -148,7 +149,7 @@ def _confirm(plan: Plan, options: RunOptions, yes: bool) -> None:
     )
     if choice.kind == "local" or yes:
         return
-    if plan.jobs <= CONFIRM_JOBS and plan.credits <= CONFIRM_USD:
+    if plan.jobs <= CONFIRM_JOBS and plan.credits <= micros(CONFIRM_USD):  # plan.credits: µ$
         return
     question = f"This run sends {plan.jobs:,} jobs to Segmind, est {usd(plan.credits)}."
     if not sys.stdin.isatty():

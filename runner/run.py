@@ -37,6 +37,7 @@ from runner.errors import RunnerError, UsageError
 from runner.events import Listener, RunStats
 from runner.jobs import Job
 from runner.manifest import Manifest
+from runner.money import Micros, format_usd, maybe_micros, micros, total
 from runner.plan import make_plan
 from runner.recorder import Recorder, RecorderConfig
 from runner.scheduling.credits import CreditGuard, Credits
@@ -301,9 +302,10 @@ async def run_manifest(
     config = _scheduler_config(manifest, options, scale)
     backend = _open(choice, emulator, emulator_config, config, scale)
     try:
-        budget = options.max_credits
-        if budget is None:
-            budget = manifest.budget.max_credits
+        cap = options.max_credits
+        if cap is None:
+            cap = manifest.budget.max_credits
+        budget = maybe_micros(cap)
         async with _joined(manifest, options, choice, config, budget) as coord:
             ledger = Ledger.open(
                 output_dir(manifest, options),
@@ -329,7 +331,7 @@ async def _joined(
     options: RunOptions,
     choice: BackendChoice,
     config: SchedulerConfig,
-    budget: float | None,
+    budget: Micros | None,
 ) -> AsyncIterator[Coordination | None]:
     """This worker's membership of a shared run, when a coordinator is named; else None."""
     url = options.coordinator or (manifest.coordinator.url if manifest.coordinator else None)
@@ -414,7 +416,7 @@ class _Run:
             # does not get a fresh allowance, and what earlier runs may have
             # been billed for (lost answers, crashes mid-submit) counts too.
             guard.add_spent(
-                sum(t.charged for t in ledger.totals().values()),
+                total(t.charged for t in ledger.totals().values()),
                 possible=ledger.possible_extra_spend(),
             )
         recorder = Recorder(
@@ -445,11 +447,11 @@ class _Run:
         # When the limit counts every call, the balance read would spend one
         # of the run's own calls (a whole window when the jobs fill it exactly).
         balance = await scheduler.balance() if config.rate_scope == "submit" else None
-        estimate = make_plan(manifest).credits
-        if balance is not None and balance < estimate:
+        estimate = make_plan(manifest).credits  # µ$
+        if balance is not None and micros(balance) < estimate:
             tell(
                 f"the account's balance ${balance:.2f} may not cover this run "
-                f"(est. ${estimate:.2f})"
+                f"(est. {format_usd(estimate)})"
             )
         run_id = ledger.start_run(argv=options.argv, manifest_sha256=manifest.sha256, at=wall())
         resume = _Resume(

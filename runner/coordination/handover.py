@@ -30,6 +30,7 @@ from typing import Literal
 
 from runner.backends.base import submission_for
 from runner.jobs import Job
+from runner.money import Micros
 from runner.scheduling.source import WorkItem
 from runner.store import JobRow, Ledger, finished_files
 
@@ -69,11 +70,11 @@ class Run:
 
 @dataclass(frozen=True, slots=True)
 class Skip:
-    """Do not run it: it ended `state` (`charged` USD when completed and reported)."""
+    """Do not run it: it ended `state` (`charged` µ$ when completed and reported)."""
 
     detail: str
     state: FinalState
-    charged: float | None = None
+    charged: Micros | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,12 +95,12 @@ def decide(
     *,
     ledger: Ledger,
     rules: HandoverRules,
-    estimate: float,
+    estimate: Micros,
     wall: Callable[[], float],
 ) -> Run | Skip:
     """What to do with claimed `job` (see the module docstring); records it in `ledger`.
 
-    `estimate` is the job's estimated USD (for a row planned here).
+    `estimate` is the job's estimated µ$ (for a row planned here).
     """
     row = ledger.get(job.key)
     files = finished_files(rules.out, job, pattern=rules.pattern)
@@ -158,7 +159,7 @@ def _skipped(
 
 
 def _record_submitted(
-    ledger: Ledger, job: Job, row: JobRow | None, request: tuple[str, float], estimate: float
+    ledger: Ledger, job: Job, row: JobRow | None, request: tuple[str, float], estimate: Micros
 ) -> None:
     """Make this ledger show `job` submitted as `request` (id, at), as the scheduler expects."""
     request_id, at = request
