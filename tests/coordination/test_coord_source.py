@@ -16,6 +16,7 @@ import pytest
 import trio.testing
 from coord_helpers import manifest_of
 
+from runner.money import maybe_micros
 from runner.backends.base import Submission
 from runner.backends.select import local_backend
 from runner.emulator import InProcess
@@ -89,7 +90,7 @@ async def run_source(
         scheduler = Scheduler(
             backend,
             recorder,
-            CreditGuard(budget),
+            CreditGuard(maybe_micros(budget)),
             SchedulerConfig(rpm=10, seed=1),
             listeners=[listen],
         )
