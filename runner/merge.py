@@ -217,8 +217,9 @@ def merge(
     """Merge the output folders `sources` into `into` (see the module docstring).
 
     `argv` is recorded as the ledger's run (no secrets); `title` names the
-    gallery; `wall` stamps the run (UTC epoch seconds). Raises UsageError (not runner folders, different backends),
-    RunnerError (conflicts, damaged copies: nothing is written) and StoreError.
+    gallery; `wall` stamps the run (UTC epoch seconds). Raises UsageError
+    (not runner folders, different backends), RunnerError (conflicts,
+    damaged copies: nothing is written) and StoreError.
     """
     folders: list[Path] = []
     seen: set[Path] = set()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Final
 
 from runner.coordination.client import RedisLink
 from runner.coordination.identity import RUNS_INDEX, RunKeys
@@ -85,11 +85,16 @@ def _micros(value: Any) -> Micros:
 
 def run_json(status: RunStatus) -> dict[str, Any]:
     """`status` as JSON-ready data: money as ``*_usd`` floats, as `status --json` prints."""
-    doc = asdict(status)
-    for name in ("budget", "spent", "reserved", "ambiguous"):
-        amount = doc.pop(name)
-        doc[f"{name}_usd"] = None if amount is None else to_usd(amount)
+    doc: dict[str, Any] = {}
+    for name, value in asdict(status).items():
+        if name in _MONEY:
+            doc[f"{name}_usd"] = None if value is None else to_usd(value)
+        else:
+            doc[name] = value
     return doc
+
+
+_MONEY: Final = frozenset({"budget", "spent", "reserved", "ambiguous"})
 
 
 def _read(link: RedisLink, run: str, lease_s: float) -> RunStatus | None:

@@ -436,9 +436,7 @@ class Ledger:
             to="submitting",
         )
 
-    def completed(
-        self, key: str, charged: Micros | None, files: Sequence[str], at: float
-    ) -> None:
+    def completed(self, key: str, charged: Micros | None, files: Sequence[str], at: float) -> None:
         """Record a finished job: µ$ charged (if reported), its image files relative to OUT
         (``/``-separated), wall-clock epoch seconds `at`. Call after the sidecars are written.
         """

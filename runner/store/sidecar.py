@@ -182,7 +182,8 @@ def build_sidecar(
     `image` is what media.check_image returned; `file_name` the image's path
     relative to OUT (layout.relative_name). `submitted_at` / `completed_at`
     are wall-clock epoch seconds; durations are seconds; `estimate` and
-    `charged` are µ$ for the whole request (the sidecar states them in USD). `manifest_path` and `manifest_sha256` go together.
+    `charged` are µ$ for the whole request (the sidecar states them in
+    USD). `manifest_path` and `manifest_sha256` go together.
     """
     if runner_version is None:
         from runner import __version__ as runner_version

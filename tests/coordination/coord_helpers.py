@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
-from runner.money import maybe_micros
 from runner.coordination import Coordination, CoordinatorSpec, join_run
 from runner.manifest import Manifest, load_manifest
+from runner.money import maybe_micros
 from runner.scheduling.scheduler import SchedulerConfig
 from runner.sweep import expand
 

@@ -15,12 +15,12 @@ import anyio
 import pytest
 from coord_helpers import BASE_URL, manifest_of, workers
 
-from runner.money import micros
 from runner.backends.base import Submission, submission_for
 from runner.coordination import Coordination
 from runner.coordination.claims import ClaimSource
 from runner.coordination.handover import HandoverRules
 from runner.jobs import Job
+from runner.money import micros
 from runner.scheduling.source import WorkItem
 from runner.store import Ledger
 

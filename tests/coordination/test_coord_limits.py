@@ -13,8 +13,8 @@ import anyio
 import pytest
 from coord_helpers import manifest_of, workers
 
-from runner.money import micros
 from runner.coordination.local_redis import LocalRedis
+from runner.money import micros
 from runner.scheduling.scheduler import SchedulerConfig
 
 pytestmark = pytest.mark.anyio

@@ -16,12 +16,12 @@ import pytest
 import trio.testing
 from coord_helpers import manifest_of
 
-from runner.money import maybe_micros
 from runner.backends.base import Submission
 from runner.backends.select import local_backend
 from runner.emulator import InProcess
 from runner.events import Event, RunStats
 from runner.jobs import Job
+from runner.money import maybe_micros
 from runner.recorder import Recorder, RecorderConfig
 from runner.scheduling.credits import CreditGuard
 from runner.scheduling.scheduler import Scheduler, SchedulerConfig

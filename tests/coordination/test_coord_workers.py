@@ -22,13 +22,13 @@ from pathlib import Path
 import pytest
 from coord_helpers import write_manifest
 
-from runner.money import to_usd
 from runner.cli import main
 from runner.coordination.local_redis import LocalRedis
 from runner.coordination.status import coordinator_status
 from runner.coordination.workers import Event, start_workers, wait_any
 from runner.emulator import EmulatorConfig, Latency, Served, serve_in_thread
 from runner.merge import merge
+from runner.money import to_usd
 from runner.store import Ledger, verify
 
 SCALE = 0.05  # a 60 s window lasts 3 s; a 10 s job 0.5 s

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from runner.money import Micros, micros
 from runner.jobs import Job
 from runner.manifest import load_manifest
+from runner.money import Micros, micros
 from runner.params import pixel_size
 from runner.store import (
     Ledger,

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from reporting_helpers import CHARGED, Folder, make_folder, make_sweep_folder, sweep_jobs
 
-from runner.money import micros, to_usd
 from runner.events import RunStats
+from runner.money import micros, to_usd
 from runner.reporting.exit_codes import decide_exit
 from runner.reporting.jobinfo import JobCatalog
 from runner.reporting.summary import (

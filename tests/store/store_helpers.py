@@ -9,8 +9,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from runner.money import micros
 from runner.jobs import ImageInput, Job, Request, make_job
+from runner.money import micros
 from runner.store.layout import sidecar_path
 from runner.store.ledger import Ledger
 from runner.store.save import save_image

@@ -141,7 +141,9 @@ def test_an_unknown_job_must_be_planned_first(ledger: Ledger) -> None:
 
 def test_reads_counts_and_order(ledger: Ledger) -> None:
     keys = [f"k1:{i:064x}" for i in range(1200)]
-    assert ledger.plan_many((key, 1199 - i, "p", micros(0.02)) for i, key in enumerate(keys)) == 1200
+    assert (
+        ledger.plan_many((key, 1199 - i, "p", micros(0.02)) for i, key in enumerate(keys)) == 1200
+    )
     assert ledger.plan_many([(keys[0], 0, "p", micros(0.02))]) == 0
     for key in keys[:3]:
         ledger.submitting(key)

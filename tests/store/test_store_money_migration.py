@@ -24,7 +24,11 @@ URL = "http://127.0.0.1:8765"
 USD_STEPS = tuple(m for m in MIGRATIONS if m.name < MONEY_MICROS)
 
 
-def _old_figures(path: Path) -> tuple[dict[str, tuple[float, float | None]], dict[str, tuple[float, float]], float]:  # fmt: skip
+Rows = dict[str, tuple[float, float | None]]
+Totals = dict[str, tuple[float, float]]
+
+
+def _old_figures(path: Path) -> tuple[Rows, Totals, float]:
     """Rows, per-state TOTALs and possible extra spend as the USD release computed them."""
     conn = sqlite3.connect(path)
     try:

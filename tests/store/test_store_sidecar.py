@@ -10,9 +10,9 @@ import pytest
 from pydantic import ValidationError
 from store_helpers import SMALL, encode, job
 
-from runner.money import micros
 from runner.errors import StoreError
 from runner.jobs import ImageInput
+from runner.money import micros
 from runner.store.media import check_image
 from runner.store.sidecar import (
     Sidecar,

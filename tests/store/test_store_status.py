@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.money import micros
 from runner.errors import UsageError
+from runner.money import micros
 from runner.store.ledger import Ledger
 from runner.store.status import folder_status, render_status
 
@@ -25,7 +25,9 @@ def fill(ledger: Ledger, now: float) -> None:
         ledger.submitting(key(i))
     ledger.submitted(key(3), "r3", now - 600)
     ledger.submitted(key(4), "r4", now - 4200)
-    for i, charged in zip(range(5, 9), [micros(0.02), micros(0.02), micros(0.025), None], strict=True):
+    for i, charged in zip(
+        range(5, 9), [micros(0.02), micros(0.02), micros(0.025), None], strict=True
+    ):
         ledger.submitted(key(i), f"r{i}", now - 100)
         ledger.completed(key(i), charged, [f"fox/{i}.png"], now - 50)
     ledger.ambiguous(key(2))
