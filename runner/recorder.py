@@ -12,7 +12,7 @@ from pathlib import Path
 
 from runner.backends.base import Submission
 from runner.jobs import Job
-from runner.money import ZERO, Micros, maybe_micros
+from runner.money import ZERO, Micros
 from runner.scheduling.sink import Completion, SavedImage
 from runner.store import (
     Ledger,
@@ -92,7 +92,7 @@ class Recorder:
                 base_url=cfg.base_url,
                 request_id=completion.request_id,
                 estimate=completion.estimate,
-                charged=maybe_micros(metrics.cost),
+                charged=completion.reported,
                 submitted_at=completion.submitted_wall,
                 completed_at=completion.completed_wall,
                 queue_s=metrics.queue_time,

@@ -578,6 +578,9 @@ class Scheduler:
         latency: float | None,
     ) -> None:
         images: list[SavedImage] = []
+        # The answer's reported USD, converted once: the guard, the ledger
+        # and the sidecar all see these µ$.
+        reported = maybe_micros(result.metrics.cost)
         if not result.media:
             await self._guard.mark_ambiguous(job.key)
             self._fail(job, "the result has no image", request_id)
@@ -587,7 +590,7 @@ class Scheduler:
                 images.append(await self._download(job, index, media))
             except DownloadError as err:
                 # Paid for: the charge stands.
-                await self._guard.settle(job.key, maybe_micros(result.metrics.cost))
+                await self._guard.settle(job.key, reported)
                 if not err.retryable or request_id is None or job.endpoint != "v2":
                     # The same bytes again would fail again (wrong format or
                     # size, too large, refused address): final.
@@ -606,7 +609,7 @@ class Scheduler:
                     "to download it",
                 )
                 return
-        charged = await self._guard.settle(job.key, maybe_micros(result.metrics.cost))
+        charged = await self._guard.settle(job.key, reported)
         completion = Completion(
             request_id=request_id,
             submitted_wall=submitted_wall,
@@ -615,6 +618,7 @@ class Scheduler:
             metrics=result.metrics,
             estimate=self._guard.estimate(job),
             charged=charged,
+            reported=reported,
             seed=result.seed,
         )
         self._sink.completed(job, images, completion)

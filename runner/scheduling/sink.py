@@ -34,8 +34,9 @@ class Completion:
     wall_s: float | None
     metrics: Metrics
     estimate: Micros
-    charged: Micros
+    charged: Micros  # what the guard counted: the reported cost, else the estimate
     seed: int | None = None
+    reported: Micros | None = None  # the answer's own cost (metrics.cost), converted once
 
 
 class JobSink(Protocol):
