@@ -26,12 +26,12 @@ would lock it.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from runner.clock import WallClock, wall_time
 from runner.errors import RunnerError, UsageError
 from runner.store import (
     JobRow,
@@ -176,7 +176,7 @@ def _copy_files(copy: _Copy, into: Path) -> int:
     return written
 
 
-def _record(ledger: Ledger, copy: _Copy) -> None:
+def _record(ledger: Ledger, copy: _Copy, wall: WallClock) -> None:
     """Bring OUT's ledger row of the job to `copy`'s state through the ledger's own moves."""
     row = copy.row
     current = ledger.get(row.key)
@@ -196,7 +196,7 @@ def _record(ledger: Ledger, copy: _Copy) -> None:
     if row.state in ("completed", "submitted") and row.request_id and row.submitted_at:
         ledger.submitted(row.key, row.request_id, row.submitted_at)
     if row.state == "completed":
-        ledger.completed(row.key, row.charged, row.files, row.completed_at or time.time())
+        ledger.completed(row.key, row.charged, row.files, row.completed_at or wall())
     elif row.state == "failed":
         ledger.failed(row.key, row.reason or "failed")
     elif row.state == "expired":
@@ -207,13 +207,19 @@ def _record(ledger: Ledger, copy: _Copy) -> None:
 
 
 def merge(
-    sources: Iterable[Path], into: Path, *, argv: Sequence[str] = (), title: str | None = None
+    sources: Iterable[Path],
+    into: Path,
+    *,
+    argv: Sequence[str] = (),
+    title: str | None = None,
+    wall: WallClock = wall_time,
 ) -> MergeReport:
     """Merge the output folders `sources` into `into` (see the module docstring).
 
     `argv` is recorded as the ledger's run (no secrets); `title` names the
-    gallery. Raises UsageError (not runner folders, different backends),
-    RunnerError (conflicts, damaged copies: nothing is written) and StoreError.
+    gallery; `wall` stamps the run (UTC epoch seconds). Raises UsageError
+    (not runner folders, different backends), RunnerError (conflicts,
+    damaged copies: nothing is written) and StoreError.
     """
     folders: list[Path] = []
     seen: set[Path] = set()
@@ -238,14 +244,14 @@ def merge(
     chosen, duplicates = _plan(folders, [rows for _, rows in read])
     meta = read[0][0]
     copied = 0
-    with Ledger.open(into, backend=meta.backend, base_url=meta.base_url) as ledger:
-        run = ledger.start_run(argv=["merge", *argv], manifest_sha256=None, at=time.time())
+    with Ledger.open(into, backend=meta.backend, base_url=meta.base_url, wall=wall) as ledger:
+        run = ledger.start_run(argv=["merge", *argv], manifest_sha256=None, at=wall())
         for key in sorted(chosen, key=lambda k: (chosen[k].row.idx, k)):
             copy = chosen[key]
             if copy.row.state == "completed":
                 copied += _copy_files(copy, into)
-            _record(ledger, copy)
-        ledger.end_run(run, outcome=f"merged {len(folders)} folder(s)", at=time.time())
+            _record(ledger, copy, wall)
+        ledger.end_run(run, outcome=f"merged {len(folders)} folder(s)", at=wall())
     _reports(into, title)
     done = sum(1 for c in chosen.values() if c.row.state == "completed")
     return MergeReport(

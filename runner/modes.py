@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Final, Protocol
 from runner.errors import UsageError
 from runner.jobs import Job
 from runner.manifest import Manifest
+from runner.money import Micros, total
 from runner.reporting.exit_codes import StopKind
 from runner.resume import Reattach, Rules, Skip, apply, decide, look, work_item
 from runner.scheduling.credits import CreditGuard, Credits
@@ -51,7 +52,7 @@ _LOOKUP_BATCH: Final = 500
 
 @dataclass(frozen=True, slots=True)
 class Setting:
-    """What either mode needs of the run. `budget` in USD (None: no cap)."""
+    """What either mode needs of the run. `budget` in micro-dollars (None: no cap)."""
 
     manifest: Manifest
     jobs: Callable[[], Iterator[Job]]  # this run's jobs (a shard's), lazily, in order
@@ -59,7 +60,7 @@ class Setting:
     out: Path
     base_url: str
     api_key: str | None
-    budget: float | None
+    budget: Micros | None
     config: SchedulerConfig
     rules: Rules
     wall: Callable[[], float]  # wall-clock epoch seconds
@@ -168,7 +169,7 @@ class Alone:
         # does not get a fresh allowance, and what earlier runs may have
         # been billed for (lost answers, crashes mid-submit) counts too.
         guard.add_spent(
-            sum(t.charged for t in ledger.totals().values()),
+            total(t.charged for t in ledger.totals().values()),
             possible=ledger.possible_extra_spend(),
         )
         gate, self._calls = _local_gate(s.out, s.config, s.wall)

@@ -9,6 +9,7 @@ price a manifest or an API states, and the text a person reads.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Final, NewType
 
 Micros = NewType("Micros", int)
@@ -39,3 +40,28 @@ def format_usd(amount: int) -> str:
     if amount % 10_000 == 0:
         return f"${to_usd(amount):,.2f}"
     return f"${to_usd(amount):,.4f}"
+
+
+def maybe_micros(usd: float | None) -> Micros | None:
+    """An amount an answer or a file states in USD (None when absent), as Micros.
+
+    The one conversion of an observed cost (an API's ``cost``, a sidecar's
+    ``charged_usd``): it happens where the number comes in, never twice.
+    """
+    return None if usd is None else micros(usd)
+
+
+def total(amounts: Iterable[int]) -> Micros:
+    """The exact sum of `amounts` (µ$)."""
+    return Micros(sum(amounts))
+
+
+def parse_micros(text: str | bytes | int) -> Micros:
+    """A stored whole number of µ$ (a Redis field, a ledger cell) as Micros.
+
+    Raises ValueError for anything but an integer: a fraction of a µ$ was
+    never written by the runner, so it is not silently rounded.
+    """
+    if isinstance(text, bytes):
+        text = text.decode("ascii")
+    return Micros(int(text))

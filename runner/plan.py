@@ -11,6 +11,10 @@ estimates are derived from the counts:
 - how much of the run fits under `max_credits`, taking jobs in expansion
   order, as the credit guard reserves them.
 
+Credits are integer micro-dollars (`runner.money.Micros`): the sweep's USD
+tallies become Micros as they come in, and USD again only in `plan_json`
+and the text.
+
 `render_text` and `plan_json` turn a Plan into what `runner plan` prints.
 """
 
@@ -22,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from runner.manifest import Manifest
+from runner.money import Micros, format_usd, maybe_micros, micros, to_usd
 from runner.sweep import Space, Tally, assignments, job_credits, spaces, tally
 
 LATENCY_S: Final = 10.0
@@ -30,22 +35,20 @@ LATENCY_S: Final = 10.0
 CALLS_PER_JOB_ALL: Final = 3
 """Rate-counted calls per v2 job when every call counts: submit, one poll, the result."""
 
-_EPSILON = 1e-9  # USD; keeps float sums like 0.1 + 0.2 from failing an exact budget
-
 
 @dataclass(frozen=True, slots=True)
 class PromptPlan:
-    """One prompt's share: jobs, images (sum of n) and estimated credits in USD."""
+    """One prompt's share: jobs, images (sum of n) and estimated credits in µ$."""
 
     prompt_id: str
     jobs: int
     images: int
-    credits: float
+    credits: Micros
 
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """What a run of the manifest would do. Credits in USD, durations in seconds.
+    """What a run of the manifest would do. Credits in µ$, durations in seconds.
 
     `rate_calls` is the number of calls the rate limit counts (jobs, or
     jobs x 3 with `rate_scope: all` on v2). `fits` is None without a
@@ -60,15 +63,15 @@ class Plan:
     prompts: tuple[PromptPlan, ...]
     jobs: int
     images: int
-    credits: float
+    credits: Micros
     requests_per_minute: int
     rate_scope: Literal["submit", "all"]
     rate_calls: int
     min_duration_s: float
-    max_credits: float | None
+    max_credits: Micros | None
     fits: bool | None
     jobs_within_budget: int | None
-    credits_within_budget: float | None
+    credits_within_budget: Micros | None
 
 
 def shortest_duration(calls: int, per_minute: int, latency_s: float = LATENCY_S) -> float:
@@ -81,21 +84,22 @@ def shortest_duration(calls: int, per_minute: int, latency_s: float = LATENCY_S)
 def make_plan(
     manifest: Manifest, *, rpm: int | None = None, max_credits: float | None = None
 ) -> Plan:
-    """Plan `manifest`; `rpm` and `max_credits` override its budget (as the CLI flags do)."""
+    """Plan `manifest`; `rpm` and `max_credits` (USD) override its budget (as the CLI flags do)."""
     per_prompt = [(space, tally(manifest, space)) for space in spaces(manifest)]
     total = sum((t for _, t in per_prompt), Tally())
     budget = manifest.budget
     per_minute = rpm if rpm is not None else budget.requests_per_minute
-    cap = max_credits if max_credits is not None else budget.max_credits
+    cap = maybe_micros(max_credits if max_credits is not None else budget.max_credits)
     per_job = 1
     if budget.rate_scope == "all" and manifest.api.endpoint == "v2":
         per_job = CALLS_PER_JOB_ALL
     calls = total.jobs * per_job
+    credits = micros(total.credits)
     fits = within_jobs = within_credits = None
     if cap is not None:
-        fits = total.credits <= cap + _EPSILON
+        fits = credits <= cap
         within_jobs, within_credits = (
-            (total.jobs, total.credits) if fits else _within(manifest, per_prompt, cap)
+            (total.jobs, credits) if fits else _within(manifest, per_prompt, cap)
         )
     return Plan(
         manifest=manifest.path,
@@ -103,11 +107,12 @@ def make_plan(
         model=manifest.model,
         endpoint=manifest.api.endpoint,
         prompts=tuple(
-            PromptPlan(space.prompt.id, t.jobs, t.images, t.credits) for space, t in per_prompt
+            PromptPlan(space.prompt.id, t.jobs, t.images, micros(t.credits))
+            for space, t in per_prompt
         ),
         jobs=total.jobs,
         images=total.images,
-        credits=total.credits,
+        credits=credits,
         requests_per_minute=per_minute,
         rate_scope=budget.rate_scope,
         rate_calls=calls,
@@ -120,32 +125,26 @@ def make_plan(
 
 
 def _within(
-    manifest: Manifest, per_prompt: list[tuple[Space, Tally]], cap: float
-) -> tuple[int, float]:
-    """Jobs and credits, in expansion order, before the first job that would pass `cap`.
+    manifest: Manifest, per_prompt: list[tuple[Space, Tally]], cap: Micros
+) -> tuple[int, Micros]:
+    """Jobs and µ$, in expansion order, before the first job that would pass `cap` (µ$).
 
     Whole prompts are added by their tallies; only the prompt where the cap
     falls is walked job by job.
     """
-
-    # Integer micro-dollars: a million float additions of $0.02 drift below
-    # the cap and would count one job too few.
-    def micro(usd: float) -> int:
-        return round(usd * 1_000_000)
-
-    limit = micro(cap)
     jobs, spent = 0, 0
     for space, t in per_prompt:
-        if spent + micro(t.credits) <= limit:
-            jobs, spent = jobs + t.jobs, spent + micro(t.credits)
+        share = micros(t.credits)
+        if spent + share <= cap:
+            jobs, spent = jobs + t.jobs, spent + share
             continue
         for values in assignments(space):
-            cost = micro(job_credits(manifest, values))
+            cost = micros(job_credits(manifest, values))
             for _ in itertools.repeat(None, manifest.repeat):
-                if spent + cost > limit:
-                    return jobs, spent / 1_000_000
+                if spent + cost > cap:
+                    return jobs, Micros(spent)
                 jobs, spent = jobs + 1, spent + cost
-    return jobs, spent / 1_000_000
+    return jobs, Micros(spent)
 
 
 def plan_json(plan: Plan) -> dict[str, Any]:
@@ -156,10 +155,10 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         "model": plan.model,
         "endpoint": plan.endpoint,
         "prompts": [
-            {"id": p.prompt_id, "jobs": p.jobs, "images": p.images, "credits": round(p.credits, 6)}
+            {"id": p.prompt_id, "jobs": p.jobs, "images": p.images, "credits": to_usd(p.credits)}
             for p in plan.prompts
         ],
-        "total": {"jobs": plan.jobs, "images": plan.images, "credits": round(plan.credits, 6)},
+        "total": {"jobs": plan.jobs, "images": plan.images, "credits": to_usd(plan.credits)},
         "rate": {
             "requests_per_minute": plan.requests_per_minute,
             "scope": plan.rate_scope,
@@ -168,11 +167,11 @@ def plan_json(plan: Plan) -> dict[str, Any]:
             "latency_s": LATENCY_S,
         },
         "budget": {
-            "max_credits": plan.max_credits,
+            "max_credits": None if plan.max_credits is None else to_usd(plan.max_credits),
             "fits": plan.fits,
             "jobs_within": plan.jobs_within_budget,
             "credits_within": (
-                None if plan.credits_within_budget is None else round(plan.credits_within_budget, 6)
+                None if plan.credits_within_budget is None else to_usd(plan.credits_within_budget)
             ),
         },
         "estimate": "credits from the price table (USD per image); duration is a lower bound",
@@ -212,18 +211,15 @@ def render_text(plan: Plan) -> str:
         lines.append(
             f"budget:   does NOT fit under {usd(plan.max_credits)} (est. {usd(plan.credits)}):"
             f" the first {plan.jobs_within_budget or 0:,} jobs fit"
-            f" ({usd(plan.credits_within_budget or 0.0)}); the run would stop there"
+            f" ({usd(plan.credits_within_budget or 0)}); the run would stop there"
         )
     lines.append("credits are estimates from the price table (USD per image x n)")
     return "\n".join(lines) + "\n"
 
 
-def usd(amount: float) -> str:
-    """Dollars with cents, or with 4 decimals when cents would hide a fraction."""
-    amount = round(amount, 6)  # float sums of many prices carry noise in the last digits
-    if abs(amount * 100 - round(amount * 100)) < 1e-6:
-        return f"${amount:,.2f}"
-    return f"${amount:,.4f}"
+def usd(amount: int) -> str:
+    """`amount` µ$ as text: runner.money.format_usd, the one formatter."""
+    return format_usd(amount)
 
 
 def duration(seconds: float) -> str:

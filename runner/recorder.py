@@ -12,6 +12,7 @@ from pathlib import Path
 
 from runner.backends.base import Submission
 from runner.jobs import Job
+from runner.money import ZERO, Micros
 from runner.scheduling.sink import Completion, SavedImage
 from runner.store import (
     Ledger,
@@ -50,7 +51,7 @@ class Recorder:
         # Images written and waiting for their sidecars, by (job key, index).
         self._pending: dict[tuple[str, int], SavedFile] = {}
 
-    def submitting(self, job: Job, estimate: float) -> None:
+    def submitting(self, job: Job, estimate: Micros) -> None:
         row = self._ledger.get(job.key)
         if row is None:
             self._ledger.plan(job.key, job.index, job.prompt_id, estimate)
@@ -87,8 +88,8 @@ class Recorder:
                 backend=cfg.backend,
                 base_url=cfg.base_url,
                 request_id=completion.request_id,
-                estimated_usd=completion.estimate,
-                charged_usd=metrics.cost,
+                estimate=completion.estimate,
+                charged=completion.reported,
                 submitted_at=completion.submitted_wall,
                 completed_at=completion.completed_wall,
                 queue_s=metrics.queue_time,
@@ -107,7 +108,7 @@ class Recorder:
         for index in range(job.request.n):
             self._pending.pop((job.key, index), None)
         if self._ledger.get(job.key) is None:
-            self._ledger.plan(job.key, job.index, job.prompt_id, 0.0)
+            self._ledger.plan(job.key, job.index, job.prompt_id, ZERO)
         self._ledger.failed(job.key, reason)
 
     def expired(self, job: Job) -> None:

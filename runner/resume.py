@@ -37,6 +37,7 @@ from typing import Final, Literal
 
 from runner.backends.base import submission_for
 from runner.jobs import Job
+from runner.money import Micros
 from runner.scheduling.source import WorkItem
 from runner.store import JobRow, Ledger, finished_files
 
@@ -126,7 +127,7 @@ class Skip:
 
     outcome: FinalState
     message: str
-    charged: float | None = None
+    charged: Micros | None = None
     files: tuple[str, ...] = ()
     moves: tuple[Move, ...] = ()
 
@@ -223,10 +224,10 @@ def _adopt(row: JobRow | None, request_id: str) -> tuple[Move, ...]:
     return ("reset", "submitted")
 
 
-def apply(action: Action, job: Job, ledger: Ledger, *, estimate: float, now: float) -> None:
+def apply(action: Action, job: Job, ledger: Ledger, *, estimate: Micros, now: float) -> None:
     """Make the action's ledger moves, in order.
 
-    `estimate` is the job's USD (for a row planned here); `now` wall-clock
+    `estimate` is the job's micro-dollars (for a row planned here); `now` wall-clock
     epoch seconds (a completed row's time).
     """
     for move in action.moves:

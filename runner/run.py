@@ -29,6 +29,7 @@ from runner.events import Listener, RunStats
 from runner.jobs import Job
 from runner.manifest import Manifest
 from runner.modes import INTERRUPTED, Mode, Setting, open_mode
+from runner.money import format_usd, maybe_micros, micros
 from runner.plan import make_plan
 from runner.recorder import Recorder, RecorderConfig
 from runner.reporting.exit_codes import StopKind
@@ -189,9 +190,10 @@ async def run_manifest(
     config = _scheduler_config(manifest, options, scale)
     backend = _open(choice, emulator, emulator_config, config, scale)
     try:
-        budget = options.max_credits
-        if budget is None:
-            budget = manifest.budget.max_credits
+        cap = options.max_credits
+        if cap is None:
+            cap = manifest.budget.max_credits
+        budget = maybe_micros(cap)
         out = output_dir(manifest, options)
         setting = Setting(
             manifest=manifest,
@@ -296,10 +298,10 @@ class _Run:
         # of the run's own calls (a whole window when the jobs fill it exactly).
         balance = await scheduler.balance() if config.rate_scope == "submit" else None
         estimate = make_plan(manifest).credits
-        if balance is not None and balance < estimate:
+        if balance is not None and micros(balance) < estimate:
             tell(
-                f"the account's balance ${balance:.2f} may not cover this run "
-                f"(est. ${estimate:.2f})"
+                f"the account's balance {format_usd(micros(balance))} may not cover this run "
+                f"(est. {format_usd(estimate)})"
             )
         run_id = ledger.start_run(argv=options.argv, manifest_sha256=manifest.sha256, at=wall())
         work = await mode.work(ledger, scheduler, guard)

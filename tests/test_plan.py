@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from runner.manifest import Manifest, load_manifest, parse_manifest
+from runner.money import micros
 from runner.params import price
 from runner.plan import make_plan, plan_json, render_text, shortest_duration, usd
 from runner.sweep import expand
@@ -33,7 +34,7 @@ def test_sweep_demo_numbers() -> None:
         ("lighthouse", 10, 10),
     ]
     assert (plan.jobs, plan.images) == (24, 24)
-    assert plan.credits == pytest.approx(0.54)
+    assert plan.credits == micros(0.54)
     assert plan.requests_per_minute == 10 and plan.rate_calls == 24
     assert plan.min_duration_s == (math.ceil(24 / 10) - 1) * 60 + 10
     assert plan.fits is True and plan.jobs_within_budget == 24
@@ -48,8 +49,8 @@ def test_arithmetic_equals_iteration(name: str) -> None:
         mine = [j for j in jobs if j.prompt_id == p.prompt_id]
         assert p.jobs == len(mine)
         assert p.images == sum(j.request.n for j in mine)
-        assert p.credits == pytest.approx(
-            sum(price(j.request.mode, j.request.resolution, j.request.n) for j in mine)
+        assert p.credits == sum(
+            micros(price(j.request.mode, j.request.resolution, j.request.n)) for j in mine
         )
 
 
@@ -74,7 +75,7 @@ def test_flags_override_the_budget() -> None:
     plan = make_plan(_m(HEAD + "repeat: 30\n"), rpm=10, max_credits=0.5)
     assert plan.requests_per_minute == 10
     assert plan.min_duration_s == 2 * 60 + 10
-    assert plan.max_credits == 0.5
+    assert plan.max_credits == micros(0.5)
     assert plan.fits is False
     assert plan.jobs_within_budget == 25  # 0.02 each at 2k standard
 
@@ -87,8 +88,8 @@ def test_budget_cut_falls_inside_a_prompt_in_expansion_order() -> None:
     plan = make_plan(_m(text))
     # a: q q s s = 0.05 0.05 0.02 0.02 (0.14); b: q (0.19) would pass 0.17
     assert plan.jobs_within_budget == 4
-    assert plan.credits_within_budget == pytest.approx(0.14)
-    assert plan.credits == pytest.approx(0.28)
+    assert plan.credits_within_budget == micros(0.14)
+    assert plan.credits == micros(0.28)
 
 
 def test_an_exact_budget_fits_despite_float_sums() -> None:
@@ -131,9 +132,21 @@ def test_json_output() -> None:
 
 
 def test_usd_keeps_fractions_of_cents() -> None:
-    assert usd(0.5) == "$0.50"
-    assert usd(0.0125) == "$0.0125"
-    assert usd(12345.0) == "$12,345.00"
+    assert usd(micros(0.5)) == "$0.50"
+    assert usd(micros(0.0125)) == "$0.0125"
+    assert usd(micros(12345.0)) == "$12,345.00"
+
+
+def test_a_million_cheap_jobs_fit_a_cap_of_exactly_their_sum() -> None:
+    # 0.000001 x 1,000,000 in floats is 0.9999999999998 or 1.0000000000007;
+    # in µ$ it is exactly the cap, and every job fits.
+    text = (
+        "name: t\nprompts:\n  - id: a\n    prompt: a\nrepeat: 1000000\n"
+        "prices:\n  standard: {2k: 0.000001}\nbudget: {max_credits: 1.0}\n"
+    )
+    plan = make_plan(_m(text))
+    assert plan.credits == micros(1.0)
+    assert plan.fits is True and plan.jobs_within_budget == 1_000_000
 
 
 MILLION = """\

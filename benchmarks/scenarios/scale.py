@@ -152,6 +152,7 @@ def run_figures(
 
 def ledger_scan(rows: int) -> dict[str, Any]:
     """Seconds to build a ledger of `rows` completed jobs, and to read them back as a run does."""
+    from runner.money import Micros
     from runner.store import Ledger, ledger_path
 
     keys = [f"k1:{hashlib.sha256(str(i).encode()).hexdigest()}" for i in range(rows)]
@@ -159,7 +160,7 @@ def ledger_scan(rows: int) -> dict[str, Any]:
         started = time.perf_counter()
         ledger = Ledger.open(folder, backend="segmind", base_url="http://127.0.0.1:1")
         try:
-            ledger.plan_many((key, i, "p", 0.02) for i, key in enumerate(keys))
+            ledger.plan_many((key, i, "p", Micros(20_000)) for i, key in enumerate(keys))
         finally:
             ledger.close()
         # Completed rows in one transaction: the run's own path commits each one.

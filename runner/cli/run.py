@@ -131,6 +131,7 @@ def _options(args: argparse.Namespace) -> RunOptions:
 
 def _confirm(plan: Plan, options: RunOptions, yes: bool) -> None:
     from runner.backends.select import choose_backend
+    from runner.money import micros
     from runner.plan import usd
 
     choice = choose_backend(
@@ -138,7 +139,7 @@ def _confirm(plan: Plan, options: RunOptions, yes: bool) -> None:
     )
     if choice.kind == "local" or yes:
         return
-    if plan.jobs <= CONFIRM_JOBS and plan.credits <= CONFIRM_USD:
+    if plan.jobs <= CONFIRM_JOBS and plan.credits <= micros(CONFIRM_USD):  # plan.credits: µ$
         return
     question = f"This run sends {plan.jobs:,} jobs to Segmind, est {usd(plan.credits)}."
     if not sys.stdin.isatty():

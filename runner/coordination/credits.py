@@ -15,6 +15,8 @@ When the coordinator is lost no new reservation is made (`reserve` says
 False and `stopped` says why), and settlements are kept locally: the ledger
 holds every outcome, and the next start of this worker reconciles it with
 the run (`*_if_held`, so nothing is counted twice).
+
+Amounts are µ$ (`runner.money.Micros`) here, in the Lua script and in Redis.
 """
 
 from __future__ import annotations
@@ -26,19 +28,9 @@ from runner.coordination.client import RedisLink, Unreachable
 from runner.coordination.identity import RunKeys
 from runner.coordination.scripts import CREDITS
 from runner.jobs import Job
-from runner.params import DEFAULT_PRICES, price
-from runner.scheduling.credits import CreditStats
-
-_MICRO = 1_000_000
-
-
-def to_micro(usd: float) -> int:
-    """USD as integer micro-USD."""
-    return round(usd * _MICRO)
-
-
-def _usd(micro: int) -> float:
-    return micro / _MICRO
+from runner.money import ZERO, Micros
+from runner.params import DEFAULT_PRICES
+from runner.scheduling.credits import CreditStats, estimate_micros
 
 
 class SharedCreditGuard:
@@ -48,38 +40,42 @@ class SharedCreditGuard:
         self,
         link: RedisLink,
         keys: RunKeys,
-        budget: float | None,
+        budget: Micros | None,
         prices: Mapping[str, Mapping[str, float]] = DEFAULT_PRICES,
     ) -> None:
         self._link = link
         self._keys = [keys.credits, keys.held]
         self._prices = prices
-        self._budget = None if budget is None else to_micro(budget)
+        self._budget = budget
         # This worker's reservations, to answer `settle` when Redis cannot.
-        self._mine: dict[str, int] = {}
-        self._figures = (0, 0, 0, 0)  # reserved, spent, ambiguous, refunded (micro-USD)
+        self._mine: dict[str, Micros] = {}
+        self._figures = (ZERO, ZERO, ZERO, ZERO)  # reserved, spent, ambiguous, refunded
         self._stopped: str | None = None
 
-    def estimate(self, job: Job) -> float:
-        """Estimated USD of one job."""
-        r = job.request
-        return price(r.mode, r.resolution, r.n, self._prices)
+    def estimate(self, job: Job) -> Micros:
+        """Estimated µ$ of one job."""
+        return estimate_micros(job, self._prices)
 
     @property
     def stopped(self) -> str | None:
         """The run's stop reason (budget, 406), or why this worker cannot reserve (lost)."""
         return self._stopped or self._link.lost
 
-    def _take(self, reply: Any) -> int:
+    def _take(self, reply: Any) -> Micros:
         result, reserved, spent, ambiguous, refunded, budget, stopped = reply
-        self._figures = (int(reserved), int(spent), int(ambiguous), int(refunded))
+        self._figures = (
+            Micros(int(reserved)),
+            Micros(int(spent)),
+            Micros(int(ambiguous)),
+            Micros(int(refunded)),
+        )
         if int(budget) >= 0:
-            self._budget = int(budget)
+            self._budget = Micros(int(budget))
         if stopped:
             self._stopped = str(stopped)
-        return int(result)
+        return Micros(int(result))
 
-    async def _op(self, op: str, key: str, amount: int | None = None) -> int | None:
+    async def _op(self, op: str, key: str, amount: Micros | None = None) -> Micros | None:
         """Run one credits op; None when the coordinator is lost."""
         try:
             reply = await self._link.script(
@@ -101,68 +97,66 @@ class SharedCreditGuard:
             self._stopped = reason
         await self._op("stop", reason)
 
-    async def reserve(self, key: str, amount: float) -> bool:
-        """Hold `amount` USD for job `key`, against the run's budget."""
-        micro = to_micro(amount)
-        result = await self._op("reserve", key, micro)
+    async def reserve(self, key: str, amount: Micros) -> bool:
+        """Hold `amount` µ$ for job `key`, against the run's budget."""
+        result = await self._op("reserve", key, amount)
         if result != 1:
             return False
-        self._mine[key] = micro
+        self._mine[key] = amount
         return True
 
-    async def hold(self, key: str, amount: float) -> None:
-        """Hold `amount` USD for a job already submitted, whatever the budget says."""
-        micro = to_micro(amount)
-        if await self._op("hold", key, micro) is not None:
-            self._mine[key] = micro
+    async def hold(self, key: str, amount: Micros) -> None:
+        """Hold `amount` µ$ for a job already submitted, whatever the budget says."""
+        if await self._op("hold", key, amount) is not None:
+            self._mine[key] = amount
 
-    async def settle(self, key: str, charged: float | None) -> float:
-        """The job completed: its reservation (whoever made it) becomes spend."""
-        micro = None if charged is None else to_micro(charged)
-        held = self._mine.pop(key, 0)
-        result = await self._op("settle", key, micro)
+    async def settle(self, key: str, charged: Micros | None) -> Micros:
+        """The job completed: its reservation (whoever made it) becomes spend; µ$ counted."""
+        held = self._mine.pop(key, ZERO)
+        result = await self._op("settle", key, charged)
         if result is None:
-            spent = held if micro is None else micro
+            spent = held if charged is None else charged
             self._offline(held, spent=spent)
-            return _usd(spent)
-        return _usd(result)
+            return spent
+        return result
 
     async def refund(self, key: str) -> None:
         """The job ended without being billed: free its reservation."""
-        held = self._mine.pop(key, 0)
+        held = self._mine.pop(key, ZERO)
         if await self._op("refund", key) is None:
             self._offline(held, refunded=held)
 
     async def mark_ambiguous(self, key: str) -> None:
         """The submit's answer was lost: keep its cost held as possible spend."""
-        held = self._mine.pop(key, 0)
+        held = self._mine.pop(key, ZERO)
         if await self._op("ambiguous", key) is None:
             self._offline(held, ambiguous=held)
 
-    def _offline(self, held: int, *, spent: int = 0, ambiguous: int = 0, refunded: int = 0) -> None:
-        """Keep the figures this worker reports moving while the coordinator is lost."""
+    def _offline(
+        self, held: Micros, *, spent: int = 0, ambiguous: int = 0, refunded: int = 0
+    ) -> None:
+        """Keep the figures this worker reports moving while the coordinator is lost (µ$)."""
         reserved, spent0, ambiguous0, refunded0 = self._figures
         self._figures = (
-            max(0, reserved - held),
-            spent0 + spent,
-            ambiguous0 + ambiguous,
-            refunded0 + refunded,
+            Micros(max(0, reserved - held)),
+            Micros(spent0 + spent),
+            Micros(ambiguous0 + ambiguous),
+            Micros(refunded0 + refunded),
         )
 
-    async def reconcile(self, key: str, state: str, charged: float | None) -> None:
+    async def reconcile(self, key: str, state: str, charged: Micros | None) -> None:
         """Count a final state this worker's ledger holds, if the job still holds a reservation."""
-        micro = None if charged is None else to_micro(charged)
         op = {"completed": "settle", "failed": "refund"}.get(state, "ambiguous")
-        await self._op(f"{op}_if_held", key, micro)
+        await self._op(f"{op}_if_held", key, charged)
 
     def stats(self) -> CreditStats:
-        """The run's figures in USD, as last seen."""
+        """The run's figures in µ$, as last seen."""
         reserved, spent, ambiguous, refunded = self._figures
         return CreditStats(
-            budget=None if self._budget is None else _usd(self._budget),
-            reserved=_usd(reserved),
-            spent=_usd(spent),
-            ambiguous=_usd(ambiguous),
-            refunded=_usd(refunded),
+            budget=self._budget,
+            reserved=reserved,
+            spent=spent,
+            ambiguous=ambiguous,
+            refunded=refunded,
             stopped=self._stopped,
         )

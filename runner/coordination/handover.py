@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.jobs import Job
+from runner.money import Micros
 from runner.resume import Action, LeaseRecord, Rules, apply, decide, look
 from runner.store import Ledger
 
@@ -45,12 +46,12 @@ def handle(
     *,
     ledger: Ledger,
     rules: HandoverRules,
-    estimate: float,
+    estimate: Micros,
     wall: Callable[[], float],
 ) -> Action:
     """Decide what to do with claimed `job` and record it in `ledger`; return the decision.
 
-    `estimate` is the job's estimated USD (for a row planned here).
+    `estimate` is the job's estimated micro-dollars (for a row planned here).
     """
     row = ledger.get(job.key)
     files = look(rules.out, job, rules.pattern, row, lease)

@@ -34,7 +34,7 @@ import anyio.to_thread
 
 from runner.coordination.claims import ClaimSource
 from runner.coordination.client import RedisLink, Unreachable
-from runner.coordination.credits import SharedCreditGuard, to_micro
+from runner.coordination.credits import SharedCreditGuard
 from runner.coordination.gate import SharedRateGate
 from runner.coordination.handover import HandoverRules
 from runner.coordination.identity import (
@@ -49,6 +49,7 @@ from runner.coordination.scripts import INIT_RUN, RECONCILE, RENEW, REQUEUE
 from runner.errors import UsageError
 from runner.jobs import Job
 from runner.manifest import Manifest
+from runner.money import Micros, format_usd, parse_micros
 from runner.params import DEFAULT_PRICES
 from runner.scheduling.scheduler import SchedulerConfig
 from runner.store import Ledger
@@ -239,12 +240,12 @@ async def _init_run(
     *,
     spec: CoordinatorSpec,
     jobs: Sequence[Job],
-    budget: float | None,
+    budget: Micros | None,
 ) -> None:
     fields = {
         "total": str(len(jobs)),
         "jobs_digest": jobs_digest(jobs),
-        "budget": "" if budget is None else str(to_micro(budget)),
+        "budget": "" if budget is None else str(budget),
         "layout": LAYOUT,
         "manifest_sha256": manifest.sha256,
         "name": manifest.name,
@@ -278,7 +279,7 @@ async def _init_run(
     if meta.get("budget", "") != fields["budget"]:
 
         def usd(micro: str) -> str:
-            return "no cap" if not micro else f"${int(micro) / 1_000_000:.2f}"
+            return "no cap" if not micro else format_usd(parse_micros(micro))
 
         raise UsageError(
             f"{where} has a budget of {usd(meta.get('budget', ''))}; this worker asks for "
@@ -304,7 +305,7 @@ async def join_run(
     *,
     manifest: Manifest,
     jobs: Sequence[Job],
-    budget: float | None,
+    budget: Micros | None,
     config: SchedulerConfig,
     base_url: str,
     api_key: str | None,
@@ -313,7 +314,8 @@ async def join_run(
 ) -> AsyncIterator[Coordination]:
     """Join (or start) the run of `manifest` on the coordinator; see the module docstring.
 
-    `jobs` is the manifest's whole expansion; `config` gives the rate
+    `jobs` is the manifest's whole expansion; `budget` is µ$ (None: no
+    cap); `config` gives the rate
     budget (already time-scaled); `base_url` and `api_key` name the shared
     rate gate (the key only hashed). Raises UsageError (exit 2) when the
     coordinator cannot be used.

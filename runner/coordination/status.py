@@ -8,12 +8,13 @@ Redis knows is shown.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, Final
 
 from runner.coordination.client import RedisLink
 from runner.coordination.identity import RUNS_INDEX, RunKeys
 from runner.errors import UsageError
+from runner.money import Micros, format_usd, parse_micros, to_usd
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +40,7 @@ class WorkerStatus:
 
 @dataclass(frozen=True, slots=True)
 class RunStatus:
-    """A shared run's figures. Money in USD."""
+    """A shared run's figures. Money in µ$ (budget None: no cap)."""
 
     run: str
     name: str
@@ -55,10 +56,10 @@ class RunStatus:
     lapsed: int
     returned: int
     takeovers: int
-    budget_usd: float | None
-    spent_usd: float
-    reserved_usd: float
-    ambiguous_usd: float
+    budget: Micros | None
+    spent: Micros
+    reserved: Micros
+    ambiguous: Micros
     stopped: str | None
     workers: tuple[WorkerStatus, ...]
 
@@ -77,6 +78,25 @@ def _int(value: Any) -> int:
     return int(value) if value not in (None, "") else 0
 
 
+def _micros(value: Any) -> Micros:
+    """A credits field of the run's hash (µ$ as text; absent: 0)."""
+    return parse_micros(value) if value not in (None, "") else Micros(0)
+
+
+def run_json(status: RunStatus) -> dict[str, Any]:
+    """`status` as JSON-ready data: money as ``*_usd`` floats, as `status --json` prints."""
+    doc: dict[str, Any] = {}
+    for name, value in asdict(status).items():
+        if name in _MONEY:
+            doc[f"{name}_usd"] = None if value is None else to_usd(value)
+        else:
+            doc[name] = value
+    return doc
+
+
+_MONEY: Final = frozenset({"budget", "spent", "reserved", "ambiguous"})
+
+
 def _read(link: RedisLink, run: str, lease_s: float) -> RunStatus | None:
     """Blocking: one run's snapshot, or None when Redis has no such run."""
     # Replies are text (decode_responses); redis-py's types cannot say so.
@@ -85,8 +105,8 @@ def _read(link: RedisLink, run: str, lease_s: float) -> RunStatus | None:
     meta = client.hgetall(keys.meta)
     if not meta:
         return None
-    seconds, micros = client.time()
-    now = float(seconds) + float(micros) / 1e6
+    seconds, microseconds = client.time()
+    now = float(seconds) + float(microseconds) / 1e6  # Redis's clock, not money
     leases = client.zrange(keys.leases, 0, -1, withscores=True)
     owners: dict[str, int] = {}
     for raw in client.hvals(keys.lease):
@@ -131,10 +151,10 @@ def _read(link: RedisLink, run: str, lease_s: float) -> RunStatus | None:
         lapsed=sum(1 for _, expiry in leases if expiry <= now),
         returned=_int(client.llen(keys.returned)),
         takeovers=_int(meta.get("takeovers")),
-        budget_usd=_int(budget) / 1e6 if budget else None,
-        spent_usd=_int(credits.get("spent")) / 1e6,
-        reserved_usd=_int(credits.get("reserved")) / 1e6,
-        ambiguous_usd=_int(credits.get("ambiguous")) / 1e6,
+        budget=_micros(budget) if budget else None,
+        spent=_micros(credits.get("spent")),
+        reserved=_micros(credits.get("reserved")),
+        ambiguous=_micros(credits.get("ambiguous")),
         stopped=credits.get("stopped") or None,
         workers=tuple(workers),
     )
@@ -184,10 +204,10 @@ def render_status(runs: list[RunStatus], url: str) -> str:
             f"{s.lapsed} lapsed, {s.returned} handed back, "
             f"{max(0, s.total - s.claimed)} never claimed; {s.takeovers} taken over"
         )
-        budget = "no cap" if s.budget_usd is None else f"${s.budget_usd:.2f}"
+        budget = "no cap" if s.budget is None else format_usd(s.budget)
         money = (
-            f"  credits: ${s.spent_usd:.4f} spent, ${s.reserved_usd:.4f} reserved, "
-            f"${s.ambiguous_usd:.4f} ambiguous of {budget}"
+            f"  credits: {format_usd(s.spent)} spent, {format_usd(s.reserved)} reserved, "
+            f"{format_usd(s.ambiguous)} ambiguous of {budget}"
         )
         if s.stopped:
             money += f"; stopped: {s.stopped}"
@@ -209,8 +229,6 @@ def status_text(
     `manifest` (a path) and `run_id` narrow the runs shown to that run.
     Raises UsageError (no URL, unreachable, no such run, unreadable manifest).
     """
-    from dataclasses import asdict
-
     from runner.coordination.identity import check_url, run_hash
     from runner.redact import redact_url
 
@@ -230,6 +248,6 @@ def status_text(
         if not runs:
             raise UsageError(f"the coordinator at {redact_url(url)} has no run --run-id {run_id}")
     if as_json:
-        doc = {"coordinator": redact_url(url), "runs": [asdict(s) for s in runs]}
+        doc = {"coordinator": redact_url(url), "runs": [run_json(s) for s in runs]}
         return json.dumps(doc, indent=2) + "\n"
     return render_status(runs, redact_url(url))

@@ -17,14 +17,15 @@ or more values) and one item per image or unfinished job.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote
 
+from runner.clock import wall_time
 from runner.errors import StoreError, UsageError
+from runner.money import format_usd
 from runner.params import DEFAULT_PRICES, PARAM_NAMES
 from runner.reporting.gallery_page import render_page
 from runner.reporting.jobinfo import (
@@ -146,7 +147,7 @@ def _row_details(row: JobRow, facts: JobFacts | None, reason: str) -> tuple[tupl
         ("submitted", utc_stamp(row.submitted_at) if row.submitted_at else None),
         ("attempts", str(row.attempts)),
         ("ambiguous submits", str(row.ambiguous) if row.ambiguous else None),
-        ("credits est.", money(row.estimate)),
+        ("credits est.", format_usd(row.estimate)),
         ("updated", utc_stamp(row.updated_at) if row.updated_at else None),
         ("job key", row.key),
     ]
@@ -388,7 +389,7 @@ def write_gallery(
     failed = sum(1 for item in items if item.state in ("failed", "expired", "missing"))
     waiting = len(items) - images - failed
     meta = [(f"{images:,}", "images"), (f"{failed:,}", "failed"), (f"{waiting:,}", "not run")]
-    meta.append(("made", utc_stamp(time.time() if now is None else now)))
+    meta.append(("made", utc_stamp(wall_time() if now is None else now)))
     page_title = title or _title(out, items)
     data = page_data(items, title=page_title, meta=meta)
     path = out / GALLERY_NAME

@@ -20,7 +20,8 @@ from typing import Any, Final
 
 from runner.errors import StoreError
 from runner.jobs import Job
-from runner.params import DEFAULT_PRICES, price
+from runner.params import DEFAULT_PRICES
+from runner.scheduling.credits import estimate_micros
 from runner.store import JobRow, Sidecar, read_sidecar, sidecar_path, write_atomic
 
 REPORTS_DIR: Final = ".gallery"
@@ -268,7 +269,7 @@ def run_rows(
     """The rows a report covers: every ledger row, or with `jobs`, exactly the run's jobs.
 
     With `jobs`, the result follows their order; a job the ledger has not
-    seen gets a `planned` row (estimate from `prices`, USD; `updated_at` 0).
+    seen gets a `planned` row (estimate from `prices`, µ$; `updated_at` 0).
     """
     if jobs is None:
         return list(rows)
@@ -277,8 +278,7 @@ def run_rows(
     for key, job in jobs.items():
         row = found.get(key)
         if row is None:
-            r = job.request
-            estimate = price(r.mode, r.resolution, r.n, prices)
+            estimate = estimate_micros(job, prices)
             row = JobRow(
                 key, job.index, job.prompt_id, "planned", None, None, None, estimate,
                 None, None, 0, 0, (), 0.0,

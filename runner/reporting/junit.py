@@ -15,13 +15,12 @@ characters) are replaced first.
 from __future__ import annotations
 
 import re
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
+from runner.clock import utc_datetime
 from runner.params import DEFAULT_PRICES
 from runner.reporting.jobinfo import JobCatalog, Prices, RunJobs, key8, run_rows
 from runner.store import JobRow, Ledger, write_atomic
@@ -65,7 +64,7 @@ def junit_xml(
     """
     catalog = JobCatalog(out, jobs)
     rows = run_rows(rows, jobs, prices=prices)
-    stamp = datetime.fromtimestamp(time.time() if timestamp is None else timestamp, UTC)
+    stamp = utc_datetime(timestamp)
     suites: dict[str, list[ET.Element]] = {}
     tallies: dict[str, list[int]] = {}  # prompt id -> [failures, skipped]
     times: dict[str, float] = {}

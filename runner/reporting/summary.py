@@ -2,7 +2,8 @@
 
 Counts come from the ledger, the source of truth across resumed runs; the
 run's own counters (requests by kind, 429s met, retries, wall time) from the
-scheduler's final `RunStats`. Money is USD throughout:
+scheduler's final `RunStats`. Money is summed in µ$ (`runner.money`) from the
+ledger and written as USD:
 
 - ``estimated_usd``: the price-table estimate of every job in the ledger;
 - ``charged_usd``: the sum of costs the API reported for completed jobs
@@ -23,15 +24,16 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
+from runner.clock import wall_time
 from runner.events import RunStats
+from runner.money import format_usd, micros, to_usd
 from runner.params import DEFAULT_PRICES
-from runner.plan import duration, usd
+from runner.plan import duration
 from runner.reporting.exit_codes import ExitDecision
 from runner.reporting.jobinfo import JobCatalog, Prices, RunJobs, key8, run_rows
 from runner.reporting.summary_model import (
@@ -99,11 +101,6 @@ def _run_counters(stats: RunStats, started_at: float | None) -> RunCounters:
     )
 
 
-def _usd(amount: float) -> float:
-    # Float sums of many prices carry noise in the last digits.
-    return round(amount, 6)
-
-
 def build_summary(
     out: Path,
     rows: Iterable[JobRow],
@@ -131,7 +128,7 @@ def build_summary(
     rows = run_rows(rows, jobs, prices=prices)
     by_state: dict[str, int] = dict.fromkeys(STATES, 0)
     images = charged_jobs = ambiguous = 0
-    estimated = charged = spent = duplicate = 0.0
+    estimated = charged = spent = duplicate = 0  # µ$
     failures: list[Failure] = []
     for row in rows:
         by_state[row.state] += 1
@@ -149,7 +146,7 @@ def build_summary(
     total = sum(by_state.values())
     failed = by_state["failed"] + by_state["expired"]
     return Summary(
-        generated_at=utc_stamp(time.time() if now is None else now),
+        generated_at=utc_stamp(wall_time() if now is None else now),
         folder=str(out),
         manifest=manifest,
         backend=Backend(name=meta.backend, base_url=meta.base_url) if meta else None,
@@ -163,15 +160,16 @@ def build_summary(
         ),
         images=ImageCounts(total=images, this_run=stats.images if stats else None),
         credits=CreditTotals(
-            estimated_usd=_usd(estimated),
-            charged_usd=_usd(charged),
+            estimated_usd=to_usd(estimated),
+            charged_usd=to_usd(charged),
             charged_jobs=charged_jobs,
-            spent_usd=_usd(spent),
+            spent_usd=to_usd(spent),
             ambiguous_submits=ambiguous,
-            possible_duplicate_usd=_usd(duplicate),
-            spent_this_run_usd=_usd(stats.credits_spent) if stats else None,
-            reserved_usd=_usd(stats.credits_reserved) if stats else None,
-            ambiguous_this_run_usd=_usd(stats.credits_ambiguous) if stats else None,
+            possible_duplicate_usd=to_usd(duplicate),
+            # RunStats states USD already (converted once, by the scheduler).
+            spent_this_run_usd=stats.credits_spent if stats else None,
+            reserved_usd=stats.credits_reserved if stats else None,
+            ambiguous_this_run_usd=stats.credits_ambiguous if stats else None,
         ),
         run=_run_counters(stats, started_at) if stats else None,
         failures=failures,
@@ -229,8 +227,12 @@ def read_summary(path: Path) -> Summary:
 # -- text for people --------------------------------------------------------------------------
 
 
-# One formatting of money and durations for every report (the plan's).
-money = usd
+def money(usd: float) -> str:
+    """A USD figure of a report (summary.json, a sidecar) as text, by runner.money.format_usd."""
+    return format_usd(micros(usd))
+
+
+# One formatting of durations for every report (the plan's).
 span = duration
 
 

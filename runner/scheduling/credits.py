@@ -1,4 +1,4 @@
-"""The credit guard: a run never reserves past its USD budget.
+"""The credit guard: a run never reserves past its budget.
 
 Each job's cost is estimated from the price table (price(mode, resolution) x
 n), reserved before its submit, settled with the cost the API reports when
@@ -8,8 +8,10 @@ answer was lost, so the server may have accepted and billed it) keeps its
 reservation until the run ends: it is reported as possible spend, never
 silently freed.
 
-Amounts are kept in integer micro-dollars so that a million reservations and
-refunds add up exactly; the public API speaks USD floats.
+Every amount in and out is integer micro-dollars (`runner.money.Micros`), so
+that a million reservations and refunds add up exactly; the USD floats of a
+price table become Micros in `estimate_micros`, a reported cost in
+`runner.money.maybe_micros` where the answer comes in.
 
 The scheduler sees a guard through the `Credits` protocol. Its changes are
 async because a guard shared by several workers (runner.coordination) makes
@@ -24,41 +26,38 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from runner.jobs import Job
+from runner.money import ZERO, Micros, micros
 from runner.params import DEFAULT_PRICES, price
 
-_MICRO = 1_000_000
 
-
-def _to_micro(usd: float) -> int:
-    return round(usd * _MICRO)
-
-
-def _to_usd(micro: int) -> float:
-    return micro / _MICRO
+def estimate_micros(job: Job, prices: Mapping[str, Mapping[str, float]] = DEFAULT_PRICES) -> Micros:
+    """Estimated µ$ of one job from the price table (USD per image x n)."""
+    r = job.request
+    return micros(price(r.mode, r.resolution, r.n, prices))
 
 
 @dataclass(frozen=True, slots=True)
 class CreditStats:
-    """A snapshot in USD."""
+    """A snapshot; amounts in µ$ (budget None = no cap)."""
 
-    budget: float | None
-    reserved: float
-    spent: float
-    ambiguous: float
-    refunded: float
+    budget: Micros | None
+    reserved: Micros
+    spent: Micros
+    ambiguous: Micros
+    refunded: Micros
     stopped: str | None
 
     @property
-    def committed(self) -> float:
-        """Spent plus everything still reserved (in flight or ambiguous)."""
-        return self.reserved + self.spent + self.ambiguous
+    def committed(self) -> Micros:
+        """Spent plus everything still reserved (in flight or ambiguous), µ$."""
+        return Micros(self.reserved + self.spent + self.ambiguous)
 
 
 class Credits(Protocol):
-    """What the scheduler needs of a credit guard. Amounts in USD."""
+    """What the scheduler needs of a credit guard. Amounts in µ$."""
 
-    def estimate(self, job: Job) -> float:
-        """Estimated USD of one job."""
+    def estimate(self, job: Job) -> Micros:
+        """Estimated µ$ of one job."""
         ...
 
     @property
@@ -69,16 +68,19 @@ class Credits(Protocol):
     async def stop(self, reason: str) -> None:
         """Stop new reservations; the first reason wins."""
 
-    async def reserve(self, key: str, amount: float) -> bool:
+    async def reserve(self, key: str, amount: Micros) -> bool:
         """Hold `amount` for job `key`; False (nothing held) when it does not fit."""
         ...
 
-    async def hold(self, key: str, amount: float) -> None:
+    async def hold(self, key: str, amount: Micros) -> None:
         """Hold `amount` for a job already submitted (re-attached), whatever the budget."""
         ...
 
-    async def settle(self, key: str, charged: float | None) -> float:
-        """The job completed: its reservation becomes spend; returns the USD counted."""
+    async def settle(self, key: str, charged: Micros | None) -> Micros:
+        """The job completed: its reservation becomes spend (`charged` if reported).
+
+        Returns the µ$ counted as spent for it.
+        """
         ...
 
     async def refund(self, key: str) -> None:
@@ -93,29 +95,28 @@ class Credits(Protocol):
 
 
 class CreditGuard:
-    """Reserve, settle and refund job costs against `budget` (USD, None = no cap).
+    """Reserve, settle and refund job costs against `budget` (µ$, None = no cap).
 
     Implements `Credits` for one process.
     """
 
     def __init__(
         self,
-        budget: float | None,
+        budget: Micros | None,
         prices: Mapping[str, Mapping[str, float]] = DEFAULT_PRICES,
     ) -> None:
-        self._budget = None if budget is None else _to_micro(budget)
+        self._budget = budget
         self._prices = prices
-        self._held: dict[str, int] = {}
-        self._reserved = 0
-        self._spent = 0
-        self._ambiguous = 0
-        self._refunded = 0
+        self._held: dict[str, Micros] = {}
+        self._reserved = ZERO
+        self._spent = ZERO
+        self._ambiguous = ZERO
+        self._refunded = ZERO
         self._stopped: str | None = None
 
-    def estimate(self, job: Job) -> float:
-        """Estimated USD of one job."""
-        r = job.request
-        return price(r.mode, r.resolution, r.n, self._prices)
+    def estimate(self, job: Job) -> Micros:
+        """Estimated µ$ of one job."""
+        return estimate_micros(job, self._prices)
 
     @property
     def stopped(self) -> str | None:
@@ -127,75 +128,73 @@ class CreditGuard:
         if self._stopped is None:
             self._stopped = reason
 
-    def fits(self, amount: float) -> bool:
-        """Whether a reservation of `amount` USD would stay within the budget."""
+    def fits(self, amount: Micros) -> bool:
+        """Whether a reservation of `amount` µ$ would stay within the budget."""
         if self._budget is None:
             return True
-        return self._reserved + self._spent + self._ambiguous + _to_micro(amount) <= self._budget
+        return self._reserved + self._spent + self._ambiguous + amount <= self._budget
 
-    async def reserve(self, key: str, amount: float) -> bool:
-        """Hold `amount` USD for job `key`. False (and nothing held) when it does not fit."""
+    async def reserve(self, key: str, amount: Micros) -> bool:
+        """Hold `amount` µ$ for job `key`. False (and nothing held) when it does not fit."""
         if self._stopped is not None:
             return False
         if key in self._held:
             return True
         if not self.fits(amount):
             return False
-        micro = _to_micro(amount)
-        self._held[key] = micro
-        self._reserved += micro
+        self._held[key] = amount
+        self._reserved = Micros(self._reserved + amount)
         return True
 
-    async def hold(self, key: str, amount: float) -> None:
+    async def hold(self, key: str, amount: Micros) -> None:
         """A job an earlier run submitted may be billed: hold its cost, budget or not.
 
         The budget then counts it, so the run starts fewer new jobs instead of
         overspending.
         """
         if key not in self._held:
-            micro = _to_micro(amount)
-            self._held[key] = micro
-            self._reserved += micro
+            self._held[key] = amount
+            self._reserved = Micros(self._reserved + amount)
 
-    async def settle(self, key: str, charged: float | None) -> float:
+    async def settle(self, key: str, charged: Micros | None) -> Micros:
         """The job completed: its reservation becomes spend (the reported cost if any).
 
-        Returns the USD counted as spent for it.
+        Returns the µ$ counted as spent for it.
         """
-        micro = self._held.pop(key, 0)
-        self._reserved -= micro
-        spent = micro if charged is None else _to_micro(charged)
-        self._spent += spent
-        return _to_usd(spent)
+        held = self._held.pop(key, ZERO)
+        self._reserved = Micros(self._reserved - held)
+        spent = held if charged is None else charged
+        self._spent = Micros(self._spent + spent)
+        return spent
 
     async def refund(self, key: str) -> None:
         """The job ended without being billed: free its reservation."""
-        micro = self._held.pop(key, 0)
-        self._reserved -= micro
-        self._refunded += micro
+        held = self._held.pop(key, ZERO)
+        self._reserved = Micros(self._reserved - held)
+        self._refunded = Micros(self._refunded + held)
 
     async def mark_ambiguous(self, key: str) -> None:
         """The submit's answer was lost: its cost may have been billed. Keep it held."""
-        micro = self._held.pop(key, 0)
-        self._reserved -= micro
-        self._ambiguous += micro
+        held = self._held.pop(key, ZERO)
+        self._reserved = Micros(self._reserved - held)
+        self._ambiguous = Micros(self._ambiguous + held)
 
-    def add_spent(self, usd: float, *, possible: float = 0.0) -> None:
+    def add_spent(self, charged: Micros, *, possible: Micros = ZERO) -> None:
         """Count earlier runs of the same folder (resume) against the budget.
 
-        `usd` was charged; `possible` may have been (ambiguous submits): it is
-        held as ambiguous spend.
+        `charged` µ$ were charged; `possible` may have been (ambiguous
+        submits): it is held as ambiguous spend.
         """
-        self._spent += _to_micro(usd)
-        self._ambiguous += _to_micro(possible)
+        self._spent = Micros(self._spent + charged)
+        self._ambiguous = Micros(self._ambiguous + possible)
 
     def stats(self) -> CreditStats:
-        """A frozen snapshot in USD."""
+        """A frozen snapshot, µ$."""
         return CreditStats(
-            budget=None if self._budget is None else _to_usd(self._budget),
-            reserved=_to_usd(self._reserved),
-            spent=_to_usd(self._spent),
-            ambiguous=_to_usd(self._ambiguous),
-            refunded=_to_usd(self._refunded),
+            budget=self._budget,
+            reserved=self._reserved,
+            spent=self._spent,
+            ambiguous=self._ambiguous,
+            refunded=self._refunded,
             stopped=self._stopped,
         )

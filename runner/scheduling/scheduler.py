@@ -51,6 +51,7 @@ from runner.errors import (
 )
 from runner.events import Event, EventKind, Listener, RunStats
 from runner.jobs import Job
+from runner.money import Micros, format_usd, maybe_micros, to_usd
 from runner.scheduling.credits import Credits
 from runner.scheduling.inflight import InFlightCap, auto_cap
 from runner.scheduling.polling import LatencyTracker, PollPolicy, first_poll_delay, next_poll_delay
@@ -195,9 +196,10 @@ class Scheduler:
             ambiguous=self._counts["ambiguous"],
             rate_limited=self._counts["rate_limited"],
             retries=self._counts["retry"],
-            credits_spent=credit.spent,
-            credits_reserved=credit.reserved,
-            credits_ambiguous=credit.ambiguous,
+            # RunStats keeps USD floats for its listeners: converted here, once.
+            credits_spent=to_usd(credit.spent),
+            credits_reserved=to_usd(credit.reserved),
+            credits_ambiguous=to_usd(credit.ambiguous),
             calls=dict(self._calls),
             stopped=self._stop_reason or credit.stopped,
             elapsed=anyio.current_time() - self._start if self._start is not None else 0.0,
@@ -246,9 +248,9 @@ class Scheduler:
                 estimate = self._guard.estimate(job)
                 if not await self._guard.reserve(job.key, estimate):
                     reason = self._guard.stopped or (
-                        f"credit budget reached: the next job needs ${estimate:.4f} and "
-                        f"${self._guard.stats().committed:.4f} of "
-                        f"${self._guard.stats().budget or 0:.2f} is committed"
+                        f"credit budget reached: the next job needs {format_usd(estimate)} and "
+                        f"{format_usd(self._guard.stats().committed)} of "
+                        f"{format_usd(self._guard.stats().budget or 0)} is committed"
                     )
                     await self._guard.stop(reason)
                     self.request_stop(reason, hold_submits=False)
@@ -323,7 +325,7 @@ class Scheduler:
             return None  # advice only: a run does not fail over it
 
     def _send_marks(
-        self, job: Job, estimate: float
+        self, job: Job, estimate: Micros
     ) -> tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]:
         """(before, refused): record a submit going on the wire, and its clear refusal.
 
@@ -452,7 +454,7 @@ class Scheduler:
             self._emit("submitted", job, submission.request_id)
             return submission
 
-    async def _ambiguous_again(self, job: Job, tried_again: bool, estimate: float) -> bool:
+    async def _ambiguous_again(self, job: Job, tried_again: bool, estimate: Micros) -> bool:
         """Record an ambiguous submit; True when the job may be submitted once more."""
         self._counts["ambiguous"] += 1
         await self._guard.mark_ambiguous(job.key)
@@ -576,6 +578,9 @@ class Scheduler:
         latency: float | None,
     ) -> None:
         images: list[SavedImage] = []
+        # The answer's reported USD, converted once: the guard, the ledger
+        # and the sidecar all see these µ$.
+        reported = maybe_micros(result.metrics.cost)
         if not result.media:
             await self._guard.mark_ambiguous(job.key)
             self._fail(job, "the result has no image", request_id)
@@ -585,7 +590,7 @@ class Scheduler:
                 images.append(await self._download(job, index, media))
             except DownloadError as err:
                 # Paid for: the charge stands.
-                await self._guard.settle(job.key, result.metrics.cost)
+                await self._guard.settle(job.key, reported)
                 if not err.retryable or request_id is None or job.endpoint != "v2":
                     # The same bytes again would fail again (wrong format or
                     # size, too large, refused address): final.
@@ -604,7 +609,7 @@ class Scheduler:
                     "to download it",
                 )
                 return
-        charged = await self._guard.settle(job.key, result.metrics.cost)
+        charged = await self._guard.settle(job.key, reported)
         completion = Completion(
             request_id=request_id,
             submitted_wall=submitted_wall,
@@ -613,13 +618,14 @@ class Scheduler:
             metrics=result.metrics,
             estimate=self._guard.estimate(job),
             charged=charged,
+            reported=reported,
             seed=result.seed,
         )
         self._sink.completed(job, images, completion)
         self._outcomes[job.key] = "completed"
         self._counts["completed"] += 1
         self._counts["images"] += len(images)
-        self._emit("completed", job, request_id or "", credits=charged)
+        self._emit("completed", job, request_id or "", credits=to_usd(charged))
 
     async def _download(self, job: Job, index: int, media: Media) -> SavedImage:
         async def fetch_and_save() -> SavedImage:

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from runner.backends.base import Metrics, Submission
 from runner.jobs import Job
+from runner.money import Micros
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,22 +26,23 @@ class SavedImage:
 
 @dataclass(frozen=True, slots=True)
 class Completion:
-    """What the sink needs to finish a job. Wall times are UTC epoch seconds."""
+    """What the sink needs to finish a job. Wall times are UTC epoch seconds; money µ$."""
 
     request_id: str | None
     submitted_wall: float | None
     completed_wall: float
     wall_s: float | None
     metrics: Metrics
-    estimate: float
-    charged: float
+    estimate: Micros
+    charged: Micros  # what the guard counted: the reported cost, else the estimate
     seed: int | None = None
+    reported: Micros | None = None  # the answer's own cost (metrics.cost), converted once
 
 
 class JobSink(Protocol):
     """Durable record of jobs. Raises runner.errors.StoreError on disk faults."""
 
-    def submitting(self, job: Job, estimate: float) -> None:
+    def submitting(self, job: Job, estimate: Micros) -> None:
         """About to send the submit (a crash after this is an ambiguous submit)."""
 
     def submitted(self, job: Job, submission: Submission, wall: float) -> None:

@@ -22,6 +22,11 @@ on ``OUT/.runner/lock`` (released by the OS if the process dies).
 verify` while a run goes on.
 
 The schema is in migrations.py: ordered, named steps applied on open.
+Money is integer micro-dollars (`runner.money.Micros`) in the file, in every
+sum and in every row returned; times are wall-clock epoch seconds from
+`runner.clock.wall_time`. A read-only open of a folder an older runner
+wrote (money still USD REAL: not migrated, since it is not ours to write)
+converts on read, by the same rule.
 """
 
 from __future__ import annotations
@@ -31,17 +36,23 @@ import json
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal, cast
 
+from runner.clock import WallClock, utc_datetime, wall_time
 from runner.errors import RunnerError, StoreError, UsageError
+from runner.money import ZERO, Micros
 from runner.store.atomic import ensure_dir, fsync_dir, store_error
 from runner.store.lock import FolderLock, release_folder_lock, take_folder_lock
-from runner.store.migrations import applied_migrations, check_migrations, migrate
+from runner.store.migrations import (
+    MONEY_MICROS,
+    applied_migrations,
+    check_migrations,
+    migrate,
+    register_functions,
+)
 from runner.store.sidecar import public_url
 
 State = Literal["planned", "submitting", "submitted", "completed", "failed", "expired"]
@@ -64,7 +75,7 @@ _CHUNK: Final = 500
 
 @dataclass(frozen=True, slots=True)
 class JobRow:
-    """One job's ledger row. Times are wall-clock epoch seconds; money is USD."""
+    """One job's ledger row. Times are wall-clock epoch seconds; money is µ$."""
 
     key: str
     idx: int
@@ -73,8 +84,8 @@ class JobRow:
     request_id: str | None
     submitted_at: float | None
     completed_at: float | None
-    estimate: float
-    charged: float | None
+    estimate: Micros
+    charged: Micros | None
     reason: str | None
     attempts: int
     ambiguous: int
@@ -94,12 +105,12 @@ class LedgerMeta:
 
 @dataclass(frozen=True, slots=True)
 class StateTotals:
-    """Aggregates of the rows in one state (USD, wall-clock epoch seconds)."""
+    """Aggregates of the rows in one state (µ$, wall-clock epoch seconds)."""
 
     state: State
     jobs: int
-    estimate: float
-    charged: float
+    estimate: Micros
+    charged: Micros
     charged_jobs: int
     ambiguous: int
     oldest_submitted_at: float | None
@@ -111,11 +122,19 @@ def ledger_path(out_dir: Path) -> Path:
     return out_dir / RUNNER_DIR / LEDGER_NAME
 
 
-_COLUMNS: Final = (
-    "key, idx, prompt_id, state, request_id, submitted_at, completed_at, estimate, "
-    "charged, reason, attempts, ambiguous, files, updated_at"
+def _columns(estimate: str, charged: str) -> str:
+    return (
+        "key, idx, prompt_id, state, request_id, submitted_at, completed_at, "
+        f"{estimate}, {charged}, reason, attempts, ambiguous, files, updated_at"
+    )
+
+
+_SELECT: Final = f"SELECT {_columns('estimate', 'charged')} FROM jobs"  # noqa: S608 (constant)
+# A ledger before m004_money_micros, opened read-only: its USD REAL columns
+# are converted as they are read, by the migration's own function.
+_SELECT_USD: Final = (
+    f"SELECT {_columns('usd_to_micros(estimate)', 'usd_to_micros(charged)')} FROM jobs"  # noqa: S608
 )
-_SELECT: Final = f"SELECT {_COLUMNS} FROM jobs"  # noqa: S608 (constant text)
 
 
 def _row(values: tuple[Any, ...]) -> JobRow:
@@ -167,7 +186,7 @@ def _move_aside(path: Path) -> Path | None:
     """Rename a ledger (and its WAL files) to ledger.<UTC time>.sqlite; never delete it."""
     if not path.exists():
         return None
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    stamp = utc_datetime().strftime("%Y%m%dT%H%M%S%fZ")
     target = path.with_name(f"ledger.{stamp}.sqlite")
     try:
         # The WAL may hold committed rows not yet in the main file: it moves with it.
@@ -185,7 +204,8 @@ class Ledger:
     """The job ledger of one output folder. Create with `open` or `open_readonly`.
 
     Every method is synchronous and quick, one committed transaction each,
-    and safe to call from any thread (a lock serialises them).
+    and safe to call from any thread (a lock serialises them). `wall` stamps
+    ``updated_at``.
     """
 
     def __init__(
@@ -196,10 +216,16 @@ class Ledger:
         *,
         lock_fd: FolderLock | None,
         readonly: bool,
+        usd_columns: bool = False,
+        wall: WallClock = wall_time,
     ) -> None:
         self._conn = conn
         self._lock = threading.Lock()
         self._lock_fd = lock_fd
+        self._wall = wall
+        # Money columns still USD REAL (an older runner's folder, read-only).
+        self._usd = usd_columns
+        self._select = _SELECT_USD if usd_columns else _SELECT
         self.path = path
         self.meta = meta
         self.readonly = readonly
@@ -207,7 +233,15 @@ class Ledger:
     # -- opening ---------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, out_dir: Path, *, backend: str, base_url: str, fresh: bool = False) -> Ledger:
+    def open(
+        cls,
+        out_dir: Path,
+        *,
+        backend: str,
+        base_url: str,
+        fresh: bool = False,
+        wall: WallClock = wall_time,
+    ) -> Ledger:
         """Open (or create) the ledger of `out_dir` for a run with `backend` at `base_url`.
 
         Takes the folder's lock (UsageError if another runner holds it). A
@@ -234,8 +268,8 @@ class Ledger:
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA busy_timeout=5000")
             migrate(conn, path)
-            meta = _meta(conn, out_dir, backend=backend, base_url=base_url)
-            return cls(conn, path, meta, lock_fd=lock_fd, readonly=False)
+            meta = _meta(conn, out_dir, backend=backend, base_url=base_url, wall=wall)
+            return cls(conn, path, meta, lock_fd=lock_fd, readonly=False, wall=wall)
         except BaseException as err:
             if conn is not None:
                 conn.close()
@@ -268,11 +302,14 @@ class Ledger:
             raise _sqlite_error(err, path) from None
         try:
             conn.execute("PRAGMA busy_timeout=5000")
-            check_migrations(path, applied=applied_migrations(conn))
+            applied = applied_migrations(conn)
+            check_migrations(path, applied=applied)
+            register_functions(conn)
             meta = _read_meta(conn)
             if meta is None:
                 raise UsageError(f"{path} records no backend; it was never used by a run")
-            return cls(conn, path, meta, lock_fd=None, readonly=True)
+            usd = MONEY_MICROS not in applied
+            return cls(conn, path, meta, lock_fd=None, readonly=True, usd_columns=usd)
         except BaseException as err:
             conn.close()
             if isinstance(err, sqlite3.Error):
@@ -317,27 +354,27 @@ class Ledger:
 
     # -- writes: one committed transaction each ----------------------------------------------
 
-    def plan(self, key: str, idx: int, prompt_id: str, estimate: float) -> JobRow:
+    def plan(self, key: str, idx: int, prompt_id: str, estimate: Micros) -> JobRow:
         """Record a job as planned unless it is known already; return its row.
 
-        `estimate` is USD for the whole request.
+        `estimate` is µ$ for the whole request.
         """
         self.plan_many([(key, idx, prompt_id, estimate)])
         row = self.get(key)
         assert row is not None
         return row
 
-    def plan_many(self, items: Iterable[tuple[str, int, str, float]]) -> int:
-        """Plan many jobs ((key, idx, prompt_id, estimate USD) each); return how many were new.
+    def plan_many(self, items: Iterable[tuple[str, int, str, Micros]]) -> int:
+        """Plan many jobs ((key, idx, prompt_id, estimate µ$) each); return how many were new.
 
         Committed in batches: a planned row is cheap to redo, so it does not
         need a transaction of its own.
         """
         if self.readonly:
             raise ValueError(f"ledger {self.path} is open read-only")
-        now = time.time()
+        now = self._wall()
         inserted = 0
-        batch: list[tuple[str, int, str, float, float]] = []
+        batch: list[tuple[str, int, str, Micros, float]] = []
 
         def flush() -> None:
             nonlocal inserted
@@ -372,7 +409,7 @@ class Ledger:
             "UPDATE jobs SET state = 'submitting', attempts = attempts + 1, request_id = NULL, "
             "submitted_at = NULL, reason = NULL, updated_at = ? "
             "WHERE key = ? AND state IN ('planned', 'submitting', 'failed', 'expired')",
-            (time.time(), key),
+            (self._wall(), key),
             key=key,
             to="submitting",
         )
@@ -385,7 +422,7 @@ class Ledger:
         self._write(
             "UPDATE jobs SET state = 'submitted', request_id = ?, submitted_at = ?, "
             "updated_at = ? WHERE key = ? AND state IN ('planned', 'submitting')",
-            (request_id, at, time.time(), key),
+            (request_id, at, self._wall(), key),
             key=key,
             to="submitted",
         )
@@ -394,19 +431,19 @@ class Ledger:
         """Count a submit whose answer was lost (it may have been accepted and billed)."""
         self._write(
             "UPDATE jobs SET ambiguous = ambiguous + 1, updated_at = ? WHERE key = ?",
-            (time.time(), key),
+            (self._wall(), key),
             key=key,
             to="submitting",
         )
 
-    def completed(self, key: str, charged: float | None, files: Sequence[str], at: float) -> None:
-        """Record a finished job: USD charged (if reported), its image files relative to OUT
+    def completed(self, key: str, charged: Micros | None, files: Sequence[str], at: float) -> None:
+        """Record a finished job: µ$ charged (if reported), its image files relative to OUT
         (``/``-separated), wall-clock epoch seconds `at`. Call after the sidecars are written.
         """
         self._write(
             "UPDATE jobs SET state = 'completed', charged = ?, files = ?, completed_at = ?, "
             "reason = NULL, updated_at = ? WHERE key = ?",
-            (charged, json.dumps(list(files)), at, time.time(), key),
+            (charged, json.dumps(list(files)), at, self._wall(), key),
             key=key,
             to="completed",
         )
@@ -416,7 +453,7 @@ class Ledger:
         self._write(
             "UPDATE jobs SET state = 'failed', reason = ?, updated_at = ? "
             "WHERE key = ? AND state != 'completed'",
-            (reason, time.time(), key),
+            (reason, self._wall(), key),
             key=key,
             to="failed",
         )
@@ -426,7 +463,7 @@ class Ledger:
         self._write(
             "UPDATE jobs SET state = 'expired', updated_at = ? "
             "WHERE key = ? AND state IN ('submitting', 'submitted')",
-            (time.time(), key),
+            (self._wall(), key),
             key=key,
             to="expired",
         )
@@ -439,7 +476,7 @@ class Ledger:
         self._write(
             "UPDATE jobs SET state = 'expired', reason = 'files missing after completion', "
             "updated_at = ? WHERE key = ? AND state = 'completed'",
-            (time.time(), key),
+            (self._wall(), key),
             key=key,
             to="expired",
         )
@@ -453,7 +490,7 @@ class Ledger:
             "UPDATE jobs SET state = 'planned', request_id = NULL, submitted_at = NULL, "
             "completed_at = NULL, charged = NULL, reason = NULL, files = '[]', updated_at = ? "
             "WHERE key = ? AND state != 'submitted'",
-            (time.time(), key),
+            (self._wall(), key),
             key=key,
             to="planned",
         )
@@ -483,7 +520,7 @@ class Ledger:
     def get(self, key: str) -> JobRow | None:
         """The row of `key`, or None."""
         with self._db() as db:
-            found = db.execute(f"{_SELECT} WHERE key = ?", (key,)).fetchone()
+            found = db.execute(f"{self._select} WHERE key = ?", (key,)).fetchone()
         return _row(found) if found else None
 
     def get_many(self, keys: Iterable[str]) -> dict[str, JobRow]:
@@ -494,7 +531,7 @@ class Ledger:
             chunk = wanted[start : start + _CHUNK]
             marks = ", ".join("?" * len(chunk))
             with self._db() as db:
-                rows = db.execute(f"{_SELECT} WHERE key IN ({marks})", chunk).fetchall()
+                rows = db.execute(f"{self._select} WHERE key IN ({marks})", chunk).fetchall()
             for values in rows:
                 row = _row(values)
                 found[row.key] = row
@@ -504,10 +541,10 @@ class Ledger:
         """All rows, or those in `state`, in expansion order (idx)."""
         with self._db() as db:
             if state is None:
-                fetched = db.execute(f"{_SELECT} ORDER BY idx, key").fetchall()
+                fetched = db.execute(f"{self._select} ORDER BY idx, key").fetchall()
             else:
                 fetched = db.execute(
-                    f"{_SELECT} WHERE state = ? ORDER BY idx, key", (state,)
+                    f"{self._select} WHERE state = ? ORDER BY idx, key", (state,)
                 ).fetchall()
         return map(_row, fetched)
 
@@ -515,7 +552,7 @@ class Ledger:
         """Rows in submitting or submitted, oldest submit first (unconfirmed ones first)."""
         with self._db() as db:
             fetched = db.execute(
-                f"{_SELECT} WHERE state IN ('submitting', 'submitted') "
+                f"{self._select} WHERE state IN ('submitting', 'submitted') "
                 "ORDER BY submitted_at IS NOT NULL, submitted_at, idx"
             ).fetchall()
         return [_row(values) for values in fetched]
@@ -530,18 +567,21 @@ class Ledger:
 
     def totals(self) -> dict[State, StateTotals]:
         """Aggregates per state (every state present) for `runner status`."""
-        totals = {state: StateTotals(state, 0, 0.0, 0.0, 0, 0, None, None) for state in STATES}
+        totals = {state: StateTotals(state, 0, ZERO, ZERO, 0, 0, None, None) for state in STATES}
+        estimate, charged = self._money("estimate"), self._money("charged")
         with self._db() as db:
+            # SUM of INTEGER is an exact integer (TOTAL would be a float).
             fetched = db.execute(
-                "SELECT state, COUNT(*), TOTAL(estimate), TOTAL(charged), COUNT(charged), "
-                "TOTAL(ambiguous), MIN(submitted_at), MIN(updated_at) FROM jobs GROUP BY state"
+                f"SELECT state, COUNT(*), COALESCE(SUM({estimate}), 0), "  # noqa: S608 (constant)
+                f"COALESCE(SUM({charged}), 0), COUNT(charged), TOTAL(ambiguous), "
+                "MIN(submitted_at), MIN(updated_at) FROM jobs GROUP BY state"
             ).fetchall()
-        for state, jobs, estimate, charged, charged_jobs, ambiguous, oldest, updated in fetched:
+        for state, jobs, estimates, charges, charged_jobs, ambiguous, oldest, updated in fetched:
             totals[state] = StateTotals(
                 state=state,
                 jobs=jobs,
-                estimate=estimate,
-                charged=charged,
+                estimate=Micros(estimates),
+                charged=Micros(charges),
                 charged_jobs=charged_jobs,
                 ambiguous=int(ambiguous),
                 oldest_submitted_at=oldest,
@@ -549,19 +589,25 @@ class Ledger:
             )
         return totals
 
-    def possible_extra_spend(self) -> float:
-        """USD that earlier runs may have been billed without a result to show for it.
+    def possible_extra_spend(self) -> Micros:
+        """µ$ that earlier runs may have been billed without a result to show for it.
 
         Each ambiguous submit (its answer lost) may have been accepted, and so
         may a job left `submitting` by a crash: their estimates, so a resumed
         run's budget counts them.
         """
+        estimate = self._money("estimate")
         with self._db() as db:
             (extra,) = db.execute(
-                "SELECT TOTAL(ambiguous * estimate) + "
-                "TOTAL(CASE WHEN state = 'submitting' THEN estimate ELSE 0 END) FROM jobs"
+                f"SELECT COALESCE(SUM(ambiguous * {estimate}), 0) + "  # noqa: S608 (constant)
+                f"COALESCE(SUM(CASE WHEN state = 'submitting' THEN {estimate} ELSE 0 END), 0) "
+                "FROM jobs"
             ).fetchone()
-        return float(extra)
+        return Micros(extra)
+
+    def _money(self, column: str) -> str:
+        """The SQL for money `column` in µ$ (converted on read in an older runner's ledger)."""
+        return f"usd_to_micros({column})" if self._usd else column
 
     def migrations(self) -> list[str]:
         """Names of the applied migrations, in order."""
@@ -581,7 +627,9 @@ def _read_meta(conn: sqlite3.Connection) -> LedgerMeta | None:
     )
 
 
-def _meta(conn: sqlite3.Connection, out_dir: Path, *, backend: str, base_url: str) -> LedgerMeta:
+def _meta(
+    conn: sqlite3.Connection, out_dir: Path, *, backend: str, base_url: str, wall: WallClock
+) -> LedgerMeta:
     """Record the folder's backend on first use; refuse another one later."""
     base_url = public_url(base_url, keep_query=False).rstrip("/")
     meta = _read_meta(conn)
@@ -589,7 +637,7 @@ def _meta(conn: sqlite3.Connection, out_dir: Path, *, backend: str, base_url: st
         from runner import __version__
 
         meta = LedgerMeta(
-            backend=backend, base_url=base_url, created_at=time.time(), runner_version=__version__
+            backend=backend, base_url=base_url, created_at=wall(), runner_version=__version__
         )
         conn.execute("BEGIN IMMEDIATE")
         conn.executemany(

@@ -5,17 +5,22 @@ table. Append new steps at the end; never edit, rename or reorder one that
 has shipped: folders made by older runners replay only the steps they lack.
 A ledger with a step this runner does not know was made by a newer one and
 is refused rather than misread.
+
+A step may call ``usd_to_micros(x)``: `migrate` registers it on the
+connection as runner.money.micros, so the SQL rounds money by the same rule
+as the code (nearest µ$, half to even).
 """
 
 from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
+from runner.clock import utc_datetime
 from runner.errors import UsageError
+from runner.money import micros
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +73,53 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             )""",
         ),
     ),
+    # Money as integer micro-dollars: a REAL column summed a million $0.02
+    # estimates with float drift. SQLite cannot change a column's type, so
+    # the table is rebuilt: same columns, estimate and charged INTEGER µ$.
+    Migration(
+        "m004_money_micros",
+        (
+            """CREATE TABLE jobs_micros (
+                key TEXT PRIMARY KEY,
+                idx INTEGER NOT NULL,
+                prompt_id TEXT NOT NULL,
+                state TEXT NOT NULL CHECK (state IN
+                    ('planned', 'submitting', 'submitted', 'completed', 'failed', 'expired')),
+                request_id TEXT,
+                submitted_at REAL,
+                completed_at REAL,
+                estimate INTEGER NOT NULL,
+                charged INTEGER,
+                reason TEXT,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                ambiguous INTEGER NOT NULL DEFAULT 0,
+                files TEXT NOT NULL DEFAULT '[]',
+                updated_at REAL NOT NULL
+            ) WITHOUT ROWID""",
+            """INSERT INTO jobs_micros SELECT
+                key, idx, prompt_id, state, request_id, submitted_at, completed_at,
+                usd_to_micros(estimate), usd_to_micros(charged),
+                reason, attempts, ambiguous, files, updated_at
+            FROM jobs""",
+            "DROP TABLE jobs",
+            "ALTER TABLE jobs_micros RENAME TO jobs",
+            "CREATE INDEX jobs_state_idx ON jobs (state, idx)",
+        ),
+    ),
 )
+
+MONEY_MICROS: Final = "m004_money_micros"
+"""The step after which the ledger's money columns hold integer µ$ (before it: USD REAL)."""
+
+
+def register_functions(conn: sqlite3.Connection) -> None:
+    """Give `conn` the SQL functions the steps call (``usd_to_micros``)."""
+    conn.create_function("usd_to_micros", 1, _usd_to_micros, deterministic=True)
+
+
+def _usd_to_micros(value: float | int | None) -> int | None:
+    # A NULL charge (none reported) stays NULL.
+    return None if value is None else micros(value)
 
 
 def applied_migrations(conn: sqlite3.Connection) -> list[str]:
@@ -102,6 +153,7 @@ def migrate(
     Returns the names applied now. `conn` must be in autocommit mode
     (``isolation_level=None``); `path` names the ledger in messages.
     """
+    register_functions(conn)
     conn.execute(
         "CREATE TABLE IF NOT EXISTS migrations "
         "(seq INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, applied_at TEXT NOT NULL)"
@@ -116,7 +168,7 @@ def migrate(
                 conn.execute(statement)
             conn.execute(
                 "INSERT INTO migrations (name, applied_at) VALUES (?, ?)",
-                (migration.name, datetime.now(UTC).isoformat()),
+                (migration.name, utc_datetime().isoformat()),
             )
             conn.execute("COMMIT")
         except BaseException:

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from runner.errors import StoreError
 from runner.jobs import ImageInput, Job
+from runner.money import Micros, to_usd
 from runner.redact import holds_secret
 from runner.store.atomic import store_error, write_atomic
 from runner.store.media import ImageInfo
@@ -165,8 +166,8 @@ def build_sidecar(
     backend: str,
     base_url: str,
     request_id: str | None,
-    estimated_usd: float,
-    charged_usd: float | None = None,
+    estimate: Micros,
+    charged: Micros | None = None,
     submitted_at: float | None = None,
     completed_at: float | None = None,
     queue_s: float | None = None,
@@ -181,8 +182,9 @@ def build_sidecar(
 
     `image` is what media.check_image returned; `file_name` the image's path
     relative to OUT (layout.relative_name). `submitted_at` / `completed_at`
-    are wall-clock epoch seconds; durations are seconds; credits USD for the
-    whole request. `manifest_path` and `manifest_sha256` go together.
+    are wall-clock epoch seconds; durations are seconds; `estimate` and
+    `charged` are µ$ for the whole request (the sidecar states them in
+    USD). `manifest_path` and `manifest_sha256` go together.
     """
     if runner_version is None:
         from runner import __version__ as runner_version
@@ -221,7 +223,10 @@ def build_sidecar(
             inference_s=inference_s,
             wall_s=wall_s,
         ),
-        credits=Credits(estimated_usd=estimated_usd, charged_usd=charged_usd),
+        credits=Credits(
+            estimated_usd=to_usd(estimate),
+            charged_usd=None if charged is None else to_usd(charged),
+        ),
         file=FileRef(
             name=file_name,
             bytes=image.bytes,

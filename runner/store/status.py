@@ -8,11 +8,12 @@ Reads the ledger read-only and without its lock, so it works during a run.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from runner.clock import wall_time
+from runner.money import to_usd, total
 from runner.store.ledger import IN_FLIGHT, STATES, Ledger, State
 
 RETENTION_S: Final = 3600.0
@@ -21,7 +22,10 @@ RETENTION_S: Final = 3600.0
 
 @dataclass(frozen=True, slots=True)
 class FolderStatus:
-    """The figures of `runner status`. Money in USD, ages in seconds.
+    """The figures of `runner status` (its ``--json`` form). Money in USD, ages in seconds.
+
+    The ledger's µ$ are summed exactly and become USD floats here, where
+    they leave for JSON and text.
 
     `estimate_by_state` sums the price-table estimate of the jobs in each
     state (expired: what ``--resubmit-expired`` would cost again; failed: what
@@ -61,7 +65,7 @@ def folder_status(
 
     Raises UsageError when `out_dir` has no ledger.
     """
-    now = time.time() if now is None else now
+    now = wall_time() if now is None else now
     with Ledger.open_readonly(out_dir) as ledger:
         meta = ledger.meta
         totals = ledger.totals()
@@ -73,8 +77,8 @@ def folder_status(
         backend=meta.backend,
         base_url=meta.base_url,
         counts={state: totals[state].jobs for state in STATES},
-        estimate_by_state={state: totals[state].estimate for state in STATES},
-        charged_usd=sum(t.charged for t in totals.values()),
+        estimate_by_state={state: to_usd(totals[state].estimate) for state in STATES},
+        charged_usd=to_usd(total(t.charged for t in totals.values())),
         charged_jobs=sum(t.charged_jobs for t in totals.values()),
         ambiguous=sum(t.ambiguous for t in totals.values()),
         in_flight=sum(totals[state].jobs for state in IN_FLIGHT),

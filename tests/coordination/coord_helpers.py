@@ -8,6 +8,7 @@ from pathlib import Path
 
 from runner.coordination import Coordination, CoordinatorSpec, join_run
 from runner.manifest import Manifest, load_manifest
+from runner.money import maybe_micros
 from runner.scheduling.scheduler import SchedulerConfig
 from runner.sweep import expand
 
@@ -60,7 +61,7 @@ async def workers(
     count: int,
     tmp: Path,
     *,
-    budget: float | None = None,
+    budget: float | None = None,  # USD, as a manifest states it
     config: SchedulerConfig | None = None,
     lease: float = 15.0,
     run_id: str | None = None,
@@ -74,7 +75,7 @@ async def workers(
                     CoordinatorSpec(url, run_id, lease),
                     manifest=manifest,
                     jobs=jobs,
-                    budget=budget,
+                    budget=maybe_micros(budget),
                     config=config or SchedulerConfig(rpm=None),
                     base_url=BASE_URL,
                     api_key="sk-test",

@@ -20,6 +20,7 @@ from runner.coordination import Coordination
 from runner.coordination.claims import ClaimSource
 from runner.coordination.handover import HandoverRules
 from runner.jobs import Job
+from runner.money import micros
 from runner.scheduling.source import WorkItem
 from runner.store import Ledger
 
@@ -128,7 +129,7 @@ async def test_a_submit_in_flight_when_its_worker_died_is_ambiguous(
             (lost, taker), _ = await sources([dead, alive], [dead_ledger, alive_ledger], tmp_path)
             item = await lost.next()
             assert item is not None
-            assert await dead.guard.reserve(item.job.key, 0.02)
+            assert await dead.guard.reserve(item.job.key, micros(0.02))
             await lost.submitting(item.job)
             lost.forget([item.job.index])
             taken = await taker.next()
@@ -136,8 +137,8 @@ async def test_a_submit_in_flight_when_its_worker_died_is_ambiguous(
             row = alive_ledger.get(taken.job.key)
             assert row is not None and row.ambiguous == 1  # ... and counted
             # The dead worker's reservation is possible spend now.
-            assert alive.guard.stats().ambiguous == pytest.approx(0.02)
-            assert alive.guard.stats().reserved == pytest.approx(0.0)
+            assert alive.guard.stats().ambiguous == micros(0.02)
+            assert alive.guard.stats().reserved == 0
 
 
 async def test_a_job_handed_back_goes_first_and_keeps_its_request_id(
@@ -172,15 +173,15 @@ async def test_a_worker_restarting_tells_the_run_what_its_folder_finished(
             # What this folder's ledger kept from a run whose coordinator was lost:
             # job 0 completed (its reservation still held in Redis), job 1 failed,
             # job 2 submitted as req-2.
-            assert await coord.guard.reserve(jobs[0].key, 0.02)
+            assert await coord.guard.reserve(jobs[0].key, micros(0.02))
             for job in jobs[:3]:
-                ledger.plan(job.key, job.index, job.prompt_id, 0.02)
-            ledger.completed(jobs[0].key, 0.018, [], 1_800_000_000.0)
+                ledger.plan(job.key, job.index, job.prompt_id, micros(0.02))
+            ledger.completed(jobs[0].key, micros(0.018), [], 1_800_000_000.0)
             ledger.failed(jobs[1].key, "blocked")
             ledger.submitted(jobs[2].key, "req-2", 4_000_000_000.0)
             (source,), _ = await sources([coord], [ledger], tmp_path)
             assert coord.reconciled == 2
-            assert coord.guard.stats().spent == pytest.approx(0.018)
+            assert coord.guard.stats().spent == micros(0.018)
             got = []
             while (item := await source.next()) is not None:
                 got.append((item.job.index, item.resume.request_id if item.resume else None))

@@ -14,6 +14,7 @@ import pytest
 from coord_helpers import manifest_of, workers
 
 from runner.coordination.local_redis import LocalRedis
+from runner.money import micros
 from runner.scheduling.scheduler import SchedulerConfig
 
 pytestmark = pytest.mark.anyio
@@ -108,7 +109,7 @@ async def test_reservations_of_all_workers_stay_within_one_budget(
     async with workers(redis_url, manifest, 3, tmp_path, budget=0.15) as joined:
 
         async def reserve(i: int) -> None:
-            outcomes.append(await joined[i % 3].guard.reserve(f"job{i}", 0.02))
+            outcomes.append(await joined[i % 3].guard.reserve(f"job{i}", micros(0.02)))
 
         async with anyio.create_task_group() as tg:
             for i in range(20):
@@ -116,8 +117,8 @@ async def test_reservations_of_all_workers_stay_within_one_budget(
         assert outcomes.count(True) == 7  # 7 x $0.02 = $0.14 <= $0.15 < 8 x $0.02
         run = joined[0].guard
         await run.refresh()
-        assert run.stats().reserved == pytest.approx(0.14)
-        assert run.stats().budget == pytest.approx(0.15)
+        assert run.stats().reserved == micros(0.14)
+        assert run.stats().budget == micros(0.15)
 
 
 async def test_settle_refund_and_ambiguity_are_counted_once_for_the_run(
@@ -126,23 +127,23 @@ async def test_settle_refund_and_ambiguity_are_counted_once_for_the_run(
     manifest = manifest_of(tmp_path, 1)
     async with workers(redis_url, manifest, 2, tmp_path, budget=1.0) as (a, b):
         for key in ("j1", "j2", "j3", "j4"):
-            assert await a.guard.reserve(key, 0.02)
+            assert await a.guard.reserve(key, micros(0.02))
         # The job taken over by b is settled against a's reservation.
-        assert await b.guard.settle("j1", 0.015) == pytest.approx(0.015)
-        assert await a.guard.settle("j2", None) == pytest.approx(0.02)
+        assert await b.guard.settle("j1", micros(0.015)) == micros(0.015)
+        assert await a.guard.settle("j2", None) == micros(0.02)
         await b.guard.refund("j3")
         await a.guard.mark_ambiguous("j4")
         # Reconciling an outcome already counted changes nothing.
-        await b.guard.reconcile("j1", "completed", 0.015)
+        await b.guard.reconcile("j1", "completed", micros(0.015))
         s = b.guard.stats()
-    assert (s.reserved, s.spent, s.ambiguous, s.refunded) == pytest.approx((0.0, 0.035, 0.02, 0.02))
+    assert (s.reserved, s.spent, s.ambiguous, s.refunded) == (0, 35_000, 20_000, 20_000)
 
 
 async def test_a_stop_reaches_every_worker(tmp_path: Path, redis_url: str) -> None:
     manifest = manifest_of(tmp_path, 1)
     async with workers(redis_url, manifest, 2, tmp_path) as (a, b):
         await a.guard.stop("the API refused a submit for lack of credits (406)")
-        assert not await b.guard.reserve("j", 0.01)
+        assert not await b.guard.reserve("j", micros(0.01))
         assert b.guard.stopped == "the API refused a submit for lack of credits (406)"
         assert b.guard.stats().stopped == b.guard.stopped
 
@@ -160,7 +161,7 @@ async def test_random_operations_of_three_workers_never_commit_past_the_budget(
                 key = f"j{rng.randrange(12)}"
                 op = rng.choice(["reserve", "reserve", "settle", "refund", "ambiguous"])
                 if op == "reserve":
-                    await guard.reserve(key, rng.choice([0.02, 0.03, 0.05]))
+                    await guard.reserve(key, micros(rng.choice([0.02, 0.03, 0.05])))
                 elif op == "settle":
                     await guard.settle(key, None)
                 elif op == "refund":
@@ -168,8 +169,8 @@ async def test_random_operations_of_three_workers_never_commit_past_the_budget(
                 else:
                     await guard.mark_ambiguous(key)
                 s = guard.stats()
-                assert s.committed <= 0.2 + 1e-9
-                assert s.reserved >= -1e-9
+                assert s.committed <= micros(0.2)  # exact
+                assert s.reserved >= 0
 
         async with anyio.create_task_group() as tg:
             for i in range(3):
@@ -186,11 +187,11 @@ async def test_losing_redis_degrades_to_a_local_share(
         a.link.on_lost(stops.append)
         await a.beat()  # sees b alive
         assert a.peers == 2
-        assert await a.guard.reserve("j1", 0.02)
+        assert await a.guard.reserve("j1", micros(0.02))
         redis_server.kill()
         # No new reservation without the coordinator; a settlement is kept locally.
-        assert not await a.guard.reserve("j2", 0.02)
-        assert await a.guard.settle("j1", None) == pytest.approx(0.02)
+        assert not await a.guard.reserve("j2", micros(0.02))
+        assert await a.guard.settle("j1", None) == micros(0.02)
         assert a.lost is not None and "lost the coordinator" in a.lost
         assert stops == [a.lost]
         assert a.guard.stats().stopped is None  # not a credit stop: exit 1, not 3

@@ -21,6 +21,7 @@ from runner.backends.select import local_backend
 from runner.emulator import InProcess
 from runner.events import Event, RunStats
 from runner.jobs import Job
+from runner.money import maybe_micros
 from runner.recorder import Recorder, RecorderConfig
 from runner.scheduling.credits import CreditGuard
 from runner.scheduling.scheduler import Scheduler, SchedulerConfig
@@ -89,7 +90,7 @@ async def run_source(
         scheduler = Scheduler(
             backend,
             recorder,
-            CreditGuard(budget),
+            CreditGuard(maybe_micros(budget)),
             SchedulerConfig(rpm=10, seed=1),
             listeners=[listen],
         )

@@ -46,6 +46,7 @@ from runner.emulator import (
     serve_in_thread,
 )
 from runner.manifest import parse_manifest
+from runner.money import to_usd
 from runner.store import JobRow, Ledger, ledger_path, read_sidecar, temp_files, verify
 from runner.sweep import expand
 
@@ -398,7 +399,7 @@ def account(run: SoakRun) -> Accounting:
     for row in run.rows:
         paid = views.get(row.request_id or "")
         if row.state == "completed":
-            charged = row.charged
+            charged = None if row.charged is None else to_usd(row.charged)
             if charged is None and row.files:
                 # Recorded from its files after a crash: the sidecar has the charge.
                 sidecar = read_sidecar((run.out / row.files[0]).with_suffix(".json"))

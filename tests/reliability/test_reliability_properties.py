@@ -53,6 +53,7 @@ from runner.errors import (
 )
 from runner.events import Event, RunStats
 from runner.manifest import Manifest, parse_manifest
+from runner.money import micros
 from runner.run import RunOptions, run_manifest
 from runner.scheduling.rate import RateGate
 from runner.scheduling.retry import RetryPolicy, backoff, retry_delay
@@ -322,7 +323,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def plan(self) -> str:
         self.counter += 1
         key = f"k1:{self.counter:064x}"
-        self.ledger.plan(key, self.counter, "p", 0.02)
+        self.ledger.plan(key, self.counter, "p", micros(0.02))
         self.model[key] = "planned"
         self.request_ids[key] = None
         return key
@@ -336,7 +337,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 rid = f"req-{self.counter}-{key[-4:]}"
                 self.ledger.submitted(key, rid, 1000.0)
             elif method == "completed":
-                self.ledger.completed(key, 0.02, [f"p/{key[-8:]}.png"], 1001.0)
+                self.ledger.completed(key, micros(0.02), [f"p/{key[-8:]}.png"], 1001.0)
             elif method == "failed":
                 self.ledger.failed(key, "boom")
             else:

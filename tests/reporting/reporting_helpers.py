@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw
 
 from runner.jobs import Job
 from runner.manifest import load_manifest
+from runner.money import Micros, micros
 from runner.params import pixel_size
 from runner.store import (
     Ledger,
@@ -37,7 +38,7 @@ FAILED = {5: "content blocked: the prompt was flagged by the moderation filter (
 EXPIRED = frozenset({9})
 NOT_RUN = frozenset({22, 23})
 AMBIGUOUS = {3: 1}  # job index -> lost submit answers (the job then completed)
-CHARGED = 0.025  # USD the emulated API reports for even-indexed jobs
+CHARGED = micros(0.025)  # what the emulated API reports for even-indexed jobs (µ$)
 
 _PIL = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 _COLORS = {"red": (196, 48, 43), "teal": (22, 128, 128)}
@@ -77,12 +78,12 @@ def picture(job: Job, i: int, size: tuple[int, int] | None = None) -> bytes:
 
 
 def complete_job(
-    out: Path, ledger: Ledger, job: Job, *, charged: float | None, size: tuple[int, int] | None
+    out: Path, ledger: Ledger, job: Job, *, charged: Micros | None, size: tuple[int, int] | None
 ) -> list[str]:
     """The store's write path for a finished job: images, sidecars, then the ledger."""
     ledger.submitted(job.key, f"req-{job.key8}", AT + job.index)
     files = []
-    estimate = 0.02 * job.request.n
+    estimate = micros(0.02 * job.request.n)
     for i in range(job.request.n):
         saved = save_image(out, job, i, picture(job, i, size), expected_size=None)
         sidecar = build_sidecar(
@@ -93,8 +94,8 @@ def complete_job(
             backend="local",
             base_url=BASE_URL,
             request_id=f"req-{job.key8}",
-            estimated_usd=estimate,
-            charged_usd=charged,
+            estimate=estimate,
+            charged=charged,
             submitted_at=AT + job.index,
             completed_at=AT + job.index + 11.5,
             queue_s=0.5,
@@ -123,7 +124,7 @@ def make_folder(
     """Write `jobs` into `out` with the given job indexes failed, expired, not run."""
     folder = Folder(out=out, jobs=jobs)
     with Ledger.open(out, backend="local", base_url=BASE_URL) as ledger:
-        ledger.plan_many((j.key, j.index, j.prompt_id, 0.02 * j.request.n) for j in jobs)
+        ledger.plan_many((j.key, j.index, j.prompt_id, micros(0.02 * j.request.n)) for j in jobs)
         for job in jobs:
             if job.index in not_run:
                 folder.not_run.add(job.key)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from reporting_helpers import make_folder, sweep_jobs
 
+from runner.money import micros
 from runner.reporting.jobinfo import (
     JobCatalog,
     JobFacts,
@@ -73,9 +74,9 @@ def test_run_rows_cover_exactly_the_runs_jobs(tmp_path: Path) -> None:
     rows = run_rows(every, run)
     assert [row.key for row in rows] == list(run)  # jobs 0-1 are not this run's
     assert [row.state for row in rows] == ["completed"] * 2 + ["planned"] * 6
-    assert rows[2].estimate == 0.02
+    assert rows[2].estimate == micros(0.02)
     quality = next(job for job in jobs if job.request.mode == "quality")
     (row,) = run_rows(every, {quality.key: quality})
-    assert row.estimate == 0.05
+    assert row.estimate == micros(0.05)
     (row,) = run_rows(every, {quality.key: quality}, prices={"quality": {"1k": 0.5}})
-    assert row.estimate == 0.5
+    assert row.estimate == micros(0.5)

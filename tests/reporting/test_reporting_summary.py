@@ -10,6 +10,7 @@ import pytest
 from reporting_helpers import CHARGED, Folder, make_folder, make_sweep_folder, sweep_jobs
 
 from runner.events import RunStats
+from runner.money import micros, to_usd
 from runner.reporting.exit_codes import decide_exit
 from runner.reporting.jobinfo import JobCatalog
 from runner.reporting.summary import (
@@ -82,15 +83,16 @@ def test_counts_images_and_credits_agree_with_the_ledger(folder: Folder) -> None
     assert doc["images"] == {"total": sum(len(r.files) for r in completed), "this_run": 18}
     credits = doc["credits"]
     assert isinstance(credits, dict)
-    assert credits["estimated_usd"] == pytest.approx(sum(r.estimate for r in rows))
+    # Exact: the ledger's µ$ summed, then written as USD.
+    assert credits["estimated_usd"] == to_usd(sum(r.estimate for r in rows))
     reported = [r.charged for r in completed if r.charged is not None]
     assert credits["charged_jobs"] == len(reported)
-    assert credits["charged_usd"] == pytest.approx(len(reported) * CHARGED)
+    assert credits["charged_usd"] == to_usd(len(reported) * CHARGED)
     spent = sum(r.charged if r.charged is not None else r.estimate for r in completed)
-    assert credits["spent_usd"] == pytest.approx(spent)
+    assert credits["spent_usd"] == to_usd(spent)
     # Job 3 lost one submit answer: its estimate may have been paid twice.
     assert credits["ambiguous_submits"] == 1
-    assert credits["possible_duplicate_usd"] == pytest.approx(folder.jobs[3].request.n * 0.02)
+    assert credits["possible_duplicate_usd"] == to_usd(micros(folder.jobs[3].request.n * 0.02))
     assert credits["spent_this_run_usd"] == pytest.approx(0.43)
 
 

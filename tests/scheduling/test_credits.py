@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runner.jobs import Request, make_job
+from runner.money import Micros, micros
 from runner.scheduling.credits import CreditGuard
 
 
@@ -18,39 +19,39 @@ def _job(mode: str = "standard", resolution: str = "1k", n: int = 1, i: int = 0)
 
 def test_estimate_is_price_times_n() -> None:
     guard = CreditGuard(None)
-    assert guard.estimate(_job("quality", "2k", 3)) == 0.05 * 3
+    assert guard.estimate(_job("quality", "2k", 3)) == Micros(150_000)
 
 
 @pytest.mark.anyio
 async def test_reserve_refuses_past_the_budget() -> None:
-    guard = CreditGuard(0.05)
-    assert await guard.reserve("a", 0.02)
-    assert await guard.reserve("b", 0.02)
-    assert not await guard.reserve("c", 0.02)  # 0.06 > 0.05
+    guard = CreditGuard(micros(0.05))
+    assert await guard.reserve("a", micros(0.02))
+    assert await guard.reserve("b", micros(0.02))
+    assert not await guard.reserve("c", micros(0.02))  # 0.06 > 0.05
     await guard.refund("b")
-    assert await guard.reserve("c", 0.02)
-    assert guard.stats().reserved == 0.04
+    assert await guard.reserve("c", micros(0.02))
+    assert guard.stats().reserved == micros(0.04)
 
 
 @pytest.mark.anyio
 async def test_settle_uses_the_reported_cost() -> None:
-    guard = CreditGuard(1.0)
-    await guard.reserve("a", 0.02)
-    assert await guard.settle("a", 0.015) == 0.015
-    await guard.reserve("b", 0.02)
-    assert await guard.settle("b", None) == 0.02
+    guard = CreditGuard(micros(1.0))
+    await guard.reserve("a", micros(0.02))
+    assert await guard.settle("a", micros(0.015)) == micros(0.015)
+    await guard.reserve("b", micros(0.02))
+    assert await guard.settle("b", None) == micros(0.02)
     s = guard.stats()
-    assert (s.reserved, s.spent) == (0.0, 0.035)
+    assert (s.reserved, s.spent) == (0, micros(0.035))
 
 
 @pytest.mark.anyio
 async def test_ambiguous_cost_stays_held() -> None:
-    guard = CreditGuard(0.04)
-    await guard.reserve("a", 0.02)
+    guard = CreditGuard(micros(0.04))
+    await guard.reserve("a", micros(0.02))
     await guard.mark_ambiguous("a")
-    assert guard.stats().ambiguous == 0.02
-    assert await guard.reserve("a", 0.02)  # the retry of the same job
-    assert not await guard.reserve("b", 0.02)
+    assert guard.stats().ambiguous == micros(0.02)
+    assert await guard.reserve("a", micros(0.02))  # the retry of the same job
+    assert not await guard.reserve("b", micros(0.02))
 
 
 @pytest.mark.anyio
@@ -58,13 +59,13 @@ async def test_stop_blocks_new_reservations() -> None:
     guard = CreditGuard(None)
     await guard.stop("406: insufficient credits")
     await guard.stop("later reason")
-    assert not await guard.reserve("a", 0.01)
+    assert not await guard.reserve("a", micros(0.01))
     assert guard.stopped == "406: insufficient credits"
 
 
 @settings(max_examples=100, deadline=None)
 @given(
-    budget=st.integers(0, 500).map(lambda c: c / 100),
+    budget=st.integers(0, 500).map(lambda c: Micros(c * 10_000)),
     ops=st.lists(
         st.tuples(
             st.sampled_from(["reserve", "settle", "refund", "ambiguous"]), st.integers(0, 20)
@@ -72,16 +73,16 @@ async def test_stop_blocks_new_reservations() -> None:
         max_size=200,
     ),
 )
-def test_committed_never_passes_budget(budget: float, ops: list[tuple[str, int]]) -> None:
+def test_committed_never_passes_budget(budget: Micros, ops: list[tuple[str, int]]) -> None:
     anyio.run(_committed_never_passes_budget, budget, ops)
 
 
-async def _committed_never_passes_budget(budget: float, ops: list[tuple[str, int]]) -> None:
+async def _committed_never_passes_budget(budget: Micros, ops: list[tuple[str, int]]) -> None:
     guard = CreditGuard(budget)
     for op, k in ops:
         key = f"j{k}"
         if op == "reserve":
-            await guard.reserve(key, 0.02 + (k % 3) * 0.01)
+            await guard.reserve(key, Micros(20_000 + (k % 3) * 10_000))
         elif op == "settle":
             await guard.settle(key, None)
         elif op == "refund":
@@ -89,5 +90,20 @@ async def _committed_never_passes_budget(budget: float, ops: list[tuple[str, int
         else:
             await guard.mark_ambiguous(key)
         s = guard.stats()
-        assert s.committed <= budget + 1e-9
+        assert s.committed <= budget  # exact: no epsilon
         assert s.reserved >= 0
+
+
+@pytest.mark.anyio
+async def test_many_reservations_add_up_to_the_micro_dollar() -> None:
+    # $0.01 100,000 times: a float sum drifts (999.9999999992356); µ$ do not.
+    guard = CreditGuard(micros(1_000.0))
+    cent = micros(0.01)
+    for i in range(100_000):
+        assert await guard.reserve(f"j{i}", cent)
+    assert not await guard.reserve("one more", cent)
+    assert guard.stats().committed == micros(1_000.0)
+    for i in range(0, 100_000, 2):
+        await guard.settle(f"j{i}", None)
+    s = guard.stats()
+    assert (s.spent, s.reserved) == (micros(500.0), micros(500.0))

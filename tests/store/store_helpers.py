@@ -10,6 +10,7 @@ from pathlib import Path
 from PIL import Image
 
 from runner.jobs import ImageInput, Job, Request, make_job
+from runner.money import micros
 from runner.store.layout import sidecar_path
 from runner.store.ledger import Ledger
 from runner.store.save import save_image
@@ -91,7 +92,7 @@ def store_job(
 
     With ``complete=False`` it stops before the ledger commit, as a crash there would.
     """
-    ledger.plan(the_job.key, the_job.index, the_job.prompt_id, 0.02 * the_job.request.n)
+    ledger.plan(the_job.key, the_job.index, the_job.prompt_id, micros(0.02 * the_job.request.n))
     ledger.submitting(the_job.key)
     ledger.submitted(the_job.key, f"req-{the_job.key8}", at)
     files = []
@@ -106,12 +107,12 @@ def store_job(
             backend="local",
             base_url="http://127.0.0.1:9",
             request_id=f"req-{the_job.key8}",
-            estimated_usd=0.02 * the_job.request.n,
+            estimate=micros(0.02 * the_job.request.n),
             submitted_at=at,
             completed_at=at + 12.5,
         )
         write_sidecar(sidecar_path(saved.path), sidecar)
         files.append(saved.name)
     if complete:
-        ledger.completed(the_job.key, 0.02 * the_job.request.n, files, at + 12.5)
+        ledger.completed(the_job.key, micros(0.02 * the_job.request.n), files, at + 12.5)
     return files

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from runner.errors import StoreError, UsageError
+from runner.money import micros
 from runner.store.ledger import STATES, JobRow, Ledger, ledger_path
 from runner.store.migrations import MIGRATIONS, Migration, applied_migrations, migrate
 
@@ -50,12 +51,12 @@ def test_open_creates_a_wal_ledger_with_every_migration(tmp_path: Path) -> None:
 
 
 def test_a_job_through_its_happy_path(ledger: Ledger) -> None:
-    row = ledger.plan(KEY, 7, "fox", 0.04)
+    row = ledger.plan(KEY, 7, "fox", micros(0.04))
     assert (row.state, row.idx, row.prompt_id, row.estimate, row.attempts) == (
         "planned",
         7,
         "fox",
-        0.04,
+        40_000,
         0,
     )
     ledger.submitting(KEY)
@@ -67,23 +68,23 @@ def test_a_job_through_its_happy_path(ledger: Ledger) -> None:
         1000.5,
         1,
     )
-    ledger.completed(KEY, 0.039, ["fox/a-aaaaaaaa-0.png", "fox/a-aaaaaaaa-1.png"], 1013.0)
+    ledger.completed(KEY, micros(0.039), ["fox/a-aaaaaaaa-0.png", "fox/a-aaaaaaaa-1.png"], 1013.0)
     row = must_get(ledger)
     assert row.state == "completed"
-    assert row.charged == 0.039
+    assert row.charged == 39_000
     assert row.completed_at == 1013.0
     assert row.files == ("fox/a-aaaaaaaa-0.png", "fox/a-aaaaaaaa-1.png")
 
 
 def test_plan_keeps_what_is_known(ledger: Ledger) -> None:
-    ledger.plan(KEY, 1, "fox", 0.02)
+    ledger.plan(KEY, 1, "fox", micros(0.02))
     ledger.submitting(KEY)
     row = ledger.plan(KEY, 1, "fox", 9.99)
-    assert (row.state, row.estimate) == ("submitting", 0.02)
+    assert (row.state, row.estimate) == ("submitting", 20_000)
 
 
 def test_failure_retry_and_expiry(ledger: Ledger) -> None:
-    ledger.plan(KEY, 0, "fox", 0.02)
+    ledger.plan(KEY, 0, "fox", micros(0.02))
     ledger.submitting(KEY)
     ledger.ambiguous(KEY)
     ledger.failed(KEY, "content blocked")
@@ -114,7 +115,7 @@ def test_failure_retry_and_expiry(ledger: Ledger) -> None:
 def test_moves_that_could_pay_twice_or_drop_a_result_are_refused(
     ledger: Ledger, steps: list[str], illegal: str
 ) -> None:
-    ledger.plan(KEY, 0, "fox", 0.02)
+    ledger.plan(KEY, 0, "fox", micros(0.02))
     calls = {
         "submitting": lambda: ledger.submitting(KEY),
         "submitted": lambda: ledger.submitted(KEY, "req", 1.0),
@@ -140,8 +141,10 @@ def test_an_unknown_job_must_be_planned_first(ledger: Ledger) -> None:
 
 def test_reads_counts_and_order(ledger: Ledger) -> None:
     keys = [f"k1:{i:064x}" for i in range(1200)]
-    assert ledger.plan_many((key, 1199 - i, "p", 0.02) for i, key in enumerate(keys)) == 1200
-    assert ledger.plan_many([(keys[0], 0, "p", 0.02)]) == 0
+    assert (
+        ledger.plan_many((key, 1199 - i, "p", micros(0.02)) for i, key in enumerate(keys)) == 1200
+    )
+    assert ledger.plan_many([(keys[0], 0, "p", micros(0.02))]) == 0
     for key in keys[:3]:
         ledger.submitting(key)
     ledger.submitted(keys[1], "r1", 50.0)
@@ -163,7 +166,7 @@ def test_reads_counts_and_order(ledger: Ledger) -> None:
 
 
 def test_the_resume_scan_uses_the_state_index(ledger: Ledger) -> None:
-    ledger.plan_many((f"k1:{i:064x}", i, "p", 0.02) for i in range(100_000))
+    ledger.plan_many((f"k1:{i:064x}", i, "p", micros(0.02)) for i in range(100_000))
     rows = list(ledger.rows("planned"))
     assert len(rows) == 100_000
     assert rows[0].idx == 0 and rows[-1].idx == 99_999
@@ -186,7 +189,7 @@ def test_submitted_survives_a_sigkill(tmp_path: Path) -> None:
         from pathlib import Path
         from runner.store.ledger import Ledger
         ledger = Ledger.open(Path({str(tmp_path)!r}), backend="local", base_url={URL!r})
-        ledger.plan({KEY!r}, 0, "fox", 0.02)
+        ledger.plan({KEY!r}, 0, "fox", 20_000)
         ledger.submitting({KEY!r})
         ledger.submitted({KEY!r}, "req-survivor", 123.0)
         os.kill(os.getpid(), signal.SIGKILL)
@@ -205,7 +208,7 @@ def test_one_runner_per_folder(tmp_path: Path) -> None:
     try:
         with pytest.raises(UsageError, match=r"in use by another runner process \(pid \d+\)"):
             Ledger.open(tmp_path, backend="local", base_url=URL)
-        first.plan(KEY, 0, "fox", 0.02)
+        first.plan(KEY, 0, "fox", micros(0.02))
         with Ledger.open_readonly(tmp_path) as reader:
             assert reader.counts()["planned"] == 1
             with pytest.raises(ValueError, match="read-only"):
@@ -231,7 +234,7 @@ def test_a_folder_refuses_another_backend_or_url(tmp_path: Path) -> None:
 
 def test_fresh_moves_the_old_ledger_aside_and_keeps_images(tmp_path: Path) -> None:
     with Ledger.open(tmp_path, backend="segmind", base_url="https://api.segmind.com") as old:
-        old.plan(KEY, 0, "fox", 0.02)
+        old.plan(KEY, 0, "fox", micros(0.02))
     image = tmp_path / "fox" / "a-aaaaaaaa-0.png"
     image.parent.mkdir()
     image.write_bytes(b"paid for")
@@ -252,20 +255,20 @@ def test_migrations_apply_in_order_once_and_roll_back_on_error(tmp_path: Path) -
     path = ledger_path(tmp_path)
     conn = sqlite3.connect(path, isolation_level=None)
     extra = (
-        Migration("m004_note", ("ALTER TABLE jobs ADD COLUMN note TEXT",)),
-        Migration("m005_more", ("CREATE TABLE more (x)", "CREATE INDEX more_x ON more (x)")),
+        Migration("m005_note", ("ALTER TABLE jobs ADD COLUMN note TEXT",)),
+        Migration("m006_more", ("CREATE TABLE more (x)", "CREATE INDEX more_x ON more (x)")),
     )
-    assert migrate(conn, path, MIGRATIONS + extra) == ["m004_note", "m005_more"]
+    assert migrate(conn, path, MIGRATIONS + extra) == ["m005_note", "m006_more"]
     assert migrate(conn, path, MIGRATIONS + extra) == []
-    broken = (Migration("m006_broken", ("CREATE TABLE half (x)", "NOT SQL AT ALL")),)
+    broken = (Migration("m007_broken", ("CREATE TABLE half (x)", "NOT SQL AT ALL")),)
     with pytest.raises(sqlite3.OperationalError):
         migrate(conn, path, MIGRATIONS + extra + broken)
-    assert applied_migrations(conn)[-2:] == ["m004_note", "m005_more"]
+    assert applied_migrations(conn)[-2:] == ["m005_note", "m006_more"]
     tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
     assert "more" in tables and "half" not in tables
     conn.close()
     # This runner knows only MIGRATIONS: a ledger with later steps is a newer runner's.
-    with pytest.raises(UsageError, match=r"newer or different runner.*'m004_note'"):
+    with pytest.raises(UsageError, match=r"newer or different runner.*'m005_note'"):
         Ledger.open(tmp_path, backend="local", base_url=URL)
     with pytest.raises(UsageError, match="newer or different runner"):
         Ledger.open_readonly(tmp_path)
@@ -304,14 +307,14 @@ def test_runs_are_recorded(ledger: Ledger) -> None:
 
 def test_a_full_disk_stops_cleanly_and_loses_nothing_committed(tmp_path: Path) -> None:
     with Ledger.open(tmp_path, backend="local", base_url=URL) as ledger:
-        ledger.plan(KEY, 0, "fox", 0.02)
+        ledger.plan(KEY, 0, "fox", micros(0.02))
         ledger.submitting(KEY)
         ledger.submitted(KEY, "req-paid", 1.0)
         # SQLite's own page cap gives a real SQLITE_FULL, as a full disk would.
         pages = ledger._conn.execute("PRAGMA page_count").fetchone()[0]
         ledger._conn.execute(f"PRAGMA max_page_count = {pages}")
         with pytest.raises(StoreError) as caught:
-            ledger.plan_many((f"k1:{i:064x}", i, "fox", 0.02) for i in range(5000))
+            ledger.plan_many((f"k1:{i:064x}", i, "fox", micros(0.02)) for i in range(5000))
         assert str(caught.value) == (
             f"ledger {ledger.path}: no space left on device; free space or use --out elsewhere"
         )
@@ -321,7 +324,7 @@ def test_a_full_disk_stops_cleanly_and_loses_nothing_committed(tmp_path: Path) -
 
 
 def test_a_read_only_ledger_is_a_store_error(ledger: Ledger) -> None:
-    ledger.plan(KEY, 0, "fox", 0.02)
+    ledger.plan(KEY, 0, "fox", micros(0.02))
     ledger._conn.execute("PRAGMA query_only = 1")  # SQLITE_READONLY, as on a read-only mount
     with pytest.raises(StoreError, match="read-only; use --out elsewhere"):
         ledger.submitting(KEY)

@@ -12,6 +12,7 @@ from store_helpers import SMALL, encode, job
 
 from runner.errors import StoreError
 from runner.jobs import ImageInput
+from runner.money import micros
 from runner.store.media import check_image
 from runner.store.sidecar import (
     Sidecar,
@@ -44,8 +45,8 @@ def make(**overrides: object) -> Sidecar:
         "backend": "segmind",
         "base_url": "https://api.segmind.com",
         "request_id": "3f1c0000-0000-4000-8000-000000000000",
-        "estimated_usd": 0.04,
-        "charged_usd": 0.04,
+        "estimate": micros(0.04),
+        "charged": micros(0.04),
         "submitted_at": 1_800_000_000.0,
         "completed_at": 1_800_000_013.25,
         "inference_s": 13.06,

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from runner.errors import UsageError
+from runner.money import micros
 from runner.store.ledger import Ledger
 from runner.store.status import folder_status, render_status
 
@@ -17,14 +18,16 @@ def key(i: int) -> str:
 
 
 def fill(ledger: Ledger, now: float) -> None:
-    ledger.plan_many((key(i), i, "fox", 0.02 if i < 10 else 0.05) for i in range(12))
+    ledger.plan_many((key(i), i, "fox", micros(0.02 if i < 10 else 0.05)) for i in range(12))
     # 0-1 planned; 2 submitting; 3-4 submitted (10 min and 70 min ago); 5-8 completed;
     # 9 failed; 10-11 expired (0.05 each).
     for i in range(2, 12):
         ledger.submitting(key(i))
     ledger.submitted(key(3), "r3", now - 600)
     ledger.submitted(key(4), "r4", now - 4200)
-    for i, charged in zip(range(5, 9), [0.02, 0.02, 0.025, None], strict=True):
+    for i, charged in zip(
+        range(5, 9), [micros(0.02), micros(0.02), micros(0.025), None], strict=True
+    ):
         ledger.submitted(key(i), f"r{i}", now - 100)
         ledger.completed(key(i), charged, [f"fox/{i}.png"], now - 50)
     ledger.ambiguous(key(2))
@@ -69,7 +72,7 @@ def test_figures(tmp_path: Path) -> None:
 def test_in_flight_within_the_window(tmp_path: Path) -> None:
     now = time.time()
     with Ledger.open(tmp_path, backend="local", base_url="http://x") as ledger:
-        ledger.plan(key(1), 0, "fox", 0.02)
+        ledger.plan(key(1), 0, "fox", micros(0.02))
         ledger.submitting(key(1))
         ledger.submitted(key(1), "r1", now - 600)
     status = folder_status(tmp_path, now=now)

@@ -31,6 +31,7 @@ from hostile_corpus import (
 )
 
 from runner.emulator import Emulator
+from runner.money import micros
 from runner.store import Ledger, verify
 
 pytestmark = pytest.mark.anyio
@@ -196,7 +197,7 @@ async def test_a_cost_that_cannot_be_true_is_not_trusted(tmp_path: Path) -> None
     doc = json.loads(sidecar.read_text())
     # Reported -1000: unknown, so the estimate is what the budget counts.
     assert doc["credits"]["charged_usd"] is None
-    assert row.charged is not None and row.charged == doc["credits"]["estimated_usd"] > 0
+    assert row.charged is not None and row.charged == micros(doc["credits"]["estimated_usd"]) > 0
     assert report.stats.credits_spent > 0
 
 
