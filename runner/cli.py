@@ -163,6 +163,9 @@ def _add_plan(sub: Subparsers) -> None:
     p.add_argument(
         "--max-credits", type=_non_negative_float, metavar="USD", help="override budget.max_credits"
     )
+    p.add_argument(
+        "--provider", choices=("segmind", "xai"), help="override api.provider (its limits apply)"
+    )
     p.set_defaults(handler=_cmd_plan)
 
 
@@ -170,7 +173,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from runner.manifest import load_manifest
     from runner.plan import make_plan, plan_json, render_text
 
-    plan = make_plan(load_manifest(args.manifest), rpm=args.rpm, max_credits=args.max_credits)
+    manifest = load_manifest(args.manifest, provider=args.provider)
+    plan = make_plan(manifest, rpm=args.rpm, max_credits=args.max_credits)
     if args.json:
         _write(sys.stdout, json.dumps(plan_json(plan), indent=2) + "\n")
     else:
