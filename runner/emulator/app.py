@@ -162,6 +162,7 @@ class _Pipeline:
                 status=None if dropped else response.status_code,
                 request_id=call.request_id,
                 fault=call.fault,
+                header_names=frozenset(name.lower() for name in call.request.headers),
             )
         )
         return response

@@ -131,7 +131,12 @@ def test_missing_or_bad_ticks_leave_cost_unknown(usage: object) -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [b"<html>oops</html>", answer(data=[]), answer(created=1), answer(data=[{"revised_prompt": 1}])],
+    [
+        b"<html>oops</html>",
+        answer(data=[]),
+        answer(created=1),
+        answer(data=[{"revised_prompt": 1}]),
+    ],
 )
 def test_unusable_2xx_is_a_protocol_error(body: bytes) -> None:
     with pytest.raises(ProtocolError):
@@ -156,9 +161,7 @@ def test_unusable_2xx_is_a_protocol_error(body: bytes) -> None:
 def test_errors_map_to_ours(status: int, text: str, cls: type[Exception]) -> None:
     body = answer(code="x", error=f"{text} (key {FAKE_KEY})")
     with pytest.raises(cls) as caught:
-        xai_wire.parse_generation(
-            status, {"retry-after": "7"}, body, request=build(), now_utc=NOW
-        )
+        xai_wire.parse_generation(status, {"retry-after": "7"}, body, request=build(), now_utc=NOW)
     assert type(caught.value) is cls
     assert FAKE_KEY not in str(caught.value)
     assert str(caught.value).startswith(f"POST /v1/images/generations -> {status}")
