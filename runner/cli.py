@@ -164,15 +164,40 @@ def _add_plan(sub: Subparsers) -> None:
         "--max-credits", type=_non_negative_float, metavar="USD", help="override budget.max_credits"
     )
     p.add_argument(
-        "--provider", choices=("segmind", "xai"), help="override api.provider (its limits apply)"
+        "--provider",
+        metavar="NAME[,NAME]",
+        help="override api.provider (its limits apply); several, e.g. segmind,xai, "
+        "compare credits and shortest duration side by side",
     )
     p.set_defaults(handler=_cmd_plan)
+
+
+def _cmd_plan_compare(args: argparse.Namespace) -> int:
+    from runner.plan_compare import compare, comparison_json, parse_providers, render_comparison
+
+    rows = compare(
+        args.manifest,
+        parse_providers(args.provider),
+        rpm=args.rpm,
+        max_credits=args.max_credits,
+    )
+    if args.json:
+        _write(sys.stdout, json.dumps(comparison_json(rows), indent=2) + "\n")
+    else:
+        _write(sys.stdout, render_comparison(rows))
+    return EXIT_OK
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     from runner.manifest import load_manifest
     from runner.plan import make_plan, plan_json, render_text
 
+    if args.provider and "," in args.provider:
+        return _cmd_plan_compare(args)
+    if args.provider:
+        from runner.plan_compare import parse_providers
+
+        parse_providers(args.provider)
     manifest = load_manifest(args.manifest, provider=args.provider)
     plan = make_plan(manifest, rpm=args.rpm, max_credits=args.max_credits)
     if args.json:

@@ -46,8 +46,12 @@ def _fail(message: str, hint: str | None = None) -> PydanticCustomError:
 
 def _more_elsewhere(n_max: int) -> str:
     """Which providers allow more images per request than `n_max`, for a hint."""
-    more = [f"{p.name} {p.n_max}" for p in PROVIDERS.values() if p.n_max > n_max]
-    return f"; api.provider {', '.join(more)}" if more else ""
+    more = [
+        f"api.provider {p.name} allows up to {p.n_max}"
+        for p in PROVIDERS.values()
+        if p.n_max > n_max
+    ]
+    return f"; {', '.join(more)}" if more else ""
 
 
 def param_problem(name: str, value: object, *, n_max: int = N_MAX) -> tuple[str, str] | None:
