@@ -110,6 +110,7 @@ async def test_images_and_sidecars_carry_the_exact_charge(tmp_path: Path) -> Non
             {"standard": 0.04, "quality": 0.1}[mode]
         )
         assert doc["file"]["format"] == "png"  # the emulator answered JPEG: converted here
+        assert doc["file"]["converted_from"] == "jpeg"
         assert doc["backend"]["base_url"] == LOCAL_BASE_URLS["xai"]
     image = out / docs[0]["file"]["name"]
     assert image.read_bytes().startswith(b"\x89PNG")
@@ -169,3 +170,17 @@ async def test_the_key_is_sent_as_bearer_only_and_never_written(tmp_path: Path) 
     for path in out.rglob("*"):
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
+
+
+async def test_a_format_xai_delivers_is_not_converted(tmp_path: Path) -> None:
+    emu = emulator()
+    out = tmp_path / "out"
+    manifest = parse_manifest(
+        MANIFEST.replace("output_format: png", "output_format: jpeg"), base_dir=tmp_path
+    )
+    report = await run_manifest(
+        manifest, RunOptions(out=out, backend="local"), env={}, emulator=emu
+    )
+    assert report.counts.get("completed") == 4
+    for doc in sidecars(out):
+        assert (doc["file"]["format"], doc["file"]["converted_from"]) == ("jpeg", None)

@@ -31,7 +31,7 @@ from runner.backends.answers import (
     safe_url,
     server_text,
 )
-from runner.backends.base import Media, Metrics, SyncResult
+from runner.backends.base import DeliveredMetrics, Media, SyncResult
 from runner.backends.hints import header, retry_after
 from runner.backends.media import sniff_image, split_data_uri
 from runner.backends.wire import WireRequest
@@ -303,4 +303,9 @@ def parse_generation(
     ticks = _ticks(doc)
     cost = to_usd(micros_of_ticks(ticks)) if ticks is not None else None
     request_id = (header(headers, "x-request-id") or "").strip() or None
-    return SyncResult(media=media, metrics=Metrics(cost=cost), request_id=request_id)
+    delivered = next((m.content_type for m in media if m.content_type), None)
+    return SyncResult(
+        media=media,
+        metrics=DeliveredMetrics(cost=cost, delivered_type=delivered),
+        request_id=request_id,
+    )
