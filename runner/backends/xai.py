@@ -22,7 +22,6 @@ from datetime import datetime
 from typing import Final
 
 import httpx
-from PIL import Image, UnidentifiedImageError
 
 from runner.backends import xai_wire
 from runner.backends.base import Media, Result, StatusReport, Submission, SyncResult
@@ -51,6 +50,9 @@ def convert_image(data: bytes, output_format: str) -> bytes:
     wanted = _TYPES.get(output_format)
     if wanted is None or sniff_image(data) == wanted:
         return data
+    # Imported here: a run that never converts (every Segmind run) does not load Pillow.
+    from PIL import Image, UnidentifiedImageError
+
     try:
         with Image.open(io.BytesIO(data)) as opened:
             opened.load()

@@ -85,7 +85,9 @@ def test_openai_client_sees_refusals_as_its_errors(client: openai.OpenAI, keyed:
 
 
 def test_openai_client_sees_the_rate_limit(serve_emulator: Serve) -> None:
-    served = serve_emulator(rpm=1, latency=Latency("fixed", 0.0))
+    # Real time: at the suite's time scale a rate window would be 60 ms, over before
+    # the second call on a busy machine.
+    served = serve_emulator(rpm=1, latency=Latency("fixed", 0.0), time_scale=1.0)
     sdk = openai.OpenAI(api_key=KEY, base_url=f"{served.base_url}/v1", max_retries=0)
     sdk.images.generate(model=MODEL, prompt="a fox")
     with pytest.raises(openai.RateLimitError):
