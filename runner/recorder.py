@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.backends.base import Submission
+from runner.backends.base import DeliveredMetrics, Submission
 from runner.jobs import Job
 from runner.money import ZERO, Micros
 from runner.scheduling.sink import Completion, SavedImage
@@ -98,6 +98,9 @@ class Recorder:
                 manifest_path=cfg.manifest_path,
                 manifest_sha256=cfg.manifest_sha256,
                 seed=completion.seed,
+                delivered_type=(
+                    metrics.delivered_type if isinstance(metrics, DeliveredMetrics) else None
+                ),
             )
             write_sidecar(sidecar_path(saved.path), sidecar, forbid=cfg.secrets)
         self._ledger.completed(

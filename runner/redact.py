@@ -88,9 +88,13 @@ def redact_urls(text: str) -> str:
     return _PASSWORD_IN_URL.sub(rf"\1{MASK}@", text)
 
 
-def redact_argv(argv: Sequence[str], key: str | None) -> list[str]:
-    """A command line fit to record: the API key and any URL password masked."""
-    return [redact_urls(mask_key(arg, key)) for arg in argv]
+def redact_argv(argv: Sequence[str], *keys: str | None) -> list[str]:
+    """A command line fit to record: the API keys (every provider's) and any URL password
+    masked."""
+    safe = list(argv)
+    for key in keys:
+        safe = [mask_key(arg, key) for arg in safe]
+    return [redact_urls(arg) for arg in safe]
 
 
 def redact_headers(headers: Iterable[tuple[str, str]]) -> str:

@@ -71,6 +71,8 @@ class RunOptions:
     # Several workers on one run (docs/distributed.md): Redis URL, run id.
     coordinator: str | None = None
     run_id: str | None = None
+    # --provider, when given (the manifest was loaded with it; resume repeats it).
+    provider: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +108,8 @@ def resume_command(manifest: Manifest, options: RunOptions) -> str:
         parts += ["--out", str(options.out)]
     if options.backend != "auto":
         parts += ["--backend", options.backend]
+    if options.provider:
+        parts += ["--provider", options.provider]
     if options.base_url:
         parts += ["--base-url", options.base_url]
     if options.shard is not None:
@@ -183,6 +187,7 @@ async def run_manifest(
         base_url_arg=options.base_url,
         manifest_base_url=manifest.api.base_url,
         env=env,
+        provider=manifest.api.provider,
     )
     if choice.notice:
         tell(choice.notice)
@@ -240,13 +245,13 @@ def _open(
     from runner.emulator import EmulatorConfig
 
     if emulator is not None:
-        return local_backend(emulator=emulator, timeouts=timeouts)
+        return local_backend(emulator=emulator, timeouts=timeouts, provider=choice.provider)
     # The embedded emulator enforces the budget's own limit, so a manifest
     # that would be refused by Segmind is refused here too.
     cfg = emulator_config or EmulatorConfig(
         time_scale=scale, rpm=config.rpm, rate_scope=config.rate_scope
     )
-    return local_backend(cfg, timeouts=timeouts)
+    return local_backend(cfg, timeouts=timeouts, provider=choice.provider)
 
 
 @dataclass(frozen=True, slots=True)

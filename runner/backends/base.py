@@ -54,6 +54,17 @@ class Metrics:
 
 
 @dataclass(frozen=True, slots=True)
+class DeliveredMetrics(Metrics):
+    """Metrics of an answer whose images the backend re-encodes to the job's output_format.
+
+    `delivered_type` is the image type the answer said it sent (e.g. ``image/jpeg``),
+    so the sidecar can say the saved file was converted.
+    """
+
+    delivered_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class StatusReport:
     """One answer of the status endpoint."""
 

@@ -147,14 +147,43 @@ def _add_plan(sub: Subparsers) -> None:
     p.add_argument(
         "--max-credits", type=non_negative_float, metavar="USD", help="override budget.max_credits"
     )
+    p.add_argument(
+        "--provider",
+        metavar="NAME[,NAME]",
+        help="override api.provider (its limits apply); several, e.g. segmind,xai, "
+        "compare credits and shortest duration side by side",
+    )
     p.set_defaults(handler=_cmd_plan)
+
+
+def _cmd_plan_compare(args: argparse.Namespace) -> int:
+    from runner.plan_compare import compare, comparison_json, parse_providers, render_comparison
+
+    rows = compare(
+        args.manifest,
+        parse_providers(args.provider),
+        rpm=args.rpm,
+        max_credits=args.max_credits,
+    )
+    if args.json:
+        write(sys.stdout, json.dumps(comparison_json(rows), indent=2) + "\n")
+    else:
+        write(sys.stdout, render_comparison(rows))
+    return EXIT_OK
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     from runner.manifest import load_manifest
     from runner.plan import make_plan, plan_json, render_text
 
-    plan = make_plan(load_manifest(args.manifest), rpm=args.rpm, max_credits=args.max_credits)
+    if args.provider and "," in args.provider:
+        return _cmd_plan_compare(args)
+    if args.provider:
+        from runner.plan_compare import parse_providers
+
+        parse_providers(args.provider)
+    manifest = load_manifest(args.manifest, provider=args.provider)
+    plan = make_plan(manifest, rpm=args.rpm, max_credits=args.max_credits)
     if args.json:
         write(sys.stdout, json.dumps(plan_json(plan), indent=2) + "\n")
     else:

@@ -19,6 +19,7 @@ import anyio
 
 from runner.cli.args import CommandParser, non_negative_float, positive_int
 from runner.errors import UsageError
+from runner.providers import PROVIDERS
 from runner.redact import redact_argv
 
 if TYPE_CHECKING:
@@ -47,10 +48,16 @@ def add_run(sub: Subparsers, common: CommandParser) -> None:
     p.add_argument("manifest", metavar="MANIFEST", help="path to the manifest YAML")
     p.add_argument(
         "--backend",
-        choices=("auto", "segmind", "local"),
+        choices=("auto", "segmind", "xai", "local"),
         default="auto",
-        help="segmind (needs SEGMIND_API_KEY), local (the embedded emulator, no credits), "
-        "or auto: segmind when SEGMIND_API_KEY is set, else local (default)",
+        help="segmind (needs SEGMIND_API_KEY), xai (needs XAI_API_KEY), local (the embedded "
+        "emulator of the provider's API, no credits), or auto: the provider when its key is "
+        "set, else local (default)",
+    )
+    p.add_argument(
+        "--provider",
+        choices=("segmind", "xai"),
+        help="who serves the model (default: the manifest's api.provider, else segmind)",
     )
     p.add_argument("--base-url", metavar="URL", help="API root (also SEGMIND_BASE_URL)")
     p.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: output.dir)")
@@ -123,25 +130,33 @@ def _options(args: argparse.Namespace) -> RunOptions:
         time_scale=args.time_scale,
         seed=args.seed,
         handle_signals=True,
-        argv=tuple(redact_argv(sys.argv[1:], os.environ.get("SEGMIND_API_KEY"))),
+        argv=tuple(
+            redact_argv(sys.argv[1:], *(os.environ.get(h.key_env) for h in PROVIDERS.values()))
+        ),
         coordinator=args.coordinator,
         run_id=args.run_id,
+        provider=args.provider,
     )
 
 
-def _confirm(plan: Plan, options: RunOptions, yes: bool) -> None:
+def _confirm(plan: Plan, options: RunOptions, yes: bool, provider: str) -> None:
     from runner.backends.select import choose_backend
     from runner.money import micros
     from runner.plan import usd
 
     choice = choose_backend(
-        options.backend, base_url_arg=options.base_url, manifest_base_url=None, env=os.environ
+        options.backend,
+        base_url_arg=options.base_url,
+        manifest_base_url=None,
+        env=os.environ,
+        provider=provider,
     )
     if choice.kind == "local" or yes:
         return
     if plan.jobs <= CONFIRM_JOBS and plan.credits <= micros(CONFIRM_USD):  # plan.credits: µ$
         return
-    question = f"This run sends {plan.jobs:,} jobs to Segmind, est {usd(plan.credits)}."
+    title = PROVIDERS[choice.provider].title
+    question = f"This run sends {plan.jobs:,} jobs to {title}, est {usd(plan.credits)}."
     if not sys.stdin.isatty():
         raise UsageError(f"{question} Pass --yes to confirm (no terminal to ask on).")
     answer = input(f"{question} Go on? [y/N] ").strip().lower()
@@ -155,14 +170,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from runner.plan import make_plan, render_text
     from runner.reporting.exit_codes import parse_max_failures
 
-    manifest = load_manifest(args.manifest)
+    manifest = load_manifest(args.manifest, provider=args.provider)
     options = _options(args)
     tolerance = parse_max_failures(args.max_failures) if args.max_failures else None
     plan = make_plan(manifest, rpm=options.rpm, max_credits=options.max_credits)
     if args.dry_run:
         sys.stdout.write(render_text(plan))
         return 0
-    _confirm(plan, options, args.yes)
+    _confirm(plan, options, args.yes, manifest.api.provider)
     return anyio.run(partial(_run, manifest, options, args, tolerance, plan.jobs))
 
 

@@ -1,4 +1,4 @@
-"""The emulated Segmind API as one Starlette (ASGI) app.
+"""The emulated Segmind API (and xAI's, runner.emulator.xai_routes) as one Starlette (ASGI) app.
 
 Routes follow ../shared/api/segmind-wire.md. Every call goes through one
 pipeline (`_Pipeline.run`): draw a fault, check the key, check the rate
@@ -27,6 +27,7 @@ from runner.emulator.log import CallRecord
 from runner.emulator.responses import Dropped, Trickle, error, iso_utc
 from runner.emulator.state import CreditsRefused, Emulator, JobView, hash_key
 from runner.emulator.validation import ParamError, parse_job_params
+from runner.emulator.xai_routes import GENERATIONS_PATH, bearer_key, generations
 
 _SERVER_ERRORS = {
     "500": (500, "Internal server error"),
@@ -55,6 +56,11 @@ class _Call:
 
 
 Handler = Callable[[_Call], Awaitable[Response]]
+KeyOf = Callable[[Request], str | None]
+
+
+def _segmind_key(request: Request) -> str | None:
+    return request.headers.get("x-api-key")
 
 
 class _Pipeline:
@@ -65,23 +71,28 @@ class _Pipeline:
         self.offload = offload
 
     def route(
-        self, kind: EndpointKind, handler: Handler
+        self, kind: EndpointKind, handler: Handler, key_of: KeyOf = _segmind_key
     ) -> Callable[[Request], Awaitable[Response]]:
+        """`key_of` reads the caller's key: Segmind's x-api-key, or xAI's Bearer token."""
+
         async def endpoint(request: Request) -> Response:
-            return await self.run(request, kind, handler)
+            return await self.run(request, kind, handler, key_of)
 
         return endpoint
 
-    async def run(self, request: Request, kind: EndpointKind, handler: Handler) -> Response:
+    async def run(
+        self, request: Request, kind: EndpointKind, handler: Handler, key_of: KeyOf = _segmind_key
+    ) -> Response:
         emu = self.emulator
         config = emu.config
         now = emu.now()
+        api_key = key_of(request)
         call = _Call(
             request=request,
             emulator=emu,
             kind=kind,
             now=now,
-            key_hash=hash_key(request.headers.get("x-api-key")),
+            key_hash=hash_key(api_key),
             base=(config.public_base_url or str(request.base_url)).rstrip("/"),
             offload=self.offload,
         )
@@ -97,7 +108,7 @@ class _Pipeline:
         if fault == "slow":
             await anyio.sleep(config.scaled(config.slow_delay))
         if kind != "media":
-            if not emu.authorized(request.headers.get("x-api-key")):
+            if not emu.authorized(api_key):
                 return self._log(call, error(401, "Invalid API key"))
             reset = emu.admit(call.key_hash, kind, now)
             if reset is not None:
@@ -162,6 +173,7 @@ class _Pipeline:
                 status=None if dropped else response.status_code,
                 request_id=call.request_id,
                 fault=call.fault,
+                header_names=frozenset(name.lower() for name in call.request.headers),
             )
         )
         return response
@@ -358,6 +370,8 @@ def create_app(emulator: Emulator, *, offload_encoding: bool = False) -> Starlet
     """
     pipe = _Pipeline(emulator, offload=offload_encoding)
     routes = [
+        # xAI's API (runner.emulator.xai_routes), before Segmind's /v1/{slug}.
+        Route(GENERATIONS_PATH, pipe.route("sync", generations, bearer_key), methods=["POST"]),
         Route("/v1/get-user-credits", pipe.route("credits", _credits), methods=["GET"]),
         Route("/v1/requests/{request_id}", pipe.route("result", _result), methods=["GET"]),
         Route("/v2/requests/{request_id}/status", pipe.route("status", _status), methods=["GET"]),

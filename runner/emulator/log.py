@@ -24,6 +24,8 @@ class CallRecord:
     status: int | None
     request_id: str | None = None
     fault: FaultKind | None = None
+    # The request's header names (lower case, never values): which auth scheme came.
+    header_names: frozenset[str] = frozenset()
 
 
 class RequestLog:

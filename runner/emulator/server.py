@@ -169,7 +169,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--api-key",
         action="append",
         metavar="KEY",
-        help=f"accept only this x-api-key (repeatable; also ${KEY_ENV}); default: accept any",
+        help="accept only this key, as x-api-key or xAI's Bearer token "
+        f"(repeatable; also ${KEY_ENV}); default: accept any",
     )
     add(
         "--latency",

@@ -23,11 +23,11 @@ from pydantic import ValidationError
 
 from runner.errors import ManifestError, UsageError
 from runner.jobs import ImageInput
+from runner.manifest.hosting import context_of, provider_of, resolve_api
 from runner.manifest.images import load_image
 from runner.manifest.messages import translate
 from runner.manifest.model import (
     AXES,
-    Api,
     Budget,
     Combination,
     Coordinator,
@@ -41,46 +41,57 @@ from runner.manifest.schema import AxesModel, ManifestModel, param_problem
 from runner.manifest.source import Loc, Source, describe, parse_source, read_source, render_loc
 from runner.naming import check_pattern, name_problem
 from runner.params import API_DEFAULTS, DEFAULT_PRICES
+from runner.providers import Provider
 
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RESERVED_VARS: Final = frozenset((*AXES, "prompt"))
 
 
-def load_manifest(path: str | PathLike[str]) -> Manifest:
-    """Read, parse and check a manifest file. Raises ManifestError naming place and fix."""
+def load_manifest(path: str | PathLike[str], *, provider: str | None = None) -> Manifest:
+    """Read, parse and check a manifest file. Raises ManifestError naming place and fix.
+
+    `provider` (``--provider``) overrides the manifest's ``api.provider``.
+    """
     source = read_source(Path(path), display=fspath(path))
-    return build_manifest(source)
+    return build_manifest(source, provider=provider)
 
 
 def parse_manifest(
-    text: str, *, path: str = "<manifest>", base_dir: Path | None = None
+    text: str,
+    *,
+    path: str = "<manifest>",
+    base_dir: Path | None = None,
+    provider: str | None = None,
 ) -> Manifest:
     """Check manifest text; relative image paths resolve against `base_dir` (default: cwd)."""
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     source = parse_source(text, path=path, base_dir=base_dir or Path.cwd(), sha256=digest)
-    return build_manifest(source)
+    return build_manifest(source, provider=provider)
 
 
-def build_manifest(source: Source) -> Manifest:
-    """Validate a parsed source against the schema and the cross-key rules."""
+def build_manifest(source: Source, *, provider: str | None = None) -> Manifest:
+    """Validate a parsed source against the schema (with the provider's limits) and the
+    cross-key rules."""
+    host = provider_of(source.data, provider)
     try:
-        model = ManifestModel.model_validate(source.data)
+        model = ManifestModel.model_validate(source.data, context=context_of(host))
     except ValidationError as err:
         raise translate(err, source) from None
-    return _Builder(source, model).build()
+    return _Builder(source, model, n_max=host.n_max).build(host)
 
 
 class _Builder:
     """Cross-key checks and the conversion to frozen values, one method per section."""
 
-    def __init__(self, source: Source, model: ManifestModel) -> None:
+    def __init__(self, source: Source, model: ManifestModel, *, n_max: int) -> None:
         self.source = source
         self.model = model
+        self.n_max = n_max
         self.images: dict[str, ImageInput] = {}
         raw = source.data if isinstance(source.data, dict) else {}
         self.raw: Mapping[str, object] = raw
 
-    def build(self) -> Manifest:
+    def build(self, host: Provider) -> Manifest:
         m = self.model
         sweep = self._sweep()
         zipped = self._zip(sweep)
@@ -90,7 +101,7 @@ class _Builder:
             sha256=self.source.sha256,
             name=m.name,
             model=m.model,
-            api=Api(base_url=_strip_version(m.api.base_url), endpoint=m.api.endpoint),
+            api=resolve_api(_strip_version(m.api.base_url), m.api.endpoint, host, self._fail),
             prompts=prompts,
             sweep=sweep,
             zip=zipped,
@@ -386,7 +397,7 @@ class _Builder:
         self, section: str, name: str, value: str | int | float, known: set[str], loc: Loc
     ) -> Value:
         if name in AXES:
-            problem = param_problem(name, value)
+            problem = param_problem(name, value, n_max=self.n_max)
             if problem is not None:
                 raise self._fail(problem[0], loc, problem[1])
             if name == "image" and section == "include":

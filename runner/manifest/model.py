@@ -101,10 +101,14 @@ class Coordinator:
 
 @dataclass(frozen=True, slots=True)
 class Api:
-    """`base_url` without a trailing `/v1` or `/v2` (None: the backend's default)."""
+    """`base_url` without a trailing `/v1` or `/v2` (None: the backend's default).
+
+    `provider` names the host (runner.providers); `endpoint` is one it has.
+    """
 
     base_url: str | None
     endpoint: Endpoint
+    provider: str = "segmind"
 
 
 @dataclass(frozen=True, slots=True)

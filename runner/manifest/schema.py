@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationInfo, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from runner.manifest.source import describe, shorten
@@ -30,6 +30,7 @@ from runner.params import (
     OUTPUT_FORMATS,
     RESOLUTIONS,
 )
+from runner.providers import DEFAULT_PROVIDER, N_LIMIT, PROVIDERS
 
 ID_RULE: Final = "1-64 characters from A-Z a-z 0-9 . _ -, starting with a letter or digit"
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -43,18 +44,32 @@ def _fail(message: str, hint: str | None = None) -> PydanticCustomError:
     return PydanticCustomError("bad_value", "{message}", {"message": message, "hint": hint or ""})
 
 
-def param_problem(name: str, value: object) -> tuple[str, str] | None:
-    """Why `value` is not allowed for request param `name` (message, hint), or None if it is."""
+def _more_elsewhere(n_max: int) -> str:
+    """Which providers allow more images per request than `n_max`, for a hint."""
+    more = [
+        f"api.provider {p.name} allows up to {p.n_max}"
+        for p in PROVIDERS.values()
+        if p.n_max > n_max
+    ]
+    return f"; {', '.join(more)}" if more else ""
+
+
+def param_problem(name: str, value: object, *, n_max: int = N_MAX) -> tuple[str, str] | None:
+    """Why `value` is not allowed for request param `name` (message, hint), or None if it is.
+
+    `n_max` is the provider's most images per request (runner.providers).
+    """
     if name == "n":
         if isinstance(value, bool) or not isinstance(value, int):
             return (
-                f"expected an integer from {N_MIN} to {N_MAX}, got {describe(value)}",
+                f"expected an integer from {N_MIN} to {n_max}, got {describe(value)}",
                 "n is the number of images per request",
             )
-        if not N_MIN <= value <= N_MAX:
+        if not N_MIN <= value <= n_max:
             return (
-                f"{value} is out of range: n must be {N_MIN} to {N_MAX}",
-                f"allowed: {N_MIN}..{N_MAX}; for more images of one combination use `repeat`",
+                f"{value} is out of range: n must be {N_MIN} to {n_max}",
+                f"allowed: {N_MIN}..{n_max}; for more images of one combination use `repeat`"
+                + _more_elsewhere(n_max),
             )
         return None
     if name == "image":
@@ -78,8 +93,10 @@ def param_problem(name: str, value: object) -> tuple[str, str] | None:
 
 
 def _param(name: str) -> PlainValidator:
-    def check(value: object) -> object:
-        problem = param_problem(name, value)
+    def check(value: object, info: ValidationInfo) -> object:
+        # The provider's limits come in the validation context (build.py).
+        context = info.context if isinstance(info.context, dict) else {}
+        problem = param_problem(name, value, n_max=int(context.get("n_max", N_MAX)))
         if problem is not None:
             raise _fail(*problem)
         return value
@@ -99,7 +116,12 @@ ImagesPerRequest = Annotated[
     int,
     _param("n"),
     WithJsonSchema(
-        {"type": "integer", "minimum": N_MIN, "maximum": N_MAX, "description": "images per request"}
+        {
+            "type": "integer",
+            "minimum": N_MIN,
+            "maximum": N_LIMIT,
+            "description": f"images per request (segmind: up to {N_MAX}; see api.provider)",
+        }
     ),
 ]
 ImageSource = Annotated[
@@ -310,15 +332,22 @@ class CoordinatorModel(BaseModel):
 
 
 class ApiModel(BaseModel):
-    """Which API root and endpoint to call."""
+    """Which provider, API root and endpoint to call."""
 
     model_config = _CONFIG
 
+    provider: Literal["segmind", "xai"] = Field(
+        default=DEFAULT_PROVIDER,
+        description="who serves the model: segmind (SEGMIND_API_KEY) or xai (XAI_API_KEY); "
+        "--provider overrides it",
+    )
     base_url: BaseUrl | None = Field(
         default=None, description="API root, e.g. https://api.segmind.com (else the default)"
     )
-    endpoint: Literal["v2", "v1"] = Field(
-        default="v2", description="v2: submit and poll; v1: one blocking call"
+    endpoint: Literal["v2", "v1"] | None = Field(
+        default=None,
+        description="v2: submit and poll; v1: one blocking call (default: the provider's first, "
+        "v2 on segmind; xai has only v1)",
     )
 
 

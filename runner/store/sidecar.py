@@ -98,6 +98,11 @@ class FileRef(_Model):
     width: int = Field(gt=0, description="Pixels.")
     height: int = Field(gt=0, description="Pixels.")
     format: Literal["jpeg", "png", "webp"]
+    converted_from: str | None = Field(
+        default=None,
+        description="The format the API delivered when the runner re-encoded the image to "
+        "params.output_format (xAI answers JPEG); null when the bytes are the API's own.",
+    )
 
 
 class ManifestRef(_Model):
@@ -177,6 +182,7 @@ def build_sidecar(
     manifest_sha256: str | None = None,
     seed: int | None = None,
     runner_version: str | None = None,
+    delivered_type: str | None = None,
 ) -> Sidecar:
     """The sidecar of image `index` of `job`, from an allow-list of values.
 
@@ -185,6 +191,8 @@ def build_sidecar(
     are wall-clock epoch seconds; durations are seconds; `estimate` and
     `charged` are µ$ for the whole request (the sidecar states them in
     USD). `manifest_path` and `manifest_sha256` go together.
+    `delivered_type` is the image type the API said it sent (``image/jpeg``);
+    when it is not the saved file's format, the file was converted locally.
     """
     if runner_version is None:
         from runner import __version__ as runner_version
@@ -234,11 +242,20 @@ def build_sidecar(
             width=image.width,
             height=image.height,
             format=image.format,
+            converted_from=_converted_from(delivered_type, image.format),
         ),
         manifest=manifest,
         runner_version=runner_version,
         seed=seed,
     )
+
+
+def _converted_from(delivered_type: str | None, saved: str) -> str | None:
+    """The delivered format (``jpeg``) when it differs from the saved one, else None."""
+    if not delivered_type or not delivered_type.lower().startswith("image/"):
+        return None
+    delivered = delivered_type.lower().removeprefix("image/").replace("jpg", "jpeg")
+    return delivered if delivered != saved else None
 
 
 def sidecar_json(sidecar: Sidecar) -> str:

@@ -52,7 +52,7 @@ def test_segmind_without_key_is_usage_error() -> None:
 
 
 def test_unknown_choice() -> None:
-    with pytest.raises(UsageError, match="use auto, segmind or local"):
+    with pytest.raises(UsageError, match="use auto, segmind, xai or local"):
         choose_backend("remote", base_url_arg=None, manifest_base_url=None, env={})  # type: ignore[arg-type]
 
 

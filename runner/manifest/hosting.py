@@ -1,0 +1,59 @@
+"""Which provider a manifest is for, and what that provider allows: load-time checks.
+
+The provider is ``--provider`` (an override) or the manifest's
+``api.provider`` (default ``segmind``). Its limits (runner.providers) reach
+the schema's validators through pydantic's validation context, so a value
+one provider cannot take (n = 8 on Segmind) is refused at its own
+file:line:column with the allowed range, before any job is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from runner.errors import ManifestError, UsageError
+from runner.jobs import Endpoint
+from runner.manifest.model import Api
+from runner.manifest.source import Loc
+from runner.providers import DEFAULT_PROVIDER, PROVIDERS, Provider
+
+Fail = Callable[[str, Loc, str], ManifestError]
+
+
+def provider_of(data: object, override: str | None) -> Provider:
+    """The provider of a parsed manifest: `override` when given, else its ``api.provider``.
+
+    A value the schema will refuse (not a known name) yields the default here,
+    so the schema's own message, placed at the value, is the one shown.
+    Raises UsageError for an unknown `override`.
+    """
+    if override is not None:
+        if override not in PROVIDERS:
+            raise UsageError(f"--provider {override!r}: use {' or '.join(PROVIDERS)}")
+        return PROVIDERS[override]
+    api = data.get("api") if isinstance(data, Mapping) else None
+    name = api.get("provider") if isinstance(api, Mapping) else None
+    return (
+        PROVIDERS.get(name, PROVIDERS[DEFAULT_PROVIDER])
+        if isinstance(name, str)
+        else (PROVIDERS[DEFAULT_PROVIDER])
+    )
+
+
+def context_of(provider: Provider) -> dict[str, object]:
+    """The validation context the schema's param validators read."""
+    return {"provider": provider.name, "n_max": provider.n_max}
+
+
+def resolve_api(
+    base_url: str | None, endpoint: Endpoint | None, provider: Provider, fail: Fail
+) -> Api:
+    """The manifest's `Api`: the endpoint defaults to the provider's; one it lacks is refused."""
+    chosen = endpoint or provider.default_endpoint
+    if chosen not in provider.endpoints:
+        raise fail(
+            f"{provider.title} has no {chosen} endpoint",
+            ("api", "endpoint"),
+            f"allowed with provider {provider.name}: {', '.join(provider.endpoints)}",
+        )
+    return Api(base_url=base_url, endpoint=chosen, provider=provider.name)

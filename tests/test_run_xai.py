@@ -1,0 +1,187 @@
+"""Whole runs with ``api.provider: xai`` through `run_manifest` on the embedded emulator.
+
+Virtual clock (trio's MockClock via conftest). The emulator's prices differ
+from the manifest's estimate, so a sidecar's charge can only have come from
+the answer's ``usage.cost_in_usd_ticks``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner.backends.select import LOCAL_BASE_URLS, choose_backend
+from runner.emulator import Emulator, EmulatorConfig, Latency
+from runner.errors import ManifestError
+from runner.manifest import parse_manifest
+from runner.money import to_usd
+from runner.run import RunOptions, run_manifest
+from runner.store import Ledger
+from runner.sweep import expand
+
+pytestmark = pytest.mark.anyio
+
+# The emulator charges this per image; the manifest estimates $0.02 / $0.05.
+CHARGED = {"standard": 0.021, "quality": 0.063}
+MANIFEST = """
+name: xai-run
+api: {provider: xai}
+defaults: {resolution: 1k, aspect_ratio: "1:1", output_format: png, n: 2}
+prompts:
+  - id: fox
+    prompt: "a {color} fox"
+    vars: {color: [red, blue]}
+sweep: {mode: [standard, quality]}
+budget: {requests_per_minute: 60}
+"""
+
+
+def emulator(**over: Any) -> Emulator:
+    settings: dict[str, Any] = {
+        "latency": Latency("fixed", 5.0, 0.0),
+        "prices": {mode: {"1k": p, "2k": p} for mode, p in CHARGED.items()},
+        "utc_offset": 1_800_000_000.0,
+    }
+    settings.update(over)
+    return Emulator(EmulatorConfig(**settings))
+
+
+def sidecars(out: Path) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted(out.glob("fox/*.json"))]
+
+
+async def run(out: Path, emu: Emulator, **options: Any) -> Any:
+    manifest = parse_manifest(MANIFEST, base_dir=out.parent)
+    return await run_manifest(manifest, RunOptions(out=out, **options), env={}, emulator=emu)
+
+
+def test_xai_manifest_jobs_are_synchronous_and_limits_follow_the_provider() -> None:
+    manifest = parse_manifest(MANIFEST)
+    assert (manifest.api.provider, manifest.api.endpoint) == ("xai", "v1")
+    assert {job.endpoint for job in expand(manifest)} == {"v1"}
+    eight = MANIFEST.replace("n: 2", "n: 8")
+    assert parse_manifest(eight).prompts[0].base["n"] == 8  # xAI allows up to 10
+    with pytest.raises(ManifestError, match=r"n must be 1 to 4.*xai allows up to 10"):
+        parse_manifest(eight, provider="segmind")
+    with pytest.raises(ManifestError, match="xAI has no v2 endpoint"):
+        parse_manifest(MANIFEST.replace("{provider: xai}", "{provider: xai, endpoint: v2}"))
+    # --provider xai on a Segmind manifest: its jobs become synchronous too.
+    plain = MANIFEST.replace("api: {provider: xai}\n", "")
+    assert parse_manifest(plain).api.endpoint == "v2"
+    assert parse_manifest(plain, provider="xai").api.endpoint == "v1"
+
+
+def test_auto_picks_each_providers_own_key() -> None:
+    env = {"XAI_API_KEY": "xai-key-1"}
+    local = choose_backend("auto", base_url_arg=None, manifest_base_url=None, env=env)
+    assert local.kind == "local" and "XAI_API_KEY is set: pass --provider xai" in (
+        local.notice or ""
+    )
+    remote = choose_backend(
+        "auto", base_url_arg=None, manifest_base_url=None, env=env, provider="xai"
+    )
+    assert (remote.kind, remote.base_url, remote.api_key) == (
+        "xai",
+        "https://api.x.ai",
+        "xai-key-1",
+    )
+    emulated = choose_backend(
+        "auto", base_url_arg=None, manifest_base_url=None, env={}, provider="xai"
+    )
+    assert (emulated.kind, emulated.base_url) == ("local", LOCAL_BASE_URLS["xai"])
+
+
+async def test_images_and_sidecars_carry_the_exact_charge(tmp_path: Path) -> None:
+    emu = emulator()
+    out = tmp_path / "out"
+    report = await run(out, emu, backend="local")
+    assert report.counts.get("completed") == 4
+    assert report.stats.completed == 4
+    calls = emu.calls()
+    assert {c.path for c in calls} == {"/v1/images/generations"}  # no poll, no download
+    docs = sidecars(out)
+    assert len(docs) == 8
+    for doc in docs:
+        mode = doc["params"]["mode"]
+        assert doc["credits"]["charged_usd"] == pytest.approx(CHARGED[mode] * 2, abs=1e-9)
+        assert doc["credits"]["estimated_usd"] == pytest.approx(
+            {"standard": 0.04, "quality": 0.1}[mode]
+        )
+        assert doc["file"]["format"] == "png"  # the emulator answered JPEG: converted here
+        assert doc["file"]["converted_from"] == "jpeg"
+        assert doc["backend"]["base_url"] == LOCAL_BASE_URLS["xai"]
+    image = out / docs[0]["file"]["name"]
+    assert image.read_bytes().startswith(b"\x89PNG")
+    with Ledger.open_readonly(out) as ledger:
+        charged = to_usd(sum(t.charged for t in ledger.totals().values()))
+    assert charged == pytest.approx(emu.charged_total(), abs=1e-9)
+    assert charged == pytest.approx(2 * 2 * sum(CHARGED.values()), abs=1e-9)
+
+
+async def test_budget_stop_then_resume_pays_for_nothing_twice(tmp_path: Path) -> None:
+    emu = emulator()
+    out = tmp_path / "out"
+    # Two standard jobs cost $0.08 estimated; the budget admits two jobs at most.
+    first = await run(out, emu, backend="local", max_credits=0.10, max_in_flight=1)
+    assert first.stop == "credits"
+    done = first.counts.get("completed", 0)
+    assert 1 <= done < 4
+    assert emu.charged_total() <= 0.10 + 1e-9
+    second = await run(out, emu, backend="local")
+    assert second.counts.get("completed") == 4
+    assert len(emu.accepted_submits()) == 4  # the resumed run skipped what was done
+    assert len(sidecars(out)) == 8
+
+
+async def test_a_lost_answer_counts_once_as_ambiguous(tmp_path: Path) -> None:
+    emu = emulator()
+    emu.faults.script("sync", "drop_after")
+    out = tmp_path / "out"
+    report = await run(out, emu, backend="local")
+    assert report.stats.ambiguous == 1
+    assert report.counts.get("completed") == 4
+    # The lost call was billed by the server and paid again by its one retry.
+    assert len(emu.accepted_submits()) == 5
+    with Ledger.open_readonly(out) as ledger:
+        assert ledger.possible_extra_spend() > 0
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # a loopback server: real time
+async def test_the_key_is_sent_as_bearer_only_and_never_written(tmp_path: Path) -> None:
+    from runner.emulator import serve_in_thread
+
+    secret = "xai-SECRET-key-777"
+    config = EmulatorConfig(time_scale=0.001, api_keys=frozenset({secret}))
+    with serve_in_thread(config) as served:
+        out = tmp_path / "out"
+        manifest = parse_manifest(MANIFEST, base_dir=tmp_path)
+        report = await run_manifest(
+            manifest,
+            RunOptions(out=out, time_scale=0.001),
+            env={"XAI_API_KEY": secret, "XAI_BASE_URL": served.base_url},
+        )
+        calls = served.emulator.calls("sync")
+    assert report.counts.get("completed") == 4
+    assert calls and all(
+        "authorization" in c.header_names and "x-api-key" not in c.header_names for c in calls
+    )
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+
+
+async def test_a_format_xai_delivers_is_not_converted(tmp_path: Path) -> None:
+    emu = emulator()
+    out = tmp_path / "out"
+    manifest = parse_manifest(
+        MANIFEST.replace("output_format: png", "output_format: jpeg"), base_dir=tmp_path
+    )
+    report = await run_manifest(
+        manifest, RunOptions(out=out, backend="local"), env={}, emulator=emu
+    )
+    assert report.counts.get("completed") == 4
+    for doc in sidecars(out):
+        assert (doc["file"]["format"], doc["file"]["converted_from"]) == ("jpeg", None)
