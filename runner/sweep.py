@@ -7,7 +7,9 @@ the combinations an `exclude` entry matches; then the `include` entries in
 file order. Every combination yields `repeat` jobs (repeat index innermost).
 Prompts come in file order and `Job.index` counts across all of them.
 
-Nothing is materialised: `itertools.product` holds only the unit lists, and
+Nothing is materialised: `itertools.product` holds only the unit lists (a
+`vars_from` file's rows are never given to it: `_product` streams them as
+the outermost loop, re-reading the file), and
 include de-duplication is tested against the product's *definition* (is
 each value in its unit's list? does an exclude match?) rather than against
 a set of produced jobs. Counts, images and credits come from arithmetic over
@@ -19,10 +21,10 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from runner.jobs import Job, Request, make_job
+from runner.jobs import ImageInput, Job, Request, make_job
 from runner.manifest import AXES, Combination, Manifest, Prompt, Unit, Value
 from runner.params import price
 
@@ -64,10 +66,10 @@ class Tally:
 
 def spaces(manifest: Manifest) -> Iterator[Space]:
     """The job space of each prompt, in file order."""
-    for prompt in manifest.prompts:
+    for prompt in manifest.all_prompts():
         units = manifest.units(prompt)
         include = tuple(e for e in manifest.include if e.applies_to(prompt))
-        varying = [n for u in units if u.kind != "var" and len(u.values) > 1 for n in u.names]
+        varying = [n for u in units if not u.is_var and len(u.values) > 1 for n in u.names]
         named = {name for entry in include for name, _ in entry.values}
         varying += [name for name in AXES if name in named and name not in varying]
         yield Space(
@@ -105,7 +107,7 @@ def expand(manifest: Manifest) -> Iterator[Job]:
 def assignments(space: Space) -> Iterator[Assignment]:
     """The combinations of one prompt (before repeat): the product less excludes, then includes."""
     base = space.prompt.base
-    for rows in itertools.product(*(unit.values for unit in space.units)):
+    for rows in _product(space.units):
         values: Assignment = dict(base)
         for unit, row in zip(space.units, rows, strict=True):
             values.update(zip(unit.names, row, strict=True))
@@ -130,7 +132,7 @@ def tally(manifest: Manifest, space: Space) -> Tally:
     deciding = named | set(_PRICED)
     total = _walk(space.units, deciding, dict(space.prompt.base), manifest, space, included=None)
     for j, entry in enumerate(space.include):
-        free = tuple(u for u in space.prompt.vars if u.names[0] not in dict(entry.values))
+        free = tuple(u for u in space.prompt.vars if not dict(entry.values).keys() & set(u.names))
         start: Assignment = {**space.prompt.base, **dict(entry.values)}
         total += _walk(free, named, start, manifest, space, included=j)
     return Tally(
@@ -160,7 +162,7 @@ def _walk(
     times = math.prod(len(u.values) for u in skipped)
     jobs = images = 0
     credits = 0.0
-    for rows in itertools.product(*(unit.values for unit in walked)):
+    for rows in _product(walked):
         values = dict(start)
         for unit, row in zip(walked, rows, strict=True):
             values.update(zip(unit.names, row, strict=True))
@@ -177,10 +179,11 @@ def _walk(
 def _included(space: Space, var_units: tuple[Unit, ...]) -> Iterator[Assignment]:
     for j, entry in enumerate(space.include):
         named = dict(entry.values)
-        free = [unit for unit in var_units if unit.names[0] not in named]
-        for rows in itertools.product(*(unit.values for unit in free)):
+        free = [unit for unit in var_units if not named.keys() & set(unit.names)]
+        for rows in _product(free):
             values: Assignment = {**space.prompt.base, **named}
-            values.update((unit.names[0], row[0]) for unit, row in zip(free, rows, strict=True))
+            for unit, row in zip(free, rows, strict=True):
+                values.update(zip(unit.names, row, strict=True))
             if _is_new(space, j, values):
                 yield values
 
@@ -217,15 +220,34 @@ def _made_by(space: Space, entry: Combination, values: Assignment) -> bool:
     if any(values[name] != named.get(name, space.prompt.base[name]) for name in AXES):
         return False
     for unit in space.prompt.vars:
-        name = unit.names[0]
-        if name not in values:
+        present = [name for name in unit.names if name in values]
+        if not present:
             continue
-        if name in named:
-            if values[name] != named[name]:
+        if any(name in named for name in unit.names):
+            if any(values[name] != named[name] for name in present if name in named):
                 return False
-        elif (values[name],) not in unit.values:
+        elif not any(
+            all(row[i] == values[name] for i, name in enumerate(unit.names) if name in values)
+            for row in unit.values
+        ):
             return False
     return True
+
+
+def _product(units: Sequence[Unit]) -> Iterator[tuple[tuple[Value, ...], ...]]:
+    """`itertools.product` of the units' values, streaming a leading data-rows unit.
+
+    A `vars_from` unit is always a prompt's first unit (so the outermost,
+    slowest loop of the documented order); its rows are read one at a time
+    and only the small in-memory units go to `itertools.product`.
+    """
+    if units and units[0].kind == "rows":
+        rest = [unit.values for unit in units[1:]]
+        for row in units[0].values:
+            for tail in itertools.product(*rest):
+                yield (row, *tail)
+        return
+    yield from itertools.product(*(unit.values for unit in units))
 
 
 def _request(
@@ -240,8 +262,14 @@ def _request(
         resolution=str(values["resolution"]),
         n=_int(values, "n"),
         output_format=str(values["output_format"]),
-        image=manifest.images[str(image)] if image is not None else None,
+        image=_image(manifest, prompt, str(image)) if image is not None else None,
     )
+
+
+def _image(manifest: Manifest, prompt: Prompt, source: str) -> ImageInput:
+    # A prompt read from a file carries its own image; sweep images are the manifest's.
+    found = prompt.images.get(source)
+    return found if found is not None else manifest.images[source]
 
 
 def _int(values: Mapping[str, Value | None], name: str) -> int:
