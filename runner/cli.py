@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from runner import __version__
 from runner.errors import AuthError, InsufficientCredits, RunnerError, UsageError
+from runner.subset import add_subset_arguments, subset_from
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -163,14 +164,29 @@ def _add_plan(sub: Subparsers) -> None:
     p.add_argument(
         "--max-credits", type=_non_negative_float, metavar="USD", help="override budget.max_credits"
     )
+    p.add_argument(
+        "--jobs", action="store_true", help="list every job instead (with --json: JSON Lines)"
+    )
+    p.add_argument("--csv", action="store_true", help="with --jobs: the list as CSV")
+    add_subset_arguments(p)
     p.set_defaults(handler=_cmd_plan)
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     from runner.manifest import load_manifest
     from runner.plan import make_plan, plan_json, render_text
+    from runner.sweep import restrict
 
-    plan = make_plan(load_manifest(args.manifest), rpm=args.rpm, max_credits=args.max_credits)
+    subset = subset_from(args)
+    manifest = restrict(load_manifest(args.manifest), subset)
+    if subset is not None and not (args.jobs or args.csv or args.json):
+        print(f"note: a subset of the manifest ({subset.describe()})", file=sys.stderr)
+    if args.jobs or args.csv:
+        from runner.joblist import write_jobs
+
+        write_jobs(manifest, sys.stdout, "csv" if args.csv else "json" if args.json else "text")
+        return EXIT_OK
+    plan = make_plan(manifest, rpm=args.rpm, max_credits=args.max_credits)
     if args.json:
         _write(sys.stdout, json.dumps(plan_json(plan), indent=2) + "\n")
     else:
@@ -281,13 +297,14 @@ def _add_gallery(sub: Subparsers) -> None:
         "laying the images out in a grid by the swept parameters of your choice.",
     )
     p.add_argument("out", metavar="OUT", type=Path, help="the output folder")
+    add_subset_arguments(p)
     p.set_defaults(handler=_cmd_gallery)
 
 
 def _cmd_gallery(args: argparse.Namespace) -> int:
     from runner.reporting.gallery import write_gallery
 
-    result = write_gallery(args.out)
+    result = write_gallery(args.out, subset=subset_from(args))
     _write(sys.stdout, f"{result.path}\n")
     return EXIT_OK
 

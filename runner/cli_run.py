@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from runner.errors import UsageError
+from runner.subset import add_subset_arguments, subset_from
 
 if TYPE_CHECKING:
     from runner.cli import Subparsers
@@ -100,6 +101,7 @@ def add_run(sub: Subparsers, common: argparse.ArgumentParser) -> None:
         metavar="N",
         help="exit 0 despite up to N failed jobs (a count, or a fraction: 0.05 or 5%%)",
     )
+    add_subset_arguments(p)
     p.set_defaults(handler=cmd_run)
 
 
@@ -163,8 +165,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from runner.manifest import load_manifest
     from runner.plan import make_plan, render_text
     from runner.reporting.exit_codes import parse_max_failures
+    from runner.sweep import restrict
 
-    manifest = load_manifest(args.manifest)
+    manifest = restrict(load_manifest(args.manifest), subset_from(args))
     options = _options(args)
     tolerance = parse_max_failures(args.max_failures) if args.max_failures else None
     plan = make_plan(manifest, rpm=options.rpm, max_credits=options.max_credits)

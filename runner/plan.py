@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from runner.manifest import Manifest
-from runner.sweep import Space, Tally, assignments, job_credits, spaces, tally
+from runner.sweep import Space, Tally, assignments, job_credits, spaces, tally, tally_subset
 
 LATENCY_S: Final = 10.0
 """Typical seconds from submit to a finished image (the vendor page shows ~10.3 s)."""
@@ -82,11 +82,16 @@ def make_plan(
     manifest: Manifest, *, rpm: int | None = None, max_credits: float | None = None
 ) -> Plan:
     """Plan `manifest`; `rpm` and `max_credits` override its budget (as the CLI flags do)."""
-    per_prompt = [(space, tally(manifest, space)) for space in spaces(manifest)]
-    total = sum((t for _, t in per_prompt), Tally())
     budget = manifest.budget
     per_minute = rpm if rpm is not None else budget.requests_per_minute
     cap = max_credits if max_credits is not None else budget.max_credits
+    # A subset (--filter/--limit) is walked job by job; the whole manifest by arithmetic.
+    walked = tally_subset(manifest, cap) if manifest.subset is not None else None
+    per_prompt = (
+        [] if walked is not None else [(sp, tally(manifest, sp)) for sp in spaces(manifest)]
+    )
+    rows = walked.prompts if walked is not None else tuple((s.prompt.id, t) for s, t in per_prompt)
+    total = sum((t for _, t in rows), Tally())
     per_job = 1
     if budget.rate_scope == "all" and manifest.api.endpoint == "v2":
         per_job = CALLS_PER_JOB_ALL
@@ -95,16 +100,18 @@ def make_plan(
     if cap is not None:
         fits = total.credits <= cap + _EPSILON
         within_jobs, within_credits = (
-            (total.jobs, total.credits) if fits else _within(manifest, per_prompt, cap)
+            (total.jobs, total.credits)
+            if fits
+            else (walked.within_jobs, walked.within_credits)
+            if walked is not None
+            else _within(manifest, per_prompt, cap)
         )
     return Plan(
         manifest=manifest.path,
         name=manifest.name,
         model=manifest.model,
         endpoint=manifest.api.endpoint,
-        prompts=tuple(
-            PromptPlan(space.prompt.id, t.jobs, t.images, t.credits) for space, t in per_prompt
-        ),
+        prompts=tuple(PromptPlan(pid, t.jobs, t.images, t.credits) for pid, t in rows),
         jobs=total.jobs,
         images=total.images,
         credits=total.credits,

@@ -19,14 +19,18 @@ that decide a job's price or its exclusion.
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from runner.errors import UsageError
 from runner.jobs import ImageInput, Job, Request, make_job
 from runner.manifest import AXES, Combination, Manifest, Prompt, Unit, Value
+from runner.money import micros, to_usd
 from runner.params import price
+from runner.subset import PARAMS, Subset
 
 Assignment = dict[str, Value | None]
 """Axis and var names -> values for one combination (vars may be absent in a tally)."""
@@ -82,7 +86,77 @@ def spaces(manifest: Manifest) -> Iterator[Space]:
 
 
 def expand(manifest: Manifest) -> Iterator[Job]:
-    """Every job of the manifest, lazily, in the documented deterministic order."""
+    """Every job of the manifest, lazily, in the documented deterministic order.
+
+    With `manifest.subset` (see `restrict`), only the subset's jobs, each
+    with the index and key it has in the whole expansion.
+    """
+    jobs = _expand(manifest)
+    return jobs if manifest.subset is None else manifest.subset.select(jobs)
+
+
+def restrict(manifest: Manifest, subset: Subset | None) -> Manifest:
+    """`manifest` whose expansion, count and plan are those of `subset` (None: all jobs).
+
+    Raises UsageError for a filter naming neither a param nor a var of any
+    prompt, with a "did you mean".
+    """
+    if subset is None:
+        return manifest
+    known = {*PARAMS, *(name for prompt in manifest.prompts for name in prompt.var_names)}
+    for condition in subset.conditions:
+        if condition.name is not None and condition.name not in known:
+            close = difflib.get_close_matches(condition.name, sorted(known), n=1)
+            hint = f"did you mean `{close[0]}`? " if close else ""
+            raise UsageError(
+                f"--filter {str(condition)!r}: `{condition.name}` is neither a request param nor"
+                f" a var of any prompt ({hint}params: {', '.join(PARAMS)})"
+            )
+    return replace(manifest, subset=subset)
+
+
+@dataclass(frozen=True, slots=True)
+class SubsetTally:
+    """A subset's counts, walked job by job: per prompt (in order), and what fits a cap.
+
+    `within_jobs` / `within_credits` (USD) are the jobs, in expansion order,
+    before the first that would pass the cap (all of them without a cap).
+    """
+
+    prompts: tuple[tuple[str, Tally], ...]
+    within_jobs: int
+    within_credits: float
+
+
+def tally_subset(manifest: Manifest, cap: float | None) -> SubsetTally:
+    """Count `expand(manifest)` (a restricted manifest) job by job, in O(1) memory per prompt.
+
+    Credits are summed in integer micro-dollars (runner.money), as the credit
+    guard reserves them, so a long subset does not drift past the cap.
+    """
+    per_prompt: dict[str, tuple[int, int, int]] = {}
+    limit = None if cap is None else micros(cap)
+    within_jobs, spent, stopped = 0, 0, False
+    for job in expand(manifest):
+        request = job.request
+        cost = micros(price(request.mode, request.resolution, request.n, manifest.prices))
+        jobs, images, total = per_prompt.get(job.prompt_id, (0, 0, 0))
+        per_prompt[job.prompt_id] = (jobs + 1, images + request.n, total + cost)
+        if not stopped and (limit is None or spent + cost <= limit):
+            within_jobs, spent = within_jobs + 1, spent + cost
+        else:
+            stopped = True
+    return SubsetTally(
+        prompts=tuple(
+            (pid, Tally(jobs, images, to_usd(total)))
+            for pid, (jobs, images, total) in per_prompt.items()
+        ),
+        within_jobs=within_jobs,
+        within_credits=to_usd(spent),
+    )
+
+
+def _expand(manifest: Manifest) -> Iterator[Job]:
     index = 0
     for space in spaces(manifest):
         names = space.prompt.var_names
@@ -117,7 +191,12 @@ def assignments(space: Space) -> Iterator[Assignment]:
 
 
 def count_jobs(manifest: Manifest) -> int:
-    """The number of jobs `expand` yields, by arithmetic (no jobs are built)."""
+    """The number of jobs `expand` yields, by arithmetic (no jobs are built).
+
+    A subset (`restrict`) is counted by walking its jobs instead.
+    """
+    if manifest.subset is not None:
+        return sum(1 for _ in expand(manifest))
     return sum(tally(manifest, space).jobs for space in spaces(manifest))
 
 

@@ -13,6 +13,7 @@ from typing import Final, Literal, Protocol
 
 from runner.jobs import Endpoint, ImageInput
 from runner.params import PARAM_NAMES
+from runner.subset import Subset
 
 AXES: Final = (*PARAM_NAMES, "image")
 """The names that can be swept, zipped, included or excluded (besides vars)."""
@@ -166,6 +167,8 @@ class Manifest:
     coordinator: Coordinator | None = None
     prompt_files: tuple[PromptSource, ...] = ()
     """`prompts_from` files: their prompts follow `prompts` in expansion order."""
+    subset: Subset | None = None
+    """`--filter` / `--limit`: only these jobs are expanded (`runner.sweep.restrict` sets it)."""
 
     def all_prompts(self) -> Iterator[Prompt]:
         """Every prompt in expansion order: the inline ones, then each file's, lazily."""

@@ -49,6 +49,7 @@ from runner.store import (
     utc_stamp,
     write_atomic,
 )
+from runner.subset import Subset
 
 GALLERY_NAME: Final = "gallery.html"
 _NOT_RUN: Final = {
@@ -212,6 +213,33 @@ def collect_items(
     return items
 
 
+def item_values(item: GalleryItem) -> dict[str, str]:
+    """An entry's params, input image and vars as text, as a `--filter` compares them."""
+    facts = item.facts
+    if facts is None:
+        return {}
+    values = {name: str(value) for name, value in facts.params}
+    if facts.image is not None:
+        values["image"] = facts.image
+    values.update(facts.vars)
+    return values
+
+
+def select_items(items: list[GalleryItem], subset: Subset | None) -> list[GalleryItem]:
+    """The entries of the jobs in `subset` (the first `limit` jobs by key, in order)."""
+    if subset is None:
+        return items
+    kept = [item for item in items if subset.matches(item.prompt_id, item_values(item))]
+    if subset.limit is None:
+        return kept
+    keys: dict[str, None] = {}
+    for item in kept:
+        if item.key not in keys and len(keys) == subset.limit:
+            continue
+        keys.setdefault(item.key, None)
+    return [item for item in kept if item.key in keys]
+
+
 def _unfinished(
     rows: Iterable[JobRow], catalog: JobCatalog, seen_keys: set[str], seen_files: set[str]
 ) -> Iterator[GalleryItem]:
@@ -369,6 +397,7 @@ def write_gallery(
     title: str | None = None,
     thumb_px: int = THUMB_PX,
     now: float | None = None,
+    subset: Subset | None = None,
 ) -> GalleryResult:
     """Write ``OUT/gallery.html`` (and thumbnails) for the folder `out`.
 
@@ -377,12 +406,13 @@ def write_gallery(
     facts an earlier run remembered); `prices` estimate unrun jobs (USD);
     `title` defaults to the manifest's name; `thumb_px` is the thumbnails'
     longest side in pixels; `now` wall-clock epoch seconds for the page's
-    stamp. Raises UsageError (`out` is not a folder, or its ledger is
-    unreadable) or StoreError (cannot write).
+    stamp; `subset` (--filter/--limit) keeps only those jobs' entries.
+    Raises UsageError (`out` is not a folder, or its ledger is unreadable)
+    or StoreError (cannot write).
     """
     if not out.is_dir():
         raise UsageError(f"{out} is not a folder; pass the output folder of a run (its --out)")
-    items = collect_items(out, jobs=jobs, prices=prices)
+    items = select_items(collect_items(out, jobs=jobs, prices=prices), subset)
     items, made = add_thumbnails(out, items, px=thumb_px)
     images = sum(1 for item in items if item.state == "completed")
     failed = sum(1 for item in items if item.state in ("failed", "expired", "missing"))
