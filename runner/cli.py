@@ -222,6 +222,12 @@ def _add_run(sub: Subparsers) -> None:
     add_run(sub, _common())
 
 
+def _add_export(sub: Subparsers) -> None:
+    from runner.cli_data import add_export
+
+    add_export(sub, _common())
+
+
 def _add_status(sub: Subparsers) -> None:
     p = sub.add_parser(
         "status",
@@ -358,6 +364,7 @@ _COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _add_status,
     _add_verify,
     _add_gallery,
+    _add_export,
     _add_merge,
     _add_emulator,
     _add_schema,

@@ -154,7 +154,7 @@ def _row_details(row: JobRow, facts: JobFacts | None, reason: str) -> tuple[tupl
     return tuple((name, value) for name, value in rows if value is not None)
 
 
-def _sidecars(out: Path) -> Iterator[tuple[str, Sidecar]]:
+def folder_sidecars(out: Path) -> Iterator[tuple[str, Sidecar]]:
     """(image name relative to OUT, its sidecar) for every valid pair, skipping hidden folders."""
     for folder, dirs, files in os.walk(out):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -186,7 +186,7 @@ def collect_items(
     items: list[GalleryItem] = []
     seen_keys: set[str] = set()
     seen_files: set[str] = set()
-    for name, sidecar in _sidecars(out):
+    for name, sidecar in folder_sidecars(out):
         seen_keys.add(sidecar.key)
         seen_files.add(name)
         facts = facts_of_sidecar(sidecar)

@@ -1,0 +1,60 @@
+"""The data commands: `runner export`, `runner grid` and `runner init`. Thin, over the library.
+
+Each `add_<name>` registers one subcommand (called from `runner.cli`'s
+command list, with its common parent parser); the work is in
+`runner.export`, `runner.reporting.grid` and `runner.starter`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from runner.subset import add_subset_arguments, subset_from
+
+if TYPE_CHECKING:
+    from runner.cli import Subparsers
+
+
+def add_export(sub: Subparsers, common: argparse.ArgumentParser) -> None:
+    """Register `runner export`."""
+    p = sub.add_parser(
+        "export",
+        parents=[common],
+        help="one row per image of an output folder (CSV or JSON Lines), for pipelines",
+        description="Write one row per image of OUT, read from its sidecars: job key, prompt,"
+        " params, vars, file, sha256, credits, request id and timings.",
+    )
+    p.add_argument("out", metavar="OUT", type=Path, help="the output folder")
+    form = p.add_mutually_exclusive_group(required=True)
+    form.add_argument("--csv", action="store_true", help="CSV with a header row")
+    form.add_argument("--jsonl", action="store_true", help="JSON Lines: one object per image")
+    p.add_argument("-o", "--output", type=Path, metavar="PATH", help="write here (default: stdout)")
+    add_subset_arguments(p)
+    p.set_defaults(handler=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """The handler of `runner export`."""
+    from runner.cli import _write
+    from runner.export import ExportFormat, write_export
+    from runner.store import write_atomic
+
+    fmt: ExportFormat = "csv" if args.csv else "jsonl"
+    subset = subset_from(args)
+    if args.output is None:
+        try:
+            write_export(args.out, sys.stdout, fmt, subset)
+            sys.stdout.flush()
+        except BrokenPipeError:  # `runner export OUT --csv | head` is not an error
+            _write(sys.stdout, "")
+        return 0
+    # A file is written whole and atomically: a reader never sees half an export.
+    buffer = io.StringIO()
+    count = write_export(args.out, buffer, fmt, subset)
+    write_atomic(args.output, buffer.getvalue().encode("utf-8"))
+    print(f"{args.output}: {count:,} images", file=sys.stderr)
+    return 0
