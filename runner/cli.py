@@ -228,6 +228,12 @@ def _add_export(sub: Subparsers) -> None:
     add_export(sub, _common())
 
 
+def _add_grid(sub: Subparsers) -> None:
+    from runner.cli_data import add_grid
+
+    add_grid(sub, _common())
+
+
 def _add_status(sub: Subparsers) -> None:
     p = sub.add_parser(
         "status",
@@ -364,6 +370,7 @@ _COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _add_status,
     _add_verify,
     _add_gallery,
+    _add_grid,
     _add_export,
     _add_merge,
     _add_emulator,

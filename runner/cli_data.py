@@ -58,3 +58,44 @@ def cmd_export(args: argparse.Namespace) -> int:
     write_atomic(args.output, buffer.getvalue().encode("utf-8"))
     print(f"{args.output}: {count:,} images", file=sys.stderr)
     return 0
+
+
+def add_grid(sub: Subparsers, common: argparse.ArgumentParser) -> None:
+    """Register `runner grid`."""
+    p = sub.add_parser(
+        "grid",
+        parents=[common],
+        help="a labelled contact sheet image (PNG/JPEG/WebP) of an output folder, by two axes",
+        description="Compose the images of OUT into one labelled picture: one axis down, one"
+        " across (a param such as mode, a var such as color, prompt or repeat), failed cells"
+        " marked. Sized for a pull-request comment.",
+    )
+    p.add_argument("out", metavar="OUT", type=Path, help="the output folder")
+    p.add_argument("--rows", required=True, metavar="AXIS", help="the axis down the sheet")
+    p.add_argument("--cols", required=True, metavar="AXIS", help="the axis across the sheet")
+    p.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="PATH", help="grid.png, .jpg or .webp"
+    )
+    p.add_argument("--title", help="the heading (default: the folder's name)")
+    add_subset_arguments(p)
+    p.set_defaults(handler=cmd_grid)
+
+
+def cmd_grid(args: argparse.Namespace) -> int:
+    """The handler of `runner grid`."""
+    from runner.reporting.grid import write_grid
+
+    layout = write_grid(
+        args.out,
+        args.output,
+        rows=args.rows,
+        cols=args.cols,
+        subset=subset_from(args),
+        title=args.title,
+    )
+    shown = sum(1 for cell in layout.cells.values() if cell.image is not None)
+    print(
+        f"{args.output}: {len(layout.rows)} x {len(layout.cols)} cells, {shown} with an image",
+        file=sys.stderr,
+    )
+    return 0

@@ -300,7 +300,8 @@ def add_thumbnails(
 # -- the page's data ----------------------------------------------------------------------------
 
 
-def _axis_values(item: GalleryItem) -> dict[str, str]:
+def axis_values(item: GalleryItem) -> dict[str, str]:
+    """The axis ids of an entry and its value on each: prompt, var:NAME, params, repeat."""
     facts = item.facts
     values = {"prompt": item.prompt_id}
     if facts is None:
@@ -331,7 +332,7 @@ def _url(name: str) -> str:
 
 def page_data(items: list[GalleryItem], *, title: str, meta: list[tuple[str, str]]) -> Any:
     """The JSON the page reads: axes with two or more values, and the items."""
-    values = [_axis_values(item) for item in items]
+    values = [axis_values(item) for item in items]
     axes: list[dict[str, Any]] = []
     for axis in _axis_order(items):
         seen = dict.fromkeys(v.get(axis, "") for v in values)
