@@ -201,19 +201,26 @@ def _add_schema(sub: Subparsers) -> None:
         help="print the JSON Schema of a manifest",
         description="Print the JSON Schema of a manifest (manifests/manifest.schema.json).",
     )
+    p.add_argument("--write", type=Path, metavar="PATH", help="write it to PATH instead")
     p.set_defaults(handler=_cmd_schema)
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
+    if args.write is not None:
+        from runner.starter import write_schema
+
+        write_schema(args.write)
+        print(f"{args.write}: the manifest's JSON Schema", file=sys.stderr)
+        return EXIT_OK
     _write(sys.stdout, schema_text())
     return EXIT_OK
 
 
 def schema_text() -> str:
     """The manifest's JSON Schema as committed in manifests/manifest.schema.json."""
-    from runner.manifest import manifest_json_schema
+    from runner.manifest.schema import manifest_schema_text
 
-    return json.dumps(manifest_json_schema(), indent=2, ensure_ascii=False) + "\n"
+    return manifest_schema_text()
 
 
 def _add_run(sub: Subparsers) -> None:
@@ -232,6 +239,12 @@ def _add_grid(sub: Subparsers) -> None:
     from runner.cli_data import add_grid
 
     add_grid(sub, _common())
+
+
+def _add_init(sub: Subparsers) -> None:
+    from runner.cli_data import add_init
+
+    add_init(sub, _common())
 
 
 def _add_status(sub: Subparsers) -> None:
@@ -367,6 +380,7 @@ _COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _add_run,
     _add_plan,
     _add_validate,
+    _add_init,
     _add_status,
     _add_verify,
     _add_gallery,

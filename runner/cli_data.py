@@ -99,3 +99,33 @@ def cmd_grid(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def add_init(sub: Subparsers, common: argparse.ArgumentParser) -> None:
+    """Register `runner init`."""
+    p = sub.add_parser(
+        "init",
+        parents=[common],
+        help="start a project: a manifest with its schema, a .gitignore, a CI workflow example",
+        description="Write a starter manifest.yaml with manifest.schema.json beside it, a"
+        " .gitignore for outputs/ and an example GitHub Actions workflow into DIR. Existing"
+        " files are kept unless --force.",
+    )
+    p.add_argument("dir", metavar="DIR", type=Path, nargs="?", default=Path("."), help="(.)")
+    p.add_argument("--name", help="the run's name (default: the folder's name, made safe)")
+    p.add_argument("--force", action="store_true", help="overwrite files that exist")
+    p.set_defaults(handler=cmd_init)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """The handler of `runner init`."""
+    from runner.starter import write_starter
+
+    result = write_starter(args.dir, name=args.name, force=args.force)
+    for path in result.written:
+        print(f"wrote {path}")
+    for path in result.kept:
+        print(f"kept  {path} (exists; --force to overwrite)")
+    manifest = args.dir / "manifest.yaml"
+    print(f"next: runner validate {manifest} && runner plan {manifest}")
+    return 0

@@ -389,3 +389,10 @@ class ManifestModel(BaseModel):
 def manifest_json_schema() -> dict[str, Any]:
     """The JSON Schema of a manifest (draft 2020-12), as `runner schema` prints it."""
     return ManifestModel.model_json_schema()
+
+
+def manifest_schema_text() -> str:
+    """The JSON Schema as text, exactly as committed in manifests/manifest.schema.json."""
+    import json
+
+    return json.dumps(manifest_json_schema(), indent=2, ensure_ascii=False) + "\n"
