@@ -22,7 +22,16 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from runner.manifest import Manifest
-from runner.sweep import Space, Tally, assignments, job_credits, spaces, tally, tally_subset
+from runner.sweep import (
+    Space,
+    Tally,
+    assignments,
+    job_credits,
+    spaces,
+    tally,
+    tally_files,
+    tally_subset,
+)
 
 LATENCY_S: Final = 10.0
 """Typical seconds from submit to a finished image (the vendor page shows ~10.3 s)."""
@@ -85,8 +94,15 @@ def make_plan(
     budget = manifest.budget
     per_minute = rpm if rpm is not None else budget.requests_per_minute
     cap = max_credits if max_credits is not None else budget.max_credits
-    # A subset (--filter/--limit) is walked job by job; the whole manifest by arithmetic.
-    walked = tally_subset(manifest, cap) if manifest.subset is not None else None
+    # A subset (--filter/--limit) is walked job by job; the whole manifest by arithmetic,
+    # streaming the prompts of a prompts_from file (one row for the file, not one each).
+    walked = (
+        tally_subset(manifest, cap)
+        if manifest.subset is not None
+        else tally_files(manifest, cap)
+        if manifest.prompt_files
+        else None
+    )
     per_prompt = (
         [] if walked is not None else [(sp, tally(manifest, sp)) for sp in spaces(manifest)]
     )

@@ -22,7 +22,7 @@ from __future__ import annotations
 import difflib
 import itertools
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from runner.errors import UsageError
@@ -137,11 +137,13 @@ def tally_subset(manifest: Manifest, cap: float | None) -> SubsetTally:
     per_prompt: dict[str, tuple[int, int, int]] = {}
     limit = None if cap is None else micros(cap)
     within_jobs, spent, stopped = 0, 0, False
+    label = _row_label(manifest)
     for job in expand(manifest):
         request = job.request
         cost = micros(price(request.mode, request.resolution, request.n, manifest.prices))
-        jobs, images, total = per_prompt.get(job.prompt_id, (0, 0, 0))
-        per_prompt[job.prompt_id] = (jobs + 1, images + request.n, total + cost)
+        row = label(job.prompt_id)
+        jobs, images, total = per_prompt.get(row, (0, 0, 0))
+        per_prompt[row] = (jobs + 1, images + request.n, total + cost)
         if not stopped and (limit is None or spent + cost <= limit):
             within_jobs, spent = within_jobs + 1, spent + cost
         else:
@@ -154,6 +156,45 @@ def tally_subset(manifest: Manifest, cap: float | None) -> SubsetTally:
         within_jobs=within_jobs,
         within_credits=to_usd(spent),
     )
+
+
+def tally_files(manifest: Manifest, cap: float | None) -> SubsetTally:
+    """Count a manifest with `prompts_from` files: one row per inline prompt and per file.
+
+    Each prompt is counted by arithmetic (`tally`) as it streams by, so a
+    file of a million prompts plans in the memory of one; only the prompt
+    where `cap` (USD) falls is walked job by job, in micro-dollars.
+    """
+    rows: dict[str, Tally] = {}
+    limit = None if cap is None else micros(cap)
+    within_jobs, spent, stopped = 0, 0, False
+    label = _row_label(manifest)
+    for space in spaces(manifest):
+        t = tally(manifest, space)
+        row = label(space.prompt.id)
+        rows[row] = rows.get(row, Tally()) + t
+        if stopped:
+            continue
+        if limit is None or spent + micros(t.credits) <= limit:
+            within_jobs, spent = within_jobs + t.jobs, spent + micros(t.credits)
+            continue
+        stopped = True
+        for values in assignments(space):
+            cost = micros(job_credits(manifest, values))
+            fits = min(
+                manifest.repeat, max(0, (limit - spent) // cost) if cost else manifest.repeat
+            )
+            within_jobs, spent = within_jobs + fits, spent + fits * cost
+            if fits < manifest.repeat:
+                break
+    return SubsetTally(tuple(rows.items()), within_jobs, to_usd(spent))
+
+
+def _row_label(manifest: Manifest) -> Callable[[str], str]:
+    """A plan row's name for a prompt id: the id of an inline prompt, else its file."""
+    inline = {prompt.id for prompt in manifest.prompts}
+    files = ", ".join(source.shown for source in manifest.prompt_files)
+    return lambda prompt_id: prompt_id if prompt_id in inline else files
 
 
 def _expand(manifest: Manifest) -> Iterator[Job]:

@@ -307,3 +307,54 @@ def test_file_prompts_stream(tmp_path: Path) -> None:
         tracemalloc.stop()
     assert last is not None and last.prompt_id == "p19999" and last.index == 19_999
     assert peak < 2_000_000  # bytes: a few prompts' worth, not the file's 20,000
+
+
+def test_the_plan_of_a_prompts_file_has_one_row_for_the_file(tmp_path: Path) -> None:
+    lines = [{"id": f"p{i}", "prompt": f"prompt {i}"} for i in range(5)]
+    _write(tmp_path, "p.jsonl", "".join(json.dumps(line) + "\n" for line in lines))
+    sweep = "sweep:\n  mode: [standard, quality]\nbudget: {max_credits: 0.2}\n"
+    m = load_manifest(
+        _write(
+            tmp_path,
+            "m.yaml",
+            "name: t\nprompts:\n  - {id: a, prompt: x}\nprompts_from: p.jsonl\n" + sweep,
+        )
+    )
+    inline = "".join(f"  - {{id: p{i}, prompt: prompt {i}}}\n" for i in range(5))
+    same = load_manifest(
+        _write(
+            tmp_path, "same.yaml", "name: t\nprompts:\n  - {id: a, prompt: x}\n" + inline + sweep
+        )
+    )
+    plan, expected = make_plan(m), make_plan(same)
+    assert [(p.prompt_id, p.jobs) for p in plan.prompts] == [
+        ("a", 2),
+        (str(tmp_path / "p.jsonl"), 10),
+    ]
+    assert (plan.jobs, plan.images) == (expected.jobs, expected.images) == (12, 12)
+    assert plan.credits == pytest.approx(expected.credits)
+    # The cap falls inside the file: counted in order, as the credit guard reserves.
+    assert plan.fits is expected.fits is False
+    assert plan.jobs_within_budget == expected.jobs_within_budget
+    assert plan.credits_within_budget == pytest.approx(expected.credits_within_budget)
+
+
+def _prompts_file(folder: Path, lines: int) -> Path:
+    with (folder / "p.jsonl").open("w") as handle:
+        for i in range(lines):
+            handle.write(json.dumps({"id": f"p{i}", "prompt": f"a picture, number {i}"}) + "\n")
+    return _write(folder, "m.yaml", PROMPTS + "budget: {max_credits: 10}\n")
+
+
+def test_a_large_prompts_file_plans_in_flat_memory(tmp_path: Path) -> None:
+    (tmp_path / "big").mkdir()
+    (tmp_path / "small").mkdir()
+    big, big_peak = _plan_peak_kib(_prompts_file(tmp_path / "big", 100_000))
+    _, small_peak = _plan_peak_kib(_prompts_file(tmp_path / "small", 10))
+    total = big["total"]
+    assert isinstance(total, dict) and total["jobs"] == 100_000
+    prompts = big["prompts"]
+    assert isinstance(prompts, list) and len(prompts) == 1  # one row for the file
+    budget = big["budget"]
+    assert isinstance(budget, dict) and budget["jobs_within"] == 500  # $10 at $0.02 (standard, 1k)
+    assert big_peak < small_peak + 20_000  # KiB

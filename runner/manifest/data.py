@@ -14,9 +14,9 @@ Loading reads it once, start to end, one row at a time: it checks every row
 through 8-byte digests in a sorted `array` (8 MB for a million rows, not a
 set of the rows). Expansion reads it again, one row at a time, so a file of a
 million rows plans and runs in the memory of a few rows. The file must not
-change between the two: `VarRows` and `PromptRows` keep its sha256 and size
-for the record, and expansion stops with a ManifestError if a re-read row no
-longer passes the checks.
+change between the two: `VarRows` and `PromptRows` keep its sha256 for the
+record, and expansion stops with a ManifestError if a re-read row no longer
+passes the checks.
 
 Formats, by suffix (`vars_from`): `.csv` (a header row names the columns;
 values are text as written), `.jsonl` (one JSON object of text or numbers
