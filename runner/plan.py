@@ -27,7 +27,16 @@ from typing import Any, Final, Literal
 
 from runner.manifest import Manifest
 from runner.money import Micros, format_usd, maybe_micros, micros, to_usd
-from runner.sweep import Space, Tally, assignments, job_credits, spaces, tally
+from runner.sweep import (
+    Space,
+    Tally,
+    assignments,
+    job_credits,
+    spaces,
+    tally,
+    tally_files,
+    tally_subset,
+)
 
 LATENCY_S: Final = 10.0
 """Typical seconds from submit to a finished image (the vendor page shows ~10.3 s)."""
@@ -73,6 +82,11 @@ class Plan:
     jobs_within_budget: int | None
     credits_within_budget: Micros | None
 
+    @property
+    def credits_usd(self) -> float:
+        """The estimated credits in USD (for people and the Python API)."""
+        return to_usd(self.credits)
+
 
 def shortest_duration(calls: int, per_minute: int, latency_s: float = LATENCY_S) -> float:
     """Seconds, at best, to make `calls` rate-limited calls at `per_minute` and finish the last."""
@@ -85,11 +99,24 @@ def make_plan(
     manifest: Manifest, *, rpm: int | None = None, max_credits: float | None = None
 ) -> Plan:
     """Plan `manifest`; `rpm` and `max_credits` (USD) override its budget (as the CLI flags do)."""
-    per_prompt = [(space, tally(manifest, space)) for space in spaces(manifest)]
-    total = sum((t for _, t in per_prompt), Tally())
     budget = manifest.budget
     per_minute = rpm if rpm is not None else budget.requests_per_minute
     cap = maybe_micros(max_credits if max_credits is not None else budget.max_credits)
+    cap_usd = None if cap is None else to_usd(cap)
+    # A subset (--filter/--limit) is walked job by job; the whole manifest by arithmetic,
+    # streaming the prompts of a prompts_from file (one row for the file, not one each).
+    walked = (
+        tally_subset(manifest, cap_usd)
+        if manifest.subset is not None
+        else tally_files(manifest, cap_usd)
+        if manifest.prompt_files
+        else None
+    )
+    per_prompt = (
+        [] if walked is not None else [(sp, tally(manifest, sp)) for sp in spaces(manifest)]
+    )
+    rows = walked.prompts if walked is not None else tuple((s.prompt.id, t) for s, t in per_prompt)
+    total = sum((t for _, t in rows), Tally())
     per_job = 1
     if budget.rate_scope == "all" and manifest.api.endpoint == "v2":
         per_job = CALLS_PER_JOB_ALL
@@ -99,17 +126,18 @@ def make_plan(
     if cap is not None:
         fits = credits <= cap
         within_jobs, within_credits = (
-            (total.jobs, credits) if fits else _within(manifest, per_prompt, cap)
+            (total.jobs, credits)
+            if fits
+            else (walked.within_jobs, micros(walked.within_credits))
+            if walked is not None
+            else _within(manifest, per_prompt, cap)
         )
     return Plan(
         manifest=manifest.path,
         name=manifest.name,
         model=manifest.model,
         endpoint=manifest.api.endpoint,
-        prompts=tuple(
-            PromptPlan(space.prompt.id, t.jobs, t.images, micros(t.credits))
-            for space, t in per_prompt
-        ),
+        prompts=tuple(PromptPlan(pid, t.jobs, t.images, micros(t.credits)) for pid, t in rows),
         jobs=total.jobs,
         images=total.images,
         credits=credits,

@@ -7,7 +7,9 @@ the combinations an `exclude` entry matches; then the `include` entries in
 file order. Every combination yields `repeat` jobs (repeat index innermost).
 Prompts come in file order and `Job.index` counts across all of them.
 
-Nothing is materialised: `itertools.product` holds only the unit lists, and
+Nothing is materialised: `itertools.product` holds only the unit lists (a
+`vars_from` file's rows are never given to it: `_product` streams them as
+the outermost loop, re-reading the file), and
 include de-duplication is tested against the product's *definition* (is
 each value in its unit's list? does an exclude match?) rather than against
 a set of produced jobs. Counts, images and credits come from arithmetic over
@@ -17,14 +19,18 @@ that decide a job's price or its exclusion.
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import math
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 
-from runner.jobs import Job, Request, make_job
+from runner.errors import UsageError
+from runner.jobs import ImageInput, Job, Request, make_job
 from runner.manifest import AXES, Combination, Manifest, Prompt, Unit, Value
+from runner.money import micros, to_usd
 from runner.params import price
+from runner.subset import PARAMS, Subset
 
 Assignment = dict[str, Value | None]
 """Axis and var names -> values for one combination (vars may be absent in a tally)."""
@@ -64,10 +70,10 @@ class Tally:
 
 def spaces(manifest: Manifest) -> Iterator[Space]:
     """The job space of each prompt, in file order."""
-    for prompt in manifest.prompts:
+    for prompt in manifest.all_prompts():
         units = manifest.units(prompt)
         include = tuple(e for e in manifest.include if e.applies_to(prompt))
-        varying = [n for u in units if u.kind != "var" and len(u.values) > 1 for n in u.names]
+        varying = [n for u in units if not u.is_var and len(u.values) > 1 for n in u.names]
         named = {name for entry in include for name, _ in entry.values}
         varying += [name for name in AXES if name in named and name not in varying]
         yield Space(
@@ -80,7 +86,118 @@ def spaces(manifest: Manifest) -> Iterator[Space]:
 
 
 def expand(manifest: Manifest) -> Iterator[Job]:
-    """Every job of the manifest, lazily, in the documented deterministic order."""
+    """Every job of the manifest, lazily, in the documented deterministic order.
+
+    With `manifest.subset` (see `restrict`), only the subset's jobs, each
+    with the index and key it has in the whole expansion.
+    """
+    jobs = _expand(manifest)
+    return jobs if manifest.subset is None else manifest.subset.select(jobs)
+
+
+def restrict(manifest: Manifest, subset: Subset | None) -> Manifest:
+    """`manifest` whose expansion, count and plan are those of `subset` (None: all jobs).
+
+    Raises UsageError for a filter naming neither a param nor a var of any
+    prompt, with a "did you mean".
+    """
+    if subset is None:
+        return manifest
+    known = {*PARAMS, *(name for prompt in manifest.prompts for name in prompt.var_names)}
+    for condition in subset.conditions:
+        if condition.name is not None and condition.name not in known:
+            close = difflib.get_close_matches(condition.name, sorted(known), n=1)
+            hint = f"did you mean `{close[0]}`? " if close else ""
+            raise UsageError(
+                f"--filter {str(condition)!r}: `{condition.name}` is neither a request param nor"
+                f" a var of any prompt ({hint}params: {', '.join(PARAMS)})"
+            )
+    return replace(manifest, subset=subset)
+
+
+@dataclass(frozen=True, slots=True)
+class SubsetTally:
+    """A subset's counts, walked job by job: per prompt (in order), and what fits a cap.
+
+    `within_jobs` / `within_credits` (USD) are the jobs, in expansion order,
+    before the first that would pass the cap (all of them without a cap).
+    """
+
+    prompts: tuple[tuple[str, Tally], ...]
+    within_jobs: int
+    within_credits: float
+
+
+def tally_subset(manifest: Manifest, cap: float | None) -> SubsetTally:
+    """Count `expand(manifest)` (a restricted manifest) job by job, in O(1) memory per prompt.
+
+    Credits are summed in integer micro-dollars (runner.money), as the credit
+    guard reserves them, so a long subset does not drift past the cap.
+    """
+    per_prompt: dict[str, tuple[int, int, int]] = {}
+    limit = None if cap is None else micros(cap)
+    within_jobs, spent, stopped = 0, 0, False
+    label = _row_label(manifest)
+    for job in expand(manifest):
+        request = job.request
+        cost = micros(price(request.mode, request.resolution, request.n, manifest.prices))
+        row = label(job.prompt_id)
+        jobs, images, total = per_prompt.get(row, (0, 0, 0))
+        per_prompt[row] = (jobs + 1, images + request.n, total + cost)
+        if not stopped and (limit is None or spent + cost <= limit):
+            within_jobs, spent = within_jobs + 1, spent + cost
+        else:
+            stopped = True
+    return SubsetTally(
+        prompts=tuple(
+            (pid, Tally(jobs, images, to_usd(total)))
+            for pid, (jobs, images, total) in per_prompt.items()
+        ),
+        within_jobs=within_jobs,
+        within_credits=to_usd(spent),
+    )
+
+
+def tally_files(manifest: Manifest, cap: float | None) -> SubsetTally:
+    """Count a manifest with `prompts_from` files: one row per inline prompt and per file.
+
+    Each prompt is counted by arithmetic (`tally`) as it streams by, so a
+    file of a million prompts plans in the memory of one; only the prompt
+    where `cap` (USD) falls is walked job by job, in micro-dollars.
+    """
+    rows: dict[str, Tally] = {}
+    limit = None if cap is None else micros(cap)
+    within_jobs, spent, stopped = 0, 0, False
+    label = _row_label(manifest)
+    for space in spaces(manifest):
+        t = tally(manifest, space)
+        row = label(space.prompt.id)
+        rows[row] = rows.get(row, Tally()) + t
+        if stopped:
+            continue
+        if limit is None or spent + micros(t.credits) <= limit:
+            within_jobs, spent = within_jobs + t.jobs, spent + micros(t.credits)
+            continue
+        stopped = True
+        for values in assignments(space):
+            cost = micros(job_credits(manifest, values))
+            fits = min(
+                manifest.repeat, max(0, (limit - spent) // cost) if cost else manifest.repeat
+            )
+            within_jobs, spent = within_jobs + fits, spent + fits * cost
+            if fits < manifest.repeat:
+                break
+    return SubsetTally(tuple(rows.items()), within_jobs, to_usd(spent))
+
+
+def _row_label(manifest: Manifest) -> Callable[[str], str]:
+    """A plan row's name for a prompt id: the id of an inline prompt, else its file."""
+    inline = {prompt.id for prompt in manifest.prompts}
+    files = ", ".join(source.shown for source in manifest.prompt_files)
+    return lambda prompt_id: prompt_id if prompt_id in inline else files
+
+
+def _expand(manifest: Manifest) -> Iterator[Job]:
     index = 0
     for space in spaces(manifest):
         names = space.prompt.var_names
@@ -105,7 +222,7 @@ def expand(manifest: Manifest) -> Iterator[Job]:
 def assignments(space: Space) -> Iterator[Assignment]:
     """The combinations of one prompt (before repeat): the product less excludes, then includes."""
     base = space.prompt.base
-    for rows in itertools.product(*(unit.values for unit in space.units)):
+    for rows in _product(space.units):
         values: Assignment = dict(base)
         for unit, row in zip(space.units, rows, strict=True):
             values.update(zip(unit.names, row, strict=True))
@@ -115,7 +232,12 @@ def assignments(space: Space) -> Iterator[Assignment]:
 
 
 def count_jobs(manifest: Manifest) -> int:
-    """The number of jobs `expand` yields, by arithmetic (no jobs are built)."""
+    """The number of jobs `expand` yields, by arithmetic (no jobs are built).
+
+    A subset (`restrict`) is counted by walking its jobs instead.
+    """
+    if manifest.subset is not None:
+        return sum(1 for _ in expand(manifest))
     return sum(tally(manifest, space).jobs for space in spaces(manifest))
 
 
@@ -130,7 +252,7 @@ def tally(manifest: Manifest, space: Space) -> Tally:
     deciding = named | set(_PRICED)
     total = _walk(space.units, deciding, dict(space.prompt.base), manifest, space, included=None)
     for j, entry in enumerate(space.include):
-        free = tuple(u for u in space.prompt.vars if u.names[0] not in dict(entry.values))
+        free = tuple(u for u in space.prompt.vars if not dict(entry.values).keys() & set(u.names))
         start: Assignment = {**space.prompt.base, **dict(entry.values)}
         total += _walk(free, named, start, manifest, space, included=j)
     return Tally(
@@ -160,7 +282,7 @@ def _walk(
     times = math.prod(len(u.values) for u in skipped)
     jobs = images = 0
     credits = 0.0
-    for rows in itertools.product(*(unit.values for unit in walked)):
+    for rows in _product(walked):
         values = dict(start)
         for unit, row in zip(walked, rows, strict=True):
             values.update(zip(unit.names, row, strict=True))
@@ -177,10 +299,11 @@ def _walk(
 def _included(space: Space, var_units: tuple[Unit, ...]) -> Iterator[Assignment]:
     for j, entry in enumerate(space.include):
         named = dict(entry.values)
-        free = [unit for unit in var_units if unit.names[0] not in named]
-        for rows in itertools.product(*(unit.values for unit in free)):
+        free = [unit for unit in var_units if not named.keys() & set(unit.names)]
+        for rows in _product(free):
             values: Assignment = {**space.prompt.base, **named}
-            values.update((unit.names[0], row[0]) for unit, row in zip(free, rows, strict=True))
+            for unit, row in zip(free, rows, strict=True):
+                values.update(zip(unit.names, row, strict=True))
             if _is_new(space, j, values):
                 yield values
 
@@ -217,15 +340,34 @@ def _made_by(space: Space, entry: Combination, values: Assignment) -> bool:
     if any(values[name] != named.get(name, space.prompt.base[name]) for name in AXES):
         return False
     for unit in space.prompt.vars:
-        name = unit.names[0]
-        if name not in values:
+        present = [name for name in unit.names if name in values]
+        if not present:
             continue
-        if name in named:
-            if values[name] != named[name]:
+        if any(name in named for name in unit.names):
+            if any(values[name] != named[name] for name in present if name in named):
                 return False
-        elif (values[name],) not in unit.values:
+        elif not any(
+            all(row[i] == values[name] for i, name in enumerate(unit.names) if name in values)
+            for row in unit.values
+        ):
             return False
     return True
+
+
+def _product(units: Sequence[Unit]) -> Iterator[tuple[tuple[Value, ...], ...]]:
+    """`itertools.product` of the units' values, streaming a leading data-rows unit.
+
+    A `vars_from` unit is always a prompt's first unit (so the outermost,
+    slowest loop of the documented order); its rows are read one at a time
+    and only the small in-memory units go to `itertools.product`.
+    """
+    if units and units[0].kind == "rows":
+        rest = [unit.values for unit in units[1:]]
+        for row in units[0].values:
+            for tail in itertools.product(*rest):
+                yield (row, *tail)
+        return
+    yield from itertools.product(*(unit.values for unit in units))
 
 
 def _request(
@@ -240,8 +382,14 @@ def _request(
         resolution=str(values["resolution"]),
         n=_int(values, "n"),
         output_format=str(values["output_format"]),
-        image=manifest.images[str(image)] if image is not None else None,
+        image=_image(manifest, prompt, str(image)) if image is not None else None,
     )
+
+
+def _image(manifest: Manifest, prompt: Prompt, source: str) -> ImageInput:
+    # A prompt read from a file carries its own image; sweep images are the manifest's.
+    found = prompt.images.get(source)
+    return found if found is not None else manifest.images[source]
 
 
 def _int(values: Mapping[str, Value | None], name: str) -> int:

@@ -122,7 +122,9 @@ def test_schema_is_committed_and_current(capsys: pytest.CaptureFixture[str]) -> 
     )
     schema = json.loads(committed)
     assert schema["additionalProperties"] is False
-    assert set(schema["required"]) == {"name", "prompts"}
+    assert set(schema["required"]) == {"name"}
+    # prompts inline or from a file (prompts_from): one of the two is required.
+    assert schema["anyOf"] == [{"required": ["prompts"]}, {"required": ["prompts_from"]}]
     assert "prompts" in schema["properties"] and "sweep" in schema["properties"]
 
 

@@ -37,6 +37,7 @@ from runner.reporting.exit_codes import (
     EXIT_USAGE,
     exit_code,
 )
+from runner.subset import add_subset_arguments, subset_from
 
 if TYPE_CHECKING:
     from runner.cli.args import Subparsers
@@ -153,6 +154,11 @@ def _add_plan(sub: Subparsers) -> None:
         help="override api.provider (its limits apply); several, e.g. segmind,xai, "
         "compare credits and shortest duration side by side",
     )
+    p.add_argument(
+        "--jobs", action="store_true", help="list every job instead (with --json: JSON Lines)"
+    )
+    p.add_argument("--csv", action="store_true", help="with --jobs: the list as CSV")
+    add_subset_arguments(p)
     p.set_defaults(handler=_cmd_plan)
 
 
@@ -175,6 +181,7 @@ def _cmd_plan_compare(args: argparse.Namespace) -> int:
 def _cmd_plan(args: argparse.Namespace) -> int:
     from runner.manifest import load_manifest
     from runner.plan import make_plan, plan_json, render_text
+    from runner.sweep import restrict
 
     if args.provider and "," in args.provider:
         return _cmd_plan_compare(args)
@@ -182,7 +189,15 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         from runner.plan_compare import parse_providers
 
         parse_providers(args.provider)
-    manifest = load_manifest(args.manifest, provider=args.provider)
+    subset = subset_from(args)
+    manifest = restrict(load_manifest(args.manifest, provider=args.provider), subset)
+    if subset is not None and not (args.jobs or args.csv or args.json):
+        print(f"note: a subset of the manifest ({subset.describe()})", file=sys.stderr)
+    if args.jobs or args.csv:
+        from runner.joblist import write_jobs
+
+        write_jobs(manifest, sys.stdout, "csv" if args.csv else "json" if args.json else "text")
+        return EXIT_OK
     plan = make_plan(manifest, rpm=args.rpm, max_credits=args.max_credits)
     if args.json:
         write(sys.stdout, json.dumps(plan_json(plan), indent=2) + "\n")
@@ -198,25 +213,50 @@ def _add_schema(sub: Subparsers) -> None:
         help="print the JSON Schema of a manifest",
         description="Print the JSON Schema of a manifest (manifests/manifest.schema.json).",
     )
+    p.add_argument("--write", type=Path, metavar="PATH", help="write it to PATH instead")
     p.set_defaults(handler=_cmd_schema)
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
+    if args.write is not None:
+        from runner.starter import write_schema
+
+        write_schema(args.write)
+        print(f"{args.write}: the manifest's JSON Schema", file=sys.stderr)
+        return EXIT_OK
     write(sys.stdout, schema_text())
     return EXIT_OK
 
 
 def schema_text() -> str:
     """The manifest's JSON Schema as committed in manifests/manifest.schema.json."""
-    from runner.manifest import manifest_json_schema
+    from runner.manifest.schema import manifest_schema_text
 
-    return json.dumps(manifest_json_schema(), indent=2, ensure_ascii=False) + "\n"
+    return manifest_schema_text()
 
 
 def _add_run(sub: Subparsers) -> None:
     from runner.cli.run import add_run
 
     add_run(sub, common())
+
+
+def _add_export(sub: Subparsers) -> None:
+    from runner.cli.data import add_export
+
+    add_export(sub, common())
+
+
+def _add_grid(sub: Subparsers) -> None:
+    from runner.cli.data import add_grid
+
+    add_grid(sub, common())
+
+
+def _add_init(sub: Subparsers) -> None:
+    from runner.cli.data import add_init
+
+    add_init(sub, common())
 
 
 def _add_status(sub: Subparsers) -> None:
@@ -294,13 +334,14 @@ def _add_gallery(sub: Subparsers) -> None:
         "laying the images out in a grid by the swept parameters of your choice.",
     )
     p.add_argument("out", metavar="OUT", type=Path, help="the output folder")
+    add_subset_arguments(p)
     p.set_defaults(handler=_cmd_gallery)
 
 
 def _cmd_gallery(args: argparse.Namespace) -> int:
     from runner.reporting.gallery import write_gallery
 
-    result = write_gallery(args.out)
+    result = write_gallery(args.out, subset=subset_from(args))
     write(sys.stdout, f"{result.path}\n")
     return EXIT_OK
 
@@ -356,9 +397,12 @@ _COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _add_run,
     _add_plan,
     _add_validate,
+    _add_init,
     _add_status,
     _add_verify,
     _add_gallery,
+    _add_grid,
+    _add_export,
     _add_merge,
     _add_emulator,
     _add_schema,

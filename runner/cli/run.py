@@ -21,6 +21,7 @@ from runner.cli.args import CommandParser, non_negative_float, positive_int
 from runner.errors import UsageError
 from runner.providers import PROVIDERS
 from runner.redact import redact_argv
+from runner.subset import add_subset_arguments, subset_from
 
 if TYPE_CHECKING:
     from runner.cli.args import Subparsers
@@ -107,6 +108,7 @@ def add_run(sub: Subparsers, common: CommandParser) -> None:
         metavar="N",
         help="exit 0 despite up to N failed jobs (a count, or a fraction: 0.05 or 5%%)",
     )
+    add_subset_arguments(p)
     p.set_defaults(handler=cmd_run)
 
 
@@ -169,8 +171,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from runner.manifest import load_manifest
     from runner.plan import make_plan, render_text
     from runner.reporting.exit_codes import parse_max_failures
+    from runner.sweep import restrict
 
-    manifest = load_manifest(args.manifest, provider=args.provider)
+    manifest = restrict(load_manifest(args.manifest, provider=args.provider), subset_from(args))
     options = _options(args)
     tolerance = parse_max_failures(args.max_failures) if args.max_failures else None
     plan = make_plan(manifest, rpm=options.rpm, max_credits=options.max_credits)

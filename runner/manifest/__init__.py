@@ -10,6 +10,9 @@ Loading runs in one direction, a module per step:
     build.py    checks across keys (templates and vars, zip lengths, include/exclude,
                 axes set twice), input images, and the frozen values
     images.py   input images: a file next to the manifest, an http(s) URL, a data URI
+    rows.py     data files read row by row (CSV, JSON Lines, YAML), with their lines
+    data.py     data files (vars_from rows, prompts_from lines): checked in one pass,
+                then re-read lazily on each expansion
     model.py    the frozen values that `runner.sweep` and `runner.plan` read
 
 Every failure is a `runner.errors.ManifestError` naming file:line:column, the

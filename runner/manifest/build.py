@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from runner.errors import ManifestError, UsageError
 from runner.jobs import ImageInput
+from runner.manifest.data import VAR_FORMATS, DataFile, Format, locate, scan_prompts, scan_vars
 from runner.manifest.hosting import context_of, provider_of, resolve_api
 from runner.manifest.images import load_image
 from runner.manifest.messages import translate
@@ -34,6 +35,7 @@ from runner.manifest.model import (
     Manifest,
     Output,
     Prompt,
+    PromptSource,
     Unit,
     Value,
 )
@@ -96,6 +98,7 @@ class _Builder:
         sweep = self._sweep()
         zipped = self._zip(sweep)
         prompts = self._prompts(sweep, zipped)
+        prompt_files = self._prompt_files(sweep, zipped, prompts)
         manifest = Manifest(
             path=self.source.path,
             sha256=self.source.sha256,
@@ -123,6 +126,7 @@ class _Builder:
                 if m.coordinator is not None
                 else None
             ),
+            prompt_files=prompt_files,
         )
         include = tuple(self._entries("include", m.include, manifest))
         exclude = tuple(self._entries("exclude", m.exclude, manifest))
@@ -255,7 +259,9 @@ class _Builder:
             if not p.prompt.strip():
                 raise self._fail("the prompt text is blank", (*loc, "prompt"), "write the prompt")
             units = self._vars(p.vars, loc)
-            self._template(p.prompt, p.id, [u.names[0] for u in units], loc)
+            if p.vars_from is not None:
+                units = (self._vars_from(p.vars_from, units, (*loc, "vars_from")), *units)
+            self._template(p.prompt, p.id, [n for u in units for n in u.names], loc)
             own = p.params.model_dump(exclude_none=True)
             if p.image is not None:
                 own["image"] = self._image(p.image, (*loc, "image"))
@@ -272,6 +278,52 @@ class _Builder:
             base: dict[str, Value | None] = {**API_DEFAULTS, "image": None, **defaults, **own}
             prompts.append(Prompt(p.id, p.prompt, units, MappingProxyType(base)))
         return tuple(prompts)
+
+    def _data_file(self, text: str, loc: Loc, formats: Mapping[str, Format]) -> DataFile:
+        roots = [self.source.base_dir / root for root in self.model.input_roots]
+        try:
+            return locate(text, self.source.base_dir, roots, self.source.path, formats=formats)
+        except ManifestError as err:
+            raise self._fail(err.message, loc, err.hint) from None
+
+    def _vars_from(self, text: str, inline: tuple[Unit, ...], loc: Loc) -> Unit:
+        """The rows unit of a `vars_from` file (runner.manifest.data), checked in one pass."""
+        rows = scan_vars(self._data_file(text, loc, VAR_FORMATS), _RESERVED_VARS)
+        for unit in inline:
+            if unit.names[0] in rows.columns:
+                raise self._fail(
+                    f"var `{unit.names[0]}` is declared here and is also a column of {text}",
+                    (*loc[:-1], "vars", unit.names[0]),
+                    "keep one of them",
+                    key=True,
+                )
+        return Unit("rows", rows.columns, rows)
+
+    def _prompt_files(
+        self, sweep: tuple[Unit, ...], zipped: tuple[Unit, ...], prompts: tuple[Prompt, ...]
+    ) -> tuple[PromptSource, ...]:
+        text = self.model.prompts_from
+        if text is None:
+            if not prompts:
+                raise self._fail(
+                    "`prompts` is required but missing",
+                    ("prompts",),
+                    "add `prompts:` to the manifest, or name a file under `prompts_from:`",
+                )
+            return ()
+        data = self._data_file(text, ("prompts_from",), {".jsonl": "jsonl"})
+        defaults = self.model.defaults.model_dump(exclude_none=True)
+        base: dict[str, Value | None] = {**API_DEFAULTS, "image": None, **defaults}
+        return (
+            scan_prompts(
+                data,
+                base=base,
+                base_dir=self.source.base_dir,
+                roots=[self.source.base_dir / root for root in self.model.input_roots],
+                swept=frozenset(name for unit in (*sweep, *zipped) for name in unit.names),
+                inline_ids=[p.id for p in prompts],
+            ),
+        )
 
     def _vars(self, declared: Mapping[str, list[str]], loc: Loc) -> tuple[Unit, ...]:
         units = []
@@ -362,6 +414,16 @@ class _Builder:
             prompt = None
             if target is not None:
                 prompt = self._target(str(target), ids, manifest, (*loc, "prompt"))
+            elif manifest.prompt_files and all(name in AXES for name in entry):
+                # Axes only: it may concern the prompts of the file, not checked here.
+                yield Combination(
+                    None,
+                    tuple(
+                        (name, self._entry_value(section, name, value, set(), (*loc, name)))
+                        for name, value in entry.items()
+                    ),
+                )
+                continue
             known = set(prompt.var_names) if prompt else all_vars
             values: list[tuple[str, Value]] = []
             for name, value in entry.items():
@@ -370,6 +432,13 @@ class _Builder:
                 values.append((name, self._entry_value(section, name, value, known, (*loc, name))))
             combo = Combination(prompt.id if prompt else None, tuple(values))
             targets = [p for p in manifest.prompts if combo.applies_to(p)]
+            if section == "include" and any(u.kind == "rows" for p in targets for u in p.vars):
+                raise self._fail(
+                    "an include entry cannot concern a prompt whose vars come from a file",
+                    loc,
+                    "add the combination as a row of the vars_from file, or target another"
+                    " prompt with `prompt: <id>`",
+                )
             if not targets:
                 raise self._fail(
                     "no prompt declares all the vars this entry names",

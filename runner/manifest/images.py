@@ -88,16 +88,27 @@ def _data_uri(text: str) -> ImageInput:
     return ImageInput(kind="data", source=text, sha256=hashlib.sha256(data).hexdigest())
 
 
-def _file(text: str, base_dir: Path, roots: Sequence[Path]) -> ImageInput:
+def resolve_local(text: str, base_dir: Path, roots: Sequence[Path], what: str) -> Path:
+    """The file a manifest names by `text`, relative to `base_dir`, checked to stay inside.
+
+    The one path rule for local inputs (images, data files): after symlinks
+    the target must be inside the manifest's folder or one of `roots`
+    (`input_roots`). `what` names the input in the message ("image", "data file").
+    """
     root = base_dir.resolve()
     target = (root / text).resolve()
     allowed = [root, *(r.resolve() for r in roots)]
     if not any(target.is_relative_to(folder) for folder in allowed):
         raise ManifestError(
-            f"the image path `{text}` leads outside the manifest's folder ({root})",
-            hint="copy the image into the manifest's folder (e.g. inputs/), or name the "
+            f"the {what} path `{text}` leads outside the manifest's folder ({root})",
+            hint=f"copy the {what} into the manifest's folder, or name the "
             "folder it is in under `input_roots:`",
         )
+    return target
+
+
+def _file(text: str, base_dir: Path, roots: Sequence[Path]) -> ImageInput:
+    target = resolve_local(text, base_dir, roots, "image")
     try:
         with target.open("rb") as handle:
             data = handle.read(MAX_IMAGE_BYTES + 1)

@@ -6,12 +6,14 @@ nothing here validates: these are plain data with a few derived views.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Final, Literal
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Final, Literal, Protocol
 
 from runner.jobs import Endpoint, ImageInput
 from runner.params import PARAM_NAMES
+from runner.subset import Subset
 
 AXES: Final = (*PARAM_NAMES, "image")
 """The names that can be swept, zipped, included or excluded (besides vars)."""
@@ -22,15 +24,24 @@ Value = str | int
 
 @dataclass(frozen=True, slots=True)
 class Unit:
-    """One factor of a prompt's product: a var, a sweep axis, or a zip group.
+    """One factor of a prompt's product: a var, a sweep axis, a zip group, or data rows.
 
-    `names` holds one name (several for a zip group); each item of `values`
-    is a tuple aligned with `names`, in the order the manifest lists them.
+    `names` holds one name (several for a zip group or the columns of a
+    `vars_from` file); each item of `values` is a tuple aligned with `names`,
+    in the order the manifest (or the file) lists them. For kind "rows" the
+    values are a lazy `runner.manifest.data.VarRows` that re-reads the file on
+    each iteration, so it must never be handed to `itertools.product` (which
+    would hold every row): `runner.sweep` walks it outermost instead.
     """
 
-    kind: Literal["var", "sweep", "zip"]
+    kind: Literal["var", "rows", "sweep", "zip"]
     names: tuple[str, ...]
-    values: tuple[tuple[Value, ...], ...]
+    values: Collection[tuple[Value, ...]]
+
+    @property
+    def is_var(self) -> bool:
+        """True for a prompt's own vars, declared inline or read from a data file."""
+        return self.kind in ("var", "rows")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,11 +57,14 @@ class Prompt:
     template: str
     vars: tuple[Unit, ...]
     base: Mapping[str, Value | None]
+    images: Mapping[str, ImageInput] = field(default_factory=lambda: MappingProxyType({}))
+    """Input images of a prompt read from a `prompts_from` file (source text -> image);
+    the manifest's own images are in `Manifest.images`."""
 
     @property
     def var_names(self) -> tuple[str, ...]:
-        """The prompt's var names, in declared order."""
-        return tuple(unit.names[0] for unit in self.vars)
+        """The prompt's var names, in declared order (a data file's columns first)."""
+        return tuple(name for unit in self.vars for name in unit.names)
 
     def render(self, values: Mapping[str, str]) -> str:
         """The prompt text with `values` substituted for its `{var}` fields."""
@@ -111,6 +125,24 @@ class Api:
     provider: str = "segmind"
 
 
+class PromptSource(Protocol):
+    """Prompts read lazily from a file (`prompts_from`): each call re-reads the file."""
+
+    @property
+    def shown(self) -> str:
+        """The file as messages name it."""
+        ...
+
+    @property
+    def count(self) -> int:
+        """How many prompts the file holds (counted when the manifest was loaded)."""
+        ...
+
+    def prompts(self) -> Iterator[Prompt]:
+        """The file's prompts in file order, one at a time."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Manifest:
     """A checked manifest. `path` is as the user named it, `sha256` of its bytes.
@@ -137,6 +169,16 @@ class Manifest:
     output: Output
     images: Mapping[str, ImageInput]
     coordinator: Coordinator | None = None
+    prompt_files: tuple[PromptSource, ...] = ()
+    """`prompts_from` files: their prompts follow `prompts` in expansion order."""
+    subset: Subset | None = None
+    """`--filter` / `--limit`: only these jobs are expanded (`runner.sweep.restrict` sets it)."""
+
+    def all_prompts(self) -> Iterator[Prompt]:
+        """Every prompt in expansion order: the inline ones, then each file's, lazily."""
+        yield from self.prompts
+        for source in self.prompt_files:
+            yield from source.prompts()
 
     def units(self, prompt: Prompt) -> tuple[Unit, ...]:
         """The factors of `prompt`'s product in expansion order: vars, sweep, zip groups."""

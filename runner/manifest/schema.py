@@ -218,6 +218,14 @@ InFlight = Annotated[
     WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 1}, {"const": "auto"}]}),
 ]
 
+DataPath = Annotated[
+    str,
+    Field(min_length=1),
+    WithJsonSchema(
+        {"type": "string", "minLength": 1, "description": "path relative to the manifest"}
+    ),
+]
+
 _CONFIG = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
@@ -242,6 +250,11 @@ class PromptModel(BaseModel):
     prompt: str = Field(min_length=1, description="text; {var} placeholders, {{ }} for braces")
     vars: dict[str, list[VarValue]] = Field(
         default_factory=dict, description="values swept for this prompt only"
+    )
+    vars_from: DataPath | None = Field(
+        default=None,
+        description="a .csv, .jsonl or .yaml file of var rows (one row = one set of values,"
+        " zipped across its columns), relative to the manifest; read lazily",
     )
     image: ImageSource | None = Field(default=None, description="input image: makes it an edit")
     params: ParamsModel = Field(default_factory=ParamsModel, description="overrides of defaults")
@@ -359,14 +372,25 @@ class ManifestModel(BaseModel):
         frozen=True,
         strict=True,
         title="runner manifest",
-        json_schema_extra={"$schema": "https://json-schema.org/draft/2020-12/schema"},
+        json_schema_extra={
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            # Prompts inline, from a file, or both (the builder checks it with a place).
+            "anyOf": [{"required": ["prompts"]}, {"required": ["prompts_from"]}],
+        },
     )
 
     name: SafeName = Field(description="the run's name; the default output is outputs/<name>")
     model: Slug = Field(default=DEFAULT_MODEL, description="the API's model slug")
     api: ApiModel = Field(default_factory=ApiModel)
     defaults: ParamsModel = Field(default_factory=ParamsModel)
-    prompts: list[PromptModel] = Field(min_length=1)
+    prompts: list[PromptModel] = Field(
+        default_factory=list, description="required unless prompts_from names a file"
+    )
+    prompts_from: DataPath | None = Field(
+        default=None,
+        description="a .jsonl file, relative to the manifest: one prompt per line"
+        ' ({"id", "prompt", optional "params" and "image"}), after `prompts`; read lazily',
+    )
     sweep: AxesModel = Field(default_factory=AxesModel)
     zip: list[AxesModel] = Field(default_factory=list)
     include: list[dict[str, EntryValue]] = Field(
@@ -394,3 +418,10 @@ class ManifestModel(BaseModel):
 def manifest_json_schema() -> dict[str, Any]:
     """The JSON Schema of a manifest (draft 2020-12), as `runner schema` prints it."""
     return ManifestModel.model_json_schema()
+
+
+def manifest_schema_text() -> str:
+    """The JSON Schema as text, exactly as committed in manifests/manifest.schema.json."""
+    import json
+
+    return json.dumps(manifest_json_schema(), indent=2, ensure_ascii=False) + "\n"

@@ -50,6 +50,7 @@ from runner.store import (
     utc_stamp,
     write_atomic,
 )
+from runner.subset import Subset
 
 GALLERY_NAME: Final = "gallery.html"
 _NOT_RUN: Final = {
@@ -154,7 +155,7 @@ def _row_details(row: JobRow, facts: JobFacts | None, reason: str) -> tuple[tupl
     return tuple((name, value) for name, value in rows if value is not None)
 
 
-def _sidecars(out: Path) -> Iterator[tuple[str, Sidecar]]:
+def folder_sidecars(out: Path) -> Iterator[tuple[str, Sidecar]]:
     """(image name relative to OUT, its sidecar) for every valid pair, skipping hidden folders."""
     for folder, dirs, files in os.walk(out):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -186,7 +187,7 @@ def collect_items(
     items: list[GalleryItem] = []
     seen_keys: set[str] = set()
     seen_files: set[str] = set()
-    for name, sidecar in _sidecars(out):
+    for name, sidecar in folder_sidecars(out):
         seen_keys.add(sidecar.key)
         seen_files.add(name)
         facts = facts_of_sidecar(sidecar)
@@ -211,6 +212,33 @@ def collect_items(
         catalog.remember(rows)
     items.sort(key=lambda item: (item.order, item.key, item.image_index))
     return items
+
+
+def item_values(item: GalleryItem) -> dict[str, str]:
+    """An entry's params, input image and vars as text, as a `--filter` compares them."""
+    facts = item.facts
+    if facts is None:
+        return {}
+    values = {name: str(value) for name, value in facts.params}
+    if facts.image is not None:
+        values["image"] = facts.image
+    values.update(facts.vars)
+    return values
+
+
+def select_items(items: list[GalleryItem], subset: Subset | None) -> list[GalleryItem]:
+    """The entries of the jobs in `subset` (the first `limit` jobs by key, in order)."""
+    if subset is None:
+        return items
+    kept = [item for item in items if subset.matches(item.prompt_id, item_values(item))]
+    if subset.limit is None:
+        return kept
+    keys: dict[str, None] = {}
+    for item in kept:
+        if item.key not in keys and len(keys) == subset.limit:
+            continue
+        keys.setdefault(item.key, None)
+    return [item for item in kept if item.key in keys]
 
 
 def _unfinished(
@@ -273,7 +301,8 @@ def add_thumbnails(
 # -- the page's data ----------------------------------------------------------------------------
 
 
-def _axis_values(item: GalleryItem) -> dict[str, str]:
+def axis_values(item: GalleryItem) -> dict[str, str]:
+    """The axis ids of an entry and its value on each: prompt, var:NAME, params, repeat."""
     facts = item.facts
     values = {"prompt": item.prompt_id}
     if facts is None:
@@ -304,7 +333,7 @@ def _url(name: str) -> str:
 
 def page_data(items: list[GalleryItem], *, title: str, meta: list[tuple[str, str]]) -> Any:
     """The JSON the page reads: axes with two or more values, and the items."""
-    values = [_axis_values(item) for item in items]
+    values = [axis_values(item) for item in items]
     axes: list[dict[str, Any]] = []
     for axis in _axis_order(items):
         seen = dict.fromkeys(v.get(axis, "") for v in values)
@@ -370,6 +399,7 @@ def write_gallery(
     title: str | None = None,
     thumb_px: int = THUMB_PX,
     now: float | None = None,
+    subset: Subset | None = None,
 ) -> GalleryResult:
     """Write ``OUT/gallery.html`` (and thumbnails) for the folder `out`.
 
@@ -378,12 +408,13 @@ def write_gallery(
     facts an earlier run remembered); `prices` estimate unrun jobs (USD);
     `title` defaults to the manifest's name; `thumb_px` is the thumbnails'
     longest side in pixels; `now` wall-clock epoch seconds for the page's
-    stamp. Raises UsageError (`out` is not a folder, or its ledger is
-    unreadable) or StoreError (cannot write).
+    stamp; `subset` (--filter/--limit) keeps only those jobs' entries.
+    Raises UsageError (`out` is not a folder, or its ledger is unreadable)
+    or StoreError (cannot write).
     """
     if not out.is_dir():
         raise UsageError(f"{out} is not a folder; pass the output folder of a run (its --out)")
-    items = collect_items(out, jobs=jobs, prices=prices)
+    items = select_items(collect_items(out, jobs=jobs, prices=prices), subset)
     items, made = add_thumbnails(out, items, px=thumb_px)
     images = sum(1 for item in items if item.state == "completed")
     failed = sum(1 for item in items if item.state in ("failed", "expired", "missing"))
