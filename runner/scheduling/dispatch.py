@@ -23,8 +23,8 @@ import anyio
 from anyio.abc import TaskGroup
 
 from runner.scheduling.context import RunContext
+from runner.scheduling.credits import Credits
 from runner.scheduling.inflight import InFlightCap
-from runner.scheduling.job import JobRunner
 from runner.scheduling.lifecycle import Unsent
 from runner.scheduling.source import SourceFeed, WorkItem
 from runner.scheduling.stop import Stop
@@ -52,9 +52,9 @@ class CreditLimit:
     reservation; one that never started is refunded here.
     """
 
-    def __init__(self, ctx: RunContext) -> None:
-        self._guard = ctx.guard
-        self._stop = ctx.stop
+    def __init__(self, guard: Credits, stop: Stop) -> None:
+        self._guard = guard
+        self._stop = stop
 
     async def wait(self, item: WorkItem) -> bool:
         guard = self._guard
@@ -99,17 +99,22 @@ class InFlightLimit:
         self._cap.release()
 
 
+class Runs(Protocol):
+    """What runs a job to its end (runner.scheduling.job.JobRunner)."""
+
+    async def run_job(self, item: WorkItem) -> None:
+        """Run `item` and publish its final record; never raises a RunnerError."""
+
+
 def default_limits(ctx: RunContext) -> list[Limit]:
     """The limits of a run, in the order they are waited for."""
-    return [CreditLimit(ctx), InFlightLimit(ctx.cap)]
+    return [CreditLimit(ctx.guard, ctx.stop), InFlightLimit(ctx.cap)]
 
 
 class Dispatcher:
     """Starts a task per admitted item until the source is empty or the run stops."""
 
-    def __init__(
-        self, stop: Stop, limits: Sequence[Limit], runner: JobRunner, feed: SourceFeed
-    ) -> None:
+    def __init__(self, stop: Stop, limits: Sequence[Limit], runner: Runs, feed: SourceFeed) -> None:
         self._stop = stop
         self._limits = tuple(limits)
         self._runner = runner

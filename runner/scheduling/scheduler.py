@@ -210,8 +210,7 @@ class Scheduler:
     # -- the one channel of a job's life ----------------------------------------
 
     async def _publish(self, event: JobEvent) -> None:
-        """Count `event`, then hand it to the sink, the source and the listeners."""
-        _count(self._ctx.tally.counts, event)
+        """Hand `event` to the sink, count it, then hand it to the source and the listeners."""
         final = isinstance(event, (Completed, Failed, Expired, Unsent, Left))
         try:
             await self._sink.record(event)
@@ -223,6 +222,8 @@ class Scheduler:
             self._ctx.stop.fail(err)
             await self._feed.record(Left(event.job))
             return
+        # Counted once recorded, so the counters never run ahead of the ledger.
+        _count(self._ctx.tally.counts, event)
         await self._feed.record(event)
         kind_detail = _listener_event(event)
         if kind_detail is not None:
