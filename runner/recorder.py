@@ -169,7 +169,7 @@ class Recorder:
             case Failed(job=job, reason=reason):
                 await write(lambda: self._failed(job, reason))
             case Expired(job=job):
-                await write(lambda: ledger.expired(job.key))
+                await write(lambda: self._expired(job))
             case _:
                 return  # Reattached, Left: the ledger keeps what it has
 
@@ -236,6 +236,14 @@ class Recorder:
         if self._ledger.get(job.key) is None:
             self._ledger.plan(job.key, job.index, job.prompt_id, 0.0)
         self._ledger.failed(job.key, reason)
+
+    def _expired(self, job: Job) -> None:
+        row = self._ledger.get(job.key)
+        if row is not None and row.state == "expired":
+            # The resume scan found it too old while this run re-attached it:
+            # both saw the same thing, once is enough.
+            return
+        self._ledger.expired(job.key)
 
     def _unsent(self, job: Job) -> None:
         row = self._ledger.get(job.key)
