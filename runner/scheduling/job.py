@@ -26,7 +26,7 @@ from runner.scheduling.lifecycle import (
     Completion,
     Expired,
     Failed,
-    Final,
+    JobEnd,
     Left,
     Reattached,
     SavedImage,
@@ -54,7 +54,7 @@ class JobRunner:
         """
         ctx = self._ctx
         job = item.job
-        final: Final
+        final: JobEnd
         try:
             final = await self._life(item)
         except Stopped:
@@ -72,7 +72,7 @@ class JobRunner:
         with anyio.CancelScope(shield=True):
             await ctx.publish(final)
 
-    async def _life(self, item: WorkItem) -> Final:
+    async def _life(self, item: WorkItem) -> JobEnd:
         ctx = self._ctx
         job = item.job
         if item.resume is not None:
@@ -93,13 +93,13 @@ class JobRunner:
 
     async def _finish(
         self, job: Job, submission: Submission, submitted_wall: float | None
-    ) -> Final:
+    ) -> JobEnd:
         ctx = self._ctx
         started = anyio.current_time()
         if submitted_wall is not None:
             # A re-attached job has been running since its submit.
             started -= max(0.0, ctx.wall() - submitted_wall)
-        polled: Result | Final = Left(job)
+        polled: Result | JobEnd = Left(job)
         with ctx.stop.polling():
             polled = await self._poll(job, submission, started)
         if not isinstance(polled, Result):
@@ -110,7 +110,7 @@ class JobRunner:
             ctx.cap.resize(auto_cap(ctx.config.rpm, ctx.config.window, ctx.tracker.expected()))
         return await self._save(job, polled, submission.request_id, submitted_wall, latency)
 
-    async def _poll(self, job: Job, submission: Submission, started: float) -> Result | Final:
+    async def _poll(self, job: Job, submission: Submission, started: float) -> Result | JobEnd:
         """Poll until the result is there, or the job's final record."""
         ctx = self._ctx
         deadline = started + ctx.config.poll.deadline
@@ -156,20 +156,20 @@ class JobRunner:
                 ctx.tracker, state if state != "COMPLETED" else "PROCESSING", ctx.rng
             )
 
-    async def _lost(self, job: Job, submission: Submission, started: float) -> Final:
+    async def _lost(self, job: Job, submission: Submission, started: float) -> JobEnd:
         ctx = self._ctx
         await ctx.guard.mark_ambiguous(job.key)
         if anyio.current_time() - started >= ctx.config.retention:
             return Expired(job, submission.request_id)
         return Failed(job, f"request {submission.request_id} not found on the server")
 
-    async def _job_failed(self, job: Job, error: str | None, submission: Submission) -> Final:
+    async def _job_failed(self, job: Job, error: str | None, submission: Submission) -> JobEnd:
         await self._ctx.guard.refund(job.key)  # FAILED jobs are not billed
         return Failed(job, error or "FAILED", submission.request_id)
 
     # -- v1: one billed call -----------------------------------------------------
 
-    async def _run_sync(self, job: Job) -> Final:
+    async def _run_sync(self, job: Job) -> JobEnd:
         ctx = self._ctx
         started = anyio.current_time()
         answer = await billed_send(
@@ -193,7 +193,7 @@ class JobRunner:
         request_id: str | None,
         submitted_wall: float | None,
         latency: float | None,
-    ) -> Final:
+    ) -> JobEnd:
         ctx = self._ctx
         if not result.media:
             await ctx.guard.mark_ambiguous(job.key)

@@ -6,7 +6,8 @@ it, in this order, to each consumer:
 1. the sink (`JobSink.record`, runner.recorder: ledger rows, sidecars),
    awaited: the record is durable when the call returns;
 2. the source (`SourceFeed.record` over a `WorkSource`: the leases of a
-   shared run), awaited;
+   shared run), awaited; for `Submitted` the source comes first, so that
+   the request id another worker needs is on the lease as soon as possible;
 3. the listeners (progress bar, ``--json``), as a runner.events `Event` put
    on a memory stream: never awaited, so a listener never holds up a job.
 
@@ -174,8 +175,8 @@ class Left:
         return "left"
 
 
-Final = Completed | Failed | Expired | Unsent | Left
+JobEnd = Completed | Failed | Expired | Unsent | Left
 """A record that ends a job's life in this worker."""
 
-JobEvent = Reattached | Submitting | Refused | Ambiguous | Submitted | Final
+JobEvent = Reattached | Submitting | Refused | Ambiguous | Submitted | JobEnd
 """Any record of a job's life (see the module docstring for their order)."""

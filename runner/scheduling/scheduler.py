@@ -53,11 +53,11 @@ from runner.scheduling.lifecycle import (
     Completed,
     Expired,
     Failed,
+    JobEnd,
     JobEvent,
     Left,
     Reattached,
     Submitted,
-    Unsent,
 )
 from runner.scheduling.polling import LatencyTracker
 from runner.scheduling.rate import RateGate, RateLimit
@@ -210,12 +210,20 @@ class Scheduler:
     # -- the one channel of a job's life ----------------------------------------
 
     async def _publish(self, event: JobEvent) -> None:
-        """Hand `event` to the sink, count it, then hand it to the source and the listeners."""
-        final = isinstance(event, (Completed, Failed, Expired, Unsent, Left))
+        """Hand `event` to the sink, count it, then hand it to the source and the listeners.
+
+        `Submitted` goes to the source first: the request id on the lease is
+        what another worker needs to re-attach instead of paying again, and
+        the ledger's commit may wait for its group. A worker that dies
+        between the two leaves its own row `submitting`: counted as possibly
+        billed, never paid twice.
+        """
+        if isinstance(event, Submitted):
+            await self._feed.record(event)
         try:
             await self._sink.record(event)
         except RunnerError as err:
-            if not final:
+            if not isinstance(event, JobEnd):
                 raise
             # The job's end could not be recorded: the run stops, and the
             # source is told it was left (re-attachable), not finished.
@@ -224,7 +232,8 @@ class Scheduler:
             return
         # Counted once recorded, so the counters never run ahead of the ledger.
         _count(self._ctx.tally.counts, event)
-        await self._feed.record(event)
+        if not isinstance(event, Submitted):
+            await self._feed.record(event)
         kind_detail = _listener_event(event)
         if kind_detail is not None:
             kind, detail = kind_detail
