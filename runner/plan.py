@@ -127,7 +127,6 @@ def _within(
     Whole prompts are added by their tallies; only the prompt where the cap
     falls is walked job by job.
     """
-
     # Integer micro-dollars: a million float additions of $0.02 drift below
     # the cap and would count one job too few.
     def micro(usd: float) -> int:
