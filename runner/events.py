@@ -1,7 +1,12 @@
 """What the scheduler tells its listeners: frozen event records and a stats snapshot.
 
 The core emits; progress bars, summaries and JSON event streams listen. The
-core never imports its listeners.
+core never imports its listeners, and never waits for them: each event goes
+on a memory stream that the listener's own task drains
+(runner.scheduling.broadcast), so a listener that raises is dropped without
+touching a job. The events of a job are derived from the records of its
+life (runner.scheduling.lifecycle), the one channel the store and the work
+source also consume.
 """
 
 from __future__ import annotations
@@ -67,3 +72,4 @@ class RunStats:
 
 
 Listener = Callable[[Event, RunStats], None]
+"""Told of each event with the stats as they were when it was sent; called from its own task."""

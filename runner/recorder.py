@@ -1,19 +1,44 @@
 """The scheduler's JobSink over the store: files, sidecars and ledger rows.
 
-Order per job (docs/store.md): ledger `submitting` before the POST,
-`submitted` (fsynced) before the first poll, each image written atomically,
-then its sidecar (the "done" marker), then the ledger's `completed`.
+It consumes the records of a job's life (runner.scheduling.lifecycle), in
+the order docs/store.md requires: the ledger's `submitting` before the
+billed call, `submitted` (fsynced) before the first poll, each image written
+atomically, then its sidecar (the "done" marker), then the ledger's
+`completed`. Each call returns when what it records is on disk.
+
+The blocking work (SQLite commits with synchronous=FULL, fsynced image and
+sidecar writes) runs in a worker thread, never on the event loop, one piece
+at a time in the order the calls came (a FIFO lock), so the ledger's
+connection is used by one thread at a time. Ledger writes that arrive while
+another piece runs are grouped into one transaction (one fsync: a group
+commit); if any write of a group fails, the group is rolled back and each
+write is done alone, so each caller gets its own answer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
-from runner.backends.base import DeliveredMetrics, Submission
+import anyio
+
+from runner.backends.base import DeliveredMetrics
 from runner.jobs import Job
 from runner.money import ZERO, Micros
-from runner.scheduling.sink import Completion, SavedImage
+from runner.scheduling.lifecycle import (
+    Ambiguous,
+    Completed,
+    Expired,
+    Failed,
+    JobEvent,
+    Refused,
+    SavedImage,
+    Submitted,
+    Submitting,
+    Unsent,
+)
 from runner.store import (
     Ledger,
     SavedFile,
@@ -23,6 +48,8 @@ from runner.store import (
     sidecar_path,
     write_sidecar,
 )
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,16 +69,119 @@ class RecorderConfig:
     secrets: tuple[str, ...] = ()
 
 
+class _Write:
+    """A ledger write waiting for its group's commit."""
+
+    __slots__ = ("done", "error", "fn")
+
+    def __init__(self, fn: Callable[[], None]) -> None:
+        self.fn = fn
+        self.done = False
+        self.error: BaseException | None = None
+
+
+class StoreThread:
+    """Runs blocking store work in a worker thread, one piece at a time, in order.
+
+    `run` is any piece (an image, sidecars); `write` a ledger write, grouped
+    with the others waiting into one transaction of `ledger`. Both are
+    shielded from cancellation: once asked for, a write is finished, as a
+    synchronous one would have been.
+    """
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+        self._lock = anyio.Lock()  # FIFO: pieces run in the order they came
+        self._queue: list[_Write] = []
+        self.groups = 0  # transactions committed for grouped writes (for tests, benchmarks)
+
+    async def run(self, fn: Callable[[], T]) -> T:
+        """`fn()` in the worker thread, after every piece asked for before it."""
+        with anyio.CancelScope(shield=True):
+            async with self._lock:
+                result = await anyio.to_thread.run_sync(fn)
+        return result
+
+    async def write(self, fn: Callable[[], None]) -> None:
+        """Run ledger write `fn` and commit it, with the writes waiting alongside."""
+        entry = _Write(fn)
+        self._queue.append(entry)
+        with anyio.CancelScope(shield=True):
+            async with self._lock:
+                if not entry.done:  # else an earlier group took it
+                    group, self._queue = self._queue, []
+                    await anyio.to_thread.run_sync(self._commit, group)
+        if entry.error is not None:
+            raise entry.error
+
+    def _commit(self, group: list[_Write]) -> None:
+        """In the worker thread: the group in one transaction, or each alone if one fails."""
+        try:
+            with self._ledger.transaction():
+                for entry in group:
+                    entry.fn()
+            self.groups += 1
+        except Exception:  # each write again, alone, gets its own error
+            for entry in group:
+                try:
+                    entry.fn()
+                except Exception as err:  # handed to its caller
+                    entry.error = err
+        for entry in group:
+            entry.done = True
+
+
 class Recorder:
     """Implements runner.scheduling.sink.JobSink with the store's parts."""
 
     def __init__(self, ledger: Ledger, config: RecorderConfig) -> None:
         self._ledger = ledger
         self._config = config
-        # Images written and waiting for their sidecars, by (job key, index).
+        self._thread = StoreThread(ledger)
+        # Images written and waiting for their sidecars, by (job key, index);
+        # touched only in the worker thread.
         self._pending: dict[tuple[str, int], SavedFile] = {}
 
-    def submitting(self, job: Job, estimate: Micros) -> None:
+    @property
+    def thread(self) -> StoreThread:
+        """Where this recorder's blocking work runs."""
+        return self._thread
+
+    async def record(self, event: JobEvent) -> None:
+        """Record one transition of a job; on disk when it returns."""
+        ledger = self._ledger
+        write = self._thread.write
+        match event:
+            case Submitting(job=job, estimate=estimate):
+                await write(lambda: self._submitting(job, estimate))
+            case Submitted(job=job, submission=submission, wall=wall):
+                await write(lambda: ledger.submitted(job.key, submission.request_id, wall))
+            case Refused(job=job) | Unsent(job=job):
+                await write(lambda: self._unsent(job))
+            case Ambiguous(job=job):
+                await write(lambda: ledger.ambiguous(job.key))
+            case Completed(job=job, images=images, completion=completion):
+                await self._thread.run(lambda: self._write_sidecars(event))
+                files = [image.path for image in images]
+                await write(
+                    lambda: ledger.completed(
+                        job.key, completion.charged, files, completion.completed_wall
+                    )
+                )
+            case Failed(job=job, reason=reason):
+                await write(lambda: self._failed(job, reason))
+            case Expired(job=job):
+                await write(lambda: self._expired(job))
+            case _:
+                return  # Reattached, Left: the ledger keeps what it has
+
+    async def save_image(self, job: Job, index: int, data: bytes) -> SavedImage:
+        """Check (raises DownloadError) and atomically write one image, off the loop."""
+        return await self._thread.run(lambda: self._save_image(job, index, data))
+
+    # -- in the worker thread ------------------------------------------------------
+
+    def _submitting(self, job: Job, estimate: Micros) -> None:
         row = self._ledger.get(job.key)
         if row is None:
             self._ledger.plan(job.key, job.index, job.prompt_id, estimate)
@@ -61,10 +191,7 @@ class Recorder:
         # the resume decision (runner/resume.py), once, before it gets here.
         self._ledger.submitting(job.key)
 
-    def submitted(self, job: Job, submission: Submission, wall: float) -> None:
-        self._ledger.submitted(job.key, submission.request_id, wall)
-
-    def save_image(self, job: Job, index: int, data: bytes) -> SavedImage:
+    def _save_image(self, job: Job, index: int, data: bytes) -> SavedImage:
         cfg = self._config
         expected = (
             expected_pixels(job) if cfg.strict_sizes or job.request.resolution == "1k" else None
@@ -75,10 +202,11 @@ class Recorder:
         self._pending[(job.key, index)] = saved
         return SavedImage(path=saved.name, bytes=saved.info.bytes)
 
-    def completed(self, job: Job, images: list[SavedImage], completion: Completion) -> None:
+    def _write_sidecars(self, event: Completed) -> None:
         cfg = self._config
+        job, completion = event.job, event.completion
         metrics = completion.metrics
-        for index in range(len(images)):
+        for index in range(len(event.images)):
             saved = self._pending.pop((job.key, index))
             sidecar = build_sidecar(
                 job=job,
@@ -103,24 +231,23 @@ class Recorder:
                 ),
             )
             write_sidecar(sidecar_path(saved.path), sidecar, forbid=cfg.secrets)
-        self._ledger.completed(
-            job.key, completion.charged, [i.path for i in images], completion.completed_wall
-        )
 
-    def failed(self, job: Job, reason: str, *, request_id: str | None = None) -> None:
+    def _failed(self, job: Job, reason: str) -> None:
         for index in range(job.request.n):
             self._pending.pop((job.key, index), None)
         if self._ledger.get(job.key) is None:
             self._ledger.plan(job.key, job.index, job.prompt_id, ZERO)
         self._ledger.failed(job.key, reason)
 
-    def expired(self, job: Job) -> None:
+    def _expired(self, job: Job) -> None:
+        row = self._ledger.get(job.key)
+        if row is not None and row.state == "expired":
+            # The resume scan found it too old while this run re-attached it:
+            # both saw the same thing, once is enough.
+            return
         self._ledger.expired(job.key)
 
-    def ambiguous(self, job: Job) -> None:
-        self._ledger.ambiguous(job.key)
-
-    def unsent(self, job: Job) -> None:
+    def _unsent(self, job: Job) -> None:
         row = self._ledger.get(job.key)
         if row is not None and row.state == "submitting":
             self._ledger.reset(job.key)

@@ -263,11 +263,20 @@ def _report(
     write_gallery(out, jobs=jobs, prices=manifest.prices, title=manifest.name)
     if args.junit:
         write_junit(args.junit, out, jobs=jobs, prices=manifest.prices, name=manifest.name)
-    if args.json:
-        sys.stdout.write(summary_event(summary))
-    else:
-        sys.stdout.write(render_text(summary, out_label=str(out)) + "\n")
-    stopped = decision.code in (EXIT_INTERRUPTED, EXIT_CREDITS) or report.stop == "error"
-    if stopped or summary.jobs.by_state.get("failed"):
-        print(f"resume with: {report.resume_command}", file=sys.stderr if args.json else sys.stdout)
+    try:
+        if args.json:
+            sys.stdout.write(summary_event(summary))
+        else:
+            sys.stdout.write(render_text(summary, out_label=str(out)) + "\n")
+        stopped = decision.code in (EXIT_INTERRUPTED, EXIT_CREDITS) or report.stop == "error"
+        if stopped or summary.jobs.by_state.get("failed"):
+            print(
+                f"resume with: {report.resume_command}",
+                file=sys.stderr if args.json else sys.stdout,
+            )
+        sys.stdout.flush()
+    except BrokenPipeError:  # stdout's reader is gone; the reports are on disk
+        from runner.reporting.progress import detach_stdout
+
+        detach_stdout()
     return decision.code

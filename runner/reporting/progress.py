@@ -1,12 +1,14 @@
 """Progress for people (a tqdm bar) and for pipelines (one JSON event per line).
 
 Both are scheduler listeners: they read events and stats snapshots and never
-reach back into the run.
+reach back into the run. The scheduler calls them from their own tasks
+(runner.scheduling.broadcast): one that raises is dropped and the run goes on.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import IO, Never
 
@@ -79,8 +81,30 @@ class JsonEvents:
             "in_flight": stats.in_flight,
             "credits_spent": round(stats.credits_spent, 6),
         }
-        self._stream.write(json.dumps(record) + "\n")
-        self._stream.flush()
+        try:
+            self._stream.write(json.dumps(record) + "\n")
+            self._stream.flush()
+        except BrokenPipeError:
+            # The reader is gone (`| head -1`): nothing more can reach it.
+            if self._stream is sys.stdout:
+                detach_stdout()
+            raise
 
     def close(self) -> None:
         """Nothing to release; here so both listeners close alike."""
+
+
+def detach_stdout() -> None:
+    """stdout's reader is gone (a closed pipe): what is still written there goes nowhere.
+
+    Points file descriptor 1 at /dev/null, as Python's documentation advises
+    for SIGPIPE: without it the interpreter's last flush of stdout fails
+    again at exit and prints a traceback.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass  # no file descriptor to redirect (a test's stream): nothing to flush at exit
+    finally:
+        os.close(devnull)

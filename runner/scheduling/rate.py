@@ -12,7 +12,11 @@ Two models, chosen by the budget:
 - ``smooth``: GCRA with a burst of 1 (Generic Cell Rate Algorithm, ITU-T
   I.371; the form used by aiometer and redis-cell): one call every
   ``(window + margin) / R`` seconds, for servers that forbid bursts. The
-  sliding log is kept too, so a window never holds more than R.
+  sliding log is kept too, so a window never holds more than R. The
+  interval counts from the later of the previous call's admission and its
+  end, and a call waits for the one before it to end: work between an
+  admission and its send (the ledger's fsynced `submitting`) cannot bring
+  two calls closer than the interval at the server.
 
 The margin is time, not a request: every admitted call is remembered for
 ``window + margin`` seconds, so that network jitter between our clock and
@@ -177,6 +181,8 @@ class RateGate:
         if len(self._log) >= room:
             ready = max(ready, _after(self._log[-room], self._span))
         if self._model == "smooth":
+            if self._in_flight > 0:
+                return math.inf  # burst 1: wait for the call before to end
             ready = max(ready, _after(self._last_admit, self._span / limit))
         return ready
 
@@ -219,7 +225,10 @@ class RateGate:
         """
         if self._in_flight > 0:
             self._in_flight -= 1
-            self._log.append(self._clock())
+            now = self._clock()
+            self._log.append(now)
+            if self._model == "smooth":
+                self._last_admit = max(self._last_admit, now)
             if self._on_finished is not None:
                 self._on_finished()
             self._notify()

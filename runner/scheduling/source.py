@@ -13,27 +13,32 @@ each job, so one loop serves two cases:
   hands it back.
 
 Order per job: `next` -> [`submitting` -> [`submitted`]] -> `finished`,
-always exactly one `finished` per item `next` returned.
+always exactly one `finished` per item `next` returned. The scheduler does
+not call these itself: it produces the job's records
+(runner.scheduling.lifecycle) and `SourceFeed` turns them into these calls.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Protocol
 
 from runner.backends.base import Submission
 from runner.jobs import Job
+from runner.scheduling.lifecycle import (
+    Completed,
+    Expired,
+    Failed,
+    JobEvent,
+    Left,
+    Outcome,
+    Submitted,
+    Submitting,
+    Unsent,
+)
 
-Outcome = Literal["completed", "failed", "expired", "unsent", "left"]
-"""How a job ended in this worker.
-
-``completed`` / ``failed`` / ``expired``: final for the run. ``unsent``: stopped
-before its submit went out (back to the pool as it was). ``left``: it may have
-been submitted and was not finished here (a stop, a poll deadline, a fatal
-error): back to the pool with what the lease recorded, so another worker (or
-the next run) re-attaches to its request id instead of paying again.
-"""
+__all__ = ["IterSource", "Outcome", "SourceFeed", "WorkItem", "WorkSource"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,3 +88,22 @@ class IterSource:
 
     async def finished(self, job: Job, outcome: Outcome) -> None:
         return None
+
+
+class SourceFeed:
+    """The source's view of a job's records: lease notes and the one `finished`."""
+
+    def __init__(self, source: WorkSource) -> None:
+        self.source = source
+
+    async def record(self, event: JobEvent) -> None:
+        """Tell the source what it needs of `event` (most records it does not need)."""
+        match event:
+            case Submitting(job=job):
+                await self.source.submitting(job)
+            case Submitted(job=job, submission=submission, wall=wall):
+                await self.source.submitted(job, submission, wall)
+            case Completed() | Failed() | Expired() | Unsent() | Left():
+                await self.source.finished(event.job, event.outcome)
+            case _:
+                return

@@ -220,7 +220,8 @@ class Ledger:
         wall: WallClock = wall_time,
     ) -> None:
         self._conn = conn
-        self._lock = threading.Lock()
+        # Re-entrant: `transaction` holds it around writes that take it again.
+        self._lock = threading.RLock()
         self._lock_fd = lock_fd
         self._wall = wall
         # Money columns still USD REAL (an older runner's folder, read-only).
@@ -340,6 +341,22 @@ class Ledger:
             except sqlite3.Error as err:
                 raise _sqlite_error(err, self.path) from None
 
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Make the writes inside one committed transaction: one fsync for all of them.
+
+        If anything inside raises, none of them is kept. Other threads wait meanwhile.
+        """
+        with self._db() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+
     def _write(self, sql: str, args: Sequence[object], *, key: str, to: State) -> None:
         if self.readonly:
             raise ValueError(f"ledger {self.path} is open read-only")
@@ -379,7 +396,9 @@ class Ledger:
         def flush() -> None:
             nonlocal inserted
             with self._db() as db:
-                db.execute("BEGIN IMMEDIATE")
+                own = not db.in_transaction  # inside `transaction`, that one commits
+                if own:
+                    db.execute("BEGIN IMMEDIATE")
                 try:
                     before = db.total_changes
                     db.executemany(
@@ -388,9 +407,10 @@ class Ledger:
                         batch,
                     )
                     inserted += db.total_changes - before
-                    db.execute("COMMIT")
+                    if own:
+                        db.execute("COMMIT")
                 except BaseException:
-                    if db.in_transaction:  # SQLite may have rolled back already (SQLITE_FULL)
+                    if own and db.in_transaction:  # SQLite may have rolled back (SQLITE_FULL)
                         db.execute("ROLLBACK")
                     raise
             batch.clear()

@@ -1,0 +1,163 @@
+"""The dispatcher: pulls work items lazily and walks the run's limits for each.
+
+Each limit is a small object with `wait` / `started` / `finished` (the
+habit of aiometer's meters): `wait` blocks until the item may start and
+takes what it needs (a credit reservation, a place in flight), or says the
+run stops; `started` is told the job's task started; `finished` gives back
+what `wait` took, when the job ends or when it never started. The loop only
+walks the list, in order::
+
+    credit guard: reserve the job's estimate (hold it for a re-attach), or stop
+    in-flight cap: wait for a place
+
+The rate gate is not a limit of the dispatcher: it paces each call of a job
+(runner.scheduling.calls), not the start of jobs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import anyio
+from anyio.abc import TaskGroup
+
+from runner.money import format_usd
+from runner.scheduling.context import RunContext
+from runner.scheduling.credits import Credits
+from runner.scheduling.inflight import InFlightCap
+from runner.scheduling.lifecycle import Unsent
+from runner.scheduling.source import SourceFeed, WorkItem
+from runner.scheduling.stop import Stop
+
+
+class Limit(Protocol):
+    """One limit on starting jobs."""
+
+    async def wait(self, item: WorkItem) -> bool:
+        """Wait until `item` may start and take what it needs; False: the run stops."""
+        ...
+
+    def started(self, item: WorkItem) -> None:
+        """The item's job task was started."""
+
+    async def finished(self, item: WorkItem, *, ran: bool) -> None:
+        """Give back what `wait` took: the job ended (`ran`) or never started."""
+
+
+class CreditLimit:
+    """Reserves each new job's estimate; a re-attached job's cost is held, budget or not.
+
+    A job that does not fit stops the run (`hold_submits=False`: jobs
+    already reserved go on). A job that ran settles or refunds its own
+    reservation; one that never started is refunded here.
+    """
+
+    def __init__(self, guard: Credits, stop: Stop) -> None:
+        self._guard = guard
+        self._stop = stop
+
+    async def wait(self, item: WorkItem) -> bool:
+        guard = self._guard
+        job = item.job
+        estimate = guard.estimate(job)
+        if item.resume is not None:
+            await guard.hold(job.key, estimate)
+            return True
+        if await guard.reserve(job.key, estimate):
+            return True
+        stats = guard.stats()
+        reason = guard.stopped or (
+            f"credit budget reached: the next job needs {format_usd(estimate)} and "
+            f"{format_usd(stats.committed)} of {format_usd(stats.budget or 0)} is committed"
+        )
+        await guard.stop(reason)
+        self._stop.request(reason, hold_submits=False)
+        return False
+
+    def started(self, item: WorkItem) -> None:
+        return None
+
+    async def finished(self, item: WorkItem, *, ran: bool) -> None:
+        if not ran and item.resume is None:
+            await self._guard.refund(item.job.key)
+
+
+class InFlightLimit:
+    """A place under the in-flight cap for each job, from its start to its end."""
+
+    def __init__(self, cap: InFlightCap) -> None:
+        self._cap = cap
+
+    async def wait(self, item: WorkItem) -> bool:
+        await self._cap.acquire()
+        return True
+
+    def started(self, item: WorkItem) -> None:
+        return None
+
+    async def finished(self, item: WorkItem, *, ran: bool) -> None:
+        self._cap.release()
+
+
+class Runs(Protocol):
+    """What runs a job to its end (runner.scheduling.job.JobRunner)."""
+
+    async def run_job(self, item: WorkItem) -> None:
+        """Run `item` and publish its final record; never raises a RunnerError."""
+
+
+def default_limits(ctx: RunContext) -> list[Limit]:
+    """The limits of a run, in the order they are waited for."""
+    return [CreditLimit(ctx.guard, ctx.stop), InFlightLimit(ctx.cap)]
+
+
+class Dispatcher:
+    """Starts a task per admitted item until the source is empty or the run stops."""
+
+    def __init__(self, stop: Stop, limits: Sequence[Limit], runner: Runs, feed: SourceFeed) -> None:
+        self._stop = stop
+        self._limits = tuple(limits)
+        self._runner = runner
+        self._feed = feed
+
+    async def dispatch(self, tg: TaskGroup) -> None:
+        """Pull, admit and start items in `tg`; returns when no more will start."""
+        while not self._stop.state.stopped:
+            item = await self._feed.source.next()
+            if item is None:
+                return
+            if not await self._admit(item):
+                # Pulled, never started: only the source hears of it (the
+                # ledger keeps whatever an earlier run left there).
+                await self._feed.record(Unsent(item.job))
+                return
+            tg.start_soon(self._run, item)
+
+    async def _admit(self, item: WorkItem) -> bool:
+        taken: list[Limit] = []
+        for limit in self._limits:
+            if self._stop.state.stopped or not await limit.wait(item):
+                await self._give_back(item, taken)
+                return False
+            taken.append(limit)
+        if self._stop.state.stopped:  # it stopped while the last limit waited
+            await self._give_back(item, taken)
+            return False
+        for limit in self._limits:
+            limit.started(item)
+        return True
+
+    @staticmethod
+    async def _give_back(item: WorkItem, taken: Sequence[Limit]) -> None:
+        for limit in reversed(taken):
+            await limit.finished(item, ran=False)
+
+    async def _run(self, item: WorkItem) -> None:
+        try:
+            await self._runner.run_job(item)
+        finally:
+            # Shielded: a cancelled run still gives back what its jobs took.
+            with anyio.CancelScope(shield=True):
+                for limit in reversed(self._limits):
+                    await limit.finished(item, ran=True)

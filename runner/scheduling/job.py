@@ -1,0 +1,245 @@
+"""One job from its start to its final record.
+
+v2: billed submit -> poll (status, result) -> download -> `Completed`;
+v1: one billed sync call -> download -> `Completed`; a re-attached job
+starts at the poll. Each step returns the final record instead of
+publishing it, so that `run_job` publishes exactly one per job, whatever
+happened (see runner.scheduling.lifecycle).
+
+Retries are decided by retry.py alone (through calls.call); polling times
+by polling.py. Only runner.errors is seen here, never httpx, and time comes
+only from anyio, so the same code runs on a virtual clock in tests.
+"""
+
+from __future__ import annotations
+
+import anyio
+
+from runner.backends.base import Media, Result, Submission
+from runner.errors import ApiError, DownloadError, NotFound, RunnerError
+from runner.jobs import Job
+from runner.money import maybe_micros
+from runner.scheduling.calls import Stopped, billed_send, call
+from runner.scheduling.context import RunContext
+from runner.scheduling.inflight import auto_cap
+from runner.scheduling.lifecycle import (
+    Completed,
+    Completion,
+    Expired,
+    Failed,
+    JobEnd,
+    Left,
+    Reattached,
+    SavedImage,
+    Submitted,
+    Unsent,
+)
+from runner.scheduling.polling import first_poll_delay, next_poll_delay
+from runner.scheduling.rate import PRIORITY_RESULT, PRIORITY_STATUS
+from runner.scheduling.sink import JobSink
+from runner.scheduling.source import WorkItem
+
+
+class JobRunner:
+    """Runs work items to their end in the context of one run."""
+
+    def __init__(self, ctx: RunContext, sink: JobSink) -> None:
+        self._ctx = ctx
+        self._sink = sink
+
+    async def run_job(self, item: WorkItem) -> None:
+        """Run `item` and publish its final record; never raises a RunnerError.
+
+        A fatal error (a refused key, a disk fault) stops the run
+        (`Stop.fail`) and leaves this job re-attachable.
+        """
+        ctx = self._ctx
+        job = item.job
+        final: JobEnd
+        try:
+            final = await self._life(item)
+        except Stopped:
+            await ctx.guard.refund(job.key)
+            final = Unsent(job)
+        except ApiError as err:
+            # An answer we cannot use after the submit went out: the job
+            # may have been billed, so its cost stays counted.
+            await ctx.guard.mark_ambiguous(job.key)
+            final = Failed(job, str(err))
+        except RunnerError as err:
+            ctx.stop.fail(err)
+            final = Left(job)
+        # Shielded: a cancelled run still records and hands back its jobs.
+        with anyio.CancelScope(shield=True):
+            await ctx.publish(final)
+
+    async def _life(self, item: WorkItem) -> JobEnd:
+        ctx = self._ctx
+        job = item.job
+        if item.resume is not None:
+            await ctx.publish(Reattached(job, item.resume))
+            return await self._finish(job, item.resume, item.submitted_wall)
+        if job.endpoint == "v1":
+            return await self._run_sync(job)
+        submission = await billed_send(
+            ctx, "submit", job, lambda: ctx.backend.submit(job.model, job.request)
+        )
+        if isinstance(submission, Failed):
+            return submission
+        wall = ctx.wall()
+        await ctx.publish(Submitted(job, submission, wall))
+        return await self._finish(job, submission, wall)
+
+    # -- v2: poll, result, download -------------------------------------------
+
+    async def _finish(
+        self, job: Job, submission: Submission, submitted_wall: float | None
+    ) -> JobEnd:
+        ctx = self._ctx
+        started = anyio.current_time()
+        if submitted_wall is not None:
+            # A re-attached job has been running since its submit.
+            started -= max(0.0, ctx.wall() - submitted_wall)
+        polled: Result | JobEnd = Left(job)
+        with ctx.stop.polling():
+            polled = await self._poll(job, submission, started)
+        if not isinstance(polled, Result):
+            return polled  # a final answer, or stopping: the ledger keeps it submitted
+        latency = anyio.current_time() - started
+        ctx.tracker.observe(latency, polled.metrics.inference_time)
+        if ctx.config.max_in_flight is None:
+            ctx.cap.resize(auto_cap(ctx.config.rpm, ctx.config.window, ctx.tracker.expected()))
+        return await self._save(job, polled, submission.request_id, submitted_wall, latency)
+
+    async def _poll(self, job: Job, submission: Submission, started: float) -> Result | JobEnd:
+        """Poll until the result is there, or the job's final record."""
+        ctx = self._ctx
+        deadline = started + ctx.config.poll.deadline
+        delay = first_poll_delay(ctx.tracker, ctx.rng) - (anyio.current_time() - started)
+        while True:
+            await anyio.sleep(max(0.0, delay))
+            try:
+                status = await call(
+                    ctx,
+                    "status",
+                    job,
+                    lambda: ctx.backend.status(submission),
+                    priority=PRIORITY_STATUS,
+                )
+                state = status.state
+                if state == "COMPLETED":
+                    result = await call(
+                        ctx,
+                        "result",
+                        job,
+                        lambda: ctx.backend.result(submission),
+                        priority=PRIORITY_RESULT,
+                    )
+                    if result.state == "COMPLETED" and result.media:
+                        return result
+                    # A status that ran ahead of its result (or flapped back):
+                    # the job is paid for, so poll on instead of failing it.
+                    state = result.state
+                    if state == "FAILED":
+                        return await self._job_failed(job, result.error, submission)
+            except NotFound:
+                return await self._lost(job, submission, started)
+            if state == "FAILED":
+                return await self._job_failed(job, status.error, submission)
+            if anyio.current_time() >= deadline:
+                await ctx.guard.mark_ambiguous(job.key)
+                return Left(
+                    job,
+                    f"no result within {ctx.config.poll.deadline:.0f} s; it stays submitted: "
+                    "run again within the hour to re-attach",
+                )
+            delay = next_poll_delay(
+                ctx.tracker, state if state != "COMPLETED" else "PROCESSING", ctx.rng
+            )
+
+    async def _lost(self, job: Job, submission: Submission, started: float) -> JobEnd:
+        ctx = self._ctx
+        await ctx.guard.mark_ambiguous(job.key)
+        if anyio.current_time() - started >= ctx.config.retention:
+            return Expired(job, submission.request_id)
+        return Failed(job, f"request {submission.request_id} not found on the server")
+
+    async def _job_failed(self, job: Job, error: str | None, submission: Submission) -> JobEnd:
+        await self._ctx.guard.refund(job.key)  # FAILED jobs are not billed
+        return Failed(job, error or "FAILED", submission.request_id)
+
+    # -- v1: one billed call -----------------------------------------------------
+
+    async def _run_sync(self, job: Job) -> JobEnd:
+        ctx = self._ctx
+        started = anyio.current_time()
+        answer = await billed_send(
+            ctx, "sync", job, lambda: ctx.backend.run_sync(job.model, job.request)
+        )
+        if isinstance(answer, Failed):
+            return answer
+        result = Result(
+            state="COMPLETED", media=answer.media, metrics=answer.metrics, seed=answer.seed
+        )
+        latency = anyio.current_time() - started
+        ctx.tracker.observe(latency, answer.metrics.inference_time)
+        return await self._save(job, result, answer.request_id, ctx.wall(), latency)
+
+    # -- both: download and save -------------------------------------------------
+
+    async def _save(
+        self,
+        job: Job,
+        result: Result,
+        request_id: str | None,
+        submitted_wall: float | None,
+        latency: float | None,
+    ) -> JobEnd:
+        ctx = self._ctx
+        # The answer's own cost, converted once (None: it stated none we can believe).
+        reported = maybe_micros(result.metrics.cost)
+        if not result.media:
+            await ctx.guard.mark_ambiguous(job.key)
+            return Failed(job, "the result has no image", request_id)
+        images: list[SavedImage] = []
+        for index, media in enumerate(result.media):
+            try:
+                images.append(await self._download(job, index, media))
+            except DownloadError as err:
+                # Paid for: the charge stands.
+                await ctx.guard.settle(job.key, reported)
+                if not err.retryable or request_id is None or job.endpoint != "v2":
+                    # The same bytes again would fail again (wrong format or
+                    # size, too large, refused address): final.
+                    return Failed(job, f"image {index}: {err}", request_id)
+                # Broken in transit past the retries: the server keeps the
+                # result for an hour, so the job stays submitted in the
+                # ledger and the next run fetches it again instead of paying
+                # for it once more.
+                return Left(
+                    job,
+                    f"image {index}: {err}; it stays submitted: run again within the hour "
+                    "to download it",
+                )
+        charged = await ctx.guard.settle(job.key, reported)
+        completion = Completion(
+            request_id=request_id,
+            submitted_wall=submitted_wall,
+            completed_wall=ctx.wall(),
+            wall_s=latency,
+            metrics=result.metrics,
+            estimate=ctx.guard.estimate(job),
+            charged=charged,
+            seed=result.seed,
+            reported=reported,
+        )
+        return Completed(job, tuple(images), completion)
+
+    async def _download(self, job: Job, index: int, media: Media) -> SavedImage:
+        ctx = self._ctx
+
+        async def fetch_and_save() -> SavedImage:
+            data = await ctx.backend.download(media, max_bytes=ctx.config.max_download_bytes)
+            return await self._sink.save_image(job, index, data)
+
+        return await call(ctx, "download", job, fetch_and_save, priority=PRIORITY_RESULT)

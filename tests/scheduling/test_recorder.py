@@ -1,0 +1,103 @@
+"""The recorder's store work runs in a worker thread; ledger writes that arrive together
+share one transaction, and one bad write in a group costs the others nothing.
+
+A real ledger in a temporary folder; every check reads it back with a fresh
+read-only connection (what a crash would leave).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import anyio
+import pytest
+
+from runner.backends.base import submission_for
+from runner.jobs import Job
+from runner.manifest import parse_manifest
+from runner.recorder import Recorder, RecorderConfig
+from runner.scheduling.lifecycle import Submitted, Submitting
+from runner.store import Ledger
+from runner.sweep import expand
+
+pytestmark = pytest.mark.anyio
+
+BASE = "http://emulator.local"
+
+
+def jobs(tmp_path: Path, count: int) -> list[Job]:
+    things = ", ".join(f"t{i}" for i in range(count))
+    text = f"""name: rec
+defaults: {{resolution: 1k, aspect_ratio: "1:1", output_format: jpeg}}
+prompts:
+  - id: p
+    prompt: "a {{thing}}"
+    vars: {{thing: [{things}]}}
+output: {{dir: {tmp_path / "out"}}}
+"""
+    return list(expand(parse_manifest(text, path=str(tmp_path / "m.yaml"), base_dir=tmp_path)))
+
+
+def states(tmp_path: Path) -> dict[str, str]:
+    with Ledger.open_readonly(tmp_path / "out") as ledger:
+        return {row.key: row.state for row in ledger.rows()}
+
+
+async def test_writes_arriving_together_are_one_transaction(tmp_path: Path) -> None:
+    batch = jobs(tmp_path, 40)
+    with Ledger.open(tmp_path / "out", backend="local", base_url=BASE) as ledger:
+        recorder = Recorder(
+            ledger, RecorderConfig(out=tmp_path / "out", backend="local", base_url=BASE)
+        )
+
+        async with anyio.create_task_group() as tg:
+            for job in batch:
+                tg.start_soon(recorder.record, Submitting(job, 0.02))
+        groups = recorder.thread.groups
+    assert set(states(tmp_path).values()) == {"submitting"}
+    assert len(states(tmp_path)) == 40
+    # The first write goes alone; the 39 queued behind it share the next commit.
+    assert groups <= 2
+
+
+async def test_one_refused_write_in_a_group_leaves_the_others_committed(
+    tmp_path: Path,
+) -> None:
+    good, bad = jobs(tmp_path, 2)
+    with Ledger.open(tmp_path / "out", backend="local", base_url=BASE) as ledger:
+        recorder = Recorder(
+            ledger, RecorderConfig(out=tmp_path / "out", backend="local", base_url=BASE)
+        )
+        await recorder.record(Submitting(good, 0.02))
+        errors: list[BaseException] = []
+
+        async def submitted(job: Job, request_id: str) -> None:
+            try:
+                await recorder.record(Submitted(job, submission_for(BASE, request_id), 1.0))
+            except ValueError as err:
+                errors.append(err)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(recorder.record, Submitting(jobs(tmp_path, 3)[2], 0.02))
+            tg.start_soon(submitted, bad, "req-bad")  # never planned: the ledger refuses it
+            tg.start_soon(submitted, good, "req-good")
+    assert len(errors) == 1 and "plan it first" in str(errors[0])
+    final = states(tmp_path)
+    assert final[good.key] == "submitted"
+    assert bad.key not in final
+    assert list(final.values()).count("submitting") == 1
+
+
+async def test_store_work_runs_off_the_event_loop_thread(tmp_path: Path) -> None:
+    loop_thread = threading.get_ident()
+    seen: set[int] = set()
+    with Ledger.open(tmp_path / "out", backend="local", base_url=BASE) as ledger:
+        recorder = Recorder(
+            ledger, RecorderConfig(out=tmp_path / "out", backend="local", base_url=BASE)
+        )
+        job = jobs(tmp_path, 1)[0]
+        await recorder.thread.run(lambda: seen.add(threading.get_ident()))
+        await recorder.record(Submitting(job, 0.02))
+    assert seen and loop_thread not in seen
+    assert states(tmp_path) == {job.key: "submitting"}
