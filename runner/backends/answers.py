@@ -162,6 +162,26 @@ _HINTS: Final[Mapping[int, str]] = {
 }
 
 
+def error_text(
+    status: int, headers: Headers, body: bytes, hints: Mapping[int, str], base_url_var: str
+) -> tuple[str, str]:
+    """(what the server said, the hint for the user) of a non-2xx answer, for any provider.
+
+    A hostile body is not quoted (its code still says what kind of refusal it
+    is); a redirect names where it pointed, without its query.
+    """
+    try:
+        text = server_text(decode_body(headers, body))
+    except HostileBody as exc:
+        text = f"unreadable answer: {exc}"
+    hint = hints.get(status, "")
+    if 300 <= status < 400:
+        location = header(headers, "location")
+        text = f"redirect to {safe_url(location) if location else 'nowhere'} not followed"
+        hint = f"the API root may be wrong: check --base-url or {base_url_var}"
+    return text, hint
+
+
 def api_error(
     where: str,
     status: int,
@@ -178,16 +198,7 @@ def api_error(
     RateLimited, 5xx ServerError (both with `retry_after` from the headers),
     anything else ApiError. `secret` is masked in the text.
     """
-    try:
-        text = server_text(decode_body(headers, body))
-    except HostileBody as exc:
-        # The code still says what kind of refusal it is; the body is not quoted.
-        text = f"unreadable answer: {exc}"
-    hint = _HINTS.get(status, "")
-    if 300 <= status < 400:
-        location = header(headers, "location")
-        text = f"redirect to {safe_url(location) if location else 'nowhere'} not followed"
-        hint = "the API root may be wrong: check --base-url or SEGMIND_BASE_URL"
+    text, hint = error_text(status, headers, body, _HINTS, "SEGMIND_BASE_URL")
     said = message(where, status, text, secret, hint)
     wait = retry_after(headers, now_utc)
     error: ApiError | AuthError

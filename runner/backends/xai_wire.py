@@ -27,6 +27,7 @@ from runner.backends.answers import (
     NotJson,
     clean_text,
     decode_body,
+    error_text,
     message,
     server_text,
 )
@@ -47,7 +48,6 @@ from runner.errors import (
 )
 from runner.jobs import ImageInput, Request
 from runner.money import Micros, to_usd
-from runner.redact import safe_url
 
 __all__ = [
     "AUTH_HEADER",
@@ -216,13 +216,8 @@ def api_error(
     ServerError with `retry_after` from the headers, 3xx and anything else
     ApiError. `secret` is masked in the text.
     """
-    text = server_text(decode_body(headers, body))
+    text, hint = error_text(status, headers, body, _HINTS, "XAI_BASE_URL")
     lowered = text.lower()
-    hint = _HINTS.get(status, "")
-    if 300 <= status < 400:
-        location = header(headers, "location")
-        text = f"redirect to {safe_url(location) if location else 'nowhere'} not followed"
-        hint = "the API root may be wrong: check --base-url or XAI_BASE_URL"
     said = message(where, status, text, secret, hint)
     wait = retry_after(headers, now_utc)
     if status == 400 and any(word in lowered for word in _POLICY_WORDS):

@@ -167,3 +167,14 @@ def test_errors_map_to_ours(status: int, text: str, cls: type[Exception]) -> Non
     assert str(caught.value).startswith(f"POST /v1/images/generations -> {status}")
     if cls is RateLimited:
         assert caught.value.retry_after == 7.0  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("status", [400, 401, 429, 503])
+def test_a_hostile_error_body_is_not_quoted_and_raises_ours(status: int) -> None:
+    # 100,000 levels of nesting: the kind of refusal is still the code's, the body unread.
+    deep = ("[" * 100_000 + "]" * 100_000).encode()
+    with pytest.raises((ApiError, AuthError)) as caught:
+        xai_wire.parse_generation(
+            status, {"content-type": "application/json"}, deep, request=build(), now_utc=NOW
+        )
+    assert "unreadable answer" in str(caught.value)
