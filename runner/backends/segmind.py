@@ -29,7 +29,7 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from types import TracebackType
 from typing import Final, Self
 
@@ -41,6 +41,7 @@ from runner.backends.base import Media, Result, StatusReport, Submission, SyncRe
 from runner.backends.bounded import AnswerLimits, UnreadableBody, read_body
 from runner.backends.guard import RefusedUrl, UrlGuard
 from runner.backends.media import decode_inline, media_kind
+from runner.clock import utc_datetime
 from runner.errors import DownloadError, TransportError, UsageError
 from runner.jobs import ImageInput, Request
 from runner.redact import redact_headers, safe_url
@@ -105,7 +106,7 @@ class Timeouts:
 
 
 def _utc_now() -> datetime:
-    return datetime.now(UTC)
+    return utc_datetime()
 
 
 class _NoQueryInLog(logging.Filter):

@@ -21,7 +21,7 @@ id with characters no real id has is refused.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Final, NoReturn, cast
 
 from runner.backends.answers import (
@@ -77,6 +77,7 @@ from runner.backends.media import (
     select_media,
     sniff_image,
 )
+from runner.clock import utc_datetime
 from runner.errors import ApiError, JobFailed, ProtocolError, TransportError
 from runner.params import N_MAX
 from runner.redact import safe_url
@@ -151,7 +152,7 @@ def _json_object(
     if isinstance(doc, dict) and doc.get("status") in ("COMPLETED", "FAILED"):
         return cast(dict[str, object], doc)
     if not 200 <= status < 300:
-        now = now_utc if now_utc is not None else datetime.now(UTC)
+        now = now_utc if now_utc is not None else utc_datetime()
         raise api_error(request.where, status, headers, body, secret=request.secret, now_utc=now)
     if isinstance(doc, NotJson):
         _protocol(request, status, server_text(doc))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from runner.cli.args import CommandParser, non_negative_float, positive_int
+from runner.clock import wall_time
 from runner.errors import UsageError
 from runner.providers import PROVIDERS
 from runner.redact import redact_argv
@@ -206,7 +206,7 @@ async def _run(
     def notice(text: str) -> None:
         print(f"note: {text}", file=sys.stderr)
 
-    started = time.time()
+    started = wall_time()
     try:
         report = await run_manifest(manifest, options, listeners=[listener], notice=notice)
     finally:

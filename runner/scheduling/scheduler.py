@@ -30,13 +30,13 @@ as submitted, to be re-attached by the next run while the server keeps them.
 from __future__ import annotations
 
 import random
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 
 import anyio
 
 from runner.backends.base import Backend
+from runner.clock import wall_time
 from runner.errors import RunnerError
 from runner.events import Event, EventKind, Listener, RunStats
 from runner.jobs import Job
@@ -84,7 +84,7 @@ class Scheduler:
         config: SchedulerConfig,
         *,
         listeners: Iterable[Listener] = (),
-        wall: Callable[[], float] = time.time,
+        wall: Callable[[], float] = wall_time,
         gate: RateLimit | None = None,
     ) -> None:
         self._sink = sink
