@@ -56,11 +56,8 @@ class Recorder:
             self._ledger.plan(job.key, job.index, job.prompt_id, estimate)
         elif row.state in ("failed", "expired", "completed"):
             self._ledger.reset(job.key)
-        elif row.state == "submitting":
-            # An earlier run died with this submit on the wire: it may have
-            # been accepted and billed. Count it, so every later run's
-            # budget does too.
-            self._ledger.ambiguous(job.key)
+        # A row left `submitting` by an earlier run is counted ambiguous by
+        # the resume decision (runner/resume.py), once, before it gets here.
         self._ledger.submitting(job.key)
 
     def submitted(self, job: Job, submission: Submission, wall: float) -> None:

@@ -1,65 +1,52 @@
 """`runner run`: a manifest's jobs through the scheduler into the output folder.
 
 This module wires the parts: it picks the backend, opens the folder's
-ledger, decides for each job whether to skip, re-attach or submit it
-(resume), runs the scheduler with the budget's limits, and reports. The
-parts themselves know nothing of each other.
-
-Resume rules (docs/store.md): completed jobs whose files are there are
-skipped; jobs submitted by an earlier run and younger than the server's
-retention are re-attached by polling their request id, first, before any new
-submit (their results expire); older ones are marked expired and submitted
-again only with `resubmit_expired`; failed ones only with `retry_failed`; a
-job whose images and sidecars are all on disk but whose ledger row was not
-committed (a crash) is recorded completed.
+ledger, builds the run's mode once (runner/modes.py: alone, or a worker of a
+shared run), runs the scheduler with the mode's limits and work, and
+reports. What to do with a job an earlier run knew is runner/resume.py's
+decision alone (docs/store.md "Resume"). The parts know nothing of each other.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 import shlex
 import signal
 import sys
-import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
 
-from runner.backends.base import Backend, submission_for
+from runner.backends.base import Backend
 from runner.backends.segmind import Timeouts
 from runner.backends.select import BackendChoice, Choice, choose_backend, open_backend
-from runner.errors import RunnerError, UsageError
+from runner.clock import wall_time
+from runner.errors import RunnerError
 from runner.events import Listener, RunStats
 from runner.jobs import Job
 from runner.manifest import Manifest
+from runner.modes import INTERRUPTED, Mode, Setting, open_mode
 from runner.plan import make_plan
 from runner.recorder import Recorder, RecorderConfig
-from runner.scheduling.credits import CreditGuard, Credits
+from runner.reporting.exit_codes import StopKind
+from runner.resume import Rules
 from runner.scheduling.polling import PollPolicy
-from runner.scheduling.rate import RateGate, RateLimit
 from runner.scheduling.retry import RetryPolicy
-from runner.scheduling.scheduler import Scheduler, SchedulerConfig, WorkItem
-from runner.scheduling.source import WorkSource
+from runner.scheduling.scheduler import Scheduler, SchedulerConfig
 from runner.shard import Shard
-from runner.store import JobRow, Ledger, finished_files, remove_temp_files
-from runner.store.calls import CallLog
+from runner.store import Ledger, remove_temp_files
 from runner.sweep import count_jobs, expand
 
 if TYPE_CHECKING:
-    from runner.coordination import Coordination
-    from runner.coordination.handover import HandoverRules
     from runner.emulator import Emulator, EmulatorConfig
 
 # The embedded emulator runs ten times faster than Segmind: a "10 s" job takes
 # 1 s and a rate window 6 s, so a demo run shows real pacing without the wait.
 LOCAL_TIME_SCALE = 0.1
 RETENTION_S = 3600.0
-_LOOKUP_BATCH = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,23 +74,21 @@ class RunOptions:
 
 @dataclass(frozen=True, slots=True)
 class RunReport:
-    """What a run did: this run's stats, the folder's ledger counts, and why it stopped."""
+    """What a run did: this run's stats, the folder's ledger counts, and why it stopped.
+
+    `stop` is the kind of early stop the exit code needs (None: the run ran
+    out of work), `stop_reason` its text. `whole`: the run answers for every
+    job of its manifest (or shard); a worker of a shared run only for the
+    jobs it claimed.
+    """
 
     stats: RunStats
     out: Path
-    backend: str
-    base_url: str
     counts: Mapping[str, int]
-    interrupted: bool
-    credit_stopped: bool
+    stop: StopKind | None
     stop_reason: str | None
-    notices: tuple[str, ...] = ()
-    balance: float | None = None
     resume_command: str = ""
-    extra: Mapping[str, object] = field(default_factory=dict)
-    # A shared run: its coordinator (URL without password); why it was lost mid-run.
-    coordinator: str | None = None
-    coordinator_lost: str | None = None
+    whole: bool = True
 
 
 def output_dir(manifest: Manifest, options: RunOptions) -> Path:
@@ -169,101 +154,6 @@ def _planned(manifest: Manifest, shard: Shard | None) -> int:
     return sum(1 for _ in run_jobs(manifest, shard))
 
 
-class _Resume:
-    """Decides, job by job, what this run does with what the ledger remembers."""
-
-    def __init__(
-        self,
-        ledger: Ledger,
-        out: Path,
-        options: RunOptions,
-        pattern: str | None,
-        *,
-        retention: float,
-        wall: Callable[[], float],
-    ) -> None:
-        self._ledger = ledger
-        self._out = out
-        self._options = options
-        self._pattern = pattern
-        self._retention = retention
-        self._wall = wall
-        self.skipped: list[tuple[Job, str]] = []
-        self.reattach_keys = {
-            row.key: row
-            for row in ledger.in_flight()
-            if row.state == "submitted" and row.request_id
-        }
-
-    def reattach(self, jobs: Iterable[Job], base_url: str) -> Iterator[WorkItem]:
-        """Pass 1: jobs an earlier run submitted and the server still keeps."""
-        if not self.reattach_keys:
-            return
-        for job in jobs:
-            row = self.reattach_keys.get(job.key)
-            if row is None or row.request_id is None or row.submitted_at is None:
-                continue
-            files = finished_files(self._out, job, pattern=self._pattern)
-            if files is not None:
-                continue  # pass 2 records it
-            if self._wall() - row.submitted_at >= self._retention:
-                continue  # pass 2 marks it expired
-            yield WorkItem(job, submission_for(base_url, row.request_id), row.submitted_at)
-
-    def fresh(self, jobs: Iterable[Job], skip: Callable[[Job, str], None]) -> Iterator[WorkItem]:
-        """Pass 2: every job not re-attached, skipped or submitted."""
-        it = iter(jobs)
-        while batch := list(itertools.islice(it, _LOOKUP_BATCH)):
-            rows = self._ledger.get_many(job.key for job in batch)
-            for job in batch:
-                decision = self._decide(job, rows.get(job.key))
-                if decision is None:
-                    yield WorkItem(job)
-                elif decision:
-                    skip(job, decision)
-
-    def _decide(self, job: Job, row: JobRow | None) -> str | None:
-        """None: submit it; "": handled in pass 1; otherwise why it is skipped."""
-        if row is None or row.state == "planned":
-            return None
-        opts = self._options
-        if row.state == "completed":
-            if finished_files(self._out, job, pattern=self._pattern) is not None:
-                return "completed earlier"
-            # Files gone or damaged: fetch again if the server still has it.
-            if row.request_id and row.submitted_at and not self._too_old(row):
-                self.reattach_keys[job.key] = row
-                return "re-downloading"
-            if not opts.resubmit_expired:
-                self._ledger.lost(job.key)
-                return "its files are gone and the server's copy expired (--resubmit-expired)"
-            return None
-        if row.state in ("submitting", "submitted"):
-            files = finished_files(self._out, job, pattern=self._pattern)
-            if files is not None:
-                # A crash after the sidecars, before the ledger commit: it is done.
-                self._ledger.completed(job.key, None, files, self._wall())
-                return "completed earlier (recorded now)"
-            if row.state == "submitting":
-                return None  # its submit may or may not have reached the server
-            if row.key in self.reattach_keys and not self._too_old(row):
-                return ""
-            self._ledger.expired(job.key)
-            return (
-                None if opts.resubmit_expired else "expired (--resubmit-expired submits it again)"
-            )
-        if row.state == "failed":
-            return None if opts.retry_failed else f"failed earlier: {row.reason} (--retry-failed)"
-        if row.state == "expired":
-            return (
-                None if opts.resubmit_expired else "expired (--resubmit-expired submits it again)"
-            )
-        return None
-
-    def _too_old(self, row: JobRow) -> bool:
-        return row.submitted_at is None or self._wall() - row.submitted_at >= self._retention
-
-
 async def run_manifest(
     manifest: Manifest,
     options: RunOptions = RunOptions(),
@@ -273,7 +163,7 @@ async def run_manifest(
     notice: Callable[[str], None] | None = None,
     emulator: Emulator | None = None,
     emulator_config: EmulatorConfig | None = None,
-    wall: Callable[[], float] = time.time,
+    wall: Callable[[], float] = wall_time,
 ) -> RunReport:
     """Run a manifest to its end (or its stop) and return what happened.
 
@@ -282,10 +172,8 @@ async def run_manifest(
     Raises UsageError / AuthError (exit 2) and StoreError.
     """
     env = os.environ if env is None else env
-    notices: list[str] = []
 
     def tell(text: str) -> None:
-        notices.append(text)
         if notice is not None:
             notice(text)
 
@@ -304,56 +192,35 @@ async def run_manifest(
         budget = options.max_credits
         if budget is None:
             budget = manifest.budget.max_credits
-        async with _joined(manifest, options, choice, config, budget) as coord:
+        out = output_dir(manifest, options)
+        setting = Setting(
+            manifest=manifest,
+            jobs=lambda: run_jobs(manifest, options.shard),
+            count=lambda: _planned(manifest, options.shard),
+            out=out,
+            base_url=choice.base_url,
+            api_key=choice.api_key,
+            budget=budget,
+            config=config,
+            rules=Rules(config.retention, options.retry_failed, options.resubmit_expired),
+            wall=wall,
+            coordinator=options.coordinator
+            or (manifest.coordinator.url if manifest.coordinator else None),
+            run_id=options.run_id,
+            sharded=options.shard is not None,
+        )
+        async with open_mode(setting) as mode:
             ledger = Ledger.open(
-                output_dir(manifest, options),
-                backend=choice.kind,
-                base_url=choice.base_url,
-                fresh=options.fresh,
+                out, backend=choice.kind, base_url=choice.base_url, fresh=options.fresh
             )
             try:
-                guard = coord.guard if coord else CreditGuard(budget, manifest.prices)
-                run = _Run(manifest, options, choice, ledger, guard, coord)
-                report = await run.go(backend, config, listeners, tell, wall)
-                return replace(report, notices=tuple(notices))
+                run = _Run(manifest, options, choice, ledger, mode)
+                return await run.go(backend, config, listeners, tell, wall)
             finally:
                 ledger.close()
     finally:
         with anyio.CancelScope(shield=True):
             await backend.aclose()
-
-
-@asynccontextmanager
-async def _joined(
-    manifest: Manifest,
-    options: RunOptions,
-    choice: BackendChoice,
-    config: SchedulerConfig,
-    budget: float | None,
-) -> AsyncIterator[Coordination | None]:
-    """This worker's membership of a shared run, when a coordinator is named; else None."""
-    url = options.coordinator or (manifest.coordinator.url if manifest.coordinator else None)
-    if url is None:
-        yield None
-        return
-    from runner.coordination import DEFAULT_LEASE_S, CoordinatorSpec, join_run
-
-    if options.shard is not None:
-        raise UsageError("--shard and --coordinator do not mix: workers of a run claim jobs")
-    lease = manifest.coordinator.lease if manifest.coordinator else None
-    spec = CoordinatorSpec(url, options.run_id, lease or DEFAULT_LEASE_S)
-    async with join_run(
-        spec,
-        manifest=manifest,
-        jobs=list(expand(manifest)),
-        budget=budget,
-        config=config,
-        base_url=choice.base_url,
-        api_key=choice.api_key,
-        out=output_dir(manifest, options),
-        prices=manifest.prices,
-    ) as coord:
-        yield coord
 
 
 def _open(
@@ -388,8 +255,7 @@ class _Run:
     options: RunOptions
     choice: BackendChoice
     ledger: Ledger
-    guard: Credits
-    coord: Coordination | None = None
+    mode: Mode
 
     async def go(
         self,
@@ -399,24 +265,16 @@ class _Run:
         tell: Callable[[str], None],
         wall: Callable[[], float],
     ) -> RunReport:
-        manifest, options, choice, ledger, guard = (
+        manifest, options, choice, ledger, mode = (
             self.manifest,
             self.options,
             self.choice,
             self.ledger,
-            self.guard,
+            self.mode,
         )
         out = output_dir(manifest, options)
         remove_temp_files(out)
-        # A shared run's budget lives in Redis and already counts every worker's spend.
-        if isinstance(guard, CreditGuard):
-            # The budget covers the folder, not one invocation: a resumed run
-            # does not get a fresh allowance, and what earlier runs may have
-            # been billed for (lost answers, crashes mid-submit) counts too.
-            guard.add_spent(
-                sum(t.charged for t in ledger.totals().values()),
-                possible=ledger.possible_extra_spend(),
-            )
+        gate, guard = mode.limits(ledger)
         recorder = Recorder(
             ledger,
             RecorderConfig(
@@ -430,18 +288,10 @@ class _Run:
                 secrets=(choice.api_key,) if choice.api_key else (),
             ),
         )
-        coord = self.coord
-        gate: RateLimit
-        calls: CallLog | None = None
-        if coord is not None:
-            gate = coord.gate
-        else:
-            gate, calls = _local_gate(out, config, wall)
         scheduler = Scheduler(
             backend, recorder, guard, config, listeners=listeners, wall=wall, gate=gate
         )
-        # A worker of a shared run does the share it claims: no count to plan.
-        planned = None if coord else _planned(manifest, options.shard)
+        planned = mode.planned()
         # When the limit counts every call, the balance read would spend one
         # of the run's own calls (a whole window when the jobs fill it exactly).
         balance = await scheduler.balance() if config.rate_scope == "submit" else None
@@ -452,23 +302,7 @@ class _Run:
                 f"(est. ${estimate:.2f})"
             )
         run_id = ledger.start_run(argv=options.argv, manifest_sha256=manifest.sha256, at=wall())
-        resume = _Resume(
-            ledger, out, options, manifest.output.pattern, retention=config.retention, wall=wall
-        )
-
-        def items() -> Iterator[WorkItem]:
-            yield from resume.reattach(run_jobs(manifest, options.shard), choice.base_url)
-            yield from resume.fresh(run_jobs(manifest, options.shard), scheduler.skipped)
-
-        work: Iterable[WorkItem] | WorkSource = items()
-        if coord is not None:
-            work = await coord.work(
-                ledger,
-                _handover_rules(out, choice, manifest, options, config),
-                skip=scheduler.skipped,
-                stop=scheduler.request_stop,
-                wall=wall,
-            )
+        work = await mode.work(ledger, scheduler, guard)
 
         fatal: RunnerError | None = None
         async with anyio.create_task_group() as tg:
@@ -482,71 +316,20 @@ class _Run:
                 fatal = err
             finally:
                 tg.cancel_scope.cancel()
-                if calls is not None:
-                    calls.close()
         if fatal is not None:
             ledger.end_run(run_id, outcome=f"error: {type(fatal).__name__}", at=wall())
             raise fatal
-        interrupted = scheduler.stop_reason == "interrupted"
-        lost = coord.lost if coord else None
-        stop_reason = scheduler.stop_reason or lost
-        if stop_reason is None and coord is not None and coord.source is not None:
-            stop_reason = coord.source.stop_reason  # another worker's credit stop
-        ledger.end_run(run_id, outcome=stop_reason or "finished", at=wall())
+        end = mode.ending(scheduler, guard)
+        ledger.end_run(run_id, outcome=end.reason or "finished", at=wall())
         return RunReport(
             stats=stats,
             out=out,
-            backend=choice.kind,
-            base_url=choice.base_url,
             counts={str(k): v for k, v in ledger.counts().items()},
-            interrupted=interrupted,
-            credit_stopped=guard.stats().stopped is not None and not interrupted and not lost,
-            stop_reason=stop_reason,
-            balance=balance,
+            stop=end.kind,
+            stop_reason=end.reason,
             resume_command=resume_command(manifest, options),
-            coordinator=coord.link.url if coord else None,
-            coordinator_lost=lost,
+            whole=mode.whole,
         )
-
-
-def _handover_rules(
-    out: Path,
-    choice: BackendChoice,
-    manifest: Manifest,
-    options: RunOptions,
-    config: SchedulerConfig,
-) -> HandoverRules:
-    from runner.coordination.handover import HandoverRules
-
-    return HandoverRules(
-        out=out,
-        base_url=choice.base_url,
-        pattern=manifest.output.pattern,
-        retention=config.retention,
-        retry_failed=options.retry_failed,
-        resubmit_expired=options.resubmit_expired,
-    )
-
-
-def _local_gate(
-    out: Path, config: SchedulerConfig, wall: Callable[[], float]
-) -> tuple[RateGate, CallLog]:
-    """The single-process rate gate, seeded with the folder's last window of calls.
-
-    The folder remembers its calls, so a resumed run (after a crash or a
-    Ctrl-C) does not start with a fresh allowance the server would refuse.
-    """
-    now = wall()
-    calls = CallLog(out, now=now)
-    gate = RateGate(
-        config.rpm,
-        config.window,
-        margin=config.margin,
-        model=config.rate_model,
-        history=calls.ages(config.window + config.margin, now),
-        on_finished=lambda: calls.append(wall()),
-    )
-    return gate, calls
 
 
 async def _watch_signals(scheduler: Scheduler) -> None:
@@ -561,19 +344,6 @@ async def _watch_signals(scheduler: Scheduler) -> None:
                     "(Ctrl-C again to quit at once)",
                     file=sys.stderr,
                 )
-                scheduler.request_stop("interrupted", abandon_polls=True)
+                scheduler.request_stop(INTERRUPTED, abandon_polls=True)
             else:
                 raise KeyboardInterrupt
-
-
-def exit_code(report: RunReport) -> int:
-    """ARCHITECTURE.md: 0 all done, 1 some failed, 3 credit stop, 130 interrupted."""
-    if report.interrupted:
-        return 130
-    if report.coordinator_lost:
-        return 1
-    if report.credit_stopped:
-        return 3
-    if report.stats.failed or report.stats.expired:
-        return 1
-    return 0

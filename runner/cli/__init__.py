@@ -30,27 +30,16 @@ from runner.cli.args import (
     positive_int,
     write,
 )
-from runner.errors import AuthError, InsufficientCredits, RunnerError, UsageError
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_CREDITS = 3
-EXIT_INTERRUPTED = 130
+from runner.errors import RunnerError, UsageError
+from runner.reporting.exit_codes import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    exit_code,
+)
 
 if TYPE_CHECKING:
     from runner.cli.args import Subparsers
-
-
-def exit_code(err: BaseException) -> int:
-    """The exit code for an error that ended a command."""
-    if isinstance(err, KeyboardInterrupt):
-        return EXIT_INTERRUPTED
-    if isinstance(err, UsageError | AuthError):
-        return EXIT_USAGE
-    if isinstance(err, InsufficientCredits):
-        return EXIT_CREDITS
-    return EXIT_FAILED
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -208,7 +208,7 @@ def _report(
     planned: int,
 ) -> int:
     """Write summary.json / summary.md / gallery.html (and JUnit), print, decide the exit code."""
-    from runner.reporting.exit_codes import StopKind, decide_exit
+    from runner.reporting.exit_codes import EXIT_CREDITS, EXIT_INTERRUPTED, decide_exit
     from runner.reporting.gallery import write_gallery
     from runner.reporting.junit import write_junit
     from runner.reporting.summary import (
@@ -223,7 +223,7 @@ def _report(
     out = report.out
     jobs = None
     # A worker of a shared run reports the jobs it ran (its folder), not the manifest's.
-    if planned <= REPORT_ALL_JOBS_UP_TO and report.coordinator is None:
+    if planned <= REPORT_ALL_JOBS_UP_TO and report.whole:
         jobs = {job.key: job for job in run_jobs(manifest, options.shard)}
     summary = summarize_folder(
         out,
@@ -233,16 +233,9 @@ def _report(
         manifest=manifest.path,
         started_at=started,
     )
-    stop: StopKind | None = None
-    if report.interrupted:
-        stop = "interrupted"
-    elif report.coordinator_lost:
-        stop = "error"
-    elif report.credit_stopped:
-        stop = "credits"
     decision = decide_exit(
         summary.jobs.by_state,
-        stop=stop,
+        stop=report.stop,
         stop_reason=report.stop_reason or "",
         max_failures=tolerance,
     )
@@ -255,6 +248,7 @@ def _report(
         sys.stdout.write(summary_event(summary))
     else:
         sys.stdout.write(render_text(summary, out_label=str(out)) + "\n")
-    if decision.code in (130, 3) or summary.jobs.by_state.get("failed") or report.coordinator_lost:
+    stopped = decision.code in (EXIT_INTERRUPTED, EXIT_CREDITS) or report.stop == "error"
+    if stopped or summary.jobs.by_state.get("failed"):
         print(f"resume with: {report.resume_command}", file=sys.stderr if args.json else sys.stdout)
     return decision.code

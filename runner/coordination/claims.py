@@ -31,10 +31,11 @@ import anyio
 from runner.backends.base import Submission
 from runner.coordination.client import RedisLink, Unreachable
 from runner.coordination.credits import SharedCreditGuard
-from runner.coordination.handover import HandoverRules, LeaseRecord, Run, Skip, decide
+from runner.coordination.handover import HandoverRules, LeaseRecord, handle
 from runner.coordination.identity import RunKeys
 from runner.coordination.scripts import CLAIM, FINISH, NOTE, RECONCILE
 from runner.jobs import Job
+from runner.resume import Skip, Submit, work_item
 from runner.scheduling.source import Outcome, WorkItem
 from runner.store import Ledger
 
@@ -142,7 +143,7 @@ class ClaimSource:
         lease = LeaseRecord.parse(raw)
         if kind == "lapsed":
             self.takeovers += 1
-        decision = decide(
+        decision = handle(
             job,
             lease,
             ledger=self._ledger,
@@ -152,14 +153,13 @@ class ClaimSource:
         )
         if isinstance(decision, Skip):
             await self._finish_known(job, decision)
-            self._skip(job, decision.detail)
+            self._skip(job, decision.message)
             return None
-        assert isinstance(decision, Run)
-        if decision.ambiguous:
+        if isinstance(decision, Submit) and decision.ambiguous:
             # The dead worker's reservation becomes possible spend; the
             # scheduler reserves the new submit's cost as for any job.
             await self._guard.mark_ambiguous(job.key)
-        return decision.item
+        return work_item(job, decision, self._rules.base_url)
 
     async def _finish_known(self, job: Job, skip: Skip) -> None:
         """A claimed job this folder already finished: tell the run, settle if still held."""
@@ -177,11 +177,11 @@ class ClaimSource:
                     self._keys.lease,
                     self._keys.done,
                 ],
-                [self._worker, str(claim.index), job.key, skip.state, "", ""],
+                [self._worker, str(claim.index), job.key, skip.outcome, "", ""],
             )
         except Unreachable:
             return
-        await self._guard.reconcile(job.key, skip.state, skip.charged)
+        await self._guard.reconcile(job.key, skip.outcome, skip.charged)
 
     async def submitting(self, job: Job) -> None:
         """Note on the lease that the submit is about to go out."""

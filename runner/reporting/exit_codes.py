@@ -1,4 +1,4 @@
-"""The exit code of `runner run`, decided from how the run ended. Pure.
+"""The exit codes of `runner`, and the exit code of `runner run` from how it ended. Pure.
 
 ARCHITECTURE.md's contract, in the order the checks apply (the first match
 wins, so an interrupted run that also had failures exits 130):
@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal
 
-from runner.errors import UsageError
+from runner.errors import AuthError, InsufficientCredits, UsageError
 
 if TYPE_CHECKING:
     from runner.store import State
@@ -39,6 +39,18 @@ StopKind = Literal["credits", "auth", "usage", "interrupted", "error"]
 ``usage``: bad settings found during the run; ``interrupted``: a signal;
 ``error``: anything else that ended it (a disk fault): exit 1.
 """
+
+
+def exit_code(err: BaseException) -> int:
+    """The exit code of a command that ended with `err` (a run that raised, or any command)."""
+    if isinstance(err, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    if isinstance(err, UsageError | AuthError):
+        return EXIT_USAGE
+    if isinstance(err, InsufficientCredits):
+        return EXIT_CREDITS
+    return EXIT_FAILED
+
 
 _FAILED_STATES: Final = ("failed", "expired")
 _UNFINISHED_STATES: Final = ("planned", "submitting", "submitted")

@@ -31,7 +31,8 @@ from reliability_hostile import (
 )
 
 from runner.emulator import EmulatorConfig, Latency, iso_utc
-from runner.run import RunReport, exit_code
+from runner.reporting.exit_codes import decide_exit
+from runner.run import RunReport
 from runner.store import JobRow, verify
 
 pytestmark = pytest.mark.anyio
@@ -63,7 +64,7 @@ def assert_one_failed(report: RunReport, rows: dict[str, JobRow], *reason: str) 
     """One job (whichever met the rule first) failed with every text of `reason` in its
     reason; the other completed."""
     assert report.stats.completed == 1 and report.stats.failed == 1
-    assert exit_code(report) == 1
+    assert decide_exit(report.counts, stop=report.stop).code == 1
     assert sorted(row.state for row in rows.values()) == ["completed", "failed"]
     (failed,) = (row for row in rows.values() if row.state == "failed")
     for text in reason:
@@ -83,7 +84,7 @@ async def test_submit_2xx_without_request_id(hostile: ServedHostile, tmp_path: P
 
     hostile.app.add("submit", strip)
     report, rows = await run_hostile(hostile, tmp_path, hostile_manifest(tmp_path, ("fox",)))
-    assert report.stats.failed == 1 and exit_code(report) == 1
+    assert report.stats.failed == 1 and decide_exit(report.counts, stop=report.stop).code == 1
     fox = rows["fox"]
     assert fox.state == "failed"
     assert "lacks request_id" in (fox.reason or "")
@@ -121,7 +122,7 @@ async def test_404_within_retention_is_retried(hostile: ServedHostile, tmp_path:
 
     hostile.app.add("status", gone, times=2)
     report, _ = await run_hostile(hostile, tmp_path)
-    assert report.stats.completed == 2 and exit_code(report) == 0
+    assert report.stats.completed == 2 and decide_exit(report.counts, stop=report.stop).code == 0
     assert sum(1 for c in hostile.app.calls("status") if c.ruled) == 2
 
 
@@ -184,7 +185,7 @@ async def test_truncated_image_is_downloaded_again(hostile: ServedHostile, tmp_p
 
     hostile.app.add("media", half, times=2)
     report, _ = await run_hostile(hostile, tmp_path)
-    assert report.stats.completed == 2 and exit_code(report) == 0
+    assert report.stats.completed == 2 and decide_exit(report.counts, stop=report.stop).code == 0
     assert verify(tmp_path / "out").clean
 
 
@@ -331,7 +332,7 @@ async def test_slow_answers_of_every_kind_hit_their_deadlines(
     hostile.app.add("media", loris_image, times=1)
     things = ("fox", "owl", "cat", "elk")
     report, _ = await run_hostile(hostile, tmp_path, hostile_manifest(tmp_path, things))
-    assert report.stats.completed == 4 and exit_code(report) == 0
+    assert report.stats.completed == 4 and decide_exit(report.counts, stop=report.stop).code == 0
     assert report.stats.ambiguous == 1  # the submit whose answer never finished
     assert len(hostile.app.emulator.accepted_submits()) == 5  # ... was paid, and sent again
     assert report.stats.retries >= 3  # the status, the result and the download

@@ -20,8 +20,10 @@ from runner.emulator import InProcess
 from runner.errors import UsageError
 from runner.events import Event, Listener, RunStats
 from runner.manifest import Manifest, parse_manifest
-from runner.run import RunOptions, RunReport, exit_code, run_manifest
+from runner.reporting.exit_codes import decide_exit
+from runner.run import RunOptions, RunReport, run_manifest
 from runner.store import Ledger, folder_status, verify
+from runner.sweep import expand
 
 pytestmark = pytest.mark.anyio
 
@@ -95,7 +97,7 @@ async def test_resume_within_retention_reattaches_and_pays_nothing_twice(
     assert states(tmp_path) == {"submitted": 3}
     await anyio.sleep(HOUR - 60)  # 59 minutes later: every result is still on the server
     report = await run(manifest, emu, tmp_path)
-    assert exit_code(report) == 0
+    assert decide_exit(report.counts, stop=report.stop).code == 0
     assert report.stats.completed == 3
     assert len(emu.emulator.accepted_submits()) == 3  # re-attached, not resubmitted
     assert states(tmp_path) == {"completed": 3}
@@ -120,7 +122,7 @@ async def test_resume_after_retention_expires_and_resubmits_only_with_the_flag(
     assert status.counts["expired"] == 3
 
     again = await run(manifest, emu, tmp_path, resubmit_expired=True)
-    assert exit_code(again) == 0
+    assert decide_exit(again.counts, stop=again.stop).code == 0
     assert again.stats.completed == 3
     assert len(emu.emulator.accepted_submits()) == 6
     assert states(tmp_path) == {"completed": 3}
@@ -208,3 +210,41 @@ async def test_a_paid_result_that_could_not_be_downloaded_is_fetched_by_a_resume
     again = await run(manifest, emu, tmp_path)
     assert again.stats.completed == 1
     assert len(emu.emulator.accepted_submits()) == 1  # fetched, not paid again
+
+
+async def test_a_completed_jobs_deleted_image_is_fetched_again_while_the_server_keeps_it(
+    tmp_path: Path, make_emulator: Callable[..., InProcess]
+) -> None:
+    emu = make_emulator()
+    manifest = make_manifest(tmp_path, jobs=2)
+    await run(manifest, emu, tmp_path)
+    gone = sorted((tmp_path / "out").rglob("*.jpg"))[0]
+    gone.unlink()
+    again = await run(manifest, emu, tmp_path)
+    assert again.stats.completed == 1 and again.stats.skipped == 1
+    assert gone.exists()
+    assert len(emu.emulator.accepted_submits()) == 2  # re-downloaded, not paid again
+    assert states(tmp_path) == {"completed": 2}
+    assert verify(tmp_path / "out").clean
+
+
+async def test_a_submit_left_on_the_wire_by_a_crash_is_counted_ambiguous_once(
+    tmp_path: Path, make_emulator: Callable[..., InProcess]
+) -> None:
+    emu = make_emulator()
+    manifest = make_manifest(tmp_path, jobs=1)
+    await run(manifest, emu, tmp_path)
+    (job,) = expand(manifest)
+    with Ledger.open_readonly(tmp_path / "out") as ledger:
+        meta = ledger.meta
+    assert meta is not None
+    with Ledger.open(tmp_path / "out", backend=meta.backend, base_url=meta.base_url) as ledger:
+        ledger.reset(job.key)
+        ledger.submitting(job.key)  # as if the process died with the POST on the wire
+    for path in (tmp_path / "out").rglob("*.jpg"):
+        path.unlink()
+    again = await run(manifest, emu, tmp_path)
+    assert again.stats.completed == 1
+    with Ledger.open_readonly(tmp_path / "out") as ledger:
+        row = ledger.get(job.key)
+    assert row is not None and row.state == "completed" and row.ambiguous == 1

@@ -43,14 +43,14 @@ async def test_reports_agree_with_the_ledger_of_a_real_run(tmp_path: Path) -> No
     jobs = {job.key: job for job in expand(manifest)}
     with Ledger.open_readonly(out) as ledger:
         rows = {row.key: row for row in ledger.rows()}
-    assert report.credit_stopped
+    assert report.stop == "credits"
     assert 0 < len(rows) < len(jobs)  # the budget stopped it before the end
 
     summary = summarize_folder(
         out, stats=report.stats, jobs=jobs, prices=manifest.prices, manifest=manifest.path
     )
     decision = decide_exit(
-        summary.jobs.by_state, stop="credits", stop_reason=report.stop_reason or ""
+        summary.jobs.by_state, stop=report.stop, stop_reason=report.stop_reason or ""
     )
     assert decision.code == EXIT_CREDITS
     write_summary(out, with_exit(summary, decision), environ={})

@@ -16,7 +16,8 @@ import pytest
 from runner.emulator import FaultRate, InProcess, Latency
 from runner.errors import AuthError
 from runner.manifest import Manifest, parse_manifest
-from runner.run import RunOptions, RunReport, exit_code, run_manifest
+from runner.reporting.exit_codes import decide_exit
+from runner.run import RunOptions, RunReport, run_manifest
 from runner.shard import Shard
 from runner.store import Ledger, verify
 from runner.sweep import expand
@@ -70,7 +71,7 @@ async def test_every_job_lands_with_its_sidecar(
 ) -> None:
     emu = make_emulator(rpm=10, limiter="fixed")
     report = await run(make_manifest(tmp_path, 12), emu, tmp_path)
-    assert exit_code(report) == 0
+    assert decide_exit(report.counts, stop=report.stop).code == 0
     assert report.stats.completed == 12
     assert accepted(emu) == 12
     images = sorted((tmp_path / "out" / "p").glob("*.jpg"))
@@ -147,7 +148,7 @@ async def test_failed_job_is_final_and_not_retried(
     emu = make_emulator()
     report = await run(make_manifest(tmp_path, 3, extra_prompts=blocked), emu, tmp_path)
     assert (report.stats.completed, report.stats.failed) == (3, 1)
-    assert exit_code(report) == 1
+    assert decide_exit(report.counts, stop=report.stop).code == 1
     bad = [v for v in emu.emulator.accepted_submits() if "blocked" in v.params.prompt]
     assert len(bad) == 1
     with Ledger.open_readonly(tmp_path / "out") as ledger:
@@ -171,8 +172,8 @@ async def test_406_stops_new_submits_and_finishes_in_flight(
 ) -> None:
     emu = make_emulator(credits=0.07)  # three jobs of $0.02 fit, the fourth does not
     report = await run(make_manifest(tmp_path, 8), emu, tmp_path)
-    assert exit_code(report) == 3
-    assert report.credit_stopped
+    assert decide_exit(report.counts, stop=report.stop).code == 3
+    assert report.stop == "credits"
     assert report.stats.completed == 3
     assert accepted(emu) == 3
     assert emu.emulator.charged_total() == pytest.approx(0.06)
@@ -187,7 +188,7 @@ async def test_spend_never_passes_max_credits(
 ) -> None:
     emu = make_emulator()
     report = await run(make_manifest(tmp_path, 10, max_credits=0.09), emu, tmp_path)
-    assert exit_code(report) == 3
+    assert decide_exit(report.counts, stop=report.stop).code == 3
     assert report.stats.completed == 4
     assert emu.emulator.charged_total() <= 0.09
     assert accepted(emu) == 4

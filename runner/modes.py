@@ -1,0 +1,297 @@
+"""Alone or shared: the one seam where a run differs by mode (STYLE.md point 12).
+
+A run is one process on its folder (`Alone`), or one worker of a run that
+several share through a coordinator (`Shared`, docs/distributed.md). The
+two differ in four things, and only there:
+
+    limits   Alone: a RateGate seeded with the folder's last window of calls
+             (CallLog) and a CreditGuard that counts the folder's earlier spend;
+             Shared: runner.coordination's gate and guard, in Redis
+    work     Alone: the manifest's jobs, lazily, each through the resume
+             decision (runner/resume.py), re-attachable ones first;
+             Shared: the claim source (each claimed job through the same decision)
+    planned  Alone: the manifest's (or shard's) job count; Shared: unknown
+    ending   Alone: the scheduler's stop; Shared: that, a lost coordinator,
+             or another worker's credit stop
+
+`open_mode` builds the one that fits, once; runner/run.py composes it with
+the scheduler and never asks which it got. The single-process run does not
+import runner.coordination.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Final, Protocol
+
+from runner.errors import UsageError
+from runner.jobs import Job
+from runner.manifest import Manifest
+from runner.reporting.exit_codes import StopKind
+from runner.resume import Reattach, Rules, Skip, apply, decide, look, work_item
+from runner.scheduling.credits import CreditGuard, Credits
+from runner.scheduling.rate import RateGate, RateLimit
+from runner.scheduling.scheduler import Scheduler, SchedulerConfig, WorkItem
+from runner.scheduling.source import WorkSource
+from runner.store import Ledger
+from runner.store.calls import CallLog
+from runner.sweep import expand
+
+if TYPE_CHECKING:
+    from runner.coordination import Coordination
+
+INTERRUPTED: Final = "interrupted"
+"""The stop reason of a Ctrl-C or SIGTERM (runner/run.py asks the scheduler to stop so)."""
+_LOOKUP_BATCH: Final = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """What either mode needs of the run. `budget` in USD (None: no cap)."""
+
+    manifest: Manifest
+    jobs: Callable[[], Iterator[Job]]  # this run's jobs (a shard's), lazily, in order
+    count: Callable[[], int]  # how many `jobs` yields
+    out: Path
+    base_url: str
+    api_key: str | None
+    budget: float | None
+    config: SchedulerConfig
+    rules: Rules
+    wall: Callable[[], float]  # wall-clock epoch seconds
+    coordinator: str | None = None  # Redis URL: a shared run
+    run_id: str | None = None
+    sharded: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """Why a run stopped early: the exit code's kind of stop (None: none) and its text."""
+
+    kind: StopKind | None
+    reason: str | None
+
+
+def ending(reason: str | None, *, lost: str | None, credit_stop: str | None) -> Ending:
+    """The stop of a run that ended for `reason` (None: it ran out of work). Pure.
+
+    An interrupt wins over a lost coordinator, which wins over the credit
+    guard's stop (`credit_stop`: its reason, or None).
+    """
+    if reason == INTERRUPTED:
+        return Ending("interrupted", reason)
+    if lost is not None:
+        return Ending("error", reason)
+    if credit_stop is not None:
+        return Ending("credits", reason)
+    return Ending(None, reason)
+
+
+class Mode(Protocol):
+    """How a run gets its limits and its work, and how it ended; see the module docstring."""
+
+    @property
+    def whole(self) -> bool:
+        """Whether the run answers for every job of its manifest (or shard): not a worker's."""
+        ...
+
+    def limits(self, ledger: Ledger) -> tuple[RateLimit, Credits]:
+        """The rate gate and credit guard of the run (called once, the ledger open)."""
+        ...
+
+    def planned(self) -> int | None:
+        """How many jobs the run will go through, when known."""
+        ...
+
+    async def work(
+        self, ledger: Ledger, scheduler: Scheduler, guard: Credits
+    ) -> Iterable[WorkItem] | WorkSource:
+        """What the scheduler runs; skipped jobs are counted with `scheduler.skipped`."""
+        ...
+
+    def ending(self, scheduler: Scheduler, guard: Credits) -> Ending:
+        """Why the run stopped, once the scheduler returned."""
+        ...
+
+
+@asynccontextmanager
+async def open_mode(setting: Setting) -> AsyncIterator[Mode]:
+    """The run's mode: shared when a coordinator is named (joined here), else alone.
+
+    Raises UsageError when the coordinator cannot be used, or with a shard.
+    """
+    if setting.coordinator is None:
+        alone = Alone(setting)
+        try:
+            yield alone
+        finally:
+            alone.close()
+        return
+    if setting.sharded:
+        raise UsageError("--shard and --coordinator do not mix: workers of a run claim jobs")
+    from runner.coordination import DEFAULT_LEASE_S, CoordinatorSpec, join_run
+
+    manifest = setting.manifest
+    lease = manifest.coordinator.lease if manifest.coordinator else None
+    spec = CoordinatorSpec(setting.coordinator, setting.run_id, lease or DEFAULT_LEASE_S)
+    async with join_run(
+        spec,
+        manifest=manifest,
+        jobs=list(expand(manifest)),
+        budget=setting.budget,
+        config=setting.config,
+        base_url=setting.base_url,
+        api_key=setting.api_key,
+        out=setting.out,
+        prices=manifest.prices,
+    ) as coord:
+        yield Shared(setting, coord)
+
+
+class Alone:
+    """One process on its folder: implements `Mode`."""
+
+    whole = True
+
+    def __init__(self, setting: Setting) -> None:
+        self._setting = setting
+        self._calls: CallLog | None = None
+
+    def limits(self, ledger: Ledger) -> tuple[RateLimit, Credits]:
+        s = self._setting
+        guard = CreditGuard(s.budget, s.manifest.prices)
+        # The budget covers the folder, not one invocation: a resumed run
+        # does not get a fresh allowance, and what earlier runs may have
+        # been billed for (lost answers, crashes mid-submit) counts too.
+        guard.add_spent(
+            sum(t.charged for t in ledger.totals().values()),
+            possible=ledger.possible_extra_spend(),
+        )
+        gate, self._calls = _local_gate(s.out, s.config, s.wall)
+        return gate, guard
+
+    def planned(self) -> int:
+        return self._setting.count()
+
+    async def work(
+        self, ledger: Ledger, scheduler: Scheduler, guard: Credits
+    ) -> Iterable[WorkItem]:
+        return _local_items(self._setting, ledger, scheduler, guard)
+
+    def ending(self, scheduler: Scheduler, guard: Credits) -> Ending:
+        return ending(scheduler.stop_reason, lost=None, credit_stop=guard.stats().stopped)
+
+    def close(self) -> None:
+        """Close the call log (the run is over)."""
+        if self._calls is not None:
+            self._calls.close()
+
+
+class Shared:
+    """One worker of a shared run: implements `Mode` over runner.coordination."""
+
+    # A worker reports the jobs it ran (its folder), not the manifest's.
+    whole = False
+
+    def __init__(self, setting: Setting, coord: Coordination) -> None:
+        self._setting = setting
+        self._coord = coord
+
+    def limits(self, ledger: Ledger) -> tuple[RateLimit, Credits]:
+        # The shared budget lives in Redis and already counts every worker's spend.
+        return self._coord.gate, self._coord.guard
+
+    def planned(self) -> None:
+        # A worker does the share it claims: no count to plan.
+        return None
+
+    async def work(self, ledger: Ledger, scheduler: Scheduler, guard: Credits) -> WorkSource:
+        from runner.coordination.handover import HandoverRules
+
+        s = self._setting
+        rules = HandoverRules(
+            out=s.out,
+            base_url=s.base_url,
+            pattern=s.manifest.output.pattern,
+            retention=s.rules.retention,
+            retry_failed=s.rules.retry_failed,
+            resubmit_expired=s.rules.resubmit_expired,
+        )
+        return await self._coord.work(
+            ledger, rules, skip=scheduler.skipped, stop=scheduler.request_stop, wall=s.wall
+        )
+
+    def ending(self, scheduler: Scheduler, guard: Credits) -> Ending:
+        coord = self._coord
+        lost = coord.lost
+        # Another worker's credit stop reaches this one through the claims.
+        other = coord.source.stop_reason if coord.source is not None else None
+        reason = scheduler.stop_reason or lost or other
+        return ending(reason, lost=lost, credit_stop=guard.stats().stopped)
+
+
+def _local_items(
+    setting: Setting, ledger: Ledger, scheduler: Scheduler, guard: Credits
+) -> Iterator[WorkItem]:
+    """The single-process run's work, lazily: every job through the resume decision.
+
+    Jobs an earlier run submitted and the server still keeps come first,
+    before any new submit: their results expire. Then every other job, its
+    rows read in batches.
+    """
+    s = setting
+    pattern = s.manifest.output.pattern
+    taken: set[str] = set()
+    flying = {
+        row.key: row for row in ledger.in_flight() if row.state == "submitted" and row.request_id
+    }
+    if flying:
+        for job in s.jobs():
+            row = flying.get(job.key)
+            if row is None:
+                continue
+            now = s.wall()
+            action = decide(row, look(s.out, job, pattern, row, None), None, now, s.rules)
+            if isinstance(action, Reattach):  # the rest is decided in the second pass
+                taken.add(job.key)
+                apply(action, job, ledger, estimate=guard.estimate(job), now=now)
+                yield work_item(job, action, s.base_url)
+    jobs = s.jobs()
+    while batch := list(itertools.islice(jobs, _LOOKUP_BATCH)):
+        rows = ledger.get_many(job.key for job in batch)
+        for job in batch:
+            if job.key in taken:
+                continue
+            row = rows.get(job.key)
+            now = s.wall()
+            action = decide(row, look(s.out, job, pattern, row, None), None, now, s.rules)
+            apply(action, job, ledger, estimate=guard.estimate(job), now=now)
+            if isinstance(action, Skip):
+                scheduler.skipped(job, action.message)
+            else:
+                yield work_item(job, action, s.base_url)
+
+
+def _local_gate(
+    out: Path, config: SchedulerConfig, wall: Callable[[], float]
+) -> tuple[RateGate, CallLog]:
+    """The single-process rate gate, seeded with the folder's last window of calls.
+
+    The folder remembers its calls, so a resumed run (after a crash or a
+    Ctrl-C) does not start with a fresh allowance the server would refuse.
+    """
+    now = wall()
+    calls = CallLog(out, now=now)
+    gate = RateGate(
+        config.rpm,
+        config.window,
+        margin=config.margin,
+        model=config.rate_model,
+        history=calls.ages(config.window + config.margin, now),
+        on_finished=lambda: calls.append(wall()),
+    )
+    return gate, calls
