@@ -64,6 +64,8 @@ _POLL_SPANS = 0.05
 _ADMISSION: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "runner_shared_gate_admission", default=None
 )
+# The admission of a call the local fallback gate let through: its end goes there.
+_LOCAL = "local"
 
 
 class SharedRateGate:
@@ -132,6 +134,7 @@ class SharedRateGate:
         # Later 429s pause the local gate itself (see rate_limited).
         await anyio.sleep(max(0.0, self._paused_until - anyio.current_time()))
         await local.acquire(priority)
+        _ADMISSION.set(_LOCAL)
 
     @property
     def local_share(self) -> int | None:
@@ -199,6 +202,12 @@ class SharedRateGate:
         if member is None:
             return
         _ADMISSION.set(None)
+        if member == _LOCAL:
+            # The fallback counts its calls in flight: without this end its
+            # room would shrink with every call until every caller waits forever.
+            assert self._fallback is not None
+            self._fallback.finished()
+            return
         if self._link.lost is not None:
             return
 

@@ -152,7 +152,8 @@ end
 local function take()
   local held = tonumber(redis.call('HGET', KEYS[2], key) or '0')
   redis.call('HDEL', KEYS[2], key)
-  redis.call('HINCRBY', KEYS[1], 'reserved', -held)
+  -- Lua formats minus zero as "-0", which HINCRBY refuses: skip a zero hold.
+  if held ~= 0 then redis.call('HINCRBY', KEYS[1], 'reserved', -held) end
   return held
 end
 if op == 'reserve' then

@@ -287,12 +287,13 @@ async def _init_run(
         )
 
 
-def _worker_info(worker: str, out: Path) -> str:
+def _worker_info(worker: str, out: Path, lease: float) -> str:
     return json.dumps(
         {
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "out": str(out),
+            "lease": lease,  # `runner status` judges the worker's silence by it
             "started": round(time.time(), 3),
         }
     )
@@ -353,7 +354,7 @@ async def join_run(
                 gate=gate,
                 peers=peers,
             )
-            info = _worker_info(worker, out)
+            info = _worker_info(worker, out, spec.lease)
             try:
                 await link.run(lambda: link.client.hset(keys.workers, worker, info))
                 await guard.refresh()

@@ -13,6 +13,7 @@ from typing import Any
 
 from runner.coordination.client import RedisLink
 from runner.coordination.identity import RUNS_INDEX, RunKeys
+from runner.coordination.session import DEFAULT_LEASE_S
 from runner.errors import UsageError
 
 
@@ -77,7 +78,7 @@ def _int(value: Any) -> int:
     return int(value) if value not in (None, "") else 0
 
 
-def _read(link: RedisLink, run: str, lease_s: float) -> RunStatus | None:
+def _read(link: RedisLink, run: str) -> RunStatus | None:
     """Blocking: one run's snapshot, or None when Redis has no such run."""
     # Replies are text (decode_responses); redis-py's types cannot say so.
     client: Any = link.client
@@ -102,6 +103,9 @@ def _read(link: RedisLink, run: str, lease_s: float) -> RunStatus | None:
     for worker, raw in sorted(client.hgetall(keys.workers).items()):
         info = json.loads(raw)
         age = now - seen[worker] if worker in seen else None
+        # A worker beats every lease/3: silent once a whole lease passed
+        # without a beat (its jobs are lapsing). Its own lease, as it joined.
+        lease = float(info.get("lease") or DEFAULT_LEASE_S)
         workers.append(
             WorkerStatus(
                 worker=worker,
@@ -110,7 +114,7 @@ def _read(link: RedisLink, run: str, lease_s: float) -> RunStatus | None:
                 out=str(info.get("out", "")),
                 leased=owners.get(worker, 0),
                 done=finished_by.get(worker, 0),
-                seen_s_ago=None if age is None or age > 2 * lease_s else age,
+                seen_s_ago=None if age is None or age > lease else age,
                 ended="ended" in info,
             )
         )
@@ -140,20 +144,18 @@ def _read(link: RedisLink, run: str, lease_s: float) -> RunStatus | None:
     )
 
 
-def coordinator_status(
-    url: str, run: str | None = None, *, lease_s: float = 15.0
-) -> list[RunStatus]:
+def coordinator_status(url: str, run: str | None = None) -> list[RunStatus]:
     """Every run this coordinator knows (or the one whose id is `run`).
 
-    `lease_s` is the lease the workers use: a worker silent for two leases
-    is shown as silent. Raises UsageError when Redis cannot be reached or
-    holds no such run.
+    A worker is shown silent when a whole lease (its `coordinator.lease`)
+    passed without a heartbeat. Raises UsageError when Redis cannot be
+    reached or holds no such run.
     """
     link = RedisLink.connect(url)
     try:
         client: Any = link.client
         runs = [run] if run is not None else sorted(client.smembers(RUNS_INDEX))
-        found = [s for s in (_read(link, r, lease_s) for r in runs) if s is not None]
+        found = [s for s in (_read(link, r) for r in runs) if s is not None]
     finally:
         link.close()
     if run is not None and not found:
