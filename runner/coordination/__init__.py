@@ -2,12 +2,12 @@
 
     identity.py    the run's keys (manifest sha256 + --run-id), the rate key
     client.py      the connection: redis-py's blocking client in worker threads; `Unreachable`
-    scripts.py     the Lua scripts: every shared change is one atomic script
+    scripts.py     the Lua scripts, only where no Redis primitive fits: rate admission, credits
     gate.py        SharedRateGate: the sliding-window log of rate.py, in Redis
     credits.py     SharedCreditGuard: reservations, settlements and the stop flag, in Redis
     handover.py    what a worker does with a claimed job, given its folder and the lease
-    claims.py      ClaimSource: the scheduler's WorkSource; claim, lease, note, finish
-    session.py     join_run: join or start the run, heartbeat, reconcile, leave
+    claims.py      ClaimSource: the scheduler's WorkSource, the job pool on a Redis stream
+    session.py     join_run: join or start the run, heartbeat (XCLAIM JUSTID), reconcile, leave
     status.py      `runner status --coordinator URL`: a run's progress across workers
     local_redis.py a loopback redis-server for tests, benchmarks and trying it out
     workers.py     start N local `runner run` workers of one run (tests, `make bench`)

@@ -1,60 +1,87 @@
-"""Dynamic job claiming: the WorkSource of a worker in a shared run.
+"""The job pool of a shared run on a Redis stream: the WorkSource of a worker.
 
-`next()` claims one job at a time with a lease (CLAIM script): a lapsed
-lease first, then a job handed back, then the next never-claimed index of
-the manifest's expansion (every worker expands the same manifest the same
-way, so an index names the same job everywhere). The session renews every
-lease this worker holds on each heartbeat; a worker that dies stops
-renewing, its leases lapse and the next claim hands its jobs to a live
-worker, with the request id it recorded (`submitted`), so the taker
-re-attaches instead of paying again.
+Every job of the manifest's expansion is one entry of the run's stream
+(`RunKeys.jobs`, written once when the run is created); every worker is a
+consumer of one consumer group (`GROUP`). Redis's own primitives do the rest:
 
-`finished()` ends the job for the whole run exactly once: only the lease's
-holder (its token) can record a final state, and a final state, once
-recorded, is never replaced. Jobs handed back (`unsent`, `left`) go to the
-front of the pool.
+    claim        XAUTOCLAIM with min-idle = the lease: a dead worker's job, or
+                 one handed back, first; then XREADGROUP ... > for a new one,
+                 blocking while there is none (no polling), at most until the
+                 first lease of another worker could lapse
+    heartbeat    XCLAIM ... JUSTID of the entries this worker holds (session.py)
+    take-overs   the entry's delivery count; `meta.takeovers`
+    request ids  `RunKeys.requests`, written before the submit's answer is acted
+                 on, so a taker re-attaches instead of paying again
+    final state  HSETNX on `RunKeys.done` (once, whoever is first), then XACK
+    hand back    XCLAIM to the `POOL` consumer, idle since long, so the next
+                 XAUTOCLAIM takes it, and a `wake` entry for a blocked reader
 
-When every job is claimed but some are still leased, `next()` waits (a
-lease may lapse); it returns None only when the whole run is done, the
-budget stopped it, or the coordinator is lost.
+A claimed job's fate is `runner.resume.decide`'s (through handover.handle),
+as for one process. The end of the run is an `end` entry that each reader
+passes on to the next. After a credit stop nothing new is read: a worker
+still takes over the lapsed jobs whose request id is known (they are paid;
+re-attaching costs nothing), releases the reservations of the lapsed jobs
+without one (their worker died before or while submitting), and returns None
+once no other worker holds a paid job.
 """
 
 from __future__ import annotations
 
-import contextlib
+import functools
+import json
+import math
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, Final
 
 import anyio
 
 from runner.backends.base import Submission
-from runner.coordination.client import RedisLink, Unreachable
+from runner.coordination.client import BLOCK_MAX_S, RedisLink, Unreachable
 from runner.coordination.credits import SharedCreditGuard
 from runner.coordination.handover import HandoverRules, LeaseRecord, handle
-from runner.coordination.identity import RunKeys
-from runner.coordination.scripts import CLAIM, FINISH, NOTE, RECONCILE
+from runner.coordination.identity import GROUP, POOL, RunKeys
 from runner.jobs import Job
 from runner.resume import Skip, Submit, work_item
 from runner.scheduling.source import Outcome, WorkItem
 from runner.store import Ledger
 
-# How often a worker with nothing to claim asks again while other workers'
-# jobs are in flight (seconds of real time): short, so the run's end, or a
-# job handed back, is seen quickly; one tiny script call each time.
-IDLE_POLL_S = 0.25
+# XPENDING reads at most this many entries at once (a run's jobs in flight).
+_PENDING: Final = 10_000
+# A job handed back is made this many leases idle, so the next XAUTOCLAIM takes it.
+_BACK_LEASES: Final = 1000
 
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """A job this worker holds: its index and the lease's token."""
+    """A job this worker holds: its index and its stream entry's id."""
 
     index: int
-    token: str
+    entry: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    index: int
+    entry: str
+    taken: bool  # by XAUTOCLAIM or XCLAIM (lapsed, or handed back), not read new
+
+
+def _ms(seconds: float) -> int:
+    return max(1, math.ceil(seconds * 1000))
+
+
+def done_entry(state: str, worker: str, key: str, at: float, request_id: str | None) -> str:
+    """The JSON a job's final state is recorded as (`at`: wall-clock epoch seconds)."""
+    doc: dict[str, Any] = {"state": state, "worker": worker, "key": key, "at": round(at, 3)}
+    if request_id:
+        doc["request_id"] = request_id
+    return json.dumps(doc)
 
 
 class ClaimSource:
-    """Implements runner.scheduling.source.WorkSource over the run's claims in Redis."""
+    """Implements runner.scheduling.source.WorkSource over the run's stream in Redis."""
 
     def __init__(
         self,
@@ -74,6 +101,7 @@ class ClaimSource:
         self._keys = keys
         self._jobs = jobs
         self._worker = worker
+        self._lease_ms = _ms(lease)
         self._lease = lease
         self._guard = guard
         self._ledger = ledger
@@ -81,6 +109,8 @@ class ClaimSource:
         self._skip = skip
         self._wall = wall
         self._held: dict[str, Claim] = {}
+        self._released: set[str] = set()  # entries whose dead worker's hold was released
+        self._records: dict[str, str | None] = {}  # request records, as last read after a stop
         self.stop_reason: str | None = None
         self.takeovers = 0
 
@@ -88,8 +118,8 @@ class ClaimSource:
         """The claims this worker holds now (for the heartbeat's renewals)."""
         return list(self._held.values())
 
-    def forget(self, indexes: Sequence[int]) -> None:
-        """Leases another worker took (this one stalled past its lease): no longer ours."""
+    def forget(self, indexes: Iterable[int]) -> None:
+        """Jobs another worker took (this one stalled past its lease): no longer ours."""
         lost = set(indexes)
         for key, claim in list(self._held.items()):
             if claim.index in lost:
@@ -97,55 +127,229 @@ class ClaimSource:
 
     async def next(self) -> WorkItem | None:
         """Claim the next job to run here; None when this worker has no more to do."""
+        try:
+            while True:
+                entry = await self._claim()
+                if entry is None:
+                    return None
+                item = await self._take(entry)
+                if item is not None:
+                    return item
+        except Unreachable:
+            return None
+
+    # -- claiming ------------------------------------------------------------
+
+    async def _claim(self) -> _Entry | None:
+        link = self._link
         while True:
-            token = secrets.token_hex(8)
-            try:
-                reply = await self._link.script(
-                    CLAIM,
-                    [
-                        self._keys.meta,
-                        self._keys.cursor,
-                        self._keys.returned,
-                        self._keys.leases,
-                        self._keys.lease,
-                        self._keys.done,
-                        self._keys.credits,
-                    ],
-                    [self._worker, token, self._lease],
-                )
-            except Unreachable:
-                return None
-            kind = str(reply[0])
-            if kind == "done":
-                return None
-            if kind == "stopped":
-                self.stop_reason = str(reply[1])
-                await self._guard.refresh()
-                return None
-            if kind == "gone":
-                self._link.lose(
-                    f"the coordinator at {self._link.url} no longer holds this run's record "
+            head = await link.run(self._head)
+            if head == "gone":
+                link.lose(
+                    f"the coordinator at {link.url} no longer holds this run's record "
                     "(was Redis restarted without persistence, or the key deleted?)"
                 )
                 return None
-            if kind == "again":
-                continue
-            if kind == "wait":
-                await anyio.sleep(min(float(reply[1]), IDLE_POLL_S))
-                continue
-            item = await self._take(int(reply[1]), token, str(reply[2] or ""), kind)
-            if item is not None:
-                return item
+            if head is not None:
+                self.stop_reason = head
+                await self._guard.refresh()
+                return await self._claim_stopped()
+            got = await link.run(self._take_lapsed)
+            if got is None:
+                got = await link.run(lambda: self._read(None))
+            if got is None:
+                if await link.run(self._finished):
+                    return None
+                block = await link.run(self._until_lapse)
+                got = await link.run(functools.partial(self._read, block), blocking=True)
+            if isinstance(got, _Entry):
+                return got
+            if got == "end":
+                return None
 
-    async def _take(self, index: int, token: str, raw: str, kind: str) -> WorkItem | None:
+    def _head(self) -> str | None:
+        """Blocking: 'gone' (no run record), the credit stop's reason, or None."""
+        pipe = self._link.client.pipeline(transaction=False)
+        pipe.exists(self._keys.meta)
+        pipe.hget(self._keys.credits, "stopped")
+        exists, stopped = pipe.execute()
+        if not exists:
+            return "gone"
+        return str(stopped) if stopped else None
+
+    def _take_lapsed(self) -> _Entry | str | None:
+        """Blocking: an entry idle for a lease (its worker died, or it was handed back)."""
+        client: Any = self._link.client
+        start = "0-0"
+        while True:
+            start, entries, *_ = client.xautoclaim(
+                self._keys.jobs, GROUP, self._worker, self._lease_ms, start, count=1
+            )
+            for entry, fields in entries:
+                if "job" in fields:
+                    return _Entry(int(fields["job"]), entry, taken=True)
+                return self._control(entry, fields)
+            if start == "0-0":
+                return None
+
+    def _read(self, block_ms: int | None) -> _Entry | str | None:
+        """Blocking: the next entry nobody read (waiting up to `block_ms`); None: none."""
+        client: Any = self._link.blocking if block_ms is not None else self._link.client
+        got = client.xreadgroup(
+            GROUP, self._worker, {self._keys.jobs: ">"}, count=1, block=block_ms
+        )
+        if not got:
+            return None
+        entry, fields = got[0][1][0]
+        if "job" in fields:
+            return _Entry(int(fields["job"]), entry, taken=False)
+        return self._control(entry, fields)
+
+    def _control(self, entry: str, fields: dict[str, str]) -> str:
+        """Blocking: a wake-up or the run's end, read: drop it (pass the end on)."""
+        client: Any = self._link.client
+        pipe = client.pipeline(transaction=False)
+        pipe.xack(self._keys.jobs, GROUP, entry)
+        pipe.xdel(self._keys.jobs, entry)
+        pipe.execute()
+        if "end" in fields and self._finished():
+            # The next blocked reader wakes on this one, and passes it on too.
+            client.xadd(self._keys.jobs, {"end": "1"})
+            return "end"
+        return "again"
+
+    def _finished(self) -> bool:
+        """Blocking: every job of the run has its final state."""
+        client: Any = self._link.client
+        pipe = client.pipeline(transaction=False)
+        pipe.hlen(self._keys.done)
+        pipe.hget(self._keys.meta, "total")
+        done, total = pipe.execute()
+        return int(done) >= int(total or 0)
+
+    def _until_lapse(self) -> int:
+        """Blocking: ms until the first lease of another worker could lapse (capped)."""
+        client: Any = self._link.client
+        pending = client.xpending_range(self._keys.jobs, GROUP, "-", "+", _PENDING)
+        wait = _ms(min(self._lease, BLOCK_MAX_S))
+        for p in pending:
+            if p["consumer"] != self._worker:
+                wait = min(wait, max(1, self._lease_ms - int(p["time_since_delivered"]) + 1))
+        return wait
+
+    def _hand_to_pool(self, entries: Sequence[str]) -> None:
+        """Blocking: entries this worker holds go back, idle since long (the next claim's)."""
+        if not entries:
+            return
+        client: Any = self._link.client
+        client.xclaim(
+            self._keys.jobs,
+            GROUP,
+            POOL,
+            0,
+            list(entries),
+            idle=self._lease_ms * _BACK_LEASES,
+            justid=True,
+        )
+
+    async def _claim_stopped(self) -> _Entry | None:
+        """After a credit stop: a lapsed paid job to re-attach to, or None when none is left."""
+        while True:
+            paid, unpaid = await self._link.run(self._pending_after_stop)
+            for index, entry in unpaid:
+                if entry not in self._released:
+                    # Its worker died before its submit was answered: free (or, when
+                    # the submit may have gone out, keep as ambiguous) its hold.
+                    self._released.add(entry)
+                    state = "expired" if self._submitting(index) else "failed"
+                    await self._guard.reconcile(self._jobs[index].key, state, None)
+            mine = {c.entry for c in self._held.values()}
+            others = [(i, e, idle) for i, e, idle in paid if e not in mine]
+            if not others:
+                return None
+            for index, entry, idle in others:
+                if idle >= self._lease_ms:
+                    taken = await self._link.run(functools.partial(self._xclaim, entry))
+                    if taken:
+                        return _Entry(index, entry, taken=True)
+            soonest = min(self._lease_ms - idle for _, _, idle in others)
+            await anyio.sleep(max(0.001, soonest / 1000) + 0.001)
+
+    def _pending_after_stop(
+        self,
+    ) -> tuple[list[tuple[int, str, int]], list[tuple[int, str]]]:
+        """Blocking: pending jobs with a request id (index, entry, idle ms) and lapsed
+        ones without (index, entry), not yet final."""
+        client: Any = self._link.client
+        pending = client.xpending_range(self._keys.jobs, GROUP, "-", "+", _PENDING)
+        if not pending:
+            return [], []
+        pipe = client.pipeline(transaction=False)
+        for p in pending:
+            pipe.xrange(self._keys.jobs, p["message_id"], p["message_id"])
+        found = pipe.execute()
+        rows: list[tuple[int, str, int]] = []
+        for p, entries in zip(pending, found, strict=True):
+            if entries and "job" in entries[0][1]:
+                rows.append(
+                    (int(entries[0][1]["job"]), p["message_id"], int(p["time_since_delivered"]))
+                )
+        if not rows:
+            return [], []
+        names = [str(i) for i, _, _ in rows]
+        records = client.hmget(self._keys.requests, names)
+        finals = client.hmget(self._keys.done, names)
+        self._records = dict(zip(names, records, strict=True))
+        paid: list[tuple[int, str, int]] = []
+        unpaid: list[tuple[int, str]] = []
+        for (index, entry, idle), raw, final in zip(rows, records, finals, strict=True):
+            if final is not None:
+                continue
+            if LeaseRecord.parse(raw or "").request_id:
+                paid.append((index, entry, idle))
+            elif idle >= self._lease_ms:
+                unpaid.append((index, entry))
+        return paid, unpaid
+
+    def _submitting(self, index: int) -> bool:
+        return LeaseRecord.parse(self._records.get(str(index)) or "").state == "submitting"
+
+    def _xclaim(self, entry: str) -> bool:
+        """Blocking: take one lapsed entry (False: another worker was first)."""
+        client: Any = self._link.client
+        got = client.xclaim(self._keys.jobs, GROUP, self._worker, self._lease_ms, [entry])
+        return bool(got)
+
+    # -- a claimed job -------------------------------------------------------
+
+    async def _take(self, entry: _Entry) -> WorkItem | None:
+        index = entry.index
         job = self._jobs[index]
-        self._held[job.key] = Claim(index, token)
-        lease = LeaseRecord.parse(raw)
-        if kind == "lapsed":
+        keys = self._keys
+
+        def look() -> tuple[str, bool, bool]:
+            pipe = self._link.client.pipeline(transaction=False)
+            pipe.hget(keys.requests, str(index))
+            pipe.hexists(keys.done, str(index))
+            pipe.srem(keys.back, str(index))
+            pipe.hincrby(keys.meta, "claims", 1)
+            raw, final, returned, _ = pipe.execute()
+            if final:
+                pipe.xack(keys.jobs, GROUP, entry.entry)
+            elif entry.taken and not returned:
+                pipe.hincrby(keys.meta, "takeovers", 1)
+            pipe.execute()
+            return str(raw or ""), bool(final), bool(returned)
+
+        raw, final, returned = await self._link.run(look)
+        if final:
+            return None  # finished meanwhile (a restarted worker told the run)
+        self._held[job.key] = Claim(index, entry.entry)
+        if entry.taken and not returned:
             self.takeovers += 1
         decision = handle(
             job,
-            lease,
+            LeaseRecord.parse(raw),
             ledger=self._ledger,
             rules=self._rules,
             estimate=self._guard.estimate(job),
@@ -163,59 +367,100 @@ class ClaimSource:
 
     async def _finish_known(self, job: Job, skip: Skip) -> None:
         """A claimed job this folder already finished: tell the run, settle if still held."""
-        claim = self._held.pop(job.key, None)
-        if claim is None:
-            return
-        try:
-            await self._link.script(
-                RECONCILE,
-                [
-                    self._keys.meta,
-                    self._keys.cursor,
-                    self._keys.returned,
-                    self._keys.leases,
-                    self._keys.lease,
-                    self._keys.done,
-                ],
-                [self._worker, str(claim.index), job.key, skip.outcome, "", ""],
-            )
-        except Unreachable:
-            return
-        await self._guard.reconcile(job.key, skip.outcome, skip.charged)
+        if await self._final(job, skip.outcome):
+            await self._guard.reconcile(job.key, skip.outcome, skip.charged)
+
+    def _mine(self, entry: str) -> bool:
+        """Blocking: whether this worker still holds `entry` (no other took it over)."""
+        client: Any = self._link.client
+        got = client.xpending_range(self._keys.jobs, GROUP, entry, entry, 1)
+        return bool(got) and got[0]["consumer"] == self._worker
 
     async def submitting(self, job: Job) -> None:
-        """Note on the lease that the submit is about to go out."""
-        await self._note(job, "submitting", "", "")
+        """Record that the submit is about to go out (a death from now on leaves it ambiguous)."""
+        await self._note(job, {"state": "submitting"})
 
     async def submitted(self, job: Job, submission: Submission, wall: float) -> None:
-        """Note the request id on the lease, for a taker to re-attach to."""
-        await self._note(job, "submitted", submission.request_id, f"{wall:.6f}")
+        """Record the request id, for a taker to re-attach to."""
+        record = {"state": "submitted", "request_id": submission.request_id, "submitted_at": wall}
+        await self._note(job, record)
 
-    async def _note(self, job: Job, state: str, request_id: str, at: str) -> None:
+    async def _note(self, job: Job, record: dict[str, Any]) -> None:
         claim = self._held.get(job.key)
         if claim is None:
             return
+        text = json.dumps({**record, "worker": self._worker})
+
+        def note() -> None:
+            if self._mine(claim.entry):
+                self._link.client.hset(self._keys.requests, str(claim.index), text)
+
         # Lost: the ledger has it; the next start of this worker tells the run.
-        with contextlib.suppress(Unreachable):
-            await self._link.script(
-                NOTE, [self._keys.lease], [str(claim.index), claim.token, state, request_id, at]
-            )
+        try:
+            await self._link.run(note)
+        except Unreachable:
+            return
 
     async def finished(self, job: Job, outcome: Outcome) -> None:
         """Record the job's end for the run (once), or hand it back."""
+        if outcome in ("unsent", "left"):
+            await self._hand_back(job, outcome)
+        else:
+            await self._final(job, outcome)
+
+    async def _hand_back(self, job: Job, outcome: Outcome) -> None:
         claim = self._held.pop(job.key, None)
         if claim is None:
             return
+        keys = self._keys
+
+        def back() -> None:
+            client: Any = self._link.client
+            if not self._mine(claim.entry):
+                return
+            if outcome == "unsent":
+                # The submit never went out: forget that it was about to.
+                raw = client.hget(keys.requests, str(claim.index))
+                if LeaseRecord.parse(raw or "").state == "submitting":
+                    client.hdel(keys.requests, str(claim.index))
+            self._hand_to_pool([claim.entry])
+            pipe = client.pipeline(transaction=False)
+            pipe.sadd(keys.back, str(claim.index))
+            pipe.hincrby(keys.meta, "returns", 1)
+            pipe.xadd(keys.jobs, {"wake": secrets.token_hex(2)})
+            pipe.execute()
+
+        try:
+            await self._link.run(back)
+        except Unreachable:
+            return  # its entry lapses: the next claim after a lease takes it
+
+    async def _final(self, job: Job, state: str) -> bool:
+        """Record the job's final state for the run; whether it was this worker's to record."""
+        claim = self._held.pop(job.key, None)
+        if claim is None:
+            return False
+        keys = self._keys
+
+        def final() -> bool:
+            client: Any = self._link.client
+            if not self._mine(claim.entry):
+                return False  # another worker took it over: its record stands
+            raw = client.hget(keys.requests, str(claim.index))
+            rid = LeaseRecord.parse(raw or "").request_id
+            text = done_entry(state, self._worker, job.key, self._wall(), rid)
+            first = bool(client.hsetnx(keys.done, str(claim.index), text))
+            pipe = client.pipeline(transaction=False)
+            if first:
+                pipe.hincrby(keys.meta, state, 1)
+            pipe.xack(keys.jobs, GROUP, claim.entry)
+            pipe.execute()
+            if first and self._finished():
+                client.xadd(keys.jobs, {"end": "1"})  # wakes the idle readers
+            return first
+
         # Lost: the ledger has it; reconciled when this worker starts again.
-        with contextlib.suppress(Unreachable):
-            await self._link.script(
-                FINISH,
-                [
-                    self._keys.lease,
-                    self._keys.leases,
-                    self._keys.done,
-                    self._keys.meta,
-                    self._keys.returned,
-                ],
-                [str(claim.index), claim.token, outcome, job.key, self._worker],
-            )
+        try:
+            return bool(await self._link.run(final))
+        except Unreachable:
+            return False

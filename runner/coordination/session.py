@@ -18,6 +18,7 @@ returns the claim source the scheduler pulls from.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -32,12 +33,13 @@ from typing import Any, Final
 import anyio
 import anyio.to_thread
 
-from runner.coordination.claims import ClaimSource
+from runner.coordination.claims import ClaimSource, done_entry
 from runner.coordination.client import RedisLink, Unreachable
 from runner.coordination.credits import SharedCreditGuard, to_micro
 from runner.coordination.gate import SharedRateGate
 from runner.coordination.handover import HandoverRules
 from runner.coordination.identity import (
+    GROUP,
     LAYOUT,
     RUNS_INDEX,
     RunKeys,
@@ -45,7 +47,6 @@ from runner.coordination.identity import (
     rate_keys,
     run_keys,
 )
-from runner.coordination.scripts import INIT_RUN, RECONCILE, RENEW, REQUEUE
 from runner.errors import UsageError
 from runner.jobs import Job
 from runner.manifest import Manifest
@@ -57,6 +58,7 @@ DEFAULT_LEASE_S: Final = 15.0
 """Seconds a claimed job stays this worker's without a heartbeat (real time, not scaled)."""
 MIN_LEASE_S: Final = 1.0
 _BATCH: Final = 200
+_PENDING: Final = 10_000  # the most entries one worker holds (its jobs in flight)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,71 +166,118 @@ class Coordination:
         return self.source
 
     async def _reconcile(self, ledger: Ledger) -> None:
-        rows = {}
+        finals: list[tuple[int, str, str]] = []  # index, state, done entry
+        flying: list[tuple[int, str]] = []  # index, request record
+        now = time.time()
         for row in ledger.rows():
             if not (0 <= row.idx < len(self.jobs)) or self.jobs[row.idx].key != row.key:
                 continue  # a row of another manifest that used this folder
-            final = row.state in ("completed", "failed", "expired")
-            flying = row.state == "submitted" and row.request_id and row.submitted_at
-            if final or flying:
-                rows[row.idx] = row
-        items = sorted(rows.items())
-        for start in range(0, len(items), _BATCH):
-            args: list[str] = [self.worker]
-            for idx, row in items[start : start + _BATCH]:
-                at = "" if row.submitted_at is None else f"{row.submitted_at:.6f}"
-                args += [str(idx), row.key, row.state, row.request_id or "", at]
-            marked = await self.link.script(
-                RECONCILE,
-                [
-                    self.keys.meta,
-                    self.keys.cursor,
-                    self.keys.returned,
-                    self.keys.leases,
-                    self.keys.lease,
-                    self.keys.done,
-                ],
-                args,
+            if row.state in ("completed", "failed", "expired"):
+                entry = done_entry(row.state, self.worker, row.key, now, row.request_id)
+                finals.append((row.idx, row.state, entry))
+            elif row.state == "submitted" and row.request_id and row.submitted_at:
+                record = {
+                    "state": "submitted",
+                    "request_id": row.request_id,
+                    "submitted_at": row.submitted_at,
+                    "worker": self.worker,
+                }
+                flying.append((row.idx, json.dumps(record)))
+        keys = self.keys
+
+        def tell(finals: list[tuple[int, str, str]], flying: list[tuple[int, str]]) -> list[bool]:
+            client: Any = self.link.client
+            pipe = client.pipeline(transaction=False)
+            for idx, _, entry in finals:
+                pipe.hsetnx(keys.done, str(idx), entry)
+            # A request id the run does not know yet: whoever claims the job
+            # re-attaches to it (a known one is newer, or the same).
+            for idx, record in flying:
+                pipe.hsetnx(keys.requests, str(idx), record)
+            marked = [bool(x) for x in pipe.execute()[: len(finals)]]
+            for (_, state, _), first in zip(finals, marked, strict=True):
+                if first:
+                    pipe.hincrby(keys.meta, state, 1)
+            pipe.execute()
+            return marked
+
+        for start in range(0, max(len(finals), len(flying)), _BATCH):
+            part = finals[start : start + _BATCH]
+            marked = await self.link.run(
+                functools.partial(tell, part, flying[start : start + _BATCH])
             )
-            for pos in range(0, len(marked), 2):
-                row = rows[int(marked[pos])]
-                self.reconciled += 1
-                await self.guard.reconcile(row.key, str(marked[pos + 1]), row.charged)
+            for (idx, state, _), first in zip(part, marked, strict=True):
+                if first:
+                    self.reconciled += 1
+                    known = ledger.get(self.jobs[idx].key)
+                    charged = known.charged if known is not None else None
+                    await self.guard.reconcile(self.jobs[idx].key, state, charged)
 
     async def _requeue(self, states: list[str]) -> None:
-        done = await self.link.run(lambda: self.link.client.hgetall(self.keys.done))
-        wanted = [str(idx) for idx, raw in done.items() if json.loads(raw).get("state") in states]
-        for start in range(0, len(wanted), _BATCH):
-            self.requeued += int(
-                await self.link.script(
-                    REQUEUE,
-                    [self.keys.done, self.keys.returned, self.keys.meta],
-                    [",".join(states), *wanted[start : start + _BATCH]],
-                )
-            )
+        keys = self.keys
+
+        def requeue() -> int:
+            client: Any = self.link.client
+            n = 0
+            for idx, raw in client.hgetall(keys.done).items():
+                state = json.loads(raw).get("state")
+                # HDEL answers 1 to one worker only: only that one adds the job again.
+                if state in states and client.hdel(keys.done, idx):
+                    pipe = client.pipeline(transaction=False)
+                    pipe.hdel(keys.requests, idx)
+                    pipe.hincrby(keys.meta, state, -1)
+                    pipe.xadd(keys.jobs, {"job": idx})
+                    pipe.execute()
+                    n += 1
+            return n
+
+        self.requeued += await self.link.run(requeue)
 
     async def heartbeat(self) -> None:
-        """Renew this worker's leases every lease/3 seconds, until cancelled or lost."""
+        """Renew this worker's claims every lease/3 seconds, until cancelled or lost."""
         while True:
             await anyio.sleep(self.lease / 3)
             if not await self.beat():
                 return
 
     async def beat(self) -> bool:
-        """One heartbeat; False once the coordinator is lost."""
-        held = self.source.held() if self.source is not None else []
-        args: list[str | float] = [self.worker, self.lease]
-        for claim in held:
-            args += [str(claim.index), claim.token]
+        """One heartbeat; False once the coordinator is lost.
+
+        XCLAIM ... JUSTID of the entries this worker holds resets their idle
+        time (the lease); an entry another worker took over meanwhile (this
+        one stalled past its lease) is not renewed but forgotten. Between
+        reading the owners and renewing, a taker may still take one: only a
+        worker already late by a whole lease can lose a job so, and the
+        job's final state is set once whoever finishes it.
+        """
+        claims = self.source.held() if self.source is not None else []
+        held = {c.entry for c in claims}
+        keys = self.keys
+
+        def beat() -> tuple[int, set[str]]:
+            client: Any = self.link.client
+            seconds, micros = client.time()
+            now = float(seconds) + float(micros) / 1e6
+            client.hset(keys.seen, self.worker, f"{now:.6f}")
+            alive = sum(1 for t in client.hvals(keys.seen) if now - float(t) <= self.lease)
+            mine = {
+                p["message_id"]
+                for p in client.xpending_range(
+                    keys.jobs, GROUP, "-", "+", _PENDING, consumername=self.worker
+                )
+            }
+            renew = sorted(held & mine)
+            if renew:
+                client.xclaim(keys.jobs, GROUP, self.worker, 0, renew, justid=True)
+            return alive, held - mine
+
         try:
-            reply = await self.link.script(
-                RENEW, [self.keys.leases, self.keys.lease, self.keys.seen], args
-            )
+            alive, gone = await self.link.run(beat)
         except Unreachable:
             return False
-        self._peers[0] = max(1, int(reply[0]))
-        if len(reply) > 1 and self.source is not None:
-            self.source.forget([int(idx) for idx in reply[1:]])
+        self._peers[0] = max(1, alive)
+        if gone and self.source is not None:
+            self.source.forget(c.index for c in claims if c.entry in gone)
         return True
 
 
@@ -252,17 +301,33 @@ async def _init_run(
         "run_id": spec.run_id or "",
         "created": f"{time.time():.3f}",
     }
-    args: list[str] = []
-    for name, value in fields.items():
-        args += [name, value]
+
+    def create(pipe: Any) -> None:
+        # WATCH meta (redis-py's transaction): the first worker creates the
+        # run (its record, the job stream and its group) in one MULTI; a
+        # second one starting at the same moment retries and finds it.
+        if pipe.exists(keys.meta):
+            return
+        pipe.multi()
+        pipe.hset(keys.meta, mapping=fields)
+        if fields["budget"]:
+            pipe.hset(keys.credits, "budget", fields["budget"])
+        pipe.delete(keys.jobs)
+        pipe.xgroup_create(keys.jobs, GROUP, "0", mkstream=True)
+        for job in jobs:
+            pipe.xadd(keys.jobs, {"job": str(job.index)})
+        pipe.sadd(RUNS_INDEX, keys.run)
+
+    def init() -> dict[str, str]:
+        client: Any = link.client
+        client.transaction(create, keys.meta)
+        meta: dict[str, str] = client.hgetall(keys.meta)
+        return meta
+
     try:
-        reply = await link.script(INIT_RUN, [keys.meta, keys.credits], args)
-        # Apart from the script: the index lives outside the run's hash tag.
-        await link.run(lambda: link.client.sadd(RUNS_INDEX, keys.run))
+        meta = await link.run(init)
     except Unreachable as err:
         raise UsageError(f"{err}; check that it is up, then run again") from None
-    flat = [str(v) for v in reply[1:]]
-    meta = dict(zip(flat[::2], flat[1::2], strict=True))
     where = f"run {keys.run} on {link.url}"
     if meta.get("layout") != LAYOUT:
         raise UsageError(

@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from runner.coordination.client import RedisLink
-from runner.coordination.identity import RUNS_INDEX, RunKeys
+from runner.coordination.identity import GROUP, POOL, RUNS_INDEX, RunKeys
 from runner.coordination.session import DEFAULT_LEASE_S
 from runner.errors import UsageError
+
+_PENDING = 100_000  # XPENDING reads at most this many entries: a run's jobs in flight
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,11 +90,22 @@ def _read(link: RedisLink, run: str) -> RunStatus | None:
         return None
     seconds, micros = client.time()
     now = float(seconds) + float(micros) / 1e6
-    leases = client.zrange(keys.leases, 0, -1, withscores=True)
+    infos = {w: json.loads(raw) for w, raw in client.hgetall(keys.workers).items()}
+    # What the job stream's consumer group holds: entries in flight (by
+    # consumer, with their idle time: a lease), and how many were never read.
+    pending = client.xpending_range(keys.jobs, GROUP, "-", "+", _PENDING)
+    (group,) = [g for g in client.xinfo_groups(keys.jobs) if g["name"] == GROUP]
     owners: dict[str, int] = {}
-    for raw in client.hvals(keys.lease):
-        owner = json.loads(raw).get("worker")
-        if owner:
+    leased = lapsed = returned = 0
+    for p in pending:
+        owner = p["consumer"]
+        lease = float(infos.get(owner, {}).get("lease") or DEFAULT_LEASE_S)
+        if owner == POOL:
+            returned += 1
+        elif p["time_since_delivered"] >= lease * 1000:
+            lapsed += 1
+        else:
+            leased += 1
             owners[owner] = owners.get(owner, 0) + 1
     finished_by: dict[str, int] = {}
     for raw in client.hvals(keys.done):
@@ -100,8 +113,7 @@ def _read(link: RedisLink, run: str) -> RunStatus | None:
         finished_by[who] = finished_by.get(who, 0) + 1
     seen = {w: float(t) for w, t in client.hgetall(keys.seen).items()}
     workers: list[WorkerStatus] = []
-    for worker, raw in sorted(client.hgetall(keys.workers).items()):
-        info = json.loads(raw)
+    for worker, info in sorted(infos.items()):
         age = now - seen[worker] if worker in seen else None
         # A worker beats every lease/3: silent once a whole lease passed
         # without a beat (its jobs are lapsing). Its own lease, as it joined.
@@ -118,6 +130,8 @@ def _read(link: RedisLink, run: str) -> RunStatus | None:
                 ended="ended" in info,
             )
         )
+    total = _int(meta.get("total"))
+    unread = _int(group.get("lag"))
     credits = client.hgetall(keys.credits)
     budget = credits.get("budget")
     return RunStatus(
@@ -126,14 +140,14 @@ def _read(link: RedisLink, run: str) -> RunStatus | None:
         manifest=meta.get("path", "?"),
         manifest_sha256=meta.get("manifest_sha256", ""),
         run_id=meta.get("run_id", ""),
-        total=_int(meta.get("total")),
-        claimed=min(_int(client.get(keys.cursor)), _int(meta.get("total"))),
+        total=total,
+        claimed=max(0, total - unread),
         completed=_int(meta.get("completed")),
         failed=_int(meta.get("failed")),
         expired=_int(meta.get("expired")),
-        leased=sum(1 for _, expiry in leases if expiry > now),
-        lapsed=sum(1 for _, expiry in leases if expiry <= now),
-        returned=_int(client.llen(keys.returned)),
+        leased=leased,
+        lapsed=lapsed,
+        returned=returned,
         takeovers=_int(meta.get("takeovers")),
         budget_usd=_int(budget) / 1e6 if budget else None,
         spent_usd=_int(credits.get("spent")) / 1e6,

@@ -45,7 +45,7 @@ def test_run_identity_is_the_manifest_hash_and_the_run_id() -> None:
     assert run_hash("cd" * 32, None) != run_hash(sha, None)
     keys = run_keys(sha, "ci-1")
     # One cluster hash tag for every key of the run: a script touches one slot.
-    tags = {key.split("{")[1].split("}")[0] for key in (keys.meta, keys.lease, keys.held)}
+    tags = {key.split("{")[1].split("}")[0] for key in (keys.meta, keys.jobs, keys.held)}
     assert tags == {keys.run}
 
 
