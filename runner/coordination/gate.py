@@ -26,6 +26,11 @@ A 429 pauses this worker at once, and the shared pause (with the cut of
 the shared limit) is sent in the background, so the scheduler's
 `rate_limited` stays a plain signal.
 
+A Redis that comes back empty (restarted without persistence; redis-py
+reconnects without a word) has forgotten the window's calls: its missing
+epoch key tells it from a live one, and the script admits nobody until a
+whole span has passed with no admission.
+
 When the coordinator is lost, the gate falls back to a local `RateGate`
 with this worker's share of the budget (R divided by the workers alive at
 the last heartbeat, at least 1), after one span of silence, so the calls
@@ -41,6 +46,7 @@ import contextvars
 import heapq
 import itertools
 import math
+import secrets
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -106,6 +112,9 @@ class SharedRateGate:
         self._paused_until = -math.inf
         self._fallback: RateGate | None = None
         self._keep_ms = max(1000, math.ceil((window + margin) * _KEEP_SPANS * 1000))
+        # The gate's epoch as this worker last saw it: a Redis that comes back
+        # empty has none, and the script then holds admissions for a span.
+        self._epoch = ""
         self.admitted = 0
         self.rate_limited_count = 0
 
@@ -164,9 +173,14 @@ class SharedRateGate:
                     if delay <= 0:
                         member = f"{self._member}:{next(self._seq)}"
                         try:
-                            ok, wait, at, unfinished = await self._link.script(
+                            ok, wait, at, unfinished, self._epoch = await self._link.script(
                                 GATE_ACQUIRE,
-                                [self._keys.log, self._keys.state, self._keys.inflight],
+                                [
+                                    self._keys.log,
+                                    self._keys.state,
+                                    self._keys.inflight,
+                                    self._keys.epoch,
+                                ],
                                 [
                                     self._limit,
                                     self._window,
@@ -174,6 +188,8 @@ class SharedRateGate:
                                     self._model,
                                     member,
                                     self._keep_ms,
+                                    self._epoch,
+                                    secrets.token_hex(8),
                                 ],
                             )
                         except Unreachable:

@@ -135,6 +135,11 @@ class RateKeys:
         return f"{KEY_ROOT}:rate:{{{self.gate}}}:state"
 
     @property
+    def epoch(self) -> str:
+        """String: a token set on the gate's first use; missing after an empty restart."""
+        return f"{KEY_ROOT}:rate:{{{self.gate}}}:epoch"
+
+    @property
     def inflight(self) -> str:
         """Sorted set: admissions whose call has not ended yet, by admission time."""
         return f"{KEY_ROOT}:rate:{{{self.gate}}}:inflight"

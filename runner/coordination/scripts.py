@@ -38,13 +38,25 @@ GATE_ACQUIRE: Final = (
 -- in flight (for at most one span): the server saw it at some time before
 -- its answer came back, so the next call in its slot is admitted one span
 -- after that answer at the earliest, however late the call went out.
--- KEYS: log, state, inflight. ARGV: limit, window, margin, model, member, keep_ms.
--- Returns {1, 0, now, 0} when admitted, else {0, wait seconds, now, 1 if an
--- unfinished call sets the wait (it may end sooner) else 0}.
+-- KEYS: log, state, inflight, epoch. ARGV: limit, window, margin, model, member,
+-- keep_ms, the epoch the caller knows ('' before its first call), a fresh epoch.
+-- Returns {1, 0, now, 0, epoch} when admitted, else {0, wait seconds, now, 1 if
+-- an unfinished call sets the wait (it may end sooner) else 0, epoch}.
 local t = now()
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local span = window + tonumber(ARGV[3])
+local epoch = redis.call('GET', KEYS[4])
+if not epoch then
+  -- No epoch: a gate never used, or a Redis that came back empty. A caller
+  -- that knew an epoch saw calls the empty log has forgotten: nobody is
+  -- admitted until a whole span has passed with no admission.
+  epoch = ARGV[8]
+  redis.call('SET', KEYS[4], epoch, 'PX', ARGV[6])
+  if ARGV[7] ~= '' then
+    redis.call('HSET', KEYS[2], 'paused_until', t + span, 'last_admit', t)
+  end
+end
 local st = redis.call('HMGET', KEYS[2], 'paused_until', 'factor', 'last_change', 'last_admit')
 local paused = tonumber(st[1]) or 0
 local factor = tonumber(st[2]) or 1
@@ -89,13 +101,13 @@ if ARGV[4] == 'smooth' then
   ready = math.max(ready, last_admit + span / eff)
 end
 if ready > t then
-  return {0, fmt(ready - t), fmt(t), unfinished}
+  return {0, fmt(ready - t), fmt(t), unfinished, epoch}
 end
 redis.call('ZADD', KEYS[1], t, ARGV[5])
 redis.call('ZADD', KEYS[3], t, ARGV[5])
 redis.call('HSET', KEYS[2], 'last_admit', t)
-for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[6]) end
-return {1, '0', fmt(t), 0}
+for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[6]) end
+return {1, '0', fmt(t), 0, epoch}
 """
 )
 
@@ -187,6 +199,9 @@ if only_held then
   if redis.call('HEXISTS', KEYS[2], key) == 0 then return totals(0) end
 end
 if op == 'settle' then
+  -- No hold: the job was settled already (a stalled worker's late settle,
+  -- after its taker settled): refused, counted once.
+  if redis.call('HEXISTS', KEYS[2], key) == 0 then return totals(0) end
   local held = take()
   local spent = tonumber(ARGV[3]) or held
   redis.call('HINCRBY', KEYS[1], 'spent', spent)

@@ -447,8 +447,12 @@ class Scheduler:
                 self._fail(job, str(err))
                 return None
             wall = self._wall()
-            self._sink.submitted(job, submission, wall)
+            # The shared run's record first: a worker killed between the two
+            # leaves the request id where a taker in another folder finds it,
+            # so it re-attaches instead of paying again (its own ledger keeps
+            # the row `submitting`; the taker's record of the job wins).
             await self._source.submitted(job, submission, wall)
+            self._sink.submitted(job, submission, wall)
             self._emit("submitted", job, submission.request_id)
             return submission
 
