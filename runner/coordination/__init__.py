@@ -9,8 +9,6 @@
     claims.py      ClaimSource: the scheduler's WorkSource, the job pool on a Redis stream
     session.py     join_run: join or start the run, heartbeat (XCLAIM JUSTID), reconcile, leave
     status.py      `runner status --coordinator URL`: a run's progress across workers
-    local_redis.py a loopback redis-server for tests, benchmarks and trying it out
-    workers.py     start N local `runner run` workers of one run (tests, `make bench`)
 
 Redis is the only coordinator: no network protocol of our own. What each
 guarantee rests on is written in docs/distributed.md. Nothing outside this

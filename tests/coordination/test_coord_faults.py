@@ -14,11 +14,11 @@ import anyio
 import pytest
 from coord_helpers import BASE_URL, manifest_of, workers
 
+from benchmarks.local_redis import LocalRedis
 from runner.backends.base import Submission, submission_for
 from runner.coordination import Coordination
 from runner.coordination.claims import ClaimSource
 from runner.coordination.handover import HandoverRules
-from runner.coordination.local_redis import LocalRedis
 from runner.coordination.status import coordinator_status
 from runner.scheduling.scheduler import SchedulerConfig
 from runner.store import Ledger

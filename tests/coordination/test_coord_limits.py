@@ -13,7 +13,7 @@ import anyio
 import pytest
 from coord_helpers import manifest_of, workers
 
-from runner.coordination.local_redis import LocalRedis
+from benchmarks.local_redis import LocalRedis
 from runner.scheduling.scheduler import SchedulerConfig
 
 pytestmark = pytest.mark.anyio

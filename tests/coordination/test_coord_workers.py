@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 from coord_helpers import write_manifest
 
+from benchmarks.local_redis import LocalRedis
+from benchmarks.workers import Event, start_workers, wait_any
 from runner.cli import main
-from runner.coordination.local_redis import LocalRedis
 from runner.coordination.status import coordinator_status
-from runner.coordination.workers import Event, start_workers, wait_any
 from runner.emulator import EmulatorConfig, Latency, Served, serve_in_thread
 from runner.merge import merge
 from runner.store import Ledger, verify

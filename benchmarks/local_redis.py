@@ -87,9 +87,7 @@ class LocalRedis:
             "--loglevel",
             "warning",
         ]
-        self._process = subprocess.Popen(  # noqa: S603 (a fixed binary and our own arguments)
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
+        self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + _READY_S
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
