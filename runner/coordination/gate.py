@@ -55,7 +55,7 @@ import anyio
 from runner.coordination.client import RedisLink, Unreachable
 from runner.coordination.identity import RateKeys
 from runner.coordination.scripts import GATE_ACQUIRE, GATE_DONE, GATE_LIMITED
-from runner.scheduling.rate import RateGate, RateModel
+from runner.scheduling.rate import CREEP, CUT, MIN_FACTOR, RateGate, RateModel
 
 Spawn = Callable[[Callable[[], Coroutine[Any, Any, None]]], None]
 
@@ -190,6 +190,7 @@ class SharedRateGate:
                                     self._keep_ms,
                                     self._epoch,
                                     secrets.token_hex(8),
+                                    CREEP,
                                 ],
                             )
                         except Unreachable:
@@ -257,5 +258,13 @@ class SharedRateGate:
             await self._link.script(
                 GATE_LIMITED,
                 [self._keys.state],
-                [hint, self._limit or 60, self._window, self._margin, self._keep_ms],
+                [
+                    hint,
+                    self._limit or 60,
+                    self._window,
+                    self._margin,
+                    self._keep_ms,
+                    CUT,
+                    MIN_FACTOR,
+                ],
             )

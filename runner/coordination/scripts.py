@@ -39,7 +39,8 @@ GATE_ACQUIRE: Final = (
 -- its answer came back, so the next call in its slot is admitted one span
 -- after that answer at the earliest, however late the call went out.
 -- KEYS: log, state, inflight, epoch. ARGV: limit, window, margin, model, member,
--- keep_ms, the epoch the caller knows ('' before its first call), a fresh epoch.
+-- keep_ms, the epoch the caller knows ('' before its first call), a fresh epoch,
+-- creep (rate.py's CREEP).
 -- Returns {1, 0, now, 0, epoch} when admitted, else {0, wait seconds, now, 1 if
 -- an unfinished call sets the wait (it may end sooner) else 0, epoch}.
 local t = now()
@@ -65,7 +66,7 @@ local last_admit = tonumber(st[4]) or 0
 if factor < 1 and t - last_change >= window then
   -- creep back by a quarter of the budget per quiet window
   local quiet = math.floor((t - last_change) / window)
-  factor = math.min(1, factor + 0.25 * quiet)
+  factor = math.min(1, factor + tonumber(ARGV[9]) * quiet)
   last_change = t
   redis.call('HSET', KEYS[2], 'factor', factor, 'last_change', last_change)
 end
@@ -128,7 +129,8 @@ GATE_LIMITED: Final = (
     + """
 -- A 429: pause every worker until the server's reset and halve the shared
 -- limit, at most once per window (a burst of 429s is one signal).
--- KEYS: state. ARGV: retry_after seconds or '', limit, window, margin, keep_ms.
+-- KEYS: state. ARGV: retry_after seconds or '', limit, window, margin, keep_ms,
+-- cut and its floor (rate.py's CUT, MIN_FACTOR).
 local t = now()
 local limit = tonumber(ARGV[2])
 local window = tonumber(ARGV[3])
@@ -139,7 +141,7 @@ local paused = math.max(tonumber(st[1]) or 0, t + wait)
 local factor = tonumber(st[2]) or 1
 local last_change = tonumber(st[3]) or 0
 if t - last_change >= window or factor == 1 then
-  factor = math.max(0.125, factor / 2)
+  factor = math.max(tonumber(ARGV[7]), factor * tonumber(ARGV[6]))
   last_change = t
 end
 redis.call('HSET', KEYS[1], 'paused_until', paused, 'factor', factor, 'last_change', last_change)

@@ -160,9 +160,13 @@ class CreditGuard:
     async def settle(self, key: str, charged: float | None) -> float:
         """The job completed: its reservation becomes spend (the reported cost if any).
 
-        Returns the USD counted as spent for it.
+        Returns the USD counted as spent for it: 0 when nothing is held (settled
+        already, or its hold became ambiguous), so an end counts once, as in
+        the shared guard (tests/coordination/test_coord_contract.py).
         """
-        micro = self._held.pop(key, 0)
+        if key not in self._held:
+            return 0.0
+        micro = self._held.pop(key)
         self._reserved -= micro
         spent = micro if charged is None else _to_micro(charged)
         self._spent += spent
