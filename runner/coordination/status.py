@@ -91,10 +91,10 @@ def _read(link: RedisLink, run: str) -> RunStatus | None:
     seconds, micros = client.time()
     now = float(seconds) + float(micros) / 1e6
     infos = {w: json.loads(raw) for w, raw in client.hgetall(keys.workers).items()}
-    # What the job stream's consumer group holds: entries in flight (by
-    # consumer, with their idle time: a lease), and how many were never read.
+    # What the job stream's consumer group holds: entries in flight, by
+    # consumer, with their idle time (a lease); a job neither final nor
+    # pending was never claimed.
     pending = client.xpending_range(keys.jobs, GROUP, "-", "+", _PENDING)
-    (group,) = [g for g in client.xinfo_groups(keys.jobs) if g["name"] == GROUP]
     owners: dict[str, int] = {}
     leased = lapsed = returned = 0
     for p in pending:
@@ -131,7 +131,7 @@ def _read(link: RedisLink, run: str) -> RunStatus | None:
             )
         )
     total = _int(meta.get("total"))
-    unread = _int(group.get("lag"))
+    done = client.hlen(keys.done)
     credits = client.hgetall(keys.credits)
     budget = credits.get("budget")
     return RunStatus(
@@ -141,7 +141,7 @@ def _read(link: RedisLink, run: str) -> RunStatus | None:
         manifest_sha256=meta.get("manifest_sha256", ""),
         run_id=meta.get("run_id", ""),
         total=total,
-        claimed=max(0, total - unread),
+        claimed=min(total, done + len(pending)),
         completed=_int(meta.get("completed")),
         failed=_int(meta.get("failed")),
         expired=_int(meta.get("expired")),
