@@ -294,3 +294,30 @@ def test_a_persistent_redis_restarted_mid_run_loses_nothing_and_pays_nothing_twi
     assert len(per_job) == JOBS and set(per_job.values()) == {1}  # 0 extra paid submits
     report = merge([w.out for w in workers], tmp_path / "merged")
     assert report.verify.clean and report.completed == JOBS
+
+
+def test_a_kill_inside_a_burst_pays_at_most_one_submit_again(
+    tmp_path: Path, redis_url: str, emulator: Served
+) -> None:
+    manifest = write_manifest(tmp_path, JOBS, rpm=RPM, max_credits=1.0, lease=2)
+    with start_workers(
+        manifest,
+        2,
+        coordinator=redis_url,
+        out_root=tmp_path,
+        base_url=emulator.base_url,
+        time_scale=SCALE,
+    ) as workers:
+        # The second submit of a worker: its burst (RPM at once) is on the wire.
+        victim = wait_any(workers, submitted(2), TIMEOUT)
+        assert victim is not None, [w.stderr[-2000:] for w in workers]
+        victim.kill()
+        codes = [w.wait(TIMEOUT) for w in workers if w is not victim]
+    assert codes == [0], [w.stderr[-2000:] for w in workers]
+    (run,) = coordinator_status(redis_url)
+    assert (run.completed, run.total) == (JOBS, JOBS)
+    per_job = submits_per_job(emulator)
+    assert len(per_job) == JOBS
+    extra = sum(n - 1 for n in per_job.values())
+    assert extra <= 1  # one kill: at most the submit it cut off mid-answer
+    assert_rate_held(emulator)
