@@ -37,7 +37,7 @@ from runner.coordination.claims import ClaimSource, done_entry
 from runner.coordination.client import RedisLink, Unreachable
 from runner.coordination.credits import SharedCreditGuard, to_micro
 from runner.coordination.gate import SharedRateGate
-from runner.coordination.handover import HandoverRules
+from runner.coordination.handover import HandoverRules, LeaseRecord
 from runner.coordination.identity import (
     GROUP,
     LAYOUT,
@@ -187,14 +187,18 @@ class Coordination:
 
         def tell(finals: list[tuple[int, str, str]], flying: list[tuple[int, str]]) -> list[bool]:
             client: Any = self.link.client
+            # A request id the run does not know yet (none, or only a submit on
+            # the wire): whoever claims the job re-attaches to it. A known one
+            # is the same, or newer.
+            known = client.hmget(keys.requests, [str(idx) for idx, _ in flying]) if flying else []
             pipe = client.pipeline(transaction=False)
+            for (idx, record), raw in zip(flying, known, strict=True):
+                if not LeaseRecord.parse(raw or "").request_id:
+                    pipe.hset(keys.requests, str(idx), record)
+            pipe.execute()
             for idx, _, entry in finals:
                 pipe.hsetnx(keys.done, str(idx), entry)
-            # A request id the run does not know yet: whoever claims the job
-            # re-attaches to it (a known one is newer, or the same).
-            for idx, record in flying:
-                pipe.hsetnx(keys.requests, str(idx), record)
-            marked = [bool(x) for x in pipe.execute()[: len(finals)]]
+            marked = [bool(x) for x in pipe.execute()]
             for (_, state, _), first in zip(finals, marked, strict=True):
                 if first:
                     pipe.hincrby(keys.meta, state, 1)

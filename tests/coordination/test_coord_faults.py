@@ -212,3 +212,23 @@ async def test_a_stalled_workers_late_finish_and_settle_are_refused(
             assert a.lost is None
             s = a.guard.stats()
     assert s.spent == pytest.approx(0.02)
+
+
+async def test_a_restarted_workers_request_id_replaces_a_submit_left_on_the_wire(
+    tmp_path: Path, redis_url: str
+) -> None:
+    manifest = manifest_of(tmp_path, 1)
+    async with workers(redis_url, manifest, 2, tmp_path) as (back, other):
+        job = back.jobs[0]
+        # Redis was lost after the note "submitting" and before the request id
+        # reached it; the worker's ledger has the id.
+        back.link.client.hset(back.keys.requests, "0", json.dumps({"state": "submitting"}))
+        with ledgers(tmp_path, 2) as (mine, theirs):
+            mine.plan(job.key, job.index, job.prompt_id, 0.02)
+            mine.submitted(job.key, "req-7", 4_000_000_000.0)
+            await source_of(back, mine, tmp_path / "w0")  # tells the run what it knows
+            taker = await source_of(other, theirs, tmp_path / "w1")
+            with anyio.fail_after(WATCHDOG_S):
+                taken = await taker.next()
+    assert taken is not None and taken.resume is not None
+    assert taken.resume.request_id == "req-7"  # re-attached: not submitted again
