@@ -7,6 +7,7 @@
     credits.py     SharedCreditGuard: reservations, settlements and the stop flag, in Redis
     handover.py    what a worker does with a claimed job, given its folder and the lease
     claims.py      ClaimSource: the scheduler's WorkSource, the job pool on a Redis stream
+    record.py      the run's record: created (meta, job stream, group) or checked at join
     session.py     join_run: join or start the run, heartbeat (XCLAIM JUSTID), reconcile, leave
     status.py      `runner status --coordinator URL`: a run's progress across workers
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import json
 import os
 import socket
@@ -35,18 +34,17 @@ import anyio.to_thread
 
 from runner.coordination.claims import ClaimSource, done_entry
 from runner.coordination.client import RedisLink, Unreachable
-from runner.coordination.credits import SharedCreditGuard, to_micro
+from runner.coordination.credits import SharedCreditGuard
 from runner.coordination.gate import SharedRateGate
 from runner.coordination.handover import HandoverRules, LeaseRecord
 from runner.coordination.identity import (
     GROUP,
-    LAYOUT,
-    RUNS_INDEX,
     RunKeys,
     check_run_id,
     rate_keys,
     run_keys,
 )
+from runner.coordination.record import init_run
 from runner.errors import UsageError
 from runner.jobs import Job
 from runner.manifest import Manifest
@@ -77,15 +75,6 @@ class CoordinatorSpec:
                 f"coordinator lease {self.lease} s is too short: at least {MIN_LEASE_S:.0f} s "
                 f"(default {DEFAULT_LEASE_S:.0f})"
             )
-
-
-def jobs_digest(jobs: Sequence[Job]) -> str:
-    """A digest of the expansion (every job key in order): workers must agree on it."""
-    digest = hashlib.sha256()
-    for job in jobs:
-        digest.update(job.key.encode("ascii"))
-        digest.update(b"\n")
-    return digest.hexdigest()[:16]
 
 
 class Coordination:
@@ -285,77 +274,6 @@ class Coordination:
         return True
 
 
-async def _init_run(
-    link: RedisLink,
-    keys: RunKeys,
-    manifest: Manifest,
-    *,
-    spec: CoordinatorSpec,
-    jobs: Sequence[Job],
-    budget: float | None,
-) -> None:
-    fields = {
-        "total": str(len(jobs)),
-        "jobs_digest": jobs_digest(jobs),
-        "budget": "" if budget is None else str(to_micro(budget)),
-        "layout": LAYOUT,
-        "manifest_sha256": manifest.sha256,
-        "name": manifest.name,
-        "path": manifest.path,
-        "run_id": spec.run_id or "",
-        "created": f"{time.time():.3f}",
-    }
-
-    def create(pipe: Any) -> None:
-        # WATCH meta (redis-py's transaction): the first worker creates the
-        # run (its record, the job stream and its group) in one MULTI; a
-        # second one starting at the same moment retries and finds it.
-        if pipe.exists(keys.meta):
-            return
-        pipe.multi()
-        pipe.hset(keys.meta, mapping=fields)
-        if fields["budget"]:
-            pipe.hset(keys.credits, "budget", fields["budget"])
-        pipe.delete(keys.jobs)
-        pipe.xgroup_create(keys.jobs, GROUP, "0", mkstream=True)
-        for job in jobs:
-            pipe.xadd(keys.jobs, {"job": str(job.index)})
-        pipe.sadd(RUNS_INDEX, keys.run)
-
-    def init() -> dict[str, str]:
-        client: Any = link.client
-        client.transaction(create, keys.meta)
-        meta: dict[str, str] = client.hgetall(keys.meta)
-        return meta
-
-    try:
-        meta = await link.run(init)
-    except Unreachable as err:
-        raise UsageError(f"{err}; check that it is up, then run again") from None
-    where = f"run {keys.run} on {link.url}"
-    if meta.get("layout") != LAYOUT:
-        raise UsageError(
-            f"{where} was made by another runner version (layout {meta.get('layout')!r}, "
-            f"this one {LAYOUT!r}): run the same runner version everywhere, or use another --run-id"
-        )
-    if (meta.get("total"), meta.get("jobs_digest")) != (fields["total"], fields["jobs_digest"]):
-        raise UsageError(
-            f"{where} has {meta.get('total')} jobs that differ from this worker's "
-            f"{fields['total']}: every worker needs the same manifest and input images "
-            "(and runner version); or use another --run-id"
-        )
-    if meta.get("budget", "") != fields["budget"]:
-
-        def usd(micro: str) -> str:
-            return "no cap" if not micro else f"${int(micro) / 1_000_000:.2f}"
-
-        raise UsageError(
-            f"{where} has a budget of {usd(meta.get('budget', ''))}; this worker asks for "
-            f"{usd(fields['budget'])}: give every worker the same --max-credits "
-            "(or budget.max_credits), or use another --run-id"
-        )
-
-
 def _worker_info(worker: str, out: Path, lease: float) -> str:
     return json.dumps(
         {
@@ -391,7 +309,7 @@ async def join_run(
     link = await anyio.to_thread.run_sync(RedisLink.connect, spec.url)
     try:
         keys = run_keys(manifest.sha256, spec.run_id)
-        await _init_run(link, keys, manifest, spec=spec, jobs=jobs, budget=budget)
+        await init_run(link, keys, manifest, run_id=spec.run_id, jobs=jobs, budget=budget)
         from runner.coordination.identity import new_worker_id
 
         worker = new_worker_id()

@@ -15,7 +15,8 @@ from runner.coordination.identity import (
     run_hash,
     run_keys,
 )
-from runner.coordination.session import CoordinatorSpec, jobs_digest
+from runner.coordination.record import jobs_digest
+from runner.coordination.session import CoordinatorSpec
 from runner.errors import ManifestError, UsageError
 from runner.manifest import Coordinator, load_manifest, parse_manifest
 from runner.run import RunOptions, resume_command
