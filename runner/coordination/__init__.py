@@ -6,7 +6,8 @@
     gate.py        SharedRateGate: the sliding-window log of rate.py, in Redis
     credits.py     SharedCreditGuard: reservations, settlements and the stop flag, in Redis
     handover.py    what a worker does with a claimed job, given its folder and the lease
-    claims.py      ClaimSource: the scheduler's WorkSource, the job pool on a Redis stream
+    pool.py        the job pool on a Redis stream and consumer group: one worker's calls
+    claims.py      ClaimSource: the scheduler's WorkSource over the pool
     record.py      the run's record: created (meta, job stream, group) or checked at join
     session.py     join_run: join or start the run, heartbeat (XCLAIM JUSTID), reconcile, leave
     status.py      `runner status --coordinator URL`: a run's progress across workers

@@ -32,7 +32,7 @@ from typing import Any, Final
 import anyio
 import anyio.to_thread
 
-from runner.coordination.claims import ClaimSource, done_entry
+from runner.coordination.claims import ClaimSource
 from runner.coordination.client import RedisLink, Unreachable
 from runner.coordination.credits import SharedCreditGuard
 from runner.coordination.gate import SharedRateGate
@@ -44,6 +44,7 @@ from runner.coordination.identity import (
     rate_keys,
     run_keys,
 )
+from runner.coordination.pool import PENDING, done_entry
 from runner.coordination.record import init_run
 from runner.errors import UsageError
 from runner.jobs import Job
@@ -56,7 +57,6 @@ DEFAULT_LEASE_S: Final = 15.0
 """Seconds a claimed job stays this worker's without a heartbeat (real time, not scaled)."""
 MIN_LEASE_S: Final = 1.0
 _BATCH: Final = 200
-_PENDING: Final = 10_000  # the most entries one worker holds (its jobs in flight)
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,7 +256,7 @@ class Coordination:
             mine = {
                 p["message_id"]
                 for p in client.xpending_range(
-                    keys.jobs, GROUP, "-", "+", _PENDING, consumername=self.worker
+                    keys.jobs, GROUP, "-", "+", PENDING, consumername=self.worker
                 )
             }
             renew = sorted(held & mine)
