@@ -78,7 +78,6 @@ class ClaimSource:
         self._held: dict[str, Claim] = {}
         self._released: set[str] = set()  # entries whose dead worker's hold was released
         self.stop_reason: str | None = None
-        self.takeovers = 0
 
     def held(self) -> list[Claim]:
         """The claims this worker holds now (for the heartbeat's renewals)."""
@@ -164,12 +163,10 @@ class ClaimSource:
 
     async def _take(self, entry: Entry) -> WorkItem | None:
         job = self._jobs[entry.index]
-        raw, final, returned = await self._link.run(functools.partial(self._pool.look, entry))
+        raw, final = await self._link.run(functools.partial(self._pool.look, entry))
         if final:
             return None  # finished meanwhile (a restarted worker told the run)
         self._held[job.key] = Claim(entry.index, entry.entry)
-        if entry.taken and not returned:
-            self.takeovers += 1
         decision = handle(
             job,
             LeaseRecord.parse(raw),

@@ -185,9 +185,9 @@ class JobPool:
         got = self._client.xclaim(self._keys.jobs, GROUP, self._worker, self.lease_ms, [entry])
         return bool(got)
 
-    def look(self, entry: Entry) -> tuple[str, bool, bool]:
-        """A claimed job's request record (JSON or ''), whether it is final already
-        (then acknowledged), and whether it was handed back (else a take-over, counted)."""
+    def look(self, entry: Entry) -> tuple[str, bool]:
+        """A claimed job's request record (JSON or '') and whether it is final already
+        (then acknowledged); a lapsed one not handed back is counted as a take-over."""
         keys, index = self._keys, str(entry.index)
         pipe = self._client.pipeline(transaction=False)
         pipe.hget(keys.requests, index)
@@ -200,7 +200,7 @@ class JobPool:
         elif entry.taken and not returned:
             pipe.hincrby(keys.meta, "takeovers", 1)
         pipe.execute()
-        return str(raw or ""), bool(final), bool(returned)
+        return str(raw or ""), bool(final)
 
     def mine(self, entry: str) -> bool:
         """Whether this worker still holds `entry` (no other took it over)."""
