@@ -3,7 +3,7 @@
 1, 2 and 4 `runner run --coordinator redis://...` processes share one
 emulator whose limit counts every worker's submits (one API key): the
 makespan must stay at the rate bound (more workers must not make it slower)
-with no 429s. The harness is runner.coordination.workers.bench_workers; it
+with no 429s. The harness is benchmarks.workers.bench_workers; it
 starts its own loopback redis-server, so this scenario needs Debian's
 redis-server (`make system-deps`).
 """
@@ -21,7 +21,7 @@ from benchmarks.settings import Settings
 
 def run(settings: Settings) -> Section:
     """1, 2 and 4 workers (1 and 2 with --quick) on one key."""
-    from runner.coordination.workers import bench_workers
+    from benchmarks.workers import bench_workers
 
     started = time.perf_counter()
     counts = (1, 2) if settings.quick else (1, 2, 4)

@@ -2,15 +2,15 @@
 
     identity.py    the run's keys (manifest sha256 + --run-id), the rate key
     client.py      the connection: redis-py's blocking client in worker threads; `Unreachable`
-    scripts.py     the Lua scripts: every shared change is one atomic script
+    scripts.py     the Lua scripts, only where no Redis primitive fits: rate admission, credits
     gate.py        SharedRateGate: the sliding-window log of rate.py, in Redis
     credits.py     SharedCreditGuard: reservations, settlements and the stop flag, in Redis
     handover.py    what a worker does with a claimed job, given its folder and the lease
-    claims.py      ClaimSource: the scheduler's WorkSource; claim, lease, note, finish
-    session.py     join_run: join or start the run, heartbeat, reconcile, leave
+    pool.py        the job pool on a Redis stream and consumer group: one worker's calls
+    claims.py      ClaimSource: the scheduler's WorkSource over the pool
+    record.py      the run's record: created (meta, job stream, group) or checked at join
+    session.py     join_run: join or start the run, heartbeat (XCLAIM JUSTID), reconcile, leave
     status.py      `runner status --coordinator URL`: a run's progress across workers
-    local_redis.py a loopback redis-server for tests, benchmarks and trying it out
-    workers.py     start N local `runner run` workers of one run (tests, `make bench`)
 
 Redis is the only coordinator: no network protocol of our own. What each
 guarantee rests on is written in docs/distributed.md. Nothing outside this

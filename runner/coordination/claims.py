@@ -1,30 +1,31 @@
 """Dynamic job claiming: the WorkSource of a worker in a shared run.
 
-`next()` claims one job at a time with a lease (CLAIM script): a lapsed
-lease first, then a job handed back, then the next never-claimed index of
-the manifest's expansion (every worker expands the same manifest the same
-way, so an index names the same job everywhere). The session renews every
-lease this worker holds on each heartbeat; a worker that dies stops
-renewing, its leases lapse and the next claim hands its jobs to a live
-worker, with the request id it recorded (`submitted`), so the taker
-re-attaches instead of paying again.
+`next()` claims one job at a time from the run's job pool, a Redis stream
+with one consumer group (pool.py): a dead worker's job or one handed back
+first (XAUTOCLAIM, min-idle = the lease), then one nobody read
+(XREADGROUP), blocking while there is none, until the run ends. The
+session's heartbeat keeps this worker's entries its own (XCLAIM JUSTID); a
+worker that dies stops renewing, and a live one takes its jobs with the
+request ids they recorded, so it re-attaches instead of paying again.
 
-`finished()` ends the job for the whole run exactly once: only the lease's
-holder (its token) can record a final state, and a final state, once
-recorded, is never replaced. Jobs handed back (`unsent`, `left`) go to the
-front of the pool.
+A claimed job's fate is `runner.resume.decide`'s (through handover.handle),
+as for one process. `finished()` records the job's end for the whole run
+once (HSETNX), or hands it back (`unsent`, `left`) to the front of the pool.
 
-When every job is claimed but some are still leased, `next()` waits (a
-lease may lapse); it returns None only when the whole run is done, the
-budget stopped it, or the coordinator is lost.
+After a credit stop nothing new is read: a worker still takes over the
+lapsed jobs whose request id is known (they are paid; re-attaching costs
+nothing), releases the reservations of lapsed jobs without one (their worker
+died before or while submitting), and returns None once no other worker
+holds a paid job or a hold not released yet.
 """
 
 from __future__ import annotations
 
-import contextlib
-import secrets
-from collections.abc import Callable, Sequence
+import functools
+import json
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 
@@ -33,28 +34,23 @@ from runner.coordination.client import RedisLink, Unreachable
 from runner.coordination.credits import SharedCreditGuard
 from runner.coordination.handover import HandoverRules, LeaseRecord, handle
 from runner.coordination.identity import RunKeys
-from runner.coordination.scripts import CLAIM, FINISH, NOTE, RECONCILE
+from runner.coordination.pool import Entry, JobPool
 from runner.jobs import Job
 from runner.resume import Skip, Submit, work_item
 from runner.scheduling.source import Outcome, WorkItem
 from runner.store import Ledger
 
-# How often a worker with nothing to claim asks again while other workers'
-# jobs are in flight (seconds of real time): short, so the run's end, or a
-# job handed back, is seen quickly; one tiny script call each time.
-IDLE_POLL_S = 0.25
-
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """A job this worker holds: its index and the lease's token."""
+    """A job this worker holds: its index and its stream entry's id."""
 
     index: int
-    token: str
+    entry: str
 
 
 class ClaimSource:
-    """Implements runner.scheduling.source.WorkSource over the run's claims in Redis."""
+    """Implements runner.scheduling.source.WorkSource over the run's job pool in Redis."""
 
     def __init__(
         self,
@@ -71,25 +67,24 @@ class ClaimSource:
         wall: Callable[[], float],
     ) -> None:
         self._link = link
-        self._keys = keys
+        self._pool = JobPool(link, keys, worker, lease)
         self._jobs = jobs
         self._worker = worker
-        self._lease = lease
         self._guard = guard
         self._ledger = ledger
         self._rules = rules
         self._skip = skip
         self._wall = wall
         self._held: dict[str, Claim] = {}
+        self._released: set[str] = set()  # entries whose dead worker's hold was released
         self.stop_reason: str | None = None
-        self.takeovers = 0
 
     def held(self) -> list[Claim]:
         """The claims this worker holds now (for the heartbeat's renewals)."""
         return list(self._held.values())
 
-    def forget(self, indexes: Sequence[int]) -> None:
-        """Leases another worker took (this one stalled past its lease): no longer ours."""
+    def forget(self, indexes: Iterable[int]) -> None:
+        """Jobs another worker took (this one stalled past its lease): no longer ours."""
         lost = set(indexes)
         for key, claim in list(self._held.items()):
             if claim.index in lost:
@@ -97,62 +92,92 @@ class ClaimSource:
 
     async def next(self) -> WorkItem | None:
         """Claim the next job to run here; None when this worker has no more to do."""
+        try:
+            while True:
+                entry = await self._claim()
+                if entry is None:
+                    return None
+                item = await self._take(entry)
+                if item is not None:
+                    return item
+        except Unreachable:
+            return None
+
+    async def _claim(self) -> Entry | None:
+        link, pool = self._link, self._pool
         while True:
-            token = secrets.token_hex(8)
-            try:
-                reply = await self._link.script(
-                    CLAIM,
-                    [
-                        self._keys.meta,
-                        self._keys.cursor,
-                        self._keys.returned,
-                        self._keys.leases,
-                        self._keys.lease,
-                        self._keys.done,
-                        self._keys.credits,
-                    ],
-                    [self._worker, token, self._lease],
-                )
-            except Unreachable:
-                return None
-            kind = str(reply[0])
-            if kind == "done":
-                return None
-            if kind == "stopped":
-                self.stop_reason = str(reply[1])
-                await self._guard.refresh()
-                return None
-            if kind == "gone":
-                self._link.lose(
-                    f"the coordinator at {self._link.url} no longer holds this run's record "
+            head = await link.run(pool.head)
+            if head == "gone":
+                link.lose(
+                    f"the coordinator at {link.url} no longer holds this run's record "
                     "(was Redis restarted without persistence, or the key deleted?)"
                 )
                 return None
-            if kind == "again":
-                continue
-            if kind == "wait":
-                await anyio.sleep(min(float(reply[1]), IDLE_POLL_S))
-                continue
-            item = await self._take(int(reply[1]), token, str(reply[2] or ""), kind)
-            if item is not None:
-                return item
+            if head is not None:
+                self.stop_reason = head
+                await self._guard.refresh()
+                return await self._claim_stopped()
+            got = await link.run(pool.take_lapsed)
+            if got is None:
+                got = await link.run(functools.partial(pool.read, None))
+            if got is None:
+                if await link.run(pool.finished):
+                    return None
+                block = await link.run(pool.until_lapse)
+                got = await link.run(functools.partial(pool.read, block), blocking=True)
+            if isinstance(got, Entry):
+                return got
+            if got == "end":
+                return None
 
-    async def _take(self, index: int, token: str, raw: str, kind: str) -> WorkItem | None:
-        job = self._jobs[index]
-        self._held[job.key] = Claim(index, token)
-        lease = LeaseRecord.parse(raw)
-        if kind == "lapsed":
-            self.takeovers += 1
+    async def _claim_stopped(self) -> Entry | None:
+        """After a credit stop: a lapsed paid job to re-attach to, or None when none is left."""
+        pool = self._pool
+        while True:
+            pending = await self._link.run(pool.pending)
+            for p in pending:
+                if not p.paid and p.idle_ms >= pool.lease_ms and p.entry not in self._released:
+                    # Its worker died before its submit was answered: free (or, when
+                    # the submit may have gone out, keep as ambiguous) its hold.
+                    self._released.add(p.entry)
+                    state = "expired" if p.submitting else "failed"
+                    await self._guard.reconcile(self._jobs[p.index].key, state, None)
+            mine = {c.entry for c in self._held.values()}
+            lapsed = [
+                p for p in pending if p.paid and p.entry not in mine and p.idle_ms >= pool.lease_ms
+            ]
+            for p in lapsed:
+                if await self._link.run(functools.partial(pool.claim, p.entry)):
+                    return Entry(p.index, p.entry, taken=True)
+            # Wait while another worker holds a paid job (it may die: take it
+            # over then) or one whose hold is not released yet (it lapses).
+            waits = [
+                p
+                for p in pending
+                if p.entry not in mine and (p.paid or p.entry not in self._released)
+            ]
+            if not waits:
+                return None
+            soonest = min(pool.lease_ms - p.idle_ms for p in waits)
+            await anyio.sleep(max(0.001, soonest / 1000) + 0.001)
+
+    async def _take(self, entry: Entry) -> WorkItem | None:
+        job = self._jobs[entry.index]
+        raw, final = await self._link.run(functools.partial(self._pool.look, entry))
+        if final:
+            return None  # finished meanwhile (a restarted worker told the run)
+        self._held[job.key] = Claim(entry.index, entry.entry)
         decision = handle(
             job,
-            lease,
+            LeaseRecord.parse(raw),
             ledger=self._ledger,
             rules=self._rules,
             estimate=self._guard.estimate(job),
             wall=self._wall,
         )
         if isinstance(decision, Skip):
-            await self._finish_known(job, decision)
+            if await self._final(job, decision.outcome):
+                await self._guard.reconcile(job.key, decision.outcome, decision.charged)
             self._skip(job, decision.message)
             return None
         if isinstance(decision, Submit) and decision.ambiguous:
@@ -161,61 +186,52 @@ class ClaimSource:
             await self._guard.mark_ambiguous(job.key)
         return work_item(job, decision, self._rules.base_url)
 
-    async def _finish_known(self, job: Job, skip: Skip) -> None:
-        """A claimed job this folder already finished: tell the run, settle if still held."""
-        claim = self._held.pop(job.key, None)
-        if claim is None:
-            return
-        try:
-            await self._link.script(
-                RECONCILE,
-                [
-                    self._keys.meta,
-                    self._keys.cursor,
-                    self._keys.returned,
-                    self._keys.leases,
-                    self._keys.lease,
-                    self._keys.done,
-                ],
-                [self._worker, str(claim.index), job.key, skip.outcome, "", ""],
-            )
-        except Unreachable:
-            return
-        await self._guard.reconcile(job.key, skip.outcome, skip.charged)
-
     async def submitting(self, job: Job) -> None:
-        """Note on the lease that the submit is about to go out."""
-        await self._note(job, "submitting", "", "")
+        """Record that the submit is about to go out (a death from now on leaves it ambiguous)."""
+        await self._note(job, {"state": "submitting"})
 
     async def submitted(self, job: Job, submission: Submission, wall: float) -> None:
-        """Note the request id on the lease, for a taker to re-attach to."""
-        await self._note(job, "submitted", submission.request_id, f"{wall:.6f}")
+        """Record the request id, for a taker to re-attach to."""
+        record = {"state": "submitted", "request_id": submission.request_id, "submitted_at": wall}
+        await self._note(job, record)
 
-    async def _note(self, job: Job, state: str, request_id: str, at: str) -> None:
+    async def _note(self, job: Job, record: dict[str, Any]) -> None:
         claim = self._held.get(job.key)
         if claim is None:
             return
+        text = json.dumps({**record, "worker": self._worker})
         # Lost: the ledger has it; the next start of this worker tells the run.
-        with contextlib.suppress(Unreachable):
-            await self._link.script(
-                NOTE, [self._keys.lease], [str(claim.index), claim.token, state, request_id, at]
-            )
+        try:
+            await self._link.run(functools.partial(self._pool.note, claim.index, claim.entry, text))
+        except Unreachable:
+            return
 
     async def finished(self, job: Job, outcome: Outcome) -> None:
         """Record the job's end for the run (once), or hand it back."""
+        if outcome not in ("unsent", "left"):
+            await self._final(job, outcome)
+            return
         claim = self._held.pop(job.key, None)
         if claim is None:
             return
+        back = functools.partial(
+            self._pool.hand_back, claim.index, claim.entry, unsent=outcome == "unsent"
+        )
+        try:
+            await self._link.run(back)
+        except Unreachable:
+            return  # its entry lapses: the next claim after a lease takes it
+
+    async def _final(self, job: Job, state: str) -> bool:
+        """Record the job's final state for the run; whether it was this worker's to record."""
+        claim = self._held.pop(job.key, None)
+        if claim is None:
+            return False
+        final = functools.partial(
+            self._pool.final, claim.index, claim.entry, state, job.key, self._wall()
+        )
         # Lost: the ledger has it; reconciled when this worker starts again.
-        with contextlib.suppress(Unreachable):
-            await self._link.script(
-                FINISH,
-                [
-                    self._keys.lease,
-                    self._keys.leases,
-                    self._keys.done,
-                    self._keys.meta,
-                    self._keys.returned,
-                ],
-                [str(claim.index), claim.token, outcome, job.key, self._worker],
-            )
+        try:
+            return await self._link.run(final)
+        except Unreachable:
+            return False

@@ -34,9 +34,11 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-MIN_VERSION: Final = (6, 2, 0)  # LPOS, ZRANGE ... WITHSCORES by index, effect replication
+MIN_VERSION: Final = (6, 2, 0)  # XAUTOCLAIM, XPENDING ... IDLE, effect replication
 CONNECT_TIMEOUT_S: Final = 3.0
 CALL_TIMEOUT_S: Final = 5.0
+BLOCK_MAX_S: Final = 15.0
+"""The longest a read waits on Redis for a job (a blocked XREADGROUP), seconds."""
 _THREADS: Final = 4
 
 ScriptArg = str | int | float
@@ -62,6 +64,8 @@ class RedisLink:
 
     def __init__(self, client: redis.Redis, url: str) -> None:
         self._client = client
+        self._url = url
+        self._blocking: redis.Redis | None = None
         self.url = redact_url(url)
         self._scripts: dict[str, Script] = {}
         self._limiter = anyio.CapacityLimiter(_THREADS)
@@ -76,18 +80,9 @@ class RedisLink:
         """
         check_url(url)
         redis = _import_redis()
-        from redis.backoff import ExponentialBackoff
-        from redis.retry import Retry
-
         shown = redact_url(url)
         try:
-            client = redis.Redis.from_url(
-                url,
-                decode_responses=True,
-                socket_connect_timeout=CONNECT_TIMEOUT_S,
-                socket_timeout=CALL_TIMEOUT_S,
-                retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), 3),
-            )
+            client = _client(url, CALL_TIMEOUT_S)
         except ValueError as err:
             raise UsageError(f"--coordinator {shown!r}: {err}") from None
         try:
@@ -132,13 +127,19 @@ class RedisLink:
             script = self._scripts[text] = self._client.register_script(text)
         return script
 
-    async def run(self, fn: Callable[[], T]) -> T:
-        """Run a blocking call on the client in a worker thread; Unreachable on failure."""
+    async def run(self, fn: Callable[[], T], *, blocking: bool = False) -> T:
+        """Run a blocking call on the client in a worker thread; Unreachable on failure.
+
+        `blocking`: `fn` waits on Redis (a read with BLOCK, on `blocking`'s
+        connections); a cancelled run does not wait for it to return.
+        """
         if self._lost is not None:
             raise Unreachable(self._lost)
         redis = _import_redis()
         try:
-            return await anyio.to_thread.run_sync(fn, limiter=self._limiter)
+            return await anyio.to_thread.run_sync(
+                fn, limiter=self._limiter, abandon_on_cancel=blocking
+            )
         except (redis.ConnectionError, redis.TimeoutError) as err:
             reason = f"lost the coordinator at {self.url} ({_reason(err)})"
             self.lose(reason)
@@ -160,9 +161,38 @@ class RedisLink:
         """The blocking client, for plain reads inside `run` (status)."""
         return self._client
 
+    @property
+    def blocking(self) -> redis.Redis:
+        """A client for reads that wait on Redis (XREADGROUP BLOCK, at most BLOCK_MAX_S).
+
+        Its own connections, with a timeout past the longest wait, so a
+        blocked read neither times out early nor hangs on a Redis gone silent.
+        """
+        if self._blocking is None:
+            self._blocking = _client(self._url, BLOCK_MAX_S + CALL_TIMEOUT_S)
+        return self._blocking
+
     def close(self) -> None:
         """Close the connections (blocking, quick)."""
         self._client.close()
+        if self._blocking is not None:
+            self._blocking.close()
+
+
+def _client(url: str, timeout: float) -> redis.Redis:
+    """redis-py's client of `url`: text replies, short retries, `timeout` seconds per call."""
+    module = _import_redis()
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
+
+    client: redis.Redis = module.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=CONNECT_TIMEOUT_S,
+        socket_timeout=timeout,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), 3),
+    )
+    return client
 
 
 def _reason(err: BaseException) -> str:

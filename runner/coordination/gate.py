@@ -26,6 +26,11 @@ A 429 pauses this worker at once, and the shared pause (with the cut of
 the shared limit) is sent in the background, so the scheduler's
 `rate_limited` stays a plain signal.
 
+A Redis that comes back empty (restarted without persistence; redis-py
+reconnects without a word) has forgotten the window's calls: its missing
+epoch key tells it from a live one, and the script admits nobody until a
+whole span has passed with no admission.
+
 When the coordinator is lost, the gate falls back to a local `RateGate`
 with this worker's share of the budget (R divided by the workers alive at
 the last heartbeat, at least 1), after one span of silence, so the calls
@@ -41,6 +46,7 @@ import contextvars
 import heapq
 import itertools
 import math
+import secrets
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -49,7 +55,7 @@ import anyio
 from runner.coordination.client import RedisLink, Unreachable
 from runner.coordination.identity import RateKeys
 from runner.coordination.scripts import GATE_ACQUIRE, GATE_DONE, GATE_LIMITED
-from runner.scheduling.rate import RateGate, RateModel
+from runner.scheduling.rate import CREEP, CUT, MIN_FACTOR, RateGate, RateModel
 
 Spawn = Callable[[Callable[[], Coroutine[Any, Any, None]]], None]
 
@@ -64,6 +70,8 @@ _POLL_SPANS = 0.05
 _ADMISSION: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "runner_shared_gate_admission", default=None
 )
+# The admission of a call the local fallback gate let through: its end goes there.
+_LOCAL = "local"
 
 
 class SharedRateGate:
@@ -104,6 +112,9 @@ class SharedRateGate:
         self._paused_until = -math.inf
         self._fallback: RateGate | None = None
         self._keep_ms = max(1000, math.ceil((window + margin) * _KEEP_SPANS * 1000))
+        # The gate's epoch as this worker last saw it: a Redis that comes back
+        # empty has none, and the script then holds admissions for a span.
+        self._epoch = ""
         self.admitted = 0
         self.rate_limited_count = 0
 
@@ -132,6 +143,7 @@ class SharedRateGate:
         # Later 429s pause the local gate itself (see rate_limited).
         await anyio.sleep(max(0.0, self._paused_until - anyio.current_time()))
         await local.acquire(priority)
+        _ADMISSION.set(_LOCAL)
 
     @property
     def local_share(self) -> int | None:
@@ -161,9 +173,14 @@ class SharedRateGate:
                     if delay <= 0:
                         member = f"{self._member}:{next(self._seq)}"
                         try:
-                            ok, wait, at, unfinished = await self._link.script(
+                            ok, wait, at, unfinished, self._epoch = await self._link.script(
                                 GATE_ACQUIRE,
-                                [self._keys.log, self._keys.state, self._keys.inflight],
+                                [
+                                    self._keys.log,
+                                    self._keys.state,
+                                    self._keys.inflight,
+                                    self._keys.epoch,
+                                ],
                                 [
                                     self._limit,
                                     self._window,
@@ -171,6 +188,9 @@ class SharedRateGate:
                                     self._model,
                                     member,
                                     self._keep_ms,
+                                    self._epoch,
+                                    secrets.token_hex(8),
+                                    CREEP,
                                 ],
                             )
                         except Unreachable:
@@ -199,6 +219,12 @@ class SharedRateGate:
         if member is None:
             return
         _ADMISSION.set(None)
+        if member == _LOCAL:
+            # The fallback counts its calls in flight: without this end its
+            # room would shrink with every call until every caller waits forever.
+            assert self._fallback is not None
+            self._fallback.finished()
+            return
         if self._link.lost is not None:
             return
 
@@ -232,5 +258,13 @@ class SharedRateGate:
             await self._link.script(
                 GATE_LIMITED,
                 [self._keys.state],
-                [hint, self._limit or 60, self._window, self._margin, self._keep_ms],
+                [
+                    hint,
+                    self._limit or 60,
+                    self._window,
+                    self._margin,
+                    self._keep_ms,
+                    CUT,
+                    MIN_FACTOR,
+                ],
             )

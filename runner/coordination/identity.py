@@ -35,7 +35,11 @@ RUNS_INDEX: Final = f"{KEY_ROOT}:runs"
 
 # Bumped when the layout of a run's keys changes: a worker of another layout
 # refuses to join rather than misread the run.
-LAYOUT: Final = "c1"
+LAYOUT: Final = "s1"
+GROUP: Final = "workers"
+"""The consumer group of a run's job stream: every worker is one consumer of it."""
+POOL: Final = "pool"
+"""The consumer that holds jobs handed back, idle since long: the next claim takes them."""
 
 
 def check_url(url: str) -> str:
@@ -74,28 +78,23 @@ class RunKeys:
         return self._key("meta")
 
     @property
-    def cursor(self) -> str:
-        """String: the index of the next job nobody has claimed yet."""
-        return self._key("cursor")
+    def jobs(self) -> str:
+        """Stream: one entry per job (its index), read by the consumer group `GROUP`."""
+        return self._key("jobs")
 
     @property
-    def returned(self) -> str:
-        """List: indexes handed back (unsent or left), claimed before new ones."""
-        return self._key("returned")
+    def requests(self) -> str:
+        """Hash: index -> JSON (state submitting | submitted, request id, submitted at)."""
+        return self._key("requests")
 
     @property
-    def leases(self) -> str:
-        """Sorted set: index -> lease expiry (Redis server time, seconds)."""
-        return self._key("leases")
-
-    @property
-    def lease(self) -> str:
-        """Hash: index -> JSON record (worker, token, state, request id, submitted at)."""
-        return self._key("lease")
+    def back(self) -> str:
+        """Set: indexes handed back and not claimed again (a claim of one is no take-over)."""
+        return self._key("back")
 
     @property
     def done(self) -> str:
-        """Hash: index -> JSON of the job's final state; set exactly once."""
+        """Hash: index -> JSON of the job's final state; set exactly once (HSETNX)."""
         return self._key("done")
 
     @property
@@ -110,7 +109,7 @@ class RunKeys:
 
     @property
     def workers(self) -> str:
-        """Hash: worker id -> JSON (host, pid, output folder, started)."""
+        """Hash: worker id -> JSON (host, pid, output folder, lease, started, ended)."""
         return self._key("workers")
 
     @property
@@ -134,6 +133,11 @@ class RateKeys:
     def state(self) -> str:
         """Hash: paused_until, factor, last_change, last_admit."""
         return f"{KEY_ROOT}:rate:{{{self.gate}}}:state"
+
+    @property
+    def epoch(self) -> str:
+        """String: a token set on the gate's first use; missing after an empty restart."""
+        return f"{KEY_ROOT}:rate:{{{self.gate}}}:epoch"
 
     @property
     def inflight(self) -> str:

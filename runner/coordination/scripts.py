@@ -1,8 +1,11 @@
-"""The Lua scripts that keep a run's shared state consistent.
+"""The Lua scripts of a shared run: only where no Redis primitive fits.
 
-Redis runs each script atomically: no other command runs in between, so a
-check and the change it guards (a claim, a reservation, an admission) are
-one step for every worker. Every time is Redis's own (``TIME``), the one
+The job pool is Redis's own (a stream and a consumer group, claims.py);
+what needs a check and a change in one step is here: the rate gate's
+admission (a sliding-window log with calls in flight) and the credit
+guard's reservation. Redis runs each script atomically: no other command
+runs in between, so the check and the change it guards are one step for
+every worker. Every time is Redis's own (``TIME``), the one
 clock all workers share; scripts that call it are replicated as their
 effects (the default since Redis 5).
 
@@ -35,13 +38,26 @@ GATE_ACQUIRE: Final = (
 -- in flight (for at most one span): the server saw it at some time before
 -- its answer came back, so the next call in its slot is admitted one span
 -- after that answer at the earliest, however late the call went out.
--- KEYS: log, state, inflight. ARGV: limit, window, margin, model, member, keep_ms.
--- Returns {1, 0, now, 0} when admitted, else {0, wait seconds, now, 1 if an
--- unfinished call sets the wait (it may end sooner) else 0}.
+-- KEYS: log, state, inflight, epoch. ARGV: limit, window, margin, model, member,
+-- keep_ms, the epoch the caller knows ('' before its first call), a fresh epoch,
+-- creep (rate.py's CREEP).
+-- Returns {1, 0, now, 0, epoch} when admitted, else {0, wait seconds, now, 1 if
+-- an unfinished call sets the wait (it may end sooner) else 0, epoch}.
 local t = now()
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local span = window + tonumber(ARGV[3])
+local epoch = redis.call('GET', KEYS[4])
+if not epoch then
+  -- No epoch: a gate never used, or a Redis that came back empty. A caller
+  -- that knew an epoch saw calls the empty log has forgotten: nobody is
+  -- admitted until a whole span has passed with no admission.
+  epoch = ARGV[8]
+  redis.call('SET', KEYS[4], epoch, 'PX', ARGV[6])
+  if ARGV[7] ~= '' then
+    redis.call('HSET', KEYS[2], 'paused_until', t + span, 'last_admit', t)
+  end
+end
 local st = redis.call('HMGET', KEYS[2], 'paused_until', 'factor', 'last_change', 'last_admit')
 local paused = tonumber(st[1]) or 0
 local factor = tonumber(st[2]) or 1
@@ -50,7 +66,7 @@ local last_admit = tonumber(st[4]) or 0
 if factor < 1 and t - last_change >= window then
   -- creep back by a quarter of the budget per quiet window
   local quiet = math.floor((t - last_change) / window)
-  factor = math.min(1, factor + 0.25 * quiet)
+  factor = math.min(1, factor + tonumber(ARGV[9]) * quiet)
   last_change = t
   redis.call('HSET', KEYS[2], 'factor', factor, 'last_change', last_change)
 end
@@ -86,13 +102,13 @@ if ARGV[4] == 'smooth' then
   ready = math.max(ready, last_admit + span / eff)
 end
 if ready > t then
-  return {0, fmt(ready - t), fmt(t), unfinished}
+  return {0, fmt(ready - t), fmt(t), unfinished, epoch}
 end
 redis.call('ZADD', KEYS[1], t, ARGV[5])
 redis.call('ZADD', KEYS[3], t, ARGV[5])
 redis.call('HSET', KEYS[2], 'last_admit', t)
-for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[6]) end
-return {1, '0', fmt(t), 0}
+for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[6]) end
+return {1, '0', fmt(t), 0, epoch}
 """
 )
 
@@ -113,7 +129,8 @@ GATE_LIMITED: Final = (
     + """
 -- A 429: pause every worker until the server's reset and halve the shared
 -- limit, at most once per window (a burst of 429s is one signal).
--- KEYS: state. ARGV: retry_after seconds or '', limit, window, margin, keep_ms.
+-- KEYS: state. ARGV: retry_after seconds or '', limit, window, margin, keep_ms,
+-- cut and its floor (rate.py's CUT, MIN_FACTOR).
 local t = now()
 local limit = tonumber(ARGV[2])
 local window = tonumber(ARGV[3])
@@ -124,7 +141,7 @@ local paused = math.max(tonumber(st[1]) or 0, t + wait)
 local factor = tonumber(st[2]) or 1
 local last_change = tonumber(st[3]) or 0
 if t - last_change >= window or factor == 1 then
-  factor = math.max(0.125, factor / 2)
+  factor = math.max(tonumber(ARGV[7]), factor * tonumber(ARGV[6]))
   last_change = t
 end
 redis.call('HSET', KEYS[1], 'paused_until', paused, 'factor', factor, 'last_change', last_change)
@@ -152,7 +169,8 @@ end
 local function take()
   local held = tonumber(redis.call('HGET', KEYS[2], key) or '0')
   redis.call('HDEL', KEYS[2], key)
-  redis.call('HINCRBY', KEYS[1], 'reserved', -held)
+  -- Lua formats minus zero as "-0", which HINCRBY refuses: skip a zero hold.
+  if held ~= 0 then redis.call('HINCRBY', KEYS[1], 'reserved', -held) end
   return held
 end
 if op == 'reserve' then
@@ -183,6 +201,9 @@ if only_held then
   if redis.call('HEXISTS', KEYS[2], key) == 0 then return totals(0) end
 end
 if op == 'settle' then
+  -- No hold: the job was settled already (a stalled worker's late settle,
+  -- after its taker settled): refused, counted once.
+  if redis.call('HEXISTS', KEYS[2], key) == 0 then return totals(0) end
   local held = take()
   local spent = tonumber(ARGV[3]) or held
   redis.call('HINCRBY', KEYS[1], 'spent', spent)
@@ -201,255 +222,3 @@ elseif op == 'read' then
 end
 return redis.error_reply('unknown credits op ' .. op)
 """
-
-INIT_RUN: Final = """
--- Create the run's record on first use; afterwards return what it holds, so
--- a worker with another expansion of the manifest, budget or key layout
--- can refuse to join. KEYS: meta, credits.
--- ARGV: field/value pairs (total, jobs_digest, budget, layout, ...).
--- Returns {'new' | 'existing', field, value, field, value, ...}.
-local status = 'existing'
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  for i = 1, #ARGV, 2 do
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-  end
-  local budget = redis.call('HGET', KEYS[1], 'budget')
-  if budget and budget ~= '' then redis.call('HSET', KEYS[2], 'budget', budget) end
-  status = 'new'
-end
-local reply = {status}
-for _, v in ipairs(redis.call('HGETALL', KEYS[1])) do reply[#reply + 1] = v end
-return reply
-"""
-
-CLAIM: Final = (
-    _NOW
-    + """
--- Claim the next job with a lease: first a lapsed lease (its worker died,
--- and a result it paid for is waiting), then a job handed back, then the
--- next never-claimed index. After a credit stop only jobs with a recorded
--- request id are handed out (re-attaching costs nothing).
--- KEYS: meta, cursor, returned, leases, lease, done, credits.
--- ARGV: worker, token, lease seconds.
--- Returns {kind, index, prior lease record or ''}: kind new | returned | lapsed;
--- or {'wait', seconds} (all claimed, some still leased), {'done'}, {'again'},
--- {'stopped', reason}, {'gone'} (the run's record vanished).
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone'} end
-local t = now()
-local ttl = tonumber(ARGV[3])
-local stopped = redis.call('HGET', KEYS[7], 'stopped')
-local function record(idx)
-  local raw = redis.call('HGET', KEYS[5], idx)
-  if raw then return raw, cjson.decode(raw) end
-  return '', {}
-end
-local function take(idx, kind)
-  local raw, rec = record(idx)
-  rec.worker = ARGV[1]
-  rec.token = ARGV[2]
-  rec.claims = (rec.claims or 0) + 1
-  redis.call('HSET', KEYS[5], idx, cjson.encode(rec))
-  redis.call('ZADD', KEYS[4], t + ttl, idx)
-  redis.call('HINCRBY', KEYS[1], 'claims', 1)
-  if kind == 'lapsed' then redis.call('HINCRBY', KEYS[1], 'takeovers', 1) end
-  return {kind, idx, raw}
-end
-local function usable(idx)
-  if redis.call('HEXISTS', KEYS[6], idx) == 1 then return false end
-  if not stopped then return true end
-  local _, rec = record(idx)
-  return rec.request_id ~= nil
-end
-local lapsed = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', t, 'LIMIT', 0, 32)
-for _, idx in ipairs(lapsed) do
-  if redis.call('HEXISTS', KEYS[6], idx) == 1 then
-    redis.call('ZREM', KEYS[4], idx)
-  elseif usable(idx) then
-    return take(idx, 'lapsed')
-  end
-end
-local back = redis.call('LRANGE', KEYS[3], 0, -1)
-for i = #back, 1, -1 do
-  local idx = back[i]
-  if redis.call('HEXISTS', KEYS[6], idx) == 1 then
-    redis.call('LREM', KEYS[3], 0, idx)
-  elseif usable(idx) then
-    redis.call('LREM', KEYS[3], 0, idx)
-    return take(idx, 'returned')
-  end
-end
-if stopped then return {'stopped', stopped} end
-local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
-local total = tonumber(redis.call('HGET', KEYS[1], 'total'))
-local steps = 0
-while cur < total and steps < 1000 do
-  local idx = tostring(cur)
-  cur = cur + 1
-  steps = steps + 1
-  if redis.call('HEXISTS', KEYS[6], idx) == 0 and not redis.call('ZSCORE', KEYS[4], idx) then
-    redis.call('SET', KEYS[2], cur)
-    return take(idx, 'new')
-  end
-end
-redis.call('SET', KEYS[2], cur)
-if cur < total then return {'again'} end
-local first = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
-if #first == 0 then return {'done'} end
-return {'wait', fmt(math.max(0, tonumber(first[2]) - t))}
-"""
-)
-
-NOTE: Final = """
--- Record on the lease what a taker needs: 'submitting' (a death from now on
--- leaves the submit ambiguous) or 'submitted' with the request id.
--- KEYS: lease. ARGV: index, token, state, request id or '', submitted_at or ''.
--- Returns 1, or 0 when the lease is no longer this token's.
-local raw = redis.call('HGET', KEYS[1], ARGV[1])
-if not raw then return 0 end
-local rec = cjson.decode(raw)
-if rec.token ~= ARGV[2] then return 0 end
-rec.state = ARGV[3]
-if ARGV[3] == 'submitting' then
-  rec.request_id = nil
-  rec.submitted_at = nil
-  rec.attempts = (rec.attempts or 0) + 1
-else
-  rec.request_id = ARGV[4]
-  rec.submitted_at = tonumber(ARGV[5])
-end
-redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(rec))
-return 1
-"""
-
-FINISH: Final = (
-    _NOW
-    + """
--- A job leaves a worker. completed | failed | expired: its final state for
--- the run, set once (only by the lease's holder). unsent | left: handed
--- back; 'unsent' forgets a submit that never went out, 'left' keeps what
--- the lease recorded (a request id to re-attach to).
--- KEYS: lease, leases, done, meta, returned. ARGV: index, token, outcome, job key, worker.
--- Returns 'ok', 'already' (another worker finished it) or 'lost' (the lease is another's).
-local idx, outcome = ARGV[1], ARGV[3]
-if redis.call('HEXISTS', KEYS[3], idx) == 1 then return 'already' end
-local raw = redis.call('HGET', KEYS[1], idx)
-if not raw then return 'lost' end
-local rec = cjson.decode(raw)
-if rec.token ~= ARGV[2] then return 'lost' end
-redis.call('ZREM', KEYS[2], idx)
-if outcome == 'unsent' or outcome == 'left' then
-  rec.worker = nil
-  rec.token = nil
-  if outcome == 'unsent' and rec.state == 'submitting' then rec.state = nil end
-  redis.call('HSET', KEYS[1], idx, cjson.encode(rec))
-  redis.call('LPUSH', KEYS[5], idx)
-  redis.call('HINCRBY', KEYS[4], 'returns', 1)
-  return 'ok'
-end
-local entry = {state = outcome, worker = ARGV[5], key = ARGV[4], at = now()}
-if rec.request_id then entry.request_id = rec.request_id end
-redis.call('HSET', KEYS[3], idx, cjson.encode(entry))
-redis.call('HDEL', KEYS[1], idx)
-redis.call('HINCRBY', KEYS[4], outcome, 1)
-return 'ok'
-"""
-)
-
-RECONCILE: Final = (
-    _NOW
-    + """
--- A worker tells the run what its own ledger knows (at start, and for a job
--- it claims and finds already finished in its folder): final states the
--- run has not recorded (the coordinator was lost before this worker could
--- say), and request ids of jobs it submitted, so whoever claims them
--- re-attaches instead of paying again.
--- KEYS: meta, cursor, returned, leases, lease, done.
--- ARGV: worker, then groups of 5: index, job key, state, request id or '', submitted_at or ''.
--- Returns the indexes newly marked done, each followed by its state.
-local t = now()
-local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
-local marked = {}
-for i = 2, #ARGV, 5 do
-  local idx, key, state, rid, at = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-  if redis.call('HEXISTS', KEYS[6], idx) == 0 then
-    if state == 'submitted' then
-      local raw = redis.call('HGET', KEYS[5], idx)
-      local rec = {}
-      if raw then rec = cjson.decode(raw) end
-      if not rec.request_id then
-        rec.request_id = rid
-        rec.submitted_at = tonumber(at)
-        rec.state = 'submitted'
-        redis.call('HSET', KEYS[5], idx, cjson.encode(rec))
-      end
-      local leased = redis.call('ZSCORE', KEYS[4], idx)
-      if not leased and tonumber(idx) < cur and redis.call('LPOS', KEYS[3], idx) == false then
-        redis.call('LPUSH', KEYS[3], idx)
-      end
-    else
-      local entry = {state = state, worker = ARGV[1], key = key, at = t, via = 'reconcile'}
-      if rid ~= '' then entry.request_id = rid end
-      redis.call('HSET', KEYS[6], idx, cjson.encode(entry))
-      redis.call('HDEL', KEYS[5], idx)
-      redis.call('ZREM', KEYS[4], idx)
-      redis.call('LREM', KEYS[3], 0, idx)
-      redis.call('HINCRBY', KEYS[1], state, 1)
-      marked[#marked + 1] = idx
-      marked[#marked + 1] = state
-    end
-  end
-end
-return marked
-"""
-)
-
-REQUEUE: Final = """
--- Put jobs that ended failed or expired back in the pool (--retry-failed,
--- --resubmit-expired). KEYS: done, returned, meta. ARGV: states wanted, then indexes.
--- Returns how many went back.
-local wanted = {}
-for state in string.gmatch(ARGV[1], '[^,]+') do wanted[state] = true end
-local n = 0
-for i = 2, #ARGV do
-  local raw = redis.call('HGET', KEYS[1], ARGV[i])
-  if raw then
-    local entry = cjson.decode(raw)
-    if wanted[entry.state] then
-      redis.call('HDEL', KEYS[1], ARGV[i])
-      redis.call('LPUSH', KEYS[2], ARGV[i])
-      redis.call('HINCRBY', KEYS[3], entry.state, -1)
-      n = n + 1
-    end
-  end
-end
-return n
-"""
-
-RENEW: Final = (
-    _NOW
-    + """
--- The heartbeat: renew every lease this worker holds (index, token) and
--- say it is alive. KEYS: leases, lease, seen. ARGV: worker, lease seconds, then pairs.
--- Returns {workers seen within a lease, then the indexes no longer this worker's}.
-local t = now()
-local ttl = tonumber(ARGV[2])
-redis.call('HSET', KEYS[3], ARGV[1], fmt(t))
-local alive = 0
-for _, seen in ipairs(redis.call('HVALS', KEYS[3])) do
-  if t - tonumber(seen) <= ttl then alive = alive + 1 end
-end
-local reply = {alive}
-for i = 3, #ARGV, 2 do
-  local idx, token = ARGV[i], ARGV[i + 1]
-  local raw = redis.call('HGET', KEYS[2], idx)
-  if raw and cjson.decode(raw).token == token then
-    redis.call('ZADD', KEYS[1], t + ttl, idx)
-  else
-    reply[#reply + 1] = idx
-  end
-end
-return reply
-"""
-)
-
-SERVER_TIME: Final = _NOW + "\nreturn fmt(now())\n"

@@ -18,7 +18,7 @@ returns the claim source the scheduler pulls from.
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import functools
 import json
 import os
 import socket
@@ -36,20 +36,20 @@ from runner.coordination.claims import ClaimSource
 from runner.coordination.client import RedisLink, Unreachable
 from runner.coordination.credits import SharedCreditGuard
 from runner.coordination.gate import SharedRateGate
-from runner.coordination.handover import HandoverRules
+from runner.coordination.handover import HandoverRules, LeaseRecord
 from runner.coordination.identity import (
-    LAYOUT,
-    RUNS_INDEX,
+    GROUP,
     RunKeys,
     check_run_id,
     rate_keys,
     run_keys,
 )
-from runner.coordination.scripts import INIT_RUN, RECONCILE, RENEW, REQUEUE
+from runner.coordination.pool import PENDING, done_entry
+from runner.coordination.record import init_run
 from runner.errors import UsageError
 from runner.jobs import Job
 from runner.manifest import Manifest
-from runner.money import Micros, format_usd, parse_micros
+from runner.money import Micros
 from runner.params import DEFAULT_PRICES
 from runner.scheduling.scheduler import SchedulerConfig
 from runner.store import Ledger
@@ -76,15 +76,6 @@ class CoordinatorSpec:
                 f"coordinator lease {self.lease} s is too short: at least {MIN_LEASE_S:.0f} s "
                 f"(default {DEFAULT_LEASE_S:.0f})"
             )
-
-
-def jobs_digest(jobs: Sequence[Job]) -> str:
-    """A digest of the expansion (every job key in order): workers must agree on it."""
-    digest = hashlib.sha256()
-    for job in jobs:
-        digest.update(job.key.encode("ascii"))
-        digest.update(b"\n")
-    return digest.hexdigest()[:16]
 
 
 class Coordination:
@@ -165,135 +156,132 @@ class Coordination:
         return self.source
 
     async def _reconcile(self, ledger: Ledger) -> None:
-        rows = {}
+        finals: list[tuple[int, str, str]] = []  # index, state, done entry
+        flying: list[tuple[int, str]] = []  # index, request record
+        now = time.time()
         for row in ledger.rows():
             if not (0 <= row.idx < len(self.jobs)) or self.jobs[row.idx].key != row.key:
                 continue  # a row of another manifest that used this folder
-            final = row.state in ("completed", "failed", "expired")
-            flying = row.state == "submitted" and row.request_id and row.submitted_at
-            if final or flying:
-                rows[row.idx] = row
-        items = sorted(rows.items())
-        for start in range(0, len(items), _BATCH):
-            args: list[str] = [self.worker]
-            for idx, row in items[start : start + _BATCH]:
-                at = "" if row.submitted_at is None else f"{row.submitted_at:.6f}"
-                args += [str(idx), row.key, row.state, row.request_id or "", at]
-            marked = await self.link.script(
-                RECONCILE,
-                [
-                    self.keys.meta,
-                    self.keys.cursor,
-                    self.keys.returned,
-                    self.keys.leases,
-                    self.keys.lease,
-                    self.keys.done,
-                ],
-                args,
+            if row.state in ("completed", "failed", "expired"):
+                entry = done_entry(row.state, self.worker, row.key, now, row.request_id)
+                finals.append((row.idx, row.state, entry))
+            elif row.state == "submitted" and row.request_id and row.submitted_at:
+                record = {
+                    "state": "submitted",
+                    "request_id": row.request_id,
+                    "submitted_at": row.submitted_at,
+                    "worker": self.worker,
+                }
+                flying.append((row.idx, json.dumps(record)))
+        keys = self.keys
+
+        def tell(finals: list[tuple[int, str, str]], flying: list[tuple[int, str]]) -> list[bool]:
+            client: Any = self.link.client
+            # A request id the run does not know yet (none, or only a submit on
+            # the wire): whoever claims the job re-attaches to it. A known one
+            # is the same, or newer.
+            known = client.hmget(keys.requests, [str(idx) for idx, _ in flying]) if flying else []
+            pipe = client.pipeline(transaction=False)
+            for (idx, record), raw in zip(flying, known, strict=True):
+                if not LeaseRecord.parse(raw or "").request_id:
+                    pipe.hset(keys.requests, str(idx), record)
+            pipe.execute()
+            for idx, _, entry in finals:
+                pipe.hsetnx(keys.done, str(idx), entry)
+            marked = [bool(x) for x in pipe.execute()]
+            for (_, state, _), first in zip(finals, marked, strict=True):
+                if first:
+                    pipe.hincrby(keys.meta, state, 1)
+            pipe.execute()
+            return marked
+
+        for start in range(0, max(len(finals), len(flying)), _BATCH):
+            part = finals[start : start + _BATCH]
+            marked = await self.link.run(
+                functools.partial(tell, part, flying[start : start + _BATCH])
             )
-            for pos in range(0, len(marked), 2):
-                row = rows[int(marked[pos])]
-                self.reconciled += 1
-                await self.guard.reconcile(row.key, str(marked[pos + 1]), row.charged)
+            for (idx, state, _), first in zip(part, marked, strict=True):
+                if first:
+                    self.reconciled += 1
+                    known = ledger.get(self.jobs[idx].key)
+                    charged = known.charged if known is not None else None
+                    await self.guard.reconcile(self.jobs[idx].key, state, charged)
 
     async def _requeue(self, states: list[str]) -> None:
-        done = await self.link.run(lambda: self.link.client.hgetall(self.keys.done))
-        wanted = [str(idx) for idx, raw in done.items() if json.loads(raw).get("state") in states]
-        for start in range(0, len(wanted), _BATCH):
-            self.requeued += int(
-                await self.link.script(
-                    REQUEUE,
-                    [self.keys.done, self.keys.returned, self.keys.meta],
-                    [",".join(states), *wanted[start : start + _BATCH]],
-                )
-            )
+        keys = self.keys
+
+        def requeue() -> int:
+            client: Any = self.link.client
+            n = 0
+            for idx, raw in client.hgetall(keys.done).items():
+                state = json.loads(raw).get("state")
+                # HDEL answers 1 to one worker only: only that one adds the job again.
+                if state in states and client.hdel(keys.done, idx):
+                    pipe = client.pipeline(transaction=False)
+                    pipe.hdel(keys.requests, idx)
+                    pipe.hincrby(keys.meta, state, -1)
+                    pipe.xadd(keys.jobs, {"job": idx})
+                    pipe.execute()
+                    n += 1
+            return n
+
+        self.requeued += await self.link.run(requeue)
 
     async def heartbeat(self) -> None:
-        """Renew this worker's leases every lease/3 seconds, until cancelled or lost."""
+        """Renew this worker's claims every lease/3 seconds, until cancelled or lost."""
         while True:
             await anyio.sleep(self.lease / 3)
             if not await self.beat():
                 return
 
     async def beat(self) -> bool:
-        """One heartbeat; False once the coordinator is lost."""
-        held = self.source.held() if self.source is not None else []
-        args: list[str | float] = [self.worker, self.lease]
-        for claim in held:
-            args += [str(claim.index), claim.token]
+        """One heartbeat; False once the coordinator is lost.
+
+        XCLAIM ... JUSTID of the entries this worker holds resets their idle
+        time (the lease); an entry another worker took over meanwhile (this
+        one stalled past its lease) is not renewed but forgotten. Between
+        reading the owners and renewing, a taker may still take one: only a
+        worker already late by a whole lease can lose a job so, and the
+        job's final state is set once whoever finishes it.
+        """
+        claims = self.source.held() if self.source is not None else []
+        held = {c.entry for c in claims}
+        keys = self.keys
+
+        def beat() -> tuple[int, set[str]]:
+            client: Any = self.link.client
+            seconds, micros = client.time()
+            now = float(seconds) + float(micros) / 1e6  # Redis's clock, not money
+            client.hset(keys.seen, self.worker, f"{now:.6f}")
+            alive = sum(1 for t in client.hvals(keys.seen) if now - float(t) <= self.lease)
+            mine = {
+                p["message_id"]
+                for p in client.xpending_range(
+                    keys.jobs, GROUP, "-", "+", PENDING, consumername=self.worker
+                )
+            }
+            renew = sorted(held & mine)
+            if renew:
+                client.xclaim(keys.jobs, GROUP, self.worker, 0, renew, justid=True)
+            return alive, held - mine
+
         try:
-            reply = await self.link.script(
-                RENEW, [self.keys.leases, self.keys.lease, self.keys.seen], args
-            )
+            alive, gone = await self.link.run(beat)
         except Unreachable:
             return False
-        self._peers[0] = max(1, int(reply[0]))
-        if len(reply) > 1 and self.source is not None:
-            self.source.forget([int(idx) for idx in reply[1:]])
+        self._peers[0] = max(1, alive)
+        if gone and self.source is not None:
+            self.source.forget(c.index for c in claims if c.entry in gone)
         return True
 
 
-async def _init_run(
-    link: RedisLink,
-    keys: RunKeys,
-    manifest: Manifest,
-    *,
-    spec: CoordinatorSpec,
-    jobs: Sequence[Job],
-    budget: Micros | None,
-) -> None:
-    fields = {
-        "total": str(len(jobs)),
-        "jobs_digest": jobs_digest(jobs),
-        "budget": "" if budget is None else str(budget),
-        "layout": LAYOUT,
-        "manifest_sha256": manifest.sha256,
-        "name": manifest.name,
-        "path": manifest.path,
-        "run_id": spec.run_id or "",
-        "created": f"{time.time():.3f}",
-    }
-    args: list[str] = []
-    for name, value in fields.items():
-        args += [name, value]
-    try:
-        reply = await link.script(INIT_RUN, [keys.meta, keys.credits], args)
-        # Apart from the script: the index lives outside the run's hash tag.
-        await link.run(lambda: link.client.sadd(RUNS_INDEX, keys.run))
-    except Unreachable as err:
-        raise UsageError(f"{err}; check that it is up, then run again") from None
-    flat = [str(v) for v in reply[1:]]
-    meta = dict(zip(flat[::2], flat[1::2], strict=True))
-    where = f"run {keys.run} on {link.url}"
-    if meta.get("layout") != LAYOUT:
-        raise UsageError(
-            f"{where} was made by another runner version (layout {meta.get('layout')!r}, "
-            f"this one {LAYOUT!r}): run the same runner version everywhere, or use another --run-id"
-        )
-    if (meta.get("total"), meta.get("jobs_digest")) != (fields["total"], fields["jobs_digest"]):
-        raise UsageError(
-            f"{where} has {meta.get('total')} jobs that differ from this worker's "
-            f"{fields['total']}: every worker needs the same manifest and input images "
-            "(and runner version); or use another --run-id"
-        )
-    if meta.get("budget", "") != fields["budget"]:
-
-        def usd(micro: str) -> str:
-            return "no cap" if not micro else format_usd(parse_micros(micro))
-
-        raise UsageError(
-            f"{where} has a budget of {usd(meta.get('budget', ''))}; this worker asks for "
-            f"{usd(fields['budget'])}: give every worker the same --max-credits "
-            "(or budget.max_credits), or use another --run-id"
-        )
-
-
-def _worker_info(worker: str, out: Path) -> str:
+def _worker_info(worker: str, out: Path, lease: float) -> str:
     return json.dumps(
         {
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "out": str(out),
+            "lease": lease,  # `runner status` judges the worker's silence by it
             "started": round(time.time(), 3),
         }
     )
@@ -314,8 +302,7 @@ async def join_run(
 ) -> AsyncIterator[Coordination]:
     """Join (or start) the run of `manifest` on the coordinator; see the module docstring.
 
-    `jobs` is the manifest's whole expansion; `budget` is µ$ (None: no
-    cap); `config` gives the rate
+    `jobs` is the manifest's whole expansion; `config` gives the rate
     budget (already time-scaled); `base_url` and `api_key` name the shared
     rate gate (the key only hashed). Raises UsageError (exit 2) when the
     coordinator cannot be used.
@@ -323,7 +310,7 @@ async def join_run(
     link = await anyio.to_thread.run_sync(RedisLink.connect, spec.url)
     try:
         keys = run_keys(manifest.sha256, spec.run_id)
-        await _init_run(link, keys, manifest, spec=spec, jobs=jobs, budget=budget)
+        await init_run(link, keys, manifest, run_id=spec.run_id, jobs=jobs, budget=budget)
         from runner.coordination.identity import new_worker_id
 
         worker = new_worker_id()
@@ -355,7 +342,7 @@ async def join_run(
                 gate=gate,
                 peers=peers,
             )
-            info = _worker_info(worker, out)
+            info = _worker_info(worker, out, spec.lease)
             try:
                 await link.run(lambda: link.client.hset(keys.workers, worker, info))
                 await guard.refresh()

@@ -12,9 +12,12 @@ from dataclasses import asdict, dataclass
 from typing import Any, Final
 
 from runner.coordination.client import RedisLink
-from runner.coordination.identity import RUNS_INDEX, RunKeys
+from runner.coordination.identity import GROUP, POOL, RUNS_INDEX, RunKeys
+from runner.coordination.session import DEFAULT_LEASE_S
 from runner.errors import UsageError
 from runner.money import Micros, format_usd, parse_micros, to_usd
+
+_PENDING = 100_000  # XPENDING reads at most this many entries: a run's jobs in flight
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +43,7 @@ class WorkerStatus:
 
 @dataclass(frozen=True, slots=True)
 class RunStatus:
-    """A shared run's figures. Money in µ$ (budget None: no cap)."""
+    """A shared run's figures. Money in USD."""
 
     run: str
     name: str
@@ -97,7 +100,7 @@ def run_json(status: RunStatus) -> dict[str, Any]:
 _MONEY: Final = frozenset({"budget", "spent", "reserved", "ambiguous"})
 
 
-def _read(link: RedisLink, run: str, lease_s: float) -> RunStatus | None:
+def _read(link: RedisLink, run: str) -> RunStatus | None:
     """Blocking: one run's snapshot, or None when Redis has no such run."""
     # Replies are text (decode_responses); redis-py's types cannot say so.
     client: Any = link.client
@@ -107,11 +110,22 @@ def _read(link: RedisLink, run: str, lease_s: float) -> RunStatus | None:
         return None
     seconds, microseconds = client.time()
     now = float(seconds) + float(microseconds) / 1e6  # Redis's clock, not money
-    leases = client.zrange(keys.leases, 0, -1, withscores=True)
+    infos = {w: json.loads(raw) for w, raw in client.hgetall(keys.workers).items()}
+    # What the job stream's consumer group holds: entries in flight, by
+    # consumer, with their idle time (a lease); a job neither final nor
+    # pending was never claimed.
+    pending = client.xpending_range(keys.jobs, GROUP, "-", "+", _PENDING)
     owners: dict[str, int] = {}
-    for raw in client.hvals(keys.lease):
-        owner = json.loads(raw).get("worker")
-        if owner:
+    leased = lapsed = returned = 0
+    for p in pending:
+        owner = p["consumer"]
+        lease = float(infos.get(owner, {}).get("lease") or DEFAULT_LEASE_S)
+        if owner == POOL:
+            returned += 1
+        elif p["time_since_delivered"] >= lease * 1000:
+            lapsed += 1
+        else:
+            leased += 1
             owners[owner] = owners.get(owner, 0) + 1
     finished_by: dict[str, int] = {}
     for raw in client.hvals(keys.done):
@@ -119,9 +133,11 @@ def _read(link: RedisLink, run: str, lease_s: float) -> RunStatus | None:
         finished_by[who] = finished_by.get(who, 0) + 1
     seen = {w: float(t) for w, t in client.hgetall(keys.seen).items()}
     workers: list[WorkerStatus] = []
-    for worker, raw in sorted(client.hgetall(keys.workers).items()):
-        info = json.loads(raw)
+    for worker, info in sorted(infos.items()):
         age = now - seen[worker] if worker in seen else None
+        # A worker beats every lease/3: silent once a whole lease passed
+        # without a beat (its jobs are lapsing). Its own lease, as it joined.
+        lease = float(info.get("lease") or DEFAULT_LEASE_S)
         workers.append(
             WorkerStatus(
                 worker=worker,
@@ -130,10 +146,12 @@ def _read(link: RedisLink, run: str, lease_s: float) -> RunStatus | None:
                 out=str(info.get("out", "")),
                 leased=owners.get(worker, 0),
                 done=finished_by.get(worker, 0),
-                seen_s_ago=None if age is None or age > 2 * lease_s else age,
+                seen_s_ago=None if age is None or age > lease else age,
                 ended="ended" in info,
             )
         )
+    total = _int(meta.get("total"))
+    done = client.hlen(keys.done)
     credits = client.hgetall(keys.credits)
     budget = credits.get("budget")
     return RunStatus(
@@ -142,14 +160,14 @@ def _read(link: RedisLink, run: str, lease_s: float) -> RunStatus | None:
         manifest=meta.get("path", "?"),
         manifest_sha256=meta.get("manifest_sha256", ""),
         run_id=meta.get("run_id", ""),
-        total=_int(meta.get("total")),
-        claimed=min(_int(client.get(keys.cursor)), _int(meta.get("total"))),
+        total=total,
+        claimed=min(total, done + len(pending)),
         completed=_int(meta.get("completed")),
         failed=_int(meta.get("failed")),
         expired=_int(meta.get("expired")),
-        leased=sum(1 for _, expiry in leases if expiry > now),
-        lapsed=sum(1 for _, expiry in leases if expiry <= now),
-        returned=_int(client.llen(keys.returned)),
+        leased=leased,
+        lapsed=lapsed,
+        returned=returned,
         takeovers=_int(meta.get("takeovers")),
         budget=_micros(budget) if budget else None,
         spent=_micros(credits.get("spent")),
@@ -160,20 +178,18 @@ def _read(link: RedisLink, run: str, lease_s: float) -> RunStatus | None:
     )
 
 
-def coordinator_status(
-    url: str, run: str | None = None, *, lease_s: float = 15.0
-) -> list[RunStatus]:
+def coordinator_status(url: str, run: str | None = None) -> list[RunStatus]:
     """Every run this coordinator knows (or the one whose id is `run`).
 
-    `lease_s` is the lease the workers use: a worker silent for two leases
-    is shown as silent. Raises UsageError when Redis cannot be reached or
-    holds no such run.
+    A worker is shown silent when a whole lease (its `coordinator.lease`)
+    passed without a heartbeat. Raises UsageError when Redis cannot be
+    reached or holds no such run.
     """
     link = RedisLink.connect(url)
     try:
         client: Any = link.client
         runs = [run] if run is not None else sorted(client.smembers(RUNS_INDEX))
-        found = [s for s in (_read(link, r, lease_s) for r in runs) if s is not None]
+        found = [s for s in (_read(link, r) for r in runs) if s is not None]
     finally:
         link.close()
     if run is not None and not found:
@@ -229,6 +245,7 @@ def status_text(
     `manifest` (a path) and `run_id` narrow the runs shown to that run.
     Raises UsageError (no URL, unreachable, no such run, unreadable manifest).
     """
+
     from runner.coordination.identity import check_url, run_hash
     from runner.redact import redact_url
 

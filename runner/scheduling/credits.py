@@ -159,9 +159,13 @@ class CreditGuard:
     async def settle(self, key: str, charged: Micros | None) -> Micros:
         """The job completed: its reservation becomes spend (the reported cost if any).
 
-        Returns the µ$ counted as spent for it.
+        Returns the µ$ counted as spent for it: 0 when nothing is held (settled
+        already, or its hold became ambiguous), so an end counts once, as in
+        the shared guard (tests/coordination/test_coord_contract.py).
         """
-        held = self._held.pop(key, ZERO)
+        if key not in self._held:
+            return ZERO
+        held = self._held.pop(key)
         self._reserved = Micros(self._reserved - held)
         spent = held if charged is None else charged
         self._spent = Micros(self._spent + spent)

@@ -45,7 +45,7 @@ import math
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Final, Literal, Protocol
 
 import anyio
 
@@ -57,8 +57,12 @@ PRIORITY_DOWNLOAD = 3
 PRIORITY_STATUS = 2
 PRIORITY_SUBMIT = 1
 
-_MIN_FACTOR = 0.125
-_CREEP = 0.25
+# The 429 back-off, one source for the local gate and the shared one (whose
+# Lua script gets them as arguments): each 429 burst multiplies the limit by
+# CUT, never below MIN_FACTOR of it; each quiet window adds CREEP back.
+CUT: Final = 0.5
+MIN_FACTOR: Final = 0.125
+CREEP: Final = 0.25
 
 
 class RateLimit(Protocol):
@@ -160,7 +164,7 @@ class RateGate:
     def _creep(self, now: float) -> None:
         if self._factor < 1.0 and now - self._last_change >= self._window:
             quiet_windows = math.floor((now - self._last_change) / self._window)
-            self._factor = min(1.0, self._factor + _CREEP * quiet_windows)
+            self._factor = min(1.0, self._factor + CREEP * quiet_windows)
             self._last_change = now
 
     def next_slot(self, now: float) -> float:
@@ -247,7 +251,7 @@ class RateGate:
         # One cut per window: a burst of 429s answering calls already in
         # flight is one signal, not many.
         if now - self._last_change >= self._window or self._factor == 1.0:
-            self._factor = max(_MIN_FACTOR, self._factor / 2)
+            self._factor = max(MIN_FACTOR, self._factor * CUT)
             self._last_change = now
         self._notify()
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from runner.coordination.local_redis import LocalRedis, local_redis, redis_server_path
+from benchmarks.local_redis import LocalRedis, local_redis, redis_server_path
 
 
 @pytest.fixture(scope="session")

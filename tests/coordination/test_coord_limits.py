@@ -13,7 +13,7 @@ import anyio
 import pytest
 from coord_helpers import manifest_of, workers
 
-from runner.coordination.local_redis import LocalRedis
+from benchmarks.local_redis import LocalRedis
 from runner.money import micros
 from runner.scheduling.scheduler import SchedulerConfig
 

@@ -15,7 +15,8 @@ from runner.coordination.identity import (
     run_hash,
     run_keys,
 )
-from runner.coordination.session import CoordinatorSpec, jobs_digest
+from runner.coordination.record import jobs_digest
+from runner.coordination.session import CoordinatorSpec
 from runner.errors import ManifestError, UsageError
 from runner.manifest import Coordinator, load_manifest, parse_manifest
 from runner.run import RunOptions, resume_command
@@ -45,7 +46,7 @@ def test_run_identity_is_the_manifest_hash_and_the_run_id() -> None:
     assert run_hash("cd" * 32, None) != run_hash(sha, None)
     keys = run_keys(sha, "ci-1")
     # One cluster hash tag for every key of the run: a script touches one slot.
-    tags = {key.split("{")[1].split("}")[0] for key in (keys.meta, keys.lease, keys.held)}
+    tags = {key.split("{")[1].split("}")[0] for key in (keys.meta, keys.jobs, keys.held)}
     assert tags == {keys.run}
 
 

@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 from coord_helpers import write_manifest
 
+from benchmarks.local_redis import LocalRedis, local_redis, redis_server_path
+from benchmarks.workers import Event, start_workers, wait_any
 from runner.cli import main
-from runner.coordination.local_redis import LocalRedis
 from runner.coordination.status import coordinator_status
-from runner.coordination.workers import Event, start_workers, wait_any
 from runner.emulator import EmulatorConfig, Latency, Served, serve_in_thread
 from runner.merge import merge
 from runner.money import to_usd
@@ -255,3 +255,70 @@ def test_status_shows_the_run_across_workers(
     assert "jobs: 3 of 3 done (finished): 3 completed" in out
     assert out.count("(ended,") == 2
     assert main(["status", "--coordinator", redis_url, "--manifest", str(manifest)]) == 2
+
+
+def test_a_persistent_redis_restarted_mid_run_loses_nothing_and_pays_nothing_twice(
+    tmp_path: Path, emulator: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if redis_server_path() is None:
+        pytest.skip("redis-server is not installed")
+    manifest = write_manifest(tmp_path, JOBS, rpm=RPM, max_credits=1.0, lease=2)
+    (tmp_path / "aof").mkdir()
+    with local_redis(tmp_path / "aof", appendonly=True) as server:
+        with start_workers(
+            manifest,
+            2,
+            coordinator=server.url,
+            out_root=tmp_path,
+            base_url=emulator.base_url,
+            time_scale=SCALE,
+        ) as workers:
+            busy = wait_any(workers, submitted(2), TIMEOUT)
+            assert busy is not None, [w.stderr[-2000:] for w in workers]
+            server.kill()
+            server.start()  # the same files: the append-only file is replayed
+            codes = [w.wait(TIMEOUT) for w in workers]
+        # A worker that lost Redis exits 1 with its resume command; each is resumed.
+        monkeypatch.setenv("SEGMIND_API_KEY", "sk-local-workers")
+        for worker, code in zip(workers, codes, strict=True):
+            printed = worker.stderr + worker.stdout
+            assert code in (0, 1), printed[-2000:]
+            if code == 1:
+                match = re.search(r"resume with: (.+)", printed)
+                assert match is not None, printed[-2000:]
+                command = shlex.split(match.group(1))
+                args = command[command.index("run") :]
+                assert main([*args, "--time-scale", str(SCALE), "--no-progress"]) == 0
+        (run,) = coordinator_status(server.url)
+    assert (run.completed, run.failed, run.total) == (JOBS, 0, JOBS)
+    per_job = submits_per_job(emulator)
+    assert len(per_job) == JOBS and set(per_job.values()) == {1}  # 0 extra paid submits
+    report = merge([w.out for w in workers], tmp_path / "merged")
+    assert report.verify.clean and report.completed == JOBS
+
+
+def test_a_kill_inside_a_burst_pays_at_most_one_submit_again(
+    tmp_path: Path, redis_url: str, emulator: Served
+) -> None:
+    manifest = write_manifest(tmp_path, JOBS, rpm=RPM, max_credits=1.0, lease=2)
+    with start_workers(
+        manifest,
+        2,
+        coordinator=redis_url,
+        out_root=tmp_path,
+        base_url=emulator.base_url,
+        time_scale=SCALE,
+    ) as workers:
+        # The second submit of a worker: its burst (RPM at once) is on the wire.
+        victim = wait_any(workers, submitted(2), TIMEOUT)
+        assert victim is not None, [w.stderr[-2000:] for w in workers]
+        victim.kill()
+        codes = [w.wait(TIMEOUT) for w in workers if w is not victim]
+    assert codes == [0], [w.stderr[-2000:] for w in workers]
+    (run,) = coordinator_status(redis_url)
+    assert (run.completed, run.total) == (JOBS, JOBS)
+    per_job = submits_per_job(emulator)
+    assert len(per_job) == JOBS
+    extra = sum(n - 1 for n in per_job.values())
+    assert extra <= 1  # one kill: at most the submit it cut off mid-answer
+    assert_rate_held(emulator)

@@ -1,6 +1,6 @@
 """A throw-away redis-server on a loopback port: for tests, `make bench`, and trying it out.
 
-Debian's `redis-server` binary, started with no persistence on a free port
+Debian's `redis-server` binary, started (with no persistence unless asked) on a free port
 of 127.0.0.1, waited for with a bounded loop of PINGs, and killed when the
 block ends. `kill()` and `start()` let a test take it away mid-run and
 bring it back (empty: nothing is saved) on the same port.
@@ -47,9 +47,19 @@ def _ping(port: int) -> bool:
 class LocalRedis:
     """A redis-server child process on 127.0.0.1:`port` (see the module docstring)."""
 
-    def __init__(self, port: int, workdir: Path) -> None:
+    def __init__(self, port: int, workdir: Path, *, appendonly: bool = False) -> None:
         self.port = port
         self._workdir = workdir
+        # docs/distributed.md's persistence advice: every write in the append-only
+        # file before Redis answers it, so a restart replays all of them.
+        self._persistence = (
+            ["--appendonly", "yes", "--appendfsync", "always"]
+            if appendonly
+            else [
+                "--appendonly",
+                "no",
+            ]
+        )
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -80,16 +90,13 @@ class LocalRedis:
             "127.0.0.1",
             "--save",
             "",
-            "--appendonly",
-            "no",
+            *self._persistence,
             "--dir",
             str(self._workdir),
             "--loglevel",
             "warning",
         ]
-        self._process = subprocess.Popen(  # noqa: S603 (a fixed binary and our own arguments)
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
+        self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + _READY_S
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
@@ -107,7 +114,8 @@ class LocalRedis:
         )
 
     def kill(self) -> None:
-        """Kill the server at once (SIGKILL: nothing is saved, clients see it vanish)."""
+        """Kill the server at once (SIGKILL: clients see it vanish; without
+        `appendonly` nothing is kept)."""
         if self._process is None:
             return
         if self._process.poll() is None:
@@ -119,11 +127,17 @@ class LocalRedis:
 
 
 @contextlib.contextmanager
-def local_redis(workdir: Path, port: int | None = None) -> Iterator[LocalRedis]:
-    """A running LocalRedis for the block (a free port unless `port`); killed after it."""
+def local_redis(
+    workdir: Path, port: int | None = None, *, appendonly: bool = False
+) -> Iterator[LocalRedis]:
+    """A running LocalRedis for the block (a free port unless `port`); killed after it.
+
+    `appendonly`: with persistence (an append-only file in `workdir`, fsynced
+    at every write), so a restart after `kill()` comes back with everything.
+    """
     attempts = 1 if port is not None else 3
     for attempt in range(attempts):
-        server = LocalRedis(port or _free_port(), workdir)
+        server = LocalRedis(port or _free_port(), workdir, appendonly=appendonly)
         try:
             server.start()
         except UsageError:

@@ -172,7 +172,7 @@ def start_workers(
                 run_id=run_id,
                 extra=extra,
             )
-            process = subprocess.Popen(  # noqa: S603 (our own interpreter and arguments)
+            process = subprocess.Popen(
                 command,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -229,7 +229,7 @@ def bench_workers(
     sliding window, enough server workers that the rate is the only bound)
     and its own run id on one loopback redis-server. Needs redis-server.
     """
-    from runner.coordination.local_redis import local_redis
+    from benchmarks.local_redis import local_redis
     from runner.emulator import EmulatorConfig, serve_in_thread
 
     window = 60.0 * time_scale
