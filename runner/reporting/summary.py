@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Final, Literal
 
@@ -43,6 +43,7 @@ from runner.reporting.summary_model import (
     Failure,
     ImageCounts,
     JobCounts,
+    RateCounters,
     RunCounters,
     Summary,
 )
@@ -86,6 +87,7 @@ def _run_counters(stats: RunStats, started_at: float | None) -> RunCounters:
     return RunCounters(
         started_at=utc_stamp(started_at) if started_at is not None else None,
         elapsed_s=round(max(stats.elapsed, 0.0), 3),
+        rate=RateCounters(**asdict(stats.rate)) if stats.rate is not None else None,
         planned=stats.planned,
         completed=stats.completed,
         failed=stats.failed,

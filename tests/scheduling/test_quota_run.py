@@ -109,15 +109,27 @@ async def test_auto_learns_an_unknown_quota_with_few_429s(
     emu = make_emulator(rpm=REAL, limiter=limiter, rate_window=WINDOW, reset_hint="second")
     report = await run(manifest(tmp_path, 90, "auto"), emu, tmp_path)
     assert report.stats.completed == 90
-    assert len(refusals(emu)) <= 4
+    # Doubling per round trip overshoots at most once: the last doubling's
+    # excess (under the real quota) is refused, then the learned quota holds.
+    # (The store's threads let the virtual clock jump under load, so a run may
+    # also grow slower and meet no 429 at all; both are bounded here.)
+    assert len(refusals(emu)) <= REAL + 2
     assert most_accepted_in_a_window(emu, WINDOW, limiter) <= REAL
+    rate = report.stats.rate
+    assert rate is not None and rate.declared is None
+    if rate.learned:
+        # What the server accepted in the window before the refusal, over the
+        # window the reset hints taught (real seconds; the server's is 60 real
+        # s at this scale): never above the real rate, and above half of it.
+        per_server_window = (rate.limit or 0) * (WINDOW / SCALE) / rate.window_s
+        assert REAL / 2 < per_server_window <= REAL
 
 
-async def test_a_reset_hint_in_the_past_makes_no_hot_loop(
+async def test_a_storm_of_injected_429s_is_waited_out_without_a_hot_loop(
     tmp_path: Path, make_emulator: Callable[..., InProcess]
 ) -> None:
+    # (A reset hint in the past, a 0 s wait, is tested on the gate: test_rate.py.)
     emu = make_emulator(rpm=REAL, limiter="sliding", rate_window=WINDOW)
-    # Every 429 of this storm says the window reset a while ago.
     emu.emulator.faults.script("submit", "429", times=30)
     report = await run(manifest(tmp_path, 10, REAL), emu, tmp_path)
     assert report.stats.completed == 10

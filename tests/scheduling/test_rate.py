@@ -250,3 +250,30 @@ def test_finished_calls_are_reported_for_the_next_run() -> None:
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
     assert seen == [1.0]
+
+
+def test_a_reset_hint_in_the_past_makes_no_hot_loop() -> None:
+    # Every call is refused with a reset already past (a wait of 0 s): the gate
+    # must back off, not admit again at once, whoever is waiting.
+    sends: list[float] = []
+
+    async def caller(gate: RateGate) -> None:
+        for _ in range(10):
+            await gate.acquire()
+            sends.append(trio.current_time())
+            gate.rate_limited(0.0)
+            gate.finished()
+
+    async def main() -> None:
+        gate = RateGate(8, 60.0, margin=0.0, clock=trio.current_time)
+        async with trio.open_nursery() as nursery:
+            for _ in range(4):
+                nursery.start_soon(caller, gate)
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert len(sends) == 40
+    per_second: dict[int, int] = {}
+    for t in sends:
+        per_second[math.floor(t)] = per_second.get(math.floor(t), 0) + 1
+    assert max(per_second.values()) <= 4  # the first burst only; then one at a time
+    assert sends[-1] - sends[0] > 30.0  # backed off, not a loop of 0 s waits
