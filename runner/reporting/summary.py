@@ -265,6 +265,8 @@ def _money_line(s: Summary) -> str:
 def _run_line(run: RunCounters) -> str:
     calls = ", ".join(f"{kind} {n:,}" for kind, n in run.requests.items()) or "none"
     text = f"{span(run.elapsed_s)}; requests: {calls}; 429s met: {run.rate_limited:,}"
+    if run.rate is not None and run.rate.learned and run.rate.limit is not None:
+        text += f"; rate limit learned: {run.rate.limit:,} per {run.rate.window_s:g} s"
     if run.retries:
         text += f"; retries: {run.retries:,}"
     if run.skipped:

@@ -18,6 +18,7 @@ import pytest
 from runner.emulator import InProcess
 from runner.manifest import Manifest, parse_manifest
 from runner.run import RunOptions, RunReport, run_manifest
+from runner.store.learned_rate import load_learned
 
 pytestmark = pytest.mark.anyio
 
@@ -28,8 +29,8 @@ SCALE = WINDOW / 60.0
 REAL = 20
 
 
-def manifest(tmp_path: Path, jobs: int, rpm: int | str) -> Manifest:
-    things = ", ".join(f"thing{i}" for i in range(jobs))
+def manifest(tmp_path: Path, jobs: int, rpm: int | str, *, name: str = "thing") -> Manifest:
+    things = ", ".join(f"{name}{i}" for i in range(jobs))
     text = f"""
 name: quota
 defaults: {{resolution: 1k, aspect_ratio: "1:1", output_format: jpeg}}
@@ -91,6 +92,24 @@ async def test_a_declared_limit_3x_too_loose_is_learned(
     assert after <= 2
     assert most_accepted_in_a_window(emu, WINDOW, limiter) <= REAL
     assert report.stats.rate_limited == first + after
+
+
+async def test_the_next_run_of_the_folder_starts_from_what_was_learned(
+    tmp_path: Path, make_emulator: Callable[..., InProcess]
+) -> None:
+    declared = 3 * REAL
+    emu = make_emulator(rpm=REAL, limiter="sliding", rate_window=WINDOW, reset_hint="second")
+    first = await run(manifest(tmp_path, 60, declared), emu, tmp_path)
+    saved = load_learned(tmp_path / "out")
+    assert saved is not None and saved.learned and saved.declared == declared
+    assert first.stats.rate is not None
+    assert (saved.limit, saved.rate_limited) == (first.stats.rate.limit, len(refusals(emu)))
+    # A later run on a fresh server window, new jobs: no first-window storm again.
+    later = make_emulator(rpm=REAL, limiter="sliding", rate_window=WINDOW, reset_hint="second")
+    second = await run(manifest(tmp_path, 60, declared, name="other"), later, tmp_path)
+    assert second.stats.completed == 60
+    assert len(refusals(later)) <= 2
+    assert most_accepted_in_a_window(later, WINDOW) <= REAL
 
 
 async def test_a_limit_declared_right_meets_no_429(
