@@ -104,7 +104,22 @@ class RetryableError(ApiError):
 
 
 class RateLimited(RetryableError):
-    """429. `retry_after` comes from Retry-After or x-rate-limit-reset-at-utc."""
+    """429. `retry_after` comes from Retry-After or x-rate-limit-reset-at-utc.
+
+    `coarse`: that hint is good only to the second (no fraction), so the
+    server may admit again up to a second after it says.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        coarse: bool = False,
+    ) -> None:
+        self.coarse = coarse
+        super().__init__(message, status=status, retry_after=retry_after)
 
 
 class ServerError(RetryableError):

@@ -45,6 +45,21 @@ class Event:
 
 
 @dataclass(frozen=True, slots=True)
+class RateInfo:
+    """The run's belief about the server's limit: `limit` calls per `window_s` real seconds.
+
+    `limit` None: no limit known; `learned`: a 429 taught it; `rate_limited`:
+    429s the gate was told of (counted calls only).
+    """
+
+    limit: int | None
+    window_s: float
+    learned: bool
+    rate_limited: int
+    declared: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class RunStats:
     """A snapshot of a run's counters. Credits in USD, times in seconds."""
 
@@ -64,6 +79,7 @@ class RunStats:
     calls: dict[str, int] = field(default_factory=dict)
     stopped: str | None = None
     elapsed: float = 0.0
+    rate: RateInfo | None = None  # the learned limit (None: the gate is not a local one)
 
     @property
     def done(self) -> int:

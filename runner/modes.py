@@ -24,7 +24,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol
 
@@ -36,10 +36,11 @@ from runner.reporting.exit_codes import StopKind
 from runner.resume import Reattach, Rules, Skip, apply, decide, look, work_item
 from runner.scheduling.credits import CreditGuard, Credits
 from runner.scheduling.rate import RateGate, RateLimit
-from runner.scheduling.scheduler import Scheduler, SchedulerConfig, WorkItem
+from runner.scheduling.scheduler import Scheduler, SchedulerConfig, WorkItem, rate_info
 from runner.scheduling.source import WorkSource
 from runner.store import Ledger
 from runner.store.calls import CallLog
+from runner.store.learned_rate import LearnedRate, load_learned, save_learned
 from runner.sweep import expand
 
 if TYPE_CHECKING:
@@ -134,6 +135,11 @@ async def open_mode(setting: Setting) -> AsyncIterator[Mode]:
         return
     if setting.sharded:
         raise UsageError("--shard and --coordinator do not mix: workers of a run claim jobs")
+    if setting.config.rpm_auto:
+        # The shared gate does not learn yet: without a number it would not limit at all.
+        raise UsageError(
+            "requests_per_minute: auto is not supported with --coordinator: give the key's limit"
+        )
     from runner.coordination import DEFAULT_LEASE_S, CoordinatorSpec, join_run
 
     manifest = setting.manifest
@@ -161,6 +167,7 @@ class Alone:
     def __init__(self, setting: Setting) -> None:
         self._setting = setting
         self._calls: CallLog | None = None
+        self._gate: RateGate | None = None
 
     def limits(self, ledger: Ledger) -> tuple[RateLimit, Credits]:
         s = self._setting
@@ -173,6 +180,7 @@ class Alone:
             possible=ledger.possible_extra_spend(),
         )
         gate, self._calls = _local_gate(s.out, s.config, s.wall)
+        self._gate = gate
         return gate, guard
 
     def planned(self) -> int:
@@ -187,9 +195,13 @@ class Alone:
         return ending(scheduler.stop_reason, lost=None, credit_stop=guard.stats().stopped)
 
     def close(self) -> None:
-        """Close the call log (the run is over)."""
+        """Close the call log and keep what the gate learned (the run is over)."""
         if self._calls is not None:
             self._calls.close()
+        if self._gate is not None:
+            rate = rate_info(self._gate, config=self._setting.config)
+            if rate is not None:
+                save_learned(self._setting.out, LearnedRate(**asdict(rate)))
 
 
 class Shared:
@@ -287,6 +299,11 @@ def _local_gate(
     """
     now = wall()
     calls = CallLog(out, now=now)
+    # What an earlier run learned is the starting belief (its window rescaled).
+    earlier = load_learned(out)
+    learned = None
+    if earlier is not None and earlier.learned and earlier.limit is not None:
+        learned = (earlier.limit, earlier.window_s * config.window / 60.0)
     gate = RateGate(
         config.rpm,
         config.window,
@@ -294,5 +311,8 @@ def _local_gate(
         model=config.rate_model,
         history=calls.ages(config.window + config.margin, now),
         on_finished=lambda: calls.append(wall()),
+        auto=config.rpm_auto,
+        learned=learned,
+        seed=config.seed,
     )
     return gate, calls

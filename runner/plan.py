@@ -73,7 +73,7 @@ class Plan:
     jobs: int
     images: int
     credits: Micros
-    requests_per_minute: int
+    requests_per_minute: int | Literal["auto"]  # auto: learned at run time
     rate_scope: Literal["submit", "all"]
     rate_calls: int
     min_duration_s: float
@@ -96,7 +96,10 @@ def shortest_duration(calls: int, per_minute: int, latency_s: float = LATENCY_S)
 
 
 def make_plan(
-    manifest: Manifest, *, rpm: int | None = None, max_credits: float | None = None
+    manifest: Manifest,
+    *,
+    rpm: int | Literal["auto"] | None = None,
+    max_credits: float | None = None,
 ) -> Plan:
     """Plan `manifest`; `rpm` and `max_credits` (USD) override its budget (as the CLI flags do)."""
     budget = manifest.budget
@@ -144,7 +147,8 @@ def make_plan(
         requests_per_minute=per_minute,
         rate_scope=budget.rate_scope,
         rate_calls=calls,
-        min_duration_s=shortest_duration(calls, per_minute),
+        # Under auto the rate is learned at run time: only the latency is known.
+        min_duration_s=LATENCY_S if per_minute == "auto" else shortest_duration(calls, per_minute),
         max_credits=cap,
         fits=fits,
         jobs_within_budget=within_jobs,
@@ -222,12 +226,20 @@ def render_text(plan: Plan) -> str:
         lines.append("  ".join(cells).rstrip())
     scope = "submits" if plan.rate_scope == "submit" else "every API call"
     rpm, calls = plan.requests_per_minute, plan.rate_calls
-    lines += [
-        "",
-        f"rate:     {rpm:,} requests/minute counting {scope}: {calls:,} calls",
-        f"duration: at least ~{duration(plan.min_duration_s)} (estimate: "
-        f"(ceil({calls:,} / {rpm:,}) - 1) x 60 s + ~{LATENCY_S:.0f} s latency)",
-    ]
+    if rpm == "auto":
+        lines += [
+            "",
+            f"rate:     learned at run time (auto) counting {scope}: {calls:,} calls",
+            f"duration: at least ~{duration(plan.min_duration_s)} (the latency; the rate"
+            " is not known before the run)",
+        ]
+    else:
+        lines += [
+            "",
+            f"rate:     {rpm:,} requests/minute counting {scope}: {calls:,} calls",
+            f"duration: at least ~{duration(plan.min_duration_s)} (estimate: "
+            f"(ceil({calls:,} / {rpm:,}) - 1) x 60 s + ~{LATENCY_S:.0f} s latency)",
+        ]
     if plan.max_credits is None:
         lines.append(
             f"budget:   no max_credits: the run may spend the estimated {usd(plan.credits)}"

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import anyio
 
@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 # 1 s and a rate window 6 s, so a demo run shows real pacing without the wait.
 LOCAL_TIME_SCALE = 0.1
 RETENTION_S = 3600.0
+# Requests per minute the embedded emulator keeps when the run learns its limit (auto).
+AUTO_EMULATOR_RPM = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +60,7 @@ class RunOptions:
     base_url: str | None = None
     out: Path | None = None
     max_credits: float | None = None
-    rpm: int | None = None
+    rpm: int | Literal["auto"] | None = None
     max_in_flight: int | None = None
     shard: Shard | None = None
     resubmit_expired: bool = False
@@ -131,8 +133,10 @@ def _scheduler_config(manifest: Manifest, options: RunOptions, scale: float) -> 
     in_flight = options.max_in_flight
     if in_flight is None and isinstance(budget.max_in_flight, int):
         in_flight = budget.max_in_flight
+    rpm = options.rpm or budget.requests_per_minute
     return SchedulerConfig(
-        rpm=options.rpm or budget.requests_per_minute,
+        rpm=None if rpm == "auto" else rpm,
+        rpm_auto=rpm == "auto",
         rate_scope=budget.rate_scope,
         rate_model=budget.rate_model,
         window=60.0 * scale,
@@ -249,7 +253,10 @@ def _open(
     # The embedded emulator enforces the budget's own limit, so a manifest
     # that would be refused by Segmind is refused here too.
     cfg = emulator_config or EmulatorConfig(
-        time_scale=scale, rpm=config.rpm, rate_scope=config.rate_scope
+        time_scale=scale,
+        # Under auto the emulator keeps a limit of its own, for the run to learn.
+        rpm=AUTO_EMULATOR_RPM if config.rpm_auto else config.rpm,
+        rate_scope=config.rate_scope,
     )
     return local_backend(cfg, timeouts=timeouts, provider=choice.provider)
 

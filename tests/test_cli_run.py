@@ -213,3 +213,19 @@ def test_bad_options_are_usage_errors(tmp_path: Path, args: list[str]) -> None:
     done = runner("run", str(manifest(tmp_path, 2)), *args)
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
+
+
+def test_rpm_auto_learns_the_embedded_emulators_limit(tmp_path: Path) -> None:
+    path = manifest(tmp_path, 14)
+    plan = runner("plan", str(path), "--rpm", "auto")
+    assert plan.returncode == 0, plan.stderr
+    assert "learned at run time" in plan.stdout
+    done = runner("run", str(path), "--rpm", "auto", "--backend", "local", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "out"
+    rate = json.loads((out / "summary.json").read_text())["run"]["rate"]
+    assert rate["declared"] is None
+    # The embedded emulator keeps 10 a minute under auto: the run never believes more.
+    assert 1 <= rate["limit"] <= 10
+    saved = json.loads((out / ".runner" / "rate.json").read_text())
+    assert saved["limit"] == rate["limit"]

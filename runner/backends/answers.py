@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from runner.backends.hints import header, retry_after
+from runner.backends.hints import header, reset_hint
 from runner.errors import (
     ApiError,
     AuthError,
@@ -200,7 +200,7 @@ def api_error(
     """
     text, hint = error_text(status, headers, body, _HINTS, "SEGMIND_BASE_URL")
     said = message(where, status, text, secret, hint)
-    wait = retry_after(headers, now_utc)
+    wait, coarse = reset_hint(headers, now_utc)
     error: ApiError | AuthError
     if status == 400:
         error = BadRequest(said, status=status)
@@ -213,7 +213,7 @@ def api_error(
     elif status == 422:
         error = JobFailed(said, status=status, reason=clean_text(text, secret))
     elif status == 429:
-        error = RateLimited(said, status=status, retry_after=wait)
+        error = RateLimited(said, status=status, retry_after=wait, coarse=coarse)
     elif 500 <= status < 600:
         error = ServerError(said, status=status, retry_after=wait)
     else:

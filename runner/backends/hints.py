@@ -68,17 +68,49 @@ def retry_after(headers: Headers, now_utc: datetime) -> float | None:
     seconds). The larger wait wins; the result is clamped to 0..3600 s.
     `now_utc` is the wall-clock time the dates are compared with.
     """
-    waits = [
-        wait
-        for wait in (
-            _retry_after_header(header(headers, "retry-after"), now_utc),
-            _reset_at_header(header(headers, "x-rate-limit-reset-at-utc"), now_utc),
+    return reset_hint(headers, now_utc)[0]
+
+
+def reset_hint(headers: Headers, now_utc: datetime) -> tuple[float | None, bool]:
+    """`retry_after`'s wait, and whether the hint that set it is only good to the second.
+
+    Coarse: a reset time without a fraction of a second (ISO without
+    milliseconds, whole epoch seconds, any HTTP date) or a whole-second
+    Retry-After. The server may then admit again up to a second later than
+    the wait says, so a caller waits one second more (issue #12).
+    """
+    hints = [
+        (wait, coarse)
+        for wait, coarse in (
+            (
+                _retry_after_header(header(headers, "retry-after"), now_utc),
+                _coarse(header(headers, "retry-after")),
+            ),
+            (
+                _reset_at_header(header(headers, "x-rate-limit-reset-at-utc"), now_utc),
+                _coarse(header(headers, "x-rate-limit-reset-at-utc")),
+            ),
         )
         if wait is not None
     ]
-    if not waits:
-        return None
-    return min(max(*waits, 0.0), MAX_RETRY_AFTER)
+    if not hints:
+        return None, False
+    wait, coarse = max(hints, key=lambda hint: hint[0])
+    return min(max(wait, 0.0), MAX_RETRY_AFTER), coarse
+
+
+def _coarse(value: str | None) -> bool:
+    """Whether a hint's text has no fraction of a second (epoch ms count as fine)."""
+    if value is None:
+        return False
+    text = value.strip()
+    seconds = number(text)
+    if seconds is not None:
+        return seconds.is_integer() and "." not in text and seconds <= 1e11
+    if "T" in text or "t" in text[:11]:  # ISO 8601: a fraction follows the seconds' dot
+        clock = text.split("T", 1)[-1].split("t", 1)[-1]
+        return "." not in clock and "," not in clock
+    return True  # an HTTP date has whole seconds only
 
 
 def _retry_after_header(value: str | None, now_utc: datetime) -> float | None:

@@ -32,7 +32,7 @@ from runner.backends.answers import (
     server_text,
 )
 from runner.backends.base import DeliveredMetrics, Media, SyncResult, is_request_id
-from runner.backends.hints import header, retry_after, trusted_cost
+from runner.backends.hints import header, reset_hint, trusted_cost
 from runner.backends.media import sniff_image, split_data_uri
 from runner.backends.wire import WireRequest
 from runner.errors import (
@@ -219,7 +219,7 @@ def api_error(
     text, hint = error_text(status, headers, body, _HINTS, "XAI_BASE_URL")
     lowered = text.lower()
     said = message(where, status, text, secret, hint)
-    wait = retry_after(headers, now_utc)
+    wait, coarse = reset_hint(headers, now_utc)
     if status == 400 and any(word in lowered for word in _POLICY_WORDS):
         return JobFailed(said, status=status, reason=clean_text(text, secret))
     if status in (400, 404, 422):
@@ -232,7 +232,7 @@ def api_error(
     if status in (401, 403):
         return AuthError(said, status=status)
     if status == 429:
-        return RateLimited(said, status=status, retry_after=wait)
+        return RateLimited(said, status=status, retry_after=wait, coarse=coarse)
     if 500 <= status < 600:
         return ServerError(said, status=status, retry_after=wait)
     return ApiError(said, status=status)

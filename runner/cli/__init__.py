@@ -27,7 +27,7 @@ from runner.cli.args import (
     Handler,
     common,
     non_negative_float,
-    positive_int,
+    rpm_value,
     write,
 )
 from runner.errors import RunnerError, UsageError
@@ -143,7 +143,7 @@ def _add_plan(sub: Subparsers) -> None:
     p.add_argument("manifest", metavar="MANIFEST", help="path to the manifest YAML")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.add_argument(
-        "--rpm", type=positive_int, metavar="N", help="override budget.requests_per_minute"
+        "--rpm", type=rpm_value, metavar="N|auto", help="override budget.requests_per_minute"
     )
     p.add_argument(
         "--max-credits", type=non_negative_float, metavar="USD", help="override budget.max_credits"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, TextIO, TypeVar, overload
+from typing import TYPE_CHECKING, Literal, TextIO, TypeVar, overload
 
 Handler = Callable[[argparse.Namespace], int]
 """A subcommand's body: the parsed arguments in, the exit code out."""
@@ -71,6 +71,13 @@ def common() -> CommandParser:
         "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
     )
     return parent
+
+
+def rpm_value(text: str) -> int | Literal["auto"]:
+    """``--rpm``: a whole number of requests per minute, or ``auto`` (learned at run time)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    return positive_int(text)
 
 
 def positive_int(text: str) -> int:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from runner.cli.args import CommandParser, non_negative_float, positive_int
+from runner.cli.args import CommandParser, non_negative_float, positive_int, rpm_value
 from runner.clock import wall_time
 from runner.errors import UsageError
 from runner.providers import PROVIDERS
@@ -63,7 +63,9 @@ def add_run(sub: Subparsers, common: CommandParser) -> None:
     p.add_argument("--base-url", metavar="URL", help="API root (also SEGMIND_BASE_URL)")
     p.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: output.dir)")
     p.add_argument("--max-credits", type=non_negative_float, metavar="USD")
-    p.add_argument("--rpm", type=positive_int, metavar="N", help="requests per minute")
+    p.add_argument(
+        "--rpm", type=rpm_value, metavar="N|auto", help="requests per minute (auto: learned)"
+    )
     p.add_argument("--max-in-flight", type=positive_int, metavar="N")
     p.add_argument("--shard", metavar="K/N", help="run only shard K of N (CI matrices)")
     p.add_argument(

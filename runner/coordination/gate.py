@@ -236,7 +236,7 @@ class SharedRateGate:
 
         self._spawn(restamp)
 
-    def rate_limited(self, retry_after: float | None) -> None:
+    def rate_limited(self, retry_after: float | None, coarse: bool = False) -> None:
         """The server answered 429: pause here now, and tell every worker in the background."""
         self.rate_limited_count += 1
         wait = retry_after if retry_after is not None else self._default_pause()

@@ -91,7 +91,7 @@ class Budget:
     """Limits: `max_credits` in USD (None: no cap); the rate counts the calls of `rate_scope`."""
 
     max_credits: float | None
-    requests_per_minute: int
+    requests_per_minute: int | Literal["auto"]  # auto: learned at run time
     rate_scope: Literal["submit", "all"]
     rate_model: Literal["window", "smooth"]
     max_in_flight: int | Literal["auto"]

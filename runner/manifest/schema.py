@@ -194,6 +194,15 @@ def _check_in_flight(value: object) -> object:
     )
 
 
+def _check_rpm(value: object) -> object:
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value
+    raise _fail(
+        f"expected a whole number at least 1, or `auto`, got {describe(value)}",
+        "use 1 or more (the API key's requests per minute), or auto to learn it at run time",
+    )
+
+
 def _check_base_url(value: object) -> object:
     if isinstance(value, str) and re.match(r"^https?://[^/\s]+(/\S*)?$", value):
         return value
@@ -215,6 +224,12 @@ EntryValue = Annotated[
 InFlight = Annotated[
     int | Literal["auto"],
     PlainValidator(_check_in_flight),
+    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 1}, {"const": "auto"}]}),
+]
+
+Rpm = Annotated[
+    int | Literal["auto"],
+    PlainValidator(_check_rpm),
     WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 1}, {"const": "auto"}]}),
 ]
 
@@ -281,8 +296,10 @@ class BudgetModel(BaseModel):
     max_credits: float | None = Field(
         default=None, ge=0, description="USD; the run never reserves past this (none: no cap)"
     )
-    requests_per_minute: int = Field(
-        default=5, ge=1, description="the API key's limit; 5 is Segmind's Free tier"
+    requests_per_minute: Rpm = Field(
+        default=5,
+        description="the API key's limit; 5 is Segmind's Free tier; "
+        "auto: learned at run time (one call, growing per round trip until the first 429)",
     )
     rate_scope: Literal["submit", "all"] = Field(
         default="submit", description="which calls the limit counts: submits only, or every call"

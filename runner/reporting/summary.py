@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Final, Literal
 
@@ -43,6 +43,7 @@ from runner.reporting.summary_model import (
     Failure,
     ImageCounts,
     JobCounts,
+    RateCounters,
     RunCounters,
     Summary,
 )
@@ -86,6 +87,7 @@ def _run_counters(stats: RunStats, started_at: float | None) -> RunCounters:
     return RunCounters(
         started_at=utc_stamp(started_at) if started_at is not None else None,
         elapsed_s=round(max(stats.elapsed, 0.0), 3),
+        rate=RateCounters(**asdict(stats.rate)) if stats.rate is not None else None,
         planned=stats.planned,
         completed=stats.completed,
         failed=stats.failed,
@@ -263,6 +265,8 @@ def _money_line(s: Summary) -> str:
 def _run_line(run: RunCounters) -> str:
     calls = ", ".join(f"{kind} {n:,}" for kind, n in run.requests.items()) or "none"
     text = f"{span(run.elapsed_s)}; requests: {calls}; 429s met: {run.rate_limited:,}"
+    if run.rate is not None and run.rate.learned and run.rate.limit is not None:
+        text += f"; rate limit learned: {run.rate.limit:,} per {run.rate.window_s:g} s"
     if run.retries:
         text += f"; retries: {run.retries:,}"
     if run.skipped:

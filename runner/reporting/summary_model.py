@@ -49,6 +49,16 @@ class CreditTotals(_Model):
     ambiguous_this_run_usd: float | None = None
 
 
+class RateCounters(_Model):
+    """The server's rate limit as the run learned it (issue #12)."""
+
+    limit: int | None = Field(description="Calls per window (null: no limit known).")
+    window_s: float = Field(gt=0, description="The window's length, real seconds.")
+    learned: bool = Field(description="A 429 taught it (else the declared or auto-grown belief).")
+    rate_limited: int = Field(ge=0, description="429s on calls the limit counts.")
+    declared: int | None = Field(description="requests_per_minute (null: auto).")
+
+
 class RunCounters(_Model):
     """This run's counters, from the scheduler. `elapsed_s` is wall time in seconds."""
 
@@ -66,6 +76,7 @@ class RunCounters(_Model):
     requests: dict[str, int] = Field(description="API calls made, by kind (submit, status, ...).")
     requests_total: int = Field(ge=0)
     stopped: str | None = Field(default=None, description="Why new submits stopped, if they did.")
+    rate: RateCounters | None = Field(default=None, description="The learned rate limit.")
 
 
 class ExitInfo(_Model):

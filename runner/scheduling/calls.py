@@ -84,7 +84,7 @@ async def call(
                 # Only a call the budget counts says the budget is too
                 # high; a 429 on a poll the limit does not count (or on
                 # the media host) backs off that call alone.
-                ctx.gate.rate_limited(err.retry_after)
+                ctx.gate.rate_limited(err.retry_after, err.coarse)
             ctx.emit("rate_limited", job, f"{op}: {err}")
             failure: BaseException = err
             # The gate slows everyone down after a 429, so 429s use up

@@ -19,6 +19,7 @@ class SchedulerConfig:
     """Limits and policies of one run. Durations in seconds, already time-scaled."""
 
     rpm: int | None = 5
+    rpm_auto: bool = False  # no declared limit: learn it (rpm is then None)
     rate_scope: RateScope = "submit"
     rate_model: RateModel = "window"
     window: float = 60.0

@@ -71,12 +71,18 @@ class QuotaPolicy:
     backoff: float = 1.0
     backoff_cap: float = 60.0
     auto_ceiling: int = 1000
+    # What an earlier run of the folder learned (calls per `learned_window`
+    # clock seconds): held from the start, grown back carefully, as after a 429.
+    learned: int | None = None
+    learned_window: float | None = None
 
     def __post_init__(self) -> None:
         if self.declared is not None and self.declared < 1:
             raise ValueError("declared: at least 1 call per window")
         if not (self.window > 0 and self.second > 0):
             raise ValueError("window and second must be above 0")
+        if self.learned is not None and self.learned < 1:
+            raise ValueError("learned: at least 1 call per window")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,9 +114,12 @@ class QuotaLearner:
         self._ceiling = policy.declared or policy.auto_ceiling
         # Before any 429: the declared limit, or one call growing per round trip.
         self._quota: int | None = 1 if policy.auto else policy.declared
-        self._window = policy.window
+        self._window = policy.learned_window or policy.window
         self._learned = False  # a 429 taught the quota
-        self._window_known = False  # a reset hint taught the window
+        self._window_known = policy.learned_window is not None  # a reset hint taught the window
+        if policy.learned is not None:
+            self._quota = min(self._ceiling, policy.learned)
+            self._learned = True
         self._confirmed = True
         self._accepted: list[float] = []  # send times of accepted calls, sorted
         self._paused_until = -math.inf

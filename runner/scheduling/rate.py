@@ -24,9 +24,16 @@ the server's cannot put R + 1 of our calls into one of its windows. A margin
 of one request would cost 1/R of the throughput (10 % at R = 10); a margin of
 one second costs 1/60.
 
-On a 429 the gate pauses every caller until the server's reset time, cuts
-its effective limit in half (multiplicative decrease) and creeps back by a
-quarter of the budget for each window that passes without another 429.
+The gate's limit, window and pause are not its own: a `QuotaLearner`
+(quota.py) holds the run's belief about the server's real limit, and the
+gate tells it of each counted call's send and answer. The declared
+`requests_per_minute` is only where the belief starts (STYLE.md 15): on a 429
+every caller stops at once until the learner's resume time (the reset hint,
++1 s when it is good only to the second; a back-off with jitter when it is
+past, zero or missing), and the limit becomes the count of calls the server
+accepted in the window before. A refused call is not spent: it leaves no
+mark in the log (the server did not count it either). Under ``auto`` the
+learner starts from one call and doubles per round trip until the first 429.
 
 Callers with a higher priority go first (result > status > submit when the
 budget counts all calls), so jobs already paid for are finished before new
@@ -39,15 +46,19 @@ log lives in Redis and counts the calls of several workers
 
 from __future__ import annotations
 
+import contextvars
 import heapq
 import itertools
 import math
+import random
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final, Literal, Protocol
 
 import anyio
+
+from runner.scheduling.quota import QuotaLearner, QuotaPolicy, QuotaStats
 
 RateModel = Literal["window", "smooth"]
 
@@ -57,12 +68,28 @@ PRIORITY_DOWNLOAD = 3
 PRIORITY_STATUS = 2
 PRIORITY_SUBMIT = 1
 
-# The 429 back-off, one source for the local gate and the shared one (whose
-# Lua script gets them as arguments): each 429 burst multiplies the limit by
-# CUT, never below MIN_FACTOR of it; each quiet window adds CREEP back.
+# The shared gate's 429 back-off (runner/coordination passes them to its Lua
+# script; it does not learn the quota yet): each 429 burst multiplies the
+# limit by CUT, never below MIN_FACTOR of it; each quiet window adds CREEP back.
 CUT: Final = 0.5
 MIN_FACTOR: Final = 0.125
 CREEP: Final = 0.25
+
+
+@dataclass(slots=True)
+class _Admission:
+    """One counted call of this task: when it was admitted (sent), and whether it got a 429."""
+
+    gate: int
+    sent_at: float
+    refused: bool = False
+
+
+# The call this task was last admitted for: a task makes one call at a time,
+# so its context is where `rate_limited` and `finished` find the send time.
+_CALL: contextvars.ContextVar[_Admission | None] = contextvars.ContextVar(
+    "runner_rate_gate_call", default=None
+)
 
 
 class RateLimit(Protocol):
@@ -74,8 +101,9 @@ class RateLimit(Protocol):
     def finished(self) -> None:
         """The call this task was last admitted for has ended (answered, failed or not sent)."""
 
-    def rate_limited(self, retry_after: float | None) -> None:
-        """The server answered 429 (`retry_after`: its hint in seconds): pause and slow down."""
+    def rate_limited(self, retry_after: float | None, coarse: bool = False) -> None:
+        """The server answered 429 (`retry_after`: its hint in seconds; `coarse`: good
+        only to the second): pause and slow down. Called before `finished`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +116,7 @@ class RateStats:
     paused_until: float
     rate_limited: int
     waiting: int
+    window: float = 60.0
 
 
 def _after(t: float, span: float) -> float:
@@ -114,31 +143,45 @@ class RateGate:
         clock: Callable[[], float] = anyio.current_time,
         history: Iterable[float] = (),
         on_finished: Callable[[], None] | None = None,
+        auto: bool = False,
+        learned: tuple[int, float] | None = None,
+        seed: int | None = None,
     ) -> None:
         """`history`: how many seconds ago each call of an earlier run ended (so a
         restarted run does not start with an empty window); `on_finished` is
-        told of each call that ends, to record it for the next run.
+        told of each accepted call that ends, to record it for the next run.
+        `auto`: no declared limit, learn it (`limit` is then ignored);
+        `learned`: (calls, window seconds) an earlier run learned, the
+        starting belief; `seed` seeds the jitter.
         """
         if limit is not None and limit < 1:
             raise ValueError("limit must be at least 1")
         self._history = sorted(history, reverse=True)
         self._on_finished = on_finished
-        self._limit = limit
-        self._span = window + margin
-        self._window = window
+        self._limit = None if auto else limit
+        self._margin = margin
         self._model = model
         self._clock = clock
+        self._learner = QuotaLearner(
+            QuotaPolicy(
+                declared=self._limit,
+                window=window,
+                auto=auto,
+                # The declared window is a minute: one real second on this clock.
+                second=window / 60.0,
+                backoff=window / 60.0,
+                learned=learned[0] if learned else None,
+                learned_window=learned[1] if learned else None,
+            ),
+            rng=random.Random(seed),
+        )
         self._log: deque[float] = deque()
         self._heap: list[tuple[int, int]] = []
         self._seq = itertools.count()
         # Created on first use: an anyio Event needs a running event loop.
         self._changed: anyio.Event | None = None
-        self._paused_until = -math.inf
-        self._factor = 1.0
-        self._last_change = -math.inf
         self._last_admit = -math.inf
         self._admitted = 0
-        self._rate_limited = 0
         # Calls admitted and not yet finished: they count as happening "now"
         # until they end, and then from their end, which is never before the
         # server saw them (a late send cannot spill into the next window).
@@ -146,10 +189,17 @@ class RateGate:
 
     @property
     def effective_limit(self) -> int | None:
-        """The limit after 429 cuts; None when unlimited."""
-        if self._limit is None:
-            return None
-        return max(1, math.floor(self._limit * self._factor))
+        """The limit the gate applies now (the learner's); None when unlimited."""
+        return self._learner.limit(self._clock())
+
+    @property
+    def span(self) -> float:
+        """How long an accepted call is remembered: the learned window + the margin (seconds)."""
+        return self._learner.window + self._margin
+
+    def quota(self) -> QuotaStats:
+        """What the learner believes of the server's limit (a frozen snapshot)."""
+        return self._learner.stats()
 
     def _notify(self) -> None:
         if self._changed is not None:
@@ -161,33 +211,31 @@ class RateGate:
             self._changed = anyio.Event()
         return self._changed
 
-    def _creep(self, now: float) -> None:
-        if self._factor < 1.0 and now - self._last_change >= self._window:
-            quiet_windows = math.floor((now - self._last_change) / self._window)
-            self._factor = min(1.0, self._factor + CREEP * quiet_windows)
-            self._last_change = now
-
     def next_slot(self, now: float) -> float:
         """The earliest clock time at which one more call may be admitted."""
         if self._history:
             # Seeded on first use: the clock needs a running event loop.
             self._log.extendleft(reversed([now - age for age in self._history]))
             self._history = []
-        ready = max(now, self._paused_until)
-        limit = self.effective_limit
+        learner = self._learner
+        ready = max(now, learner.paused_until)
+        limit = learner.limit(now)
         if limit is None:
             return ready
-        while self._log and self._log[0] <= now - self._span:
+        span = self.span
+        while self._log and self._log[0] <= now - span:
             self._log.popleft()
         room = limit - self._in_flight
         if room <= 0:
             return math.inf  # wait for a call to finish
+        if learner.solo(ready) and self._in_flight > 0:
+            return math.inf  # a probe of a new window estimate goes alone
         if len(self._log) >= room:
-            ready = max(ready, _after(self._log[-room], self._span))
+            ready = max(ready, _after(self._log[-room], span))
         if self._model == "smooth":
             if self._in_flight > 0:
                 return math.inf  # burst 1: wait for the call before to end
-            ready = max(ready, _after(self._last_admit, self._span / limit))
+            ready = max(ready, _after(self._last_admit, span / limit))
         return ready
 
     async def acquire(self, priority: int = 0) -> None:
@@ -197,7 +245,6 @@ class RateGate:
         try:
             while True:
                 now = self._clock()
-                self._creep(now)
                 delay = math.inf
                 if self._heap[0] == entry:
                     ready = self.next_slot(now)
@@ -220,48 +267,62 @@ class RateGate:
         self._in_flight += 1
         self._last_admit = now
         self._admitted += 1
+        self._learner.started(now)
+        _CALL.set(_Admission(id(self), now))
         self._notify()
+
+    def _call(self) -> _Admission | None:
+        call = _CALL.get()
+        return call if call is not None and call.gate == id(self) else None
 
     def finished(self) -> None:
         """A call admitted earlier has ended (answered, failed, or not sent after all).
 
-        From now on it counts from this moment, for `window + margin`.
+        An accepted call counts from now on, for `window + margin`, and is
+        told to the learner and to `on_finished`; a refused one (429) is not
+        spent and leaves no trace.
         """
-        if self._in_flight > 0:
-            self._in_flight -= 1
-            now = self._clock()
+        if self._in_flight <= 0:
+            return
+        self._in_flight -= 1
+        call = self._call()
+        _CALL.set(None)
+        now = self._clock()
+        if call is None or not call.refused:
             self._log.append(now)
+            self._learner.accepted(call.sent_at if call else now, now)
             if self._model == "smooth":
                 self._last_admit = max(self._last_admit, now)
             if self._on_finished is not None:
                 self._on_finished()
-            self._notify()
+        self._notify()
 
-    def rate_limited(self, retry_after: float | None) -> None:
-        """The server answered 429: pause everyone and cut the rate.
+    def rate_limited(self, retry_after: float | None, coarse: bool = False) -> None:
+        """The server answered 429 to this task's call: pause everyone, learn the quota.
 
-        `retry_after` is the server's hint in seconds; without one the pause
-        is a slot's length at the budget's rate.
+        `retry_after` is the server's hint in seconds (0 for a reset in the
+        past: never "retry now", the learner backs off); `coarse` says it is
+        good only to the second.
         """
         now = self._clock()
-        self._rate_limited += 1
-        if retry_after is None:
-            retry_after = self._span / (self._limit or 60)
-        self._paused_until = max(self._paused_until, now + retry_after)
-        # One cut per window: a burst of 429s answering calls already in
-        # flight is one signal, not many.
-        if now - self._last_change >= self._window or self._factor == 1.0:
-            self._factor = max(MIN_FACTOR, self._factor * CUT)
-            self._last_change = now
+        call = self._call()
+        sent_at = now
+        if call is not None:
+            call.refused = True
+            sent_at = call.sent_at
+        reset_at = None if retry_after is None else now + retry_after
+        self._learner.refused(sent_at, now, reset_at, coarse)
         self._notify()
 
     def stats(self) -> RateStats:
         """A frozen snapshot."""
+        quota = self._learner.stats()
         return RateStats(
             admitted=self._admitted,
             limit=self._limit or 0,
             effective_limit=self.effective_limit or 0,
-            paused_until=self._paused_until,
-            rate_limited=self._rate_limited,
+            paused_until=quota.paused_until,
+            rate_limited=quota.rate_limited,
             waiting=len(self._heap),
+            window=quota.window,
         )

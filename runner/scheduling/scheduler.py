@@ -38,7 +38,7 @@ import anyio
 from runner.backends.base import Backend
 from runner.clock import wall_time
 from runner.errors import RunnerError
-from runner.events import Event, EventKind, Listener, RunStats
+from runner.events import Event, EventKind, Listener, RateInfo, RunStats
 from runner.jobs import Job
 from runner.money import to_usd
 from runner.scheduling.broadcast import Broadcast
@@ -101,7 +101,14 @@ class Scheduler:
             guard=guard,
             config=config,
             gate=gate
-            or RateGate(config.rpm, config.window, margin=config.margin, model=config.rate_model),
+            or RateGate(
+                config.rpm,
+                config.window,
+                margin=config.margin,
+                model=config.rate_model,
+                auto=config.rpm_auto,
+                seed=config.seed,
+            ),
             wall=wall,
             rng=random.Random(config.seed),
             tracker=tracker,
@@ -153,6 +160,7 @@ class Scheduler:
             calls=dict(ctx.tally.calls),
             stopped=ctx.stop.state.reason or credit.stopped,
             elapsed=anyio.current_time() - self._start if self._start is not None else 0.0,
+            rate=rate_info(ctx.gate, config=ctx.config),
         )
 
     def skipped(self, job: Job, detail: str = "") -> None:
@@ -296,3 +304,18 @@ def _listener_event(event: JobEvent) -> tuple[EventKind, str] | None:
             return "expired", f"request {request_id} is gone from the server"
         case _:
             return None
+
+
+def rate_info(gate: RateLimit, *, config: SchedulerConfig) -> RateInfo | None:
+    """What a local gate learned of the server's limit, its window in real seconds."""
+    if not isinstance(gate, RateGate):
+        return None  # a shared gate keeps its belief in Redis
+    quota = gate.quota()
+    return RateInfo(
+        limit=quota.limit,
+        # The config's window is a scaled minute.
+        window_s=round(quota.window * 60.0 / config.window, 3),
+        learned=quota.learned,
+        rate_limited=quota.rate_limited,
+        declared=quota.declared,
+    )

@@ -198,7 +198,15 @@ async def test_a_429_storm_cuts_the_limit_once_per_window(
                 await gate.report_limited(0.0)  # what rate_limited sends, awaited here
             else:
                 gate.rate_limited(0.0)
-        assert await effective() == 4
+        if kind == "shared":
+            assert await effective() == 4  # halved once
+        else:
+            # The local gate learns instead of halving (scheduling/quota.py): one
+            # cut, to what the server accepted in the window. The shared gate does
+            # not learn yet (issue #12/#18): the two differ here until it does.
+            assert isinstance(gate, RateGate)
+            assert gate.quota().cuts == 1
+            assert await effective() == 1
 
 
 async def test_a_burst_of_the_limit_then_one_more_a_span_after_the_first_end(

@@ -9,6 +9,7 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from runner.scheduling.quota import QuotaStats
 from runner.scheduling.rate import RateGate, RateModel
 
 
@@ -27,10 +28,10 @@ def _admissions(
     async def caller(gate: RateGate, at: float, i: int) -> None:
         await trio.sleep(at)
         await gate.acquire()
-        gate.finished()  # the call is answered at once
         admitted.append(trio.current_time())
         if limited_at and i in limited_at:
             gate.rate_limited(limited_at[i])
+        gate.finished()  # the call is answered at once
 
     async def main() -> None:
         gate = RateGate(limit, window, margin=margin, model=model, clock=trio.current_time)
@@ -85,30 +86,90 @@ def test_margin_keeps_each_call_for_window_plus_margin() -> None:
     assert times == [0.0, 0.0, 61.5]
 
 
-def test_429_pauses_everyone_and_halves_the_rate() -> None:
-    # The first call is answered 429 with a 30 s reset: nobody else goes before t=30,
-    # and the effective limit drops from 8 to 4 for the rest of that window.
-    times = _admissions(8, 60.0, [0.0] + [0.001] * 12, limited_at={0: 30.0})
-    assert times[0] == 0.0
-    assert all(t >= 30.0 for t in times[1:])
-    assert len([t for t in times if t < 60.0]) == 4
+async def _calls(gate: RateGate, n: int, *, refused: float | None = None) -> None:
+    """`n` calls answered at once; the last refused with a `refused` s hint when given."""
+    for k in range(n):
+        await gate.acquire()
+        if refused is not None and k == n - 1:
+            gate.rate_limited(refused)
+        gate.finished()
 
 
-def test_creeps_back_to_the_budget_after_quiet_windows() -> None:
+def test_429_pauses_everyone_and_learns_what_the_server_accepted() -> None:
+    # 4 calls accepted at t=0, the 5th refused at t=10 with a 30 s reset: nobody
+    # goes before t=40, the quota becomes 4 per 40 s (the reset says the server
+    # counts from t=0), and the refused call is not spent, so 4 calls go at the
+    # reset (were it logged at t=10, one of them would wait until t=50).
+    async def main() -> tuple[QuotaStats, list[float]]:
+        gate = RateGate(8, 60.0, margin=0.0, clock=trio.current_time)
+        await _calls(gate, 4)
+        await trio.sleep(10.0)
+        await _calls(gate, 1, refused=30.0)
+        times: list[float] = []
+
+        async def one() -> None:
+            await _calls(gate, 1)
+            times.append(trio.current_time())
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(6):
+                nursery.start_soon(one)
+        return gate.quota(), sorted(times)
+
+    quota, times = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert (quota.limit, quota.window, quota.rate_limited) == (4, 40.0, 1)
+    assert all(40.0 <= t < 40.1 for t in times[:4])
+    assert all(t >= times[0] + 40.0 for t in times[4:])
+
+
+def test_grows_back_one_call_after_quiet_windows() -> None:
     async def main() -> tuple[int, int]:
         gate = RateGate(8, 60.0, margin=0.0, clock=trio.current_time)
-        await gate.acquire()
-        gate.finished()  # the call is answered at once
-        gate.rate_limited(1.0)
+        await _calls(gate, 5, refused=1.0)
         cut = gate.effective_limit or 0
         await trio.sleep(400.0)
-        await gate.acquire()
-        gate.finished()  # the call is answered at once
         return cut, gate.effective_limit or 0
 
     cut, later = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
     assert cut == 4
-    assert later == 8
+    assert later == 5  # one call above the learned quota, never the whole declared 8 at once
+
+
+def test_coarse_hint_waits_a_second_more_and_a_past_one_backs_off() -> None:
+    async def main() -> tuple[float, float, float]:
+        gate = RateGate(8, 60.0, margin=0.0, clock=trio.current_time)
+        await _calls(gate, 2, refused=5.0)
+        exact = gate.stats().paused_until
+        coarse_gate = RateGate(8, 60.0, margin=0.0, clock=trio.current_time)
+        await gate_call_coarse(coarse_gate)
+        coarse = coarse_gate.stats().paused_until
+        past_gate = RateGate(8, 60.0, margin=0.0, clock=trio.current_time)
+        await _calls(past_gate, 2, refused=0.0)
+        return exact, coarse, past_gate.stats().paused_until
+
+    async def gate_call_coarse(gate: RateGate) -> None:
+        await _calls(gate, 1)
+        await gate.acquire()
+        gate.rate_limited(5.0, coarse=True)
+        gate.finished()
+
+    exact, coarse, past = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert 5.0 <= exact < 5.1
+    assert 6.0 <= coarse < 6.1  # reset + 1 s: the hint may be up to a second early
+    assert past > 0.0  # a reset in the past is never "retry now"
+
+
+def test_auto_starts_from_one_call_and_doubles() -> None:
+    async def main() -> list[int | None]:
+        gate = RateGate(None, 60.0, margin=0.0, clock=trio.current_time, auto=True)
+        seen = [gate.effective_limit]
+        await _calls(gate, 1)
+        seen.append(gate.effective_limit)
+        await _calls(gate, 2)
+        seen.append(gate.effective_limit)
+        return seen
+
+    assert trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0)) == [1, 2, 4]
 
 
 def test_higher_priority_waiters_go_first() -> None:
@@ -189,3 +250,30 @@ def test_finished_calls_are_reported_for_the_next_run() -> None:
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
     assert seen == [1.0]
+
+
+def test_a_reset_hint_in_the_past_makes_no_hot_loop() -> None:
+    # Every call is refused with a reset already past (a wait of 0 s): the gate
+    # must back off, not admit again at once, whoever is waiting.
+    sends: list[float] = []
+
+    async def caller(gate: RateGate) -> None:
+        for _ in range(10):
+            await gate.acquire()
+            sends.append(trio.current_time())
+            gate.rate_limited(0.0)
+            gate.finished()
+
+    async def main() -> None:
+        gate = RateGate(8, 60.0, margin=0.0, clock=trio.current_time)
+        async with trio.open_nursery() as nursery:
+            for _ in range(4):
+                nursery.start_soon(caller, gate)
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert len(sends) == 40
+    per_second: dict[int, int] = {}
+    for t in sends:
+        per_second[math.floor(t)] = per_second.get(math.floor(t), 0) + 1
+    assert max(per_second.values()) <= 4  # the first burst only; then one at a time
+    assert sends[-1] - sends[0] > 30.0  # backed off, not a loop of 0 s waits
