@@ -35,6 +35,7 @@ from runner.recorder import Recorder, RecorderConfig
 from runner.reporting.exit_codes import StopKind
 from runner.resume import Rules
 from runner.scheduling.polling import PollPolicy
+from runner.scheduling.prices import book_for
 from runner.scheduling.retry import RetryPolicy
 from runner.scheduling.scheduler import Scheduler, SchedulerConfig
 from runner.shard import Shard
@@ -296,7 +297,14 @@ class _Run:
             ),
         )
         scheduler = Scheduler(
-            backend, recorder, guard, config, listeners=listeners, wall=wall, gate=gate
+            backend,
+            recorder,
+            guard,
+            config,
+            listeners=listeners,
+            wall=wall,
+            gate=gate,
+            prices=book_for(manifest.prices, guard.stats().budget),
         )
         planned = mode.planned()
         # When the limit counts every call, the balance read would spend one

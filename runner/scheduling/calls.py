@@ -188,7 +188,7 @@ async def _ambiguous_again(ctx: RunContext, job: Job, tried_again: bool, estimat
         cap = max(cap, math.ceil(ctx.tally.planned * 0.05))
     if tried_again or ctx.tally.ambiguous_retries >= cap:
         return False
-    if ctx.stop.state.stopped or not await ctx.guard.reserve(job.key, estimate):
+    if ctx.stop.state.stopped or not await ctx.guard.reserve(job.key, ctx.prices.reservation(job)):
         return False
     ctx.tally.ambiguous_retries += 1
     return True

@@ -2,7 +2,7 @@
 
 The scheduler builds one `RunContext` per `Scheduler`; the dispatcher, the
 per-job runner and the calls read it. Only `Tally` and the objects it points
-to (the cap, the tracker, the stop) change while the run goes.
+to (the cap, the tracker, the stop, the price book) change while the run goes.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from runner.scheduling.credits import Credits
 from runner.scheduling.inflight import InFlightCap
 from runner.scheduling.lifecycle import JobEvent
 from runner.scheduling.polling import LatencyTracker
+from runner.scheduling.prices import PriceBook
 from runner.scheduling.rate import RateLimit
 from runner.scheduling.stop import Stop
 
@@ -56,3 +57,5 @@ class RunContext:
     tally: Tally
     publish: Publish
     emit: Emit
+    # What jobs are reserved at, learned from what the API charges.
+    prices: PriceBook

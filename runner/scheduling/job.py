@@ -18,7 +18,7 @@ import anyio
 from runner.backends.base import Media, Result, Submission
 from runner.errors import ApiError, DownloadError, NotFound, RetryableError, RunnerError
 from runner.jobs import Job
-from runner.money import maybe_micros
+from runner.money import ZERO
 from runner.scheduling.calls import Stopped, billed_send, call
 from runner.scheduling.context import RunContext
 from runner.scheduling.inflight import auto_cap
@@ -209,8 +209,12 @@ class JobRunner:
         latency: float | None,
     ) -> JobEnd:
         ctx = self._ctx
-        # The answer's own cost, converted once (None: it stated none we can believe).
-        reported = maybe_micros(result.metrics.cost)
+        # The answer's own cost, believed or not by the price book (None: it
+        # stated none we can believe, so the reservation counts as spent).
+        charge = ctx.prices.charged(job, result.metrics.cost, ZERO)
+        reported = charge.amount if charge.reported else None
+        if charge.surprise is not None:
+            ctx.emit("price", job, charge.surprise)
         if not result.media:
             await ctx.guard.mark_ambiguous(job.key)
             return Failed(job, "the result has no image", request_id)

@@ -156,3 +156,17 @@ class PriceBook:
                     f"kind are reserved at {format_usd(Micros(per_image * n))}"
                 )
         return Charge(amount, reported=True, surprise=surprise)
+
+
+def book_for(
+    table: Mapping[str, Mapping[str, float]] = DEFAULT_PRICES, budget: Micros | None = None
+) -> PriceBook:
+    """The price book of a run: a safety factor and scouts only under a cap (`budget` µ$).
+
+    Without a cap (None) there is nothing a wrong table could overspend, so
+    the run reserves the table at full concurrency; the charges are still
+    checked and a surprise still said.
+    """
+    if budget is None:
+        return PriceBook(table, PricePolicy(safety=1.0, scout=False))
+    return PriceBook(table)

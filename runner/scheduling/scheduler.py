@@ -61,6 +61,7 @@ from runner.scheduling.lifecycle import (
     Submitted,
 )
 from runner.scheduling.polling import LatencyTracker
+from runner.scheduling.prices import PriceBook, book_for
 from runner.scheduling.rate import RateGate, RateLimit
 from runner.scheduling.sink import JobSink
 from runner.scheduling.source import IterSource, SourceFeed, WorkItem, WorkSource
@@ -73,7 +74,8 @@ class Scheduler:
     """Runs work items against a backend under a rate gate, a credit guard and a cap.
 
     `gate` defaults to a local `RateGate` built from `config`; `wall` gives
-    UTC epoch seconds.
+    UTC epoch seconds; `prices` (what jobs are reserved at, see
+    runner.scheduling.prices) defaults to a book of the default price table.
     """
 
     def __init__(
@@ -86,6 +88,7 @@ class Scheduler:
         listeners: Iterable[Listener] = (),
         wall: Callable[[], float] = time.time,
         gate: RateLimit | None = None,
+        prices: PriceBook | None = None,
     ) -> None:
         self._sink = sink
         self._listeners = list(listeners)
@@ -110,6 +113,7 @@ class Scheduler:
             tally=Tally(),
             publish=self._publish,
             emit=self._emit,
+            prices=prices or book_for(budget=guard.stats().budget),
         )
 
     # -- public ------------------------------------------------------------
