@@ -65,6 +65,8 @@ class RunStats:
     calls: dict[str, int] = field(default_factory=dict)
     stopped: str | None = None
     elapsed: float = 0.0
+    # Each time the API charged more than the price table (runner.scheduling.prices).
+    price_surprises: tuple[str, ...] = ()
 
     @property
     def done(self) -> int:

@@ -66,6 +66,9 @@ class RunCounters(_Model):
     requests: dict[str, int] = Field(description="API calls made, by kind (submit, status, ...).")
     requests_total: int = Field(ge=0)
     stopped: str | None = Field(default=None, description="Why new submits stopped, if they did.")
+    price_surprises: list[str] = Field(
+        default_factory=list, description="Each time the API charged more than the price table."
+    )
 
 
 class ExitInfo(_Model):

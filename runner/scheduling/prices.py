@@ -90,6 +90,12 @@ class PriceBook:
         self._seen: dict[PriceClass, Micros] = {}  # highest believable charge per image
         self._knowledge: dict[PriceClass, Knowledge] = {}
         self._scouts: Counter[PriceClass] = Counter()
+        self._surprises: list[str] = []
+
+    @property
+    def surprises(self) -> tuple[str, ...]:
+        """Every surprise said so far, oldest first."""
+        return tuple(self._surprises)
 
     def table_price(self, job: Job) -> Micros:
         """The table's estimate for the whole job (n images)."""
@@ -155,6 +161,7 @@ class PriceBook:
                     f"{ratio:.1f}x the price table's {format_usd(table)}: later jobs of this "
                     f"kind are reserved at {format_usd(Micros(per_image * n))}"
                 )
+                self._surprises.append(surprise)
         return Charge(amount, reported=True, surprise=surprise)
 
 

@@ -157,6 +157,7 @@ class Scheduler:
             calls=dict(ctx.tally.calls),
             stopped=ctx.stop.state.reason or credit.stopped,
             elapsed=anyio.current_time() - self._start if self._start is not None else 0.0,
+            price_surprises=ctx.prices.surprises,
         )
 
     def skipped(self, job: Job, detail: str = "") -> None:

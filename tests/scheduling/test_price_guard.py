@@ -7,6 +7,7 @@ charged (the server's view), never the runner's own count.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +17,9 @@ from runner.emulator import InProcess
 from runner.events import Event, RunStats
 from runner.manifest import Manifest, parse_manifest
 from runner.params import DEFAULT_PRICES
+from runner.reporting.summary import build_summary, summary_json
 from runner.run import RunOptions, run_manifest
+from runner.store import Ledger
 
 pytestmark = pytest.mark.anyio
 
@@ -81,3 +84,16 @@ async def test_the_table_true_spends_the_cap_exactly(
     assert emu.emulator.charged_total() == pytest.approx(CAP)
     assert report.stats.completed == round(CAP / TABLE)
     assert report.counts["failed"] == 0
+
+
+async def test_the_surprise_is_in_the_summary(
+    tmp_path: Path, make_emulator: Callable[..., InProcess]
+) -> None:
+    emu = make_emulator(prices=scaled(3.0))
+    opts = RunOptions(backend="local", out=tmp_path / "out", time_scale=1.0, seed=1)
+    report = await run_manifest(manifest(tmp_path, "auto"), opts, emulator=emu.emulator, env={})
+    with Ledger.open_readonly(tmp_path / "out") as ledger:
+        summary = build_summary(tmp_path / "out", ledger.rows(), stats=report.stats)
+    data = json.loads(summary_json(summary))
+    (surprise,) = data["run"]["price_surprises"]
+    assert "3.0x the price table's $0.02" in surprise
