@@ -331,6 +331,7 @@ class _Run:
                 fatal = err
             finally:
                 tg.cancel_scope.cancel()
+        recorder.close()
         if fatal is not None:
             ledger.end_run(run_id, outcome=f"error: {type(fatal).__name__}", at=wall())
             raise fatal

@@ -45,6 +45,7 @@ from runner.clock import WallClock, utc_datetime, wall_time
 from runner.errors import RunnerError, StoreError, UsageError
 from runner.money import ZERO, Micros
 from runner.store.atomic import ensure_dir, fsync_dir, store_error
+from runner.store.journal import read_journal, unrecorded_ids
 from runner.store.lock import FolderLock, release_folder_lock, take_folder_lock
 from runner.store.migrations import (
     MONEY_MICROS,
@@ -270,7 +271,9 @@ class Ledger:
             conn.execute("PRAGMA busy_timeout=5000")
             migrate(conn, path)
             meta = _meta(conn, out_dir, backend=backend, base_url=base_url, wall=wall)
-            return cls(conn, path, meta, lock_fd=lock_fd, readonly=False, wall=wall)
+            ledger = cls(conn, path, meta, lock_fd=lock_fd, readonly=False, wall=wall)
+            ledger.replay_journal(out_dir)
+            return ledger
         except BaseException as err:
             if conn is not None:
                 conn.close()
@@ -608,6 +611,25 @@ class Ledger:
                 oldest_updated_at=updated,
             )
         return totals
+
+    def replay_journal(self, out_dir: Path) -> int:
+        """Put back the request ids the journal kept and this ledger lost; how many.
+
+        A kill (or a full disk) between a submit's answer and the `submitted`
+        commit leaves the row `submitting` though the server accepted and
+        billed it; the journal (runner.store.journal) had the id first. Each
+        `submitting` row whose latest send the journal saw accepted becomes
+        `submitted`, so the next run re-attaches to the paid result instead
+        of paying again. Called by `open`.
+        """
+        ids = unrecorded_ids(read_journal(out_dir))
+        replayed = 0
+        for key, row in self.get_many(ids).items():
+            if row.state == "submitting":
+                request_id, at = ids[key]
+                self.submitted(key, request_id, at)
+                replayed += 1
+        return replayed
 
     def possible_extra_spend(self) -> Micros:
         """µ$ that earlier runs may have been billed without a result to show for it.
