@@ -139,6 +139,7 @@ def _scheduler_config(manifest: Manifest, options: RunOptions, scale: float) -> 
         window=60.0 * scale,
         margin=1.0 * scale,
         max_in_flight=in_flight,
+        max_submits_in_flight=budget.max_submits_in_flight,
         poll=replace(PollPolicy(), scale=scale),
         retry=replace(RetryPolicy(), scale=scale),
         retention=RETENTION_S * scale,

@@ -12,6 +12,8 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+import anyio
+
 from runner.backends.base import Backend
 from runner.events import EventKind
 from runner.jobs import Job
@@ -59,3 +61,5 @@ class RunContext:
     emit: Emit
     # What jobs are reserved at, learned from what the API charges.
     prices: PriceBook
+    # Places for billed sends on the wire (config.max_submits_in_flight).
+    submits: anyio.CapacityLimiter

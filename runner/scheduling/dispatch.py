@@ -26,7 +26,7 @@ from typing import Protocol
 import anyio
 from anyio.abc import TaskGroup
 
-from runner.money import format_usd
+from runner.money import Micros, format_usd
 from runner.scheduling.context import RunContext
 from runner.scheduling.credits import Credits
 from runner.scheduling.inflight import InFlightCap
@@ -105,6 +105,13 @@ class CreditLimit:
             f"credit budget reached: the next job needs {format_usd(estimate)} and "
             f"{format_usd(stats.committed)} of {format_usd(stats.budget or 0)} is committed"
         )
+        if guard.stopped is None and stats.ambiguous > 0:
+            # Possible spend (lost answers, a kill mid-submit) is bounded: say the way out.
+            short = Micros(stats.committed + estimate - (stats.budget or 0))
+            reason += (
+                f", {format_usd(stats.ambiguous)} of it possibly billed by lost or killed "
+                f"submits: raise max_credits by {format_usd(short)} to go on"
+            )
         await guard.stop(reason)
         self._stop.request(reason, hold_submits=False)
         return False

@@ -114,6 +114,7 @@ class Scheduler:
             publish=self._publish,
             emit=self._emit,
             prices=prices or book_for(budget=guard.stats().budget),
+            submits=anyio.CapacityLimiter(config.max_submits_in_flight),
         )
 
     # -- public ------------------------------------------------------------

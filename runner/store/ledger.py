@@ -631,21 +631,34 @@ class Ledger:
                 replayed += 1
         return replayed
 
-    def possible_extra_spend(self) -> Micros:
+    def possible_extra_spend(self, per_kill: int | None = None) -> Micros:
         """µ$ that earlier runs may have been billed without a result to show for it.
 
         Each ambiguous submit (its answer lost) may have been accepted, and so
         may a job left `submitting` by a crash: their estimates, so a resumed
-        run's budget counts them.
+        run's budget counts them. `per_kill` (the runs' max_submits_in_flight)
+        bounds the `submitting` rows counted: a killed run (one never ended)
+        had at most that many sends on the wire, so only the `per_kill`
+        dearest rows per killed run count (None: every row). Then a folder can
+        always be finished by raising the cap by at most that much.
         """
         estimate = self._money("estimate")
         with self._db() as db:
             (extra,) = db.execute(
-                f"SELECT COALESCE(SUM(ambiguous * {estimate}), 0) + "  # noqa: S608 (constant)
-                f"COALESCE(SUM(CASE WHEN state = 'submitting' THEN {estimate} ELSE 0 END), 0) "
-                "FROM jobs"
+                f"SELECT COALESCE(SUM(ambiguous * {estimate}), 0) FROM jobs"  # noqa: S608
             ).fetchone()
-        return Micros(extra)
+            rows = [
+                int(value)
+                for (value,) in db.execute(
+                    f"SELECT {estimate} FROM jobs WHERE state = 'submitting' "  # noqa: S608
+                    f"ORDER BY {estimate} DESC"
+                )
+            ]
+            (killed,) = db.execute("SELECT COUNT(*) FROM runs WHERE ended_at IS NULL").fetchone()
+        if per_kill is not None and rows:
+            # A row left submitting is a kill's, even without its run's row (older folders).
+            rows = rows[: per_kill * max(1, int(killed))]
+        return Micros(int(extra) + sum(rows))
 
     def _money(self, column: str) -> str:
         """The SQL for money `column` in µ$ (converted on read in an older runner's ledger)."""

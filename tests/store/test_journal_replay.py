@@ -93,3 +93,17 @@ output: {{dir: {tmp_path / "out"}}}
             assert rows[entry.key].request_id == entry.request_id
     # The space is reserved ahead: the file is larger than what was written.
     assert (tmp_path / "out" / ".runner" / "journal.bin").stat().st_size > 6 * 256
+
+
+def test_a_kill_counts_at_most_its_sends_on_the_wire_as_possible_spend(tmp_path: Path) -> None:
+    with Ledger.open(tmp_path, backend="local", base_url=URL) as ledger:
+        ledger.start_run(argv=["runner"], manifest_sha256=None, at=1.0)  # killed: never ended
+        for i in range(10):
+            key = f"k{i}:" + "cd" * 32
+            ledger.plan(key, i, "p", micros(0.02 if i else 0.05))
+            ledger.submitting(key)
+        # Only 4 sends were on the wire: the dearest 4 rows count, not all 10.
+        assert ledger.possible_extra_spend(4) == micros(0.05 + 3 * 0.02)
+        assert ledger.possible_extra_spend() == micros(0.05 + 9 * 0.02)
+        ledger.start_run(argv=["runner"], manifest_sha256=None, at=2.0)  # killed too
+        assert ledger.possible_extra_spend(4) == micros(0.05 + 7 * 0.02)
