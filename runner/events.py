@@ -26,6 +26,7 @@ EventKind = Literal[
     "ambiguous",  # a submit's answer was lost: it may have been accepted and billed
     "rate_limited",  # the server answered 429
     "retry",  # a call is retried (detail: operation and reason)
+    "price",  # the API charged more than the price table (detail: the sentence)
     "stopping",  # no new submits (detail: why: budget, 406, interrupt)
     "finished",  # the run ended
 ]
@@ -80,6 +81,8 @@ class RunStats:
     stopped: str | None = None
     elapsed: float = 0.0
     rate: RateInfo | None = None  # the learned limit (None: the gate is not a local one)
+    # Each time the API charged more than the price table (runner.scheduling.prices).
+    price_surprises: tuple[str, ...] = ()
 
     @property
     def done(self) -> int:

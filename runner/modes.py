@@ -177,7 +177,7 @@ class Alone:
         # been billed for (lost answers, crashes mid-submit) counts too.
         guard.add_spent(
             total(t.charged for t in ledger.totals().values()),
-            possible=ledger.possible_extra_spend(),
+            possible=ledger.possible_extra_spend(s.config.max_submits_in_flight),
         )
         gate, self._calls = _local_gate(s.out, s.config, s.wall)
         self._gate = gate

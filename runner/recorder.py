@@ -25,6 +25,7 @@ from typing import TypeVar
 import anyio
 
 from runner.backends.base import DeliveredMetrics
+from runner.clock import wall_time
 from runner.jobs import Job
 from runner.money import ZERO, Micros
 from runner.scheduling.lifecycle import (
@@ -48,6 +49,7 @@ from runner.store import (
     sidecar_path,
     write_sidecar,
 )
+from runner.store.journal import Journal
 
 T = TypeVar("T")
 
@@ -138,9 +140,15 @@ class Recorder:
         self._ledger = ledger
         self._config = config
         self._thread = StoreThread(ledger)
+        # The durable first copy of each send and request id (space reserved now).
+        self._journal = Journal.open(config.out)
         # Images written and waiting for their sidecars, by (job key, index);
         # touched only in the worker thread.
         self._pending: dict[tuple[str, int], SavedFile] = {}
+
+    def close(self) -> None:
+        """Close the journal (its reserved space stays for the next run)."""
+        self._journal.close()
 
     @property
     def thread(self) -> StoreThread:
@@ -155,7 +163,7 @@ class Recorder:
             case Submitting(job=job, estimate=estimate):
                 await write(lambda: self._submitting(job, estimate))
             case Submitted(job=job, submission=submission, wall=wall):
-                await write(lambda: ledger.submitted(job.key, submission.request_id, wall))
+                await write(lambda: self._submitted(job, submission.request_id, wall))
             case Refused(job=job) | Unsent(job=job):
                 await write(lambda: self._unsent(job))
             case Ambiguous(job=job):
@@ -189,7 +197,15 @@ class Recorder:
             self._ledger.reset(job.key)
         # A row left `submitting` by an earlier run is counted ambiguous by
         # the resume decision (runner/resume.py), once, before it gets here.
+        # Journalled first: a send the ledger cannot mark is not made.
+        self._journal.sending(job.key, wall_time())
         self._ledger.submitting(job.key)
+
+    def _submitted(self, job: Job, request_id: str, wall: float) -> None:
+        # The journal first: its space is reserved, so a full disk that fails
+        # the ledger's commit cannot lose the id (Ledger.replay_journal).
+        self._journal.accepted(job.key, request_id, wall)
+        self._ledger.submitted(job.key, request_id, wall)
 
     def _save_image(self, job: Job, index: int, data: bytes) -> SavedImage:
         cfg = self._config

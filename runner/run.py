@@ -35,6 +35,7 @@ from runner.recorder import Recorder, RecorderConfig
 from runner.reporting.exit_codes import StopKind
 from runner.resume import Rules
 from runner.scheduling.polling import PollPolicy
+from runner.scheduling.prices import book_for
 from runner.scheduling.retry import RetryPolicy
 from runner.scheduling.scheduler import Scheduler, SchedulerConfig
 from runner.shard import Shard
@@ -142,6 +143,7 @@ def _scheduler_config(manifest: Manifest, options: RunOptions, scale: float) -> 
         window=60.0 * scale,
         margin=1.0 * scale,
         max_in_flight=in_flight,
+        max_submits_in_flight=budget.max_submits_in_flight,
         poll=replace(PollPolicy(), scale=scale),
         retry=replace(RetryPolicy(), scale=scale),
         retention=RETENTION_S * scale,
@@ -303,7 +305,14 @@ class _Run:
             ),
         )
         scheduler = Scheduler(
-            backend, recorder, guard, config, listeners=listeners, wall=wall, gate=gate
+            backend,
+            recorder,
+            guard,
+            config,
+            listeners=listeners,
+            wall=wall,
+            gate=gate,
+            prices=book_for(manifest.prices, guard.stats().budget),
         )
         planned = mode.planned()
         # When the limit counts every call, the balance read would spend one
@@ -330,6 +339,7 @@ class _Run:
                 fatal = err
             finally:
                 tg.cancel_scope.cancel()
+        recorder.close()
         if fatal is not None:
             ledger.end_run(run_id, outcome=f"error: {type(fatal).__name__}", at=wall())
             raise fatal

@@ -117,6 +117,7 @@ class _Builder:
                 rate_scope=m.budget.rate_scope,
                 rate_model=m.budget.rate_model,
                 max_in_flight=m.budget.max_in_flight,
+                max_submits_in_flight=m.budget.max_submits_in_flight,
             ),
             prices=self._prices(),
             output=Output(dir=m.output.dir or f"outputs/{m.name}", pattern=self._pattern(prompts)),

@@ -95,6 +95,8 @@ class Budget:
     rate_scope: Literal["submit", "all"]
     rate_model: Literal["window", "smooth"]
     max_in_flight: int | Literal["auto"]
+    # Billed sends on the wire at once: the most a kill can cost in unrecorded submits.
+    max_submits_in_flight: int = 4
 
 
 @dataclass(frozen=True, slots=True)

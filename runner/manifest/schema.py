@@ -310,6 +310,12 @@ class BudgetModel(BaseModel):
         "smooth: evenly spaced calls, for servers that refuse bursts",
     )
     max_in_flight: InFlight = Field(default="auto", description="jobs submitted but not finished")
+    max_submits_in_flight: int = Field(
+        default=4,
+        ge=1,
+        description="billed sends on the wire at once: what a kill can cost in paid submits "
+        "the ledger never saw (fewer: less exposure, slower bursts)",
+    )
 
 
 class OutputModel(BaseModel):

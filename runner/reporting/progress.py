@@ -53,7 +53,7 @@ class ProgressBar:
         )
         if event.kind in _FINAL:
             bar.update(1)
-        if event.kind in ("rate_limited", "ambiguous", "stopping"):
+        if event.kind in ("rate_limited", "ambiguous", "stopping", "price"):
             bar.write(f"{event.kind}: {event.detail}", file=self._stream)
 
     def close(self) -> None:

@@ -100,6 +100,7 @@ def _run_counters(stats: RunStats, started_at: float | None) -> RunCounters:
         requests=dict(sorted(stats.calls.items())),
         requests_total=sum(stats.calls.values()),
         stopped=stats.stopped,
+        price_surprises=list(stats.price_surprises),
     )
 
 

@@ -77,6 +77,9 @@ class RunCounters(_Model):
     requests_total: int = Field(ge=0)
     stopped: str | None = Field(default=None, description="Why new submits stopped, if they did.")
     rate: RateCounters | None = Field(default=None, description="The learned rate limit.")
+    price_surprises: list[str] = Field(
+        default_factory=list, description="Each time the API charged more than the price table."
+    )
 
 
 class ExitInfo(_Model):

@@ -148,13 +148,20 @@ async def billed_send(
     estimate = ctx.guard.estimate(job)
     marks = _Marks(ctx, job, estimate)
     tried_again = False
+
+    async def on_the_wire() -> T:
+        # Only the send holds a place: a kill costs at most that many
+        # unrecorded paid submits (config.max_submits_in_flight).
+        async with ctx.submits:
+            return await send()
+
     while True:
         try:
             return await call(
                 ctx,
                 op,
                 job,
-                send,
+                on_the_wire,
                 priority=PRIORITY_SUBMIT,
                 before=marks.before,
                 refused=marks.refused,
@@ -188,7 +195,7 @@ async def _ambiguous_again(ctx: RunContext, job: Job, tried_again: bool, estimat
         cap = max(cap, math.ceil(ctx.tally.planned * 0.05))
     if tried_again or ctx.tally.ambiguous_retries >= cap:
         return False
-    if ctx.stop.state.stopped or not await ctx.guard.reserve(job.key, estimate):
+    if ctx.stop.state.stopped or not await ctx.guard.reserve(job.key, ctx.prices.reservation(job)):
         return False
     ctx.tally.ambiguous_retries += 1
     return True

@@ -25,6 +25,9 @@ class SchedulerConfig:
     window: float = 60.0
     margin: float = 1.0
     max_in_flight: int | None = None  # None: auto (Little's law)
+    # Billed sends on the wire at once (not polls): a kill costs at most this
+    # many paid submits whose answers no one read.
+    max_submits_in_flight: int = 4
     poll: PollPolicy = field(default_factory=PollPolicy)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     # Ambiguous submits retried in one run, at most one per job: each may be

@@ -2,7 +2,7 @@
 
 The scheduler builds one `RunContext` per `Scheduler`; the dispatcher, the
 per-job runner and the calls read it. Only `Tally` and the objects it points
-to (the cap, the tracker, the stop) change while the run goes.
+to (the cap, the tracker, the stop, the price book) change while the run goes.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+import anyio
+
 from runner.backends.base import Backend
 from runner.events import EventKind
 from runner.jobs import Job
@@ -20,6 +22,7 @@ from runner.scheduling.credits import Credits
 from runner.scheduling.inflight import InFlightCap
 from runner.scheduling.lifecycle import JobEvent
 from runner.scheduling.polling import LatencyTracker
+from runner.scheduling.prices import PriceBook
 from runner.scheduling.rate import RateLimit
 from runner.scheduling.stop import Stop
 
@@ -56,3 +59,7 @@ class RunContext:
     tally: Tally
     publish: Publish
     emit: Emit
+    # What jobs are reserved at, learned from what the API charges.
+    prices: PriceBook
+    # Places for billed sends on the wire (config.max_submits_in_flight).
+    submits: anyio.CapacityLimiter

@@ -7,8 +7,12 @@ run stops; `started` is told the job's task started; `finished` gives back
 what `wait` took, when the job ends or when it never started. The loop only
 walks the list, in order::
 
-    credit guard: reserve the job's estimate (hold it for a re-attach), or stop
+    price scout:  while a price class is unobserved, one job of it at a time
+    credit guard: reserve the job's reservation (hold it for a re-attach), or stop
     in-flight cap: wait for a place
+
+The scout comes before the guard: a job waiting for its class's scout is
+reserved at what the scout taught, not at the guess made before it.
 
 The rate gate is not a limit of the dispatcher: it paces each call of a job
 (runner.scheduling.calls), not the start of jobs.
@@ -22,11 +26,12 @@ from typing import Protocol
 import anyio
 from anyio.abc import TaskGroup
 
-from runner.money import format_usd
+from runner.money import Micros, format_usd
 from runner.scheduling.context import RunContext
 from runner.scheduling.credits import Credits
 from runner.scheduling.inflight import InFlightCap
 from runner.scheduling.lifecycle import Unsent
+from runner.scheduling.prices import PriceBook
 from runner.scheduling.source import SourceFeed, WorkItem
 from runner.scheduling.stop import Stop
 
@@ -45,22 +50,51 @@ class Limit(Protocol):
         """Give back what `wait` took: the job ended (`ran`) or never started."""
 
 
+class ScoutLimit:
+    """One job at a time of a price class no charge has been seen for (its scout).
+
+    Until the scout's charge is known, a wrong price table costs at most
+    that one job's overshoot (runner.scheduling.prices).
+    """
+
+    def __init__(self, book: PriceBook) -> None:
+        self._book = book
+        self._changed = anyio.Event()
+
+    async def wait(self, item: WorkItem) -> bool:
+        while not self._book.may_start(item.job):
+            await self._changed.wait()
+        return True
+
+    def started(self, item: WorkItem) -> None:
+        self._book.started(item.job)
+
+    async def finished(self, item: WorkItem, *, ran: bool) -> None:
+        if ran:
+            # A no-op when the job's charge already ended its scouting.
+            self._book.ended(item.job)
+        self._changed.set()
+        self._changed = anyio.Event()
+
+
 class CreditLimit:
-    """Reserves each new job's estimate; a re-attached job's cost is held, budget or not.
+    """Reserves each new job's price (runner.scheduling.prices); a re-attached one's is held.
 
     A job that does not fit stops the run (`hold_submits=False`: jobs
     already reserved go on). A job that ran settles or refunds its own
     reservation; one that never started is refunded here.
     """
 
-    def __init__(self, guard: Credits, stop: Stop) -> None:
+    def __init__(self, guard: Credits, stop: Stop, book: PriceBook | None = None) -> None:
         self._guard = guard
         self._stop = stop
+        self._book = book
 
     async def wait(self, item: WorkItem) -> bool:
         guard = self._guard
         job = item.job
-        estimate = guard.estimate(job)
+        # Without a book: the guard's table estimate.
+        estimate = guard.estimate(job) if self._book is None else self._book.reservation(job)
         if item.resume is not None:
             await guard.hold(job.key, estimate)
             return True
@@ -71,6 +105,13 @@ class CreditLimit:
             f"credit budget reached: the next job needs {format_usd(estimate)} and "
             f"{format_usd(stats.committed)} of {format_usd(stats.budget or 0)} is committed"
         )
+        if guard.stopped is None and stats.ambiguous > 0:
+            # Possible spend (lost answers, a kill mid-submit) is bounded: say the way out.
+            short = Micros(stats.committed + estimate - (stats.budget or 0))
+            reason += (
+                f", {format_usd(stats.ambiguous)} of it possibly billed by lost or killed "
+                f"submits: raise max_credits by {format_usd(short)} to go on"
+            )
         await guard.stop(reason)
         self._stop.request(reason, hold_submits=False)
         return False
@@ -109,7 +150,11 @@ class Runs(Protocol):
 
 def default_limits(ctx: RunContext) -> list[Limit]:
     """The limits of a run, in the order they are waited for."""
-    return [CreditLimit(ctx.guard, ctx.stop), InFlightLimit(ctx.cap)]
+    return [
+        ScoutLimit(ctx.prices),
+        CreditLimit(ctx.guard, ctx.stop, ctx.prices),
+        InFlightLimit(ctx.cap),
+    ]
 
 
 class Dispatcher:

@@ -16,9 +16,9 @@ from __future__ import annotations
 import anyio
 
 from runner.backends.base import Media, Result, Submission
-from runner.errors import ApiError, DownloadError, NotFound, RunnerError
+from runner.errors import ApiError, DownloadError, NotFound, RetryableError, RunnerError
 from runner.jobs import Job
-from runner.money import maybe_micros
+from runner.money import ZERO
 from runner.scheduling.calls import Stopped, billed_send, call
 from runner.scheduling.context import RunContext
 from runner.scheduling.inflight import auto_cap
@@ -144,6 +144,14 @@ class JobRunner:
                         return await self._job_failed(job, result.error, submission)
             except NotFound:
                 return await self._lost(job, submission, started)
+            except RetryableError as err:
+                # Paid for and unreadable past the retries: like the poll
+                # deadline, the job stays submitted for the next run.
+                await ctx.guard.mark_ambiguous(job.key)
+                return Left(
+                    job,
+                    f"{err}; it stays submitted: run again within the hour to re-attach",
+                )
             if state == "FAILED":
                 return await self._job_failed(job, status.error, submission)
             if anyio.current_time() >= deadline:
@@ -179,7 +187,12 @@ class JobRunner:
         if isinstance(answer, Failed):
             return answer
         result = Result(
-            state="COMPLETED", media=answer.media, metrics=answer.metrics, seed=answer.seed
+            state="COMPLETED",
+            media=answer.media,
+            metrics=answer.metrics,
+            seed=answer.seed,
+            dropped=answer.dropped,
+            missing=answer.missing,
         )
         latency = anyio.current_time() - started
         ctx.tracker.observe(latency, answer.metrics.inference_time)
@@ -196,11 +209,23 @@ class JobRunner:
         latency: float | None,
     ) -> JobEnd:
         ctx = self._ctx
-        # The answer's own cost, converted once (None: it stated none we can believe).
-        reported = maybe_micros(result.metrics.cost)
+        # The answer's own cost, believed or not by the price book (None: it
+        # stated none we can believe, so the reservation counts as spent).
+        charge = ctx.prices.charged(job, result.metrics.cost, ZERO)
+        reported = charge.amount if charge.reported else None
+        if charge.surprise is not None:
+            ctx.emit("price", job, charge.surprise)
         if not result.media:
             await ctx.guard.mark_ambiguous(job.key)
             return Failed(job, "the result has no image", request_id)
+        if result.incomplete:
+            # Paid for (the charge stands), but not what was asked: not completed.
+            await ctx.guard.settle(job.key, reported)
+            return Failed(
+                job,
+                f"the result has {len(result.media)} of {job.request.n} image(s)",
+                request_id,
+            )
         images: list[SavedImage] = []
         for index, media in enumerate(result.media):
             try:

@@ -90,6 +90,12 @@ class PriceBook:
         self._seen: dict[PriceClass, Micros] = {}  # highest believable charge per image
         self._knowledge: dict[PriceClass, Knowledge] = {}
         self._scouts: Counter[PriceClass] = Counter()
+        self._surprises: list[str] = []
+
+    @property
+    def surprises(self) -> tuple[str, ...]:
+        """Every surprise said so far, oldest first."""
+        return tuple(self._surprises)
 
     def table_price(self, job: Job) -> Micros:
         """The table's estimate for the whole job (n images)."""
@@ -155,4 +161,19 @@ class PriceBook:
                     f"{ratio:.1f}x the price table's {format_usd(table)}: later jobs of this "
                     f"kind are reserved at {format_usd(Micros(per_image * n))}"
                 )
+                self._surprises.append(surprise)
         return Charge(amount, reported=True, surprise=surprise)
+
+
+def book_for(
+    table: Mapping[str, Mapping[str, float]] = DEFAULT_PRICES, budget: Micros | None = None
+) -> PriceBook:
+    """The price book of a run: a safety factor and scouts only under a cap (`budget` µ$).
+
+    Without a cap (None) there is nothing a wrong table could overspend, so
+    the run reserves the table at full concurrency; the charges are still
+    checked and a surprise still said.
+    """
+    if budget is None:
+        return PriceBook(table, PricePolicy(safety=1.0, scout=False))
+    return PriceBook(table)

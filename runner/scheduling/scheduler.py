@@ -61,6 +61,7 @@ from runner.scheduling.lifecycle import (
     Submitted,
 )
 from runner.scheduling.polling import LatencyTracker
+from runner.scheduling.prices import PriceBook, book_for
 from runner.scheduling.rate import RateGate, RateLimit
 from runner.scheduling.sink import JobSink
 from runner.scheduling.source import IterSource, SourceFeed, WorkItem, WorkSource
@@ -73,7 +74,8 @@ class Scheduler:
     """Runs work items against a backend under a rate gate, a credit guard and a cap.
 
     `gate` defaults to a local `RateGate` built from `config`; `wall` gives
-    UTC epoch seconds.
+    UTC epoch seconds; `prices` (what jobs are reserved at, see
+    runner.scheduling.prices) defaults to a book of the default price table.
     """
 
     def __init__(
@@ -86,6 +88,7 @@ class Scheduler:
         listeners: Iterable[Listener] = (),
         wall: Callable[[], float] = wall_time,
         gate: RateLimit | None = None,
+        prices: PriceBook | None = None,
     ) -> None:
         self._sink = sink
         self._listeners = list(listeners)
@@ -117,6 +120,8 @@ class Scheduler:
             tally=Tally(),
             publish=self._publish,
             emit=self._emit,
+            prices=prices or book_for(budget=guard.stats().budget),
+            submits=anyio.CapacityLimiter(config.max_submits_in_flight),
         )
 
     # -- public ------------------------------------------------------------
@@ -161,6 +166,7 @@ class Scheduler:
             stopped=ctx.stop.state.reason or credit.stopped,
             elapsed=anyio.current_time() - self._start if self._start is not None else 0.0,
             rate=rate_info(ctx.gate, config=ctx.config),
+            price_surprises=ctx.prices.surprises,
         )
 
     def skipped(self, job: Job, detail: str = "") -> None:

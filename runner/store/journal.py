@@ -195,6 +195,23 @@ def accepted_ids(entries: list[Entry]) -> dict[str, tuple[str, float]]:
     return found
 
 
+def unrecorded_ids(entries: list[Entry]) -> dict[str, tuple[str, float]]:
+    """Request ids of the latest send of each job, by key, when the journal has one.
+
+    A key whose last entry is `accepted` was accepted after its last send;
+    one whose last entry is `sending` was sent again after any earlier
+    acceptance, so an older id must not stand for the newer send.
+    """
+    last: dict[str, Entry] = {}
+    for entry in entries:
+        last[entry.key] = entry
+    return {
+        key: (entry.request_id, entry.at)
+        for key, entry in last.items()
+        if entry.kind == "accepted" and entry.request_id
+    }
+
+
 def _records(fd: int) -> Iterator[Entry]:
     offset = 0
     while True:

@@ -45,6 +45,7 @@ from runner.clock import WallClock, utc_datetime, wall_time
 from runner.errors import RunnerError, StoreError, UsageError
 from runner.money import ZERO, Micros
 from runner.store.atomic import ensure_dir, fsync_dir, store_error
+from runner.store.journal import read_journal, unrecorded_ids
 from runner.store.lock import FolderLock, release_folder_lock, take_folder_lock
 from runner.store.migrations import (
     MONEY_MICROS,
@@ -270,7 +271,9 @@ class Ledger:
             conn.execute("PRAGMA busy_timeout=5000")
             migrate(conn, path)
             meta = _meta(conn, out_dir, backend=backend, base_url=base_url, wall=wall)
-            return cls(conn, path, meta, lock_fd=lock_fd, readonly=False, wall=wall)
+            ledger = cls(conn, path, meta, lock_fd=lock_fd, readonly=False, wall=wall)
+            ledger.replay_journal(out_dir)
+            return ledger
         except BaseException as err:
             if conn is not None:
                 conn.close()
@@ -609,21 +612,53 @@ class Ledger:
             )
         return totals
 
-    def possible_extra_spend(self) -> Micros:
+    def replay_journal(self, out_dir: Path) -> int:
+        """Put back the request ids the journal kept and this ledger lost; how many.
+
+        A kill (or a full disk) between a submit's answer and the `submitted`
+        commit leaves the row `submitting` though the server accepted and
+        billed it; the journal (runner.store.journal) had the id first. Each
+        `submitting` row whose latest send the journal saw accepted becomes
+        `submitted`, so the next run re-attaches to the paid result instead
+        of paying again. Called by `open`.
+        """
+        ids = unrecorded_ids(read_journal(out_dir))
+        replayed = 0
+        for key, row in self.get_many(ids).items():
+            if row.state == "submitting":
+                request_id, at = ids[key]
+                self.submitted(key, request_id, at)
+                replayed += 1
+        return replayed
+
+    def possible_extra_spend(self, per_kill: int | None = None) -> Micros:
         """µ$ that earlier runs may have been billed without a result to show for it.
 
         Each ambiguous submit (its answer lost) may have been accepted, and so
         may a job left `submitting` by a crash: their estimates, so a resumed
-        run's budget counts them.
+        run's budget counts them. `per_kill` (the runs' max_submits_in_flight)
+        bounds the `submitting` rows counted: a killed run (one never ended)
+        had at most that many sends on the wire, so only the `per_kill`
+        dearest rows per killed run count (None: every row). Then a folder can
+        always be finished by raising the cap by at most that much.
         """
         estimate = self._money("estimate")
         with self._db() as db:
             (extra,) = db.execute(
-                f"SELECT COALESCE(SUM(ambiguous * {estimate}), 0) + "  # noqa: S608 (constant)
-                f"COALESCE(SUM(CASE WHEN state = 'submitting' THEN {estimate} ELSE 0 END), 0) "
-                "FROM jobs"
+                f"SELECT COALESCE(SUM(ambiguous * {estimate}), 0) FROM jobs"  # noqa: S608
             ).fetchone()
-        return Micros(extra)
+            rows = [
+                int(value)
+                for (value,) in db.execute(
+                    f"SELECT {estimate} FROM jobs WHERE state = 'submitting' "  # noqa: S608
+                    f"ORDER BY {estimate} DESC"
+                )
+            ]
+            (killed,) = db.execute("SELECT COUNT(*) FROM runs WHERE ended_at IS NULL").fetchone()
+        if per_kill is not None and rows:
+            # A row left submitting is a kill's, even without its run's row (older folders).
+            rows = rows[: per_kill * max(1, int(killed))]
+        return Micros(int(extra) + sum(rows))
 
     def _money(self, column: str) -> str:
         """The SQL for money `column` in µ$ (converted on read in an older runner's ledger)."""

@@ -116,7 +116,11 @@ def test_the_budget_is_one_budget_across_workers(
     (run,) = coordinator_status(redis_url)
     assert to_usd(run.spent) == pytest.approx(charged)
     assert charged <= budget
-    assert len(emulator.emulator.accepted_submits()) == math.floor(budget / 0.02)
+    # Each worker reserves its first job at 2x the table until it has seen a
+    # charge (runner.scheduling.prices): the first reservation that does not fit
+    # stops the run, so up to one job per worker ($0.02 each) may stay unused.
+    assert math.floor(budget / 0.02) - len(workers) <= len(emulator.emulator.accepted_submits())
+    assert len(emulator.emulator.accepted_submits()) <= math.floor(budget / 0.02)
     assert run.stopped is not None and "budget" in run.stopped
 
 

@@ -23,6 +23,7 @@ from runner.manifest import Manifest, parse_manifest
 from runner.reporting.exit_codes import decide_exit
 from runner.run import RunOptions, RunReport, run_manifest
 from runner.store import Ledger, folder_status, verify
+from runner.store.journal import Journal
 from runner.sweep import expand
 
 pytestmark = pytest.mark.anyio
@@ -192,10 +193,12 @@ async def test_a_resumed_run_counts_reattached_jobs_against_the_budget(
     tmp_path: Path, make_emulator: Callable[..., InProcess]
 ) -> None:
     emu = make_emulator()
-    manifest = make_manifest(tmp_path, jobs=2, budget=0.03)  # room for one job of $0.02
+    # Room for the first job's reservation before any price is seen (2 x $0.02,
+    # runner.scheduling.prices) and for two jobs at the price then seen.
+    manifest = make_manifest(tmp_path, jobs=3, budget=0.05)
     await crash_after("submitted", 1, manifest, emu, tmp_path)  # it is paid for, then we die
-    await run(manifest, emu, tmp_path)  # re-attaches it, and must not start the second
-    assert emu.emulator.charged_total() <= 0.03
+    await run(manifest, emu, tmp_path)  # re-attaches it, and must not start the third
+    assert emu.emulator.charged_total() <= 0.05
 
 
 async def test_a_paid_result_that_could_not_be_downloaded_is_fetched_by_a_resume(
@@ -240,7 +243,11 @@ async def test_a_submit_left_on_the_wire_by_a_crash_is_counted_ambiguous_once(
     assert meta is not None
     with Ledger.open(tmp_path / "out", backend=meta.backend, base_url=meta.base_url) as ledger:
         ledger.reset(job.key)
-        ledger.submitting(job.key)  # as if the process died with the POST on the wire
+        # As if the process died with the POST on the wire: the send journalled, then marked.
+        journal = Journal.open(tmp_path / "out")
+        journal.sending(job.key, 0.0)
+        journal.close()
+        ledger.submitting(job.key)
     for path in (tmp_path / "out").rglob("*.jpg"):
         path.unlink()
     again = await run(manifest, emu, tmp_path)
