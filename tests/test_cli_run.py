@@ -213,3 +213,27 @@ def test_bad_options_are_usage_errors(tmp_path: Path, args: list[str]) -> None:
     done = runner("run", str(manifest(tmp_path, 2)), *args)
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
+
+
+def test_a_wrong_key_is_a_refusal_nothing_left_possibly_billed(
+    tmp_path: Path, serve_emulator: Callable[..., Served]
+) -> None:
+    served = serve_emulator(api_keys=frozenset({KEY}), time_scale=0.01)
+    path = str(manifest(tmp_path, 6))
+    remote = ["--backend", "segmind", "--base-url", served.base_url, "--time-scale", "0.01"]
+    remote.append("--no-progress")
+    wrong = runner("run", path, *remote, env={"SEGMIND_API_KEY": "sk-wrong-key-0123456789"})
+    assert wrong.returncode == 2, wrong.stderr
+    # One message for the one error, not a "stopping:" and an "error:" for it.
+    assert wrong.stderr.count("Invalid API key") == 1, wrong.stderr
+    ledger = Ledger.open_readonly(tmp_path / "out")
+    try:
+        assert ledger.counts()["submitting"] == 0
+    finally:
+        ledger.close()
+    status = runner("status", str(tmp_path / "out"))
+    assert "in flight: none" in status.stdout, status.stdout
+    good = runner("run", path, *remote, env={"SEGMIND_API_KEY": KEY})
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "ambiguous" not in good.stdout + good.stderr
+    assert "6 of 6 jobs done" in good.stdout
