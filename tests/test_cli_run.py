@@ -199,7 +199,8 @@ def test_ctrl_c_stops_records_and_resumes_without_paying_twice(
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, stderr
-    assert "resume with: runner run" in stdout
+    assert "resume with: python -m runner run" in stdout
+    assert "interrupted; " in stdout and "interrupted: interrupted" not in stdout + stderr
     resumed = runner(*args, env={"SEGMIND_API_KEY": KEY})
     assert resumed.returncode == 0, resumed.stderr
     assert "8 of 8 jobs done" in resumed.stdout
@@ -237,3 +238,29 @@ def test_a_wrong_key_is_a_refusal_nothing_left_possibly_billed(
     assert good.returncode == 0, good.stdout + good.stderr
     assert "ambiguous" not in good.stdout + good.stderr
     assert "6 of 6 jobs done" in good.stdout
+
+
+def test_hints_say_what_to_type_next(tmp_path: Path) -> None:
+    path = manifest(tmp_path, 4)
+    text = path.read_text().replace('"a picture of {thing}"', '"a blocked picture of {thing}"')
+    path.write_text(
+        text.replace("vars: {thing: [thing0, thing1, thing2, thing3]}", "vars: {thing: [thing0]}")
+    )
+    failed = runner("run", str(path), "--no-progress")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    # Started as `python -m runner`: the hint says so, and offers the retry.
+    assert "resume with: python -m runner run " in failed.stdout
+    assert failed.stdout.rstrip().endswith("--retry-failed"), failed.stdout
+
+
+def test_a_budget_stop_hint_names_a_cap_that_is_enough(tmp_path: Path) -> None:
+    path = manifest(tmp_path, 6)
+    stopped = runner("run", str(path), "--no-progress", "--max-credits", "0.05")
+    assert stopped.returncode == 3, stopped.stdout + stopped.stderr
+    hint = next(line for line in stopped.stdout.splitlines() if line.startswith("resume with:"))
+    command = hint.removeprefix("resume with: python -m runner ").split()
+    cap = command[command.index("--max-credits") + 1]
+    assert float(cap) >= 0.12  # 6 jobs at $0.02: what was spent and the rest's estimate
+    again = runner(*command, "--no-progress")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "6 of 6 jobs done" in again.stdout

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import time
 from functools import partial
@@ -181,7 +182,56 @@ def cmd_run(args: argparse.Namespace) -> int:
         sys.stdout.write(render_text(plan))
         return 0
     _confirm(plan, options, args.yes, manifest.api.provider)
-    return anyio.run(partial(_run, manifest, options, args, tolerance, plan.jobs))
+    return anyio.run(partial(_run, manifest, options, args, tolerance, plan))
+
+
+def invocation(argv0: str) -> str:
+    """How the user started runner, for hints: `.venv/bin/runner`, `runner`, `python -m runner`."""
+    name = Path(argv0).name
+    if not argv0 or name in ("__main__.py", "-c", "-m"):
+        return "python -m runner"
+    return shlex.quote(argv0)
+
+
+def resume_hint(
+    command: str, argv0: str, *, retry_failed: bool = False, max_credits: int | None = None
+) -> str:
+    """`command` (runner.run.resume_command) as the user would type it next.
+
+    Started the way the user started this run; with `--retry-failed` when
+    jobs failed and `--max-credits X` (X in µ$, shown in USD rounded up to
+    the cent) when the budget stopped the run.
+    """
+    from runner.money import to_usd
+
+    head, _, rest = command.partition(" ")
+    parts = [invocation(argv0) if head == "runner" else head, rest]
+    if retry_failed:
+        parts.append("--retry-failed")
+    if max_credits is not None:
+        cents = -(-max_credits // 10_000)  # up to the cent: the hint must be enough
+        parts.append(f"--max-credits {to_usd(cents * 10_000):.2f}")
+    return " ".join(part for part in parts if part)
+
+
+def _credits_for_the_rest(out: Path, plan: Plan, spent_usd: float) -> int:
+    """A cap (µ$) that lets the unfinished jobs run: what is spent plus their estimate.
+
+    The rest's estimate is the plan's (every job of the manifest or shard)
+    less the completed jobs' estimates: jobs never reached are not in the
+    ledger. The cap counts the folder's earlier spend too (resume), so the
+    rest's estimate alone would stop the next run just as this one stopped.
+    """
+    from runner.money import micros
+    from runner.store import Ledger
+
+    ledger = Ledger.open_readonly(out)
+    try:
+        totals = ledger.totals()
+    finally:
+        ledger.close()
+    rest = max(0, plan.credits - totals["completed"].estimate)
+    return micros(spent_usd) + rest
 
 
 # Above this many jobs the reports read the ledger alone instead of holding
@@ -194,7 +244,7 @@ async def _run(
     options: RunOptions,
     args: argparse.Namespace,
     tolerance: FailureTolerance | None,
-    planned: int,
+    plan: Plan,
 ) -> int:
     from runner.reporting.progress import JsonEvents, ProgressBar
     from runner.run import run_manifest
@@ -211,9 +261,7 @@ async def _run(
         report = await run_manifest(manifest, options, listeners=[listener], notice=notice)
     finally:
         listener.close()
-    return _report(
-        manifest, options, args, report, tolerance=tolerance, started=started, planned=planned
-    )
+    return _report(manifest, options, args, report, tolerance=tolerance, started=started, plan=plan)
 
 
 def _report(
@@ -224,7 +272,7 @@ def _report(
     *,
     tolerance: FailureTolerance | None,
     started: float,
-    planned: int,
+    plan: Plan,
 ) -> int:
     """Write summary.json / summary.md / gallery.html (and JUnit), print, decide the exit code."""
     from runner.reporting.exit_codes import EXIT_CREDITS, EXIT_INTERRUPTED, decide_exit
@@ -242,7 +290,7 @@ def _report(
     out = report.out
     jobs = None
     # A worker of a shared run reports the jobs it ran (its folder), not the manifest's.
-    if planned <= REPORT_ALL_JOBS_UP_TO and report.whole:
+    if plan.jobs <= REPORT_ALL_JOBS_UP_TO and report.whole:
         jobs = {job.key: job for job in run_jobs(manifest, options.shard)}
     summary = summarize_folder(
         out,
@@ -252,11 +300,10 @@ def _report(
         manifest=manifest.path,
         started_at=started,
     )
+    # The reason repeats the kind for a plain Ctrl-C: "interrupted: interrupted".
+    reason = "" if report.stop_reason == report.stop else report.stop_reason or ""
     decision = decide_exit(
-        summary.jobs.by_state,
-        stop=report.stop,
-        stop_reason=report.stop_reason or "",
-        max_failures=tolerance,
+        summary.jobs.by_state, stop=report.stop, stop_reason=reason, max_failures=tolerance
     )
     summary = with_exit(summary, decision)
     write_summary(out, summary)
@@ -269,11 +316,17 @@ def _report(
         else:
             sys.stdout.write(render_text(summary, out_label=str(out)) + "\n")
         stopped = decision.code in (EXIT_INTERRUPTED, EXIT_CREDITS) or report.stop == "error"
-        if stopped or summary.jobs.by_state.get("failed"):
-            print(
-                f"resume with: {report.resume_command}",
-                file=sys.stderr if args.json else sys.stdout,
+        failed = bool(summary.jobs.by_state.get("failed"))
+        if stopped or failed:
+            hint = resume_hint(
+                report.resume_command,
+                sys.argv[0],
+                retry_failed=failed and not args.retry_failed,
+                max_credits=_credits_for_the_rest(out, plan, summary.credits.spent_usd)
+                if decision.code == EXIT_CREDITS
+                else None,
             )
+            print(f"resume with: {hint}", file=sys.stderr if args.json else sys.stdout)
         sys.stdout.flush()
     except BrokenPipeError:  # stdout's reader is gone; the reports are on disk
         from runner.reporting.progress import detach_stdout
