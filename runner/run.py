@@ -189,9 +189,13 @@ async def run_manifest(
         env=env,
         provider=manifest.api.provider,
     )
-    if choice.notice:
-        tell(choice.notice)
     scale = options.time_scale or (LOCAL_TIME_SCALE if choice.kind == "local" else 1.0)
+    # The emulator's speed is said: a demo's times are not the provider's.
+    speed = f"{1 / scale:g}x speed"
+    if choice.notice:
+        tell(choice.notice + (f" The emulator runs at {speed}." if choice.kind == "local" else ""))
+    elif choice.kind == "local":
+        tell(f"embedded emulator at {speed}: no credits spent")
     config = _scheduler_config(manifest, options, scale)
     backend = _open(choice, emulator, emulator_config, config, scale)
     try:

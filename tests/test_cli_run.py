@@ -59,7 +59,11 @@ def test_example_manifest_runs_on_the_embedded_emulator(tmp_path: Path) -> None:
     done = runner("run", "manifests/example.yaml", "--out", str(out), "--no-progress")
     assert done.returncode == 0, done.stderr
     assert "embedded emulator" in done.stderr
+    assert "The emulator runs at 10x speed." in done.stderr
     assert "6 of 6 jobs done" in done.stdout
+    # "no credits spent" in the notice is not followed by "$0.21 spent".
+    assert "credits: $0.21 emulated, no credits spent;" in done.stdout
+    assert " spent (" not in done.stdout
     assert (out / "gallery.html").is_file()
     assert json.loads((out / "summary.json").read_text())["run"]["completed"] == 6
     assert len(list(out.glob("*/*.jpg"))) == 6
@@ -264,3 +268,35 @@ def test_a_budget_stop_hint_names_a_cap_that_is_enough(tmp_path: Path) -> None:
     again = runner(*command, "--no-progress")
     assert again.returncode == 0, again.stdout + again.stderr
     assert "6 of 6 jobs done" in again.stdout
+
+
+def test_the_confirmation_says_what_the_cap_allows(
+    tmp_path: Path, serve_emulator: Callable[..., Served]
+) -> None:
+    served = serve_emulator()
+    done = runner(
+        "run",
+        str(manifest(tmp_path, 150)),
+        "--max-credits",
+        "1.00",
+        "--backend",
+        "segmind",
+        "--base-url",
+        served.base_url,
+        env={"SEGMIND_API_KEY": KEY},
+    )
+    assert done.returncode == 2
+    assert "the cap of $1.00 allows 50 of them ($1.00), then the run stops" in done.stderr
+    assert served.emulator.calls() == []
+
+
+def test_validate_strict_and_plan_check_fail_a_budget_that_does_not_fit(tmp_path: Path) -> None:
+    path = manifest(tmp_path, 6)
+    path.write_text(path.read_text().replace("budget: {", "budget: {max_credits: 0.05, "))
+    assert runner("validate", str(path)).returncode == 0
+    strict = runner("validate", "--strict", str(path))
+    assert strict.returncode == 1
+    assert "does not fit under $0.05: 2 of 6 jobs would run" in strict.stderr
+    assert runner("plan", str(path)).returncode == 0
+    assert runner("plan", "--check", str(path)).returncode == 1
+    assert runner("plan", "--check", str(path), "--max-credits", "1").returncode == 0

@@ -41,6 +41,7 @@ from runner.subset import add_subset_arguments, subset_from
 
 if TYPE_CHECKING:
     from runner.cli.args import Subparsers
+    from runner.plan import Plan
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -121,6 +122,11 @@ def _add_validate(sub: Subparsers) -> None:
         description="Check a manifest (no requests). Exit 0 if it is usable, 2 if not.",
     )
     p.add_argument("manifest", metavar="MANIFEST", help="path to the manifest YAML")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="also exit 1 when the estimate does not fit under budget.max_credits",
+    )
     p.set_defaults(handler=_cmd_validate)
 
 
@@ -130,7 +136,23 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
     plan = make_plan(load_manifest(args.manifest))
     print(f"ok: {plan.jobs:,} jobs, {plan.images:,} images, est {usd(plan.credits)}")
-    return EXIT_OK
+    return _budget_check(plan) if args.strict else EXIT_OK
+
+
+def _budget_check(plan: Plan) -> int:
+    """EXIT_FAILED (1), with one line on stderr, when the plan's estimate exceeds its cap."""
+    from runner.plan import usd
+
+    if plan.fits is not False:
+        return EXIT_OK
+    within = plan.jobs_within_budget or 0
+    cap = usd(plan.max_credits) if plan.max_credits is not None else "the cap"
+    print(
+        f"budget: est {usd(plan.credits)} does not fit under {cap}: "
+        f"{within:,} of {plan.jobs:,} jobs would run",
+        file=sys.stderr,
+    )
+    return EXIT_FAILED
 
 
 def _add_plan(sub: Subparsers) -> None:
@@ -158,6 +180,11 @@ def _add_plan(sub: Subparsers) -> None:
         "--jobs", action="store_true", help="list every job instead (with --json: JSON Lines)"
     )
     p.add_argument("--csv", action="store_true", help="with --jobs: the list as CSV")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 when the estimate does not fit under the budget's max_credits",
+    )
     add_subset_arguments(p)
     p.set_defaults(handler=_cmd_plan)
 
@@ -203,7 +230,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         write(sys.stdout, json.dumps(plan_json(plan), indent=2) + "\n")
     else:
         write(sys.stdout, render_text(plan))
-    return EXIT_OK
+    return _budget_check(plan) if args.check else EXIT_OK
 
 
 def _add_schema(sub: Subparsers) -> None:

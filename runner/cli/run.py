@@ -159,12 +159,26 @@ def _confirm(plan: Plan, options: RunOptions, yes: bool, provider: str) -> None:
     if plan.jobs <= CONFIRM_JOBS and plan.credits <= micros(CONFIRM_USD):  # plan.credits: µ$
         return
     title = PROVIDERS[choice.provider].title
-    question = f"This run sends {plan.jobs:,} jobs to {title}, est {usd(plan.credits)}."
+    question = f"This run sends {plan.jobs:,} jobs to {title}, est {usd(plan.credits)}"
+    question += f"; {cap_allows(plan)}." if plan.max_credits is not None else " (no credit cap)."
     if not sys.stdin.isatty():
         raise UsageError(f"{question} Pass --yes to confirm (no terminal to ask on).")
     answer = input(f"{question} Go on? [y/N] ").strip().lower()
     if answer not in ("y", "yes"):
         raise UsageError("not confirmed; nothing was sent")
+
+
+def cap_allows(plan: Plan) -> str:
+    """What the credit cap lets a paid run spend, in words (for the confirmation)."""
+    from runner.plan import usd
+
+    assert plan.max_credits is not None
+    cap = usd(plan.max_credits)
+    if plan.fits:
+        return f"the cap of {cap} allows all of it"
+    within = plan.jobs_within_budget or 0
+    spend = usd(plan.credits_within_budget or 0)
+    return f"the cap of {cap} allows {within:,} of them ({spend}), then the run stops"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
