@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -300,3 +301,22 @@ def test_validate_strict_and_plan_check_fail_a_budget_that_does_not_fit(tmp_path
     assert runner("plan", str(path)).returncode == 0
     assert runner("plan", "--check", str(path)).returncode == 1
     assert runner("plan", "--check", str(path), "--max-credits", "1").returncode == 0
+
+
+def test_a_shard_plans_and_runs_its_own_jobs_under_its_share(tmp_path: Path) -> None:
+    path = manifest(tmp_path, 7, rpm=30)
+    path.write_text(path.read_text().replace("budget: {", "budget: {max_credits: 0.9, "))
+    plan = runner("plan", str(path), "--shard", "1/3")
+    assert plan.returncode == 0, plan.stderr
+    assert re.search(r"^total +3 ", plan.stdout, re.M), plan.stdout
+    share = "shard 1/3 runs under 1/3 of the budget: max_credits $0.30, 10 requests/minute"
+    assert share in plan.stdout
+    full = runner("plan", str(path), "--shard", "3/3", "--shard-budget", "full")
+    assert re.search(r"^total +2 ", full.stdout, re.M) and "of the budget" not in full.stdout
+    dry = runner("run", str(path), "--shard", "2/3", "--dry-run")
+    assert re.search(r"^total +2 ", dry.stdout, re.M)
+    assert share.replace("1/3 runs", "2/3 runs") in dry.stdout
+    done = runner("run", str(path), "--shard", "1/3", "--no-progress")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 of 3 jobs done" in done.stdout
+    assert share in done.stderr and share in done.stdout  # before the run, and in its summary

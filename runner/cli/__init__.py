@@ -156,6 +156,8 @@ def _budget_check(plan: Plan) -> int:
 
 
 def _add_plan(sub: Subparsers) -> None:
+    from runner.cli.run import add_shard_budget
+
     p = sub.add_parser(
         "plan",
         parents=[common()],
@@ -185,6 +187,8 @@ def _add_plan(sub: Subparsers) -> None:
         action="store_true",
         help="exit 1 when the estimate does not fit under the budget's max_credits",
     )
+    p.add_argument("--shard", metavar="K/N", help="plan only shard K of N (as run --shard)")
+    add_shard_budget(p)
     add_subset_arguments(p)
     p.set_defaults(handler=_cmd_plan)
 
@@ -206,8 +210,10 @@ def _cmd_plan_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
+    from runner.cli.run import shard_share
     from runner.manifest import load_manifest
     from runner.plan import make_plan, plan_json, render_text
+    from runner.shard import parse_shard, shard_of
     from runner.sweep import restrict
 
     if args.provider and "," in args.provider:
@@ -225,11 +231,13 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
         write_jobs(manifest, sys.stdout, "csv" if args.csv else "json" if args.json else "text")
         return EXIT_OK
-    plan = make_plan(manifest, rpm=args.rpm, max_credits=args.max_credits)
+    max_credits, rpm, share = shard_share(manifest, args, args.max_credits, args.rpm)
+    shard = parse_shard(args.shard) if args.shard else None
+    plan = make_plan(shard_of(manifest, shard), rpm=rpm, max_credits=max_credits)
     if args.json:
         write(sys.stdout, json.dumps(plan_json(plan), indent=2) + "\n")
     else:
-        write(sys.stdout, render_text(plan))
+        write(sys.stdout, render_text(plan) + (f"{share}\n" if share else ""))
     return _budget_check(plan) if args.check else EXIT_OK
 
 

@@ -12,6 +12,7 @@ import os
 import shlex
 import sys
 import time
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -67,6 +68,7 @@ def add_run(sub: Subparsers, common: CommandParser) -> None:
     p.add_argument("--rpm", type=positive_int, metavar="N", help="requests per minute")
     p.add_argument("--max-in-flight", type=positive_int, metavar="N")
     p.add_argument("--shard", metavar="K/N", help="run only shard K of N (CI matrices)")
+    add_shard_budget(p)
     p.add_argument(
         "--coordinator",
         metavar="URL",
@@ -181,22 +183,64 @@ def cap_allows(plan: Plan) -> str:
     return f"the cap of {cap} allows {within:,} of them ({spend}), then the run stops"
 
 
+def add_shard_budget(p: argparse.ArgumentParser) -> None:
+    """`--shard-budget split|full` (for `run` and `plan`)."""
+    p.add_argument(
+        "--shard-budget",
+        choices=("split", "full"),
+        default="split",
+        help="with --shard K/N: each shard gets 1/N of max_credits and requests_per_minute "
+        "(split, default: N shards together keep the manifest's budget), or all of it (full)",
+    )
+
+
+def shard_share(
+    manifest: Manifest, args: argparse.Namespace, max_credits: float | None, rpm: int | None
+) -> tuple[float | None, int | None, str | None]:
+    """The cap (USD) and rpm this shard runs under, and a line saying so (None: not split)."""
+    from runner.money import format_usd, micros
+    from runner.shard import parse_shard, split_budget
+
+    if not getattr(args, "shard", None) or args.shard_budget == "full":
+        return max_credits, rpm, None
+    shard = parse_shard(args.shard)
+    cap = max_credits if max_credits is not None else manifest.budget.max_credits
+    share = split_budget(shard, cap, rpm or manifest.budget.requests_per_minute)
+    credits = (
+        "no credit cap"
+        if share.max_credits is None
+        else f"max_credits {format_usd(micros(share.max_credits))}"
+    )
+    line = (
+        f"shard {shard.index}/{shard.count} runs under 1/{shard.count} of the budget: "
+        f"{credits}, {share.rpm} requests/minute (--shard-budget full: all of it)"
+    )
+    return share.max_credits, share.rpm, line
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """The handler of `runner run`."""
     from runner.manifest import load_manifest
     from runner.plan import make_plan, render_text
     from runner.reporting.exit_codes import parse_max_failures
+    from runner.shard import shard_of
     from runner.sweep import restrict
 
     manifest = restrict(load_manifest(args.manifest, provider=args.provider), subset_from(args))
     options = _options(args)
     tolerance = parse_max_failures(args.max_failures) if args.max_failures else None
-    plan = make_plan(manifest, rpm=options.rpm, max_credits=options.max_credits)
+    max_credits, rpm, share = shard_share(manifest, args, options.max_credits, options.rpm)
+    options = replace(options, max_credits=max_credits, rpm=rpm)
+    plan = make_plan(shard_of(manifest, options.shard), rpm=rpm, max_credits=max_credits)
     if args.dry_run:
         sys.stdout.write(render_text(plan))
+        if share:
+            print(share)
         return 0
+    if share:
+        print(f"note: {share}", file=sys.stderr)
     _confirm(plan, options, args.yes, manifest.api.provider)
-    return anyio.run(partial(_run, manifest, options, args, tolerance, plan))
+    return anyio.run(partial(_run, manifest, options, args, tolerance, plan, share))
 
 
 def invocation(argv0: str) -> str:
@@ -253,12 +297,13 @@ def _credits_for_the_rest(out: Path, plan: Plan, spent_usd: float) -> int:
 REPORT_ALL_JOBS_UP_TO = 50_000
 
 
-async def _run(
+async def _run(  # noqa: PLR0917 (called through functools.partial for anyio.run)
     manifest: Manifest,
     options: RunOptions,
     args: argparse.Namespace,
     tolerance: FailureTolerance | None,
     plan: Plan,
+    share: str | None = None,
 ) -> int:
     from runner.reporting.progress import JsonEvents, ProgressBar
     from runner.run import run_manifest
@@ -275,7 +320,16 @@ async def _run(
         report = await run_manifest(manifest, options, listeners=[listener], notice=notice)
     finally:
         listener.close()
-    return _report(manifest, options, args, report, tolerance=tolerance, started=started, plan=plan)
+    return _report(
+        manifest,
+        options,
+        args,
+        report,
+        tolerance=tolerance,
+        started=started,
+        plan=plan,
+        share=share,
+    )
 
 
 def _report(
@@ -287,6 +341,7 @@ def _report(
     tolerance: FailureTolerance | None,
     started: float,
     plan: Plan,
+    share: str | None = None,
 ) -> int:
     """Write summary.json / summary.md / gallery.html (and JUnit), print, decide the exit code."""
     from runner.reporting.exit_codes import EXIT_CREDITS, EXIT_INTERRUPTED, decide_exit
@@ -329,6 +384,8 @@ def _report(
             sys.stdout.write(summary_event(summary))
         else:
             sys.stdout.write(render_text(summary, out_label=str(out)) + "\n")
+            if share:
+                print(share)
         stopped = decision.code in (EXIT_INTERRUPTED, EXIT_CREDITS) or report.stop == "error"
         failed = bool(summary.jobs.by_state.get("failed"))
         if stopped or failed:
