@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -320,3 +321,18 @@ def test_a_shard_plans_and_runs_its_own_jobs_under_its_share(tmp_path: Path) -> 
     assert done.returncode == 0, done.stdout + done.stderr
     assert "3 of 3 jobs done" in done.stdout
     assert share in done.stderr and share in done.stdout  # before the run, and in its summary
+
+
+def test_a_log_gets_status_lines_with_sent_jobs_apart_from_waiting_ones(tmp_path: Path) -> None:
+    # 2 requests a minute on the embedded emulator (a 6 s window at 10x):
+    # the third and fourth jobs wait for the window, having sent nothing.
+    done = runner("run", str(manifest(tmp_path, 4, rpm=2)), "--status-every", "1000")
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("status: ")]
+    states = [line.removeprefix("status: ").split(";")[0] for line in lines]
+    # One line per change of state (the interval is longer than the run).
+    assert states[0] == "running" and states[-1] == "finished", lines
+    assert "waiting for the rate window" in states, lines
+    assert all(a != b for a, b in itertools.pairwise(states)), lines
+    assert any("in flight 0 waiting 2" in line for line in lines), lines
+    assert "4/4 done" in lines[-1]

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from runner.reporting.exit_codes import FailureTolerance
     from runner.run import RunOptions, RunReport
 
+# How often a run logging to a non-terminal prints its status (runner.reporting.progress).
+STATUS_EVERY_S = 30.0
 # A paid run above either of these asks first (or needs --yes when no one can answer).
 CONFIRM_JOBS = 100
 # Where --coordinator comes from when not given: keeps a Redis password off command lines.
@@ -69,6 +71,14 @@ def add_run(sub: Subparsers, common: CommandParser) -> None:
     p.add_argument("--max-in-flight", type=positive_int, metavar="N")
     p.add_argument("--shard", metavar="K/N", help="run only shard K of N (CI matrices)")
     add_shard_budget(p)
+    p.add_argument(
+        "--status-every",
+        type=non_negative_float,
+        default=STATUS_EVERY_S,
+        metavar="SECONDS",
+        help="when stderr is not a terminal (a CI log): a status line this often, and at each "
+        f"change of the run's state (default {STATUS_EVERY_S:g})",
+    )
     p.add_argument(
         "--coordinator",
         metavar="URL",
@@ -309,7 +319,9 @@ async def _run(  # noqa: PLR0917 (called through functools.partial for anyio.run
     from runner.run import run_manifest
 
     listener: JsonEvents | ProgressBar = (
-        JsonEvents(sys.stdout) if args.json else ProgressBar(enabled=not args.no_progress)
+        JsonEvents(sys.stdout)
+        if args.json
+        else ProgressBar(enabled=not args.no_progress, status_every=args.status_every)
     )
 
     def notice(text: str) -> None:
