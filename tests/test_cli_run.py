@@ -118,7 +118,10 @@ def test_dry_run_sends_nothing(tmp_path: Path, serve_emulator: Callable[..., Ser
     )
     assert done.returncode == 0, done.stderr
     assert "total" in done.stdout
+    assert "embedded emulator" not in done.stdout  # a paid plan's times are the provider's
     assert served.emulator.calls() == []
+    local = runner("run", "manifests/example.yaml", "--dry-run")
+    assert "on the embedded emulator at 10x speed: no credits spent, at least ~1 s" in local.stdout
 
 
 def test_large_paid_run_needs_yes_without_a_terminal(

@@ -180,6 +180,28 @@ def _confirm(plan: Plan, options: RunOptions, yes: bool, provider: str) -> None:
         raise UsageError("not confirmed; nothing was sent")
 
 
+def _local_speed(plan: Plan, options: RunOptions, provider: str) -> str | None:
+    """For a run on the embedded emulator: its speed and what the plan's duration becomes."""
+    from runner.backends.select import choose_backend
+    from runner.plan import duration
+    from runner.run import LOCAL_TIME_SCALE
+
+    choice = choose_backend(
+        options.backend,
+        base_url_arg=options.base_url,
+        manifest_base_url=None,
+        env=os.environ,
+        provider=provider,
+    )
+    if choice.kind != "local":
+        return None
+    scale = options.time_scale or LOCAL_TIME_SCALE
+    return (
+        f"on the embedded emulator at {1 / scale:g}x speed: no credits spent, "
+        f"at least ~{duration(plan.min_duration_s * scale)}"
+    )
+
+
 def cap_allows(plan: Plan) -> str:
     """What the credit cap lets a paid run spend, in words (for the confirmation)."""
     from runner.plan import usd
@@ -246,6 +268,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         sys.stdout.write(render_text(plan))
         if share:
             print(share)
+        local = _local_speed(plan, options, manifest.api.provider)
+        if local:
+            print(local)
         return 0
     if share:
         print(f"note: {share}", file=sys.stderr)
