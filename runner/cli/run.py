@@ -430,7 +430,9 @@ def _report(
                 report.resume_command,
                 sys.argv[0],
                 retry_failed=failed and not args.retry_failed,
+                # A split shard's --max-credits is divided again: the hint names the whole.
                 max_credits=_credits_for_the_rest(out, plan, summary.credits.spent_usd)
+                * (options.shard.count if share and options.shard else 1)
                 if decision.code == EXIT_CREDITS
                 else None,
             )
