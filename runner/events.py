@@ -69,7 +69,8 @@ class RunStats:
     failed: int = 0
     skipped: int = 0
     expired: int = 0
-    in_flight: int = 0
+    in_flight: int = 0  # jobs whose billed call went out and has not ended
+    waiting: int = 0  # jobs started but waiting for the rate window (nothing sent)
     images: int = 0
     ambiguous: int = 0
     rate_limited: int = 0

@@ -38,7 +38,7 @@ from runner.scheduling.polling import PollPolicy
 from runner.scheduling.prices import book_for
 from runner.scheduling.retry import RetryPolicy
 from runner.scheduling.scheduler import Scheduler, SchedulerConfig
-from runner.shard import Shard
+from runner.shard import Shard, shard_of
 from runner.store import Ledger, remove_temp_files
 from runner.sweep import count_jobs, expand
 
@@ -153,16 +153,11 @@ def _scheduler_config(manifest: Manifest, options: RunOptions, scale: float) -> 
 
 def run_jobs(manifest: Manifest, shard: Shard | None) -> Iterator[Job]:
     """The jobs of a run, lazily, in the manifest's order (one shard's when given)."""
-    jobs = expand(manifest)
-    if shard is None:
-        return jobs
-    return (job for job in jobs if shard.owns(job.key))
+    return expand(shard_of(manifest, shard))
 
 
 def _planned(manifest: Manifest, shard: Shard | None) -> int:
-    if shard is None:
-        return count_jobs(manifest)
-    return sum(1 for _ in run_jobs(manifest, shard))
+    return count_jobs(shard_of(manifest, shard))
 
 
 async def run_manifest(
@@ -195,9 +190,11 @@ async def run_manifest(
         env=env,
         provider=manifest.api.provider,
     )
-    if choice.notice:
-        tell(choice.notice)
     scale = options.time_scale or (LOCAL_TIME_SCALE if choice.kind == "local" else 1.0)
+    # The emulator's speed is said: a demo's times are not the provider's.
+    if choice.notice:
+        speed = f" The emulator runs at {1 / scale:g}x speed." if choice.kind == "local" else ""
+        tell(choice.notice + speed)
     config = _scheduler_config(manifest, options, scale)
     backend = _open(choice, emulator, emulator_config, config, scale)
     try:

@@ -1,11 +1,24 @@
-"""Deterministic shards for CI matrices: `--shard K/N` takes the jobs whose key falls in K."""
+"""Deterministic shards for CI matrices: `--shard K/N` takes the Kth of every N jobs.
+
+Jobs are dealt round-robin by their position in the run's expansion order
+(after `--filter` / `--limit`), so shard sizes differ by at most one and
+every machine of a matrix, expanding the same manifest, agrees on the split.
+By default each shard also gets 1/N of the budget (`split_budget`), so that
+N shards together stay under the manifest's `max_credits` and
+`requests_per_minute`; `--shard-budget full` gives each the whole budget.
+"""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Literal
 
 from runner.errors import UsageError
+from runner.subset import Subset
+
+if TYPE_CHECKING:
+    from runner.manifest import Manifest
 
 _SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 
@@ -17,14 +30,39 @@ class Shard:
     index: int
     count: int
 
-    def owns(self, key: str) -> bool:
-        """Whether the job with this key belongs to this shard.
+    def owns(self, position: int) -> bool:
+        """Whether the job at this 0-based position of the run's job stream belongs here."""
+        return position % self.count == self.index - 1
 
-        The key's hash digits are uniform, so shards are balanced, and the
-        split depends on the job alone: every machine of a matrix agrees.
-        """
-        digest = key.split(":", 1)[-1]
-        return int(digest[:12], 16) % self.count == self.index - 1
+
+@dataclass(frozen=True, slots=True)
+class ShardBudget:
+    """One shard's share of the budget: USD cap (None: no cap) and requests per minute."""
+
+    max_credits: float | None
+    rpm: int | Literal["auto"]
+
+
+def split_budget(
+    shard: Shard, max_credits: float | None, rpm: int | Literal["auto"]
+) -> ShardBudget:
+    """The 1/N share of a run's budget for one of N shards (rpm at least 1 per minute;
+    ``auto`` stays auto: each shard learns its own share).
+
+    The cap is rounded down to the micro-dollar, so N shares never add up to
+    more than the whole.
+    """
+    cap = None
+    if max_credits is not None:
+        cap = int(max_credits * 1_000_000) // shard.count / 1_000_000
+    return ShardBudget(cap, rpm if rpm == "auto" else max(1, rpm // shard.count))
+
+
+def shard_of(manifest: Manifest, shard: Shard | None) -> Manifest:
+    """`manifest` whose expansion, count and plan are those of one shard (None: unchanged)."""
+    if shard is None:
+        return manifest
+    return replace(manifest, subset=replace(manifest.subset or Subset(), shard=shard))
 
 
 def parse_shard(text: str) -> Shard:

@@ -24,10 +24,13 @@ import itertools
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from runner.errors import UsageError
 from runner.jobs import Job
+
+if TYPE_CHECKING:
+    from runner.shard import Shard
 
 PARAMS: Final = ("mode", "aspect_ratio", "resolution", "n", "output_format", "image")
 """The request params a filter can name (besides vars)."""
@@ -59,6 +62,8 @@ class Subset:
 
     conditions: tuple[Condition, ...] = ()
     limit: int | None = None
+    # `--shard K/N` (runner.shard.shard_of): of the jobs kept, the Kth of every N.
+    shard: Shard | None = None
 
     def matches(self, prompt_id: str, values: Mapping[str, str]) -> bool:
         """Whether a job (its prompt id, params and vars as text) meets every condition."""
@@ -66,8 +71,13 @@ class Subset:
 
     def select(self, jobs: Iterable[Job]) -> Iterator[Job]:
         """The subset of a job stream, lazily and in order."""
-        kept = (job for job in jobs if self.matches(job.prompt_id, job_values(job)))
-        return kept if self.limit is None else itertools.islice(kept, self.limit)
+        kept: Iterator[Job] = (job for job in jobs if self.matches(job.prompt_id, job_values(job)))
+        if self.limit is not None:
+            kept = itertools.islice(kept, self.limit)
+        shard = self.shard
+        if shard is not None:
+            kept = (job for position, job in enumerate(kept) if shard.owns(position))
+        return kept
 
     def describe(self) -> str:
         """A short text for messages: ``filter mode=quality, limit 5``."""
@@ -76,6 +86,8 @@ class Subset:
             parts.append("filter " + " AND ".join(str(c) for c in self.conditions))
         if self.limit is not None:
             parts.append(f"limit {self.limit:,}")
+        if self.shard is not None:
+            parts.append(f"shard {self.shard.index}/{self.shard.count}")
         return ", ".join(parts) or "all jobs"
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -59,7 +61,11 @@ def test_example_manifest_runs_on_the_embedded_emulator(tmp_path: Path) -> None:
     done = runner("run", "manifests/example.yaml", "--out", str(out), "--no-progress")
     assert done.returncode == 0, done.stderr
     assert "embedded emulator" in done.stderr
+    assert "The emulator runs at 10x speed." in done.stderr
     assert "6 of 6 jobs done" in done.stdout
+    # "no credits spent" in the notice is not followed by "$0.21 spent".
+    assert "credits: $0.21 emulated, no credits spent;" in done.stdout
+    assert " spent (" not in done.stdout
     assert (out / "gallery.html").is_file()
     assert json.loads((out / "summary.json").read_text())["run"]["completed"] == 6
     assert len(list(out.glob("*/*.jpg"))) == 6
@@ -112,7 +118,10 @@ def test_dry_run_sends_nothing(tmp_path: Path, serve_emulator: Callable[..., Ser
     )
     assert done.returncode == 0, done.stderr
     assert "total" in done.stdout
+    assert "embedded emulator" not in done.stdout  # a paid plan's times are the provider's
     assert served.emulator.calls() == []
+    local = runner("run", "manifests/example.yaml", "--dry-run")
+    assert "on the embedded emulator at 10x speed: no credits spent, at least ~1 s" in local.stdout
 
 
 def test_large_paid_run_needs_yes_without_a_terminal(
@@ -199,7 +208,8 @@ def test_ctrl_c_stops_records_and_resumes_without_paying_twice(
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, stderr
-    assert "resume with: runner run" in stdout
+    assert "resume with: python -m runner run" in stdout
+    assert "interrupted; " in stdout and "interrupted: interrupted" not in stdout + stderr
     resumed = runner(*args, env={"SEGMIND_API_KEY": KEY})
     assert resumed.returncode == 0, resumed.stderr
     assert "8 of 8 jobs done" in resumed.stdout
@@ -229,3 +239,119 @@ def test_rpm_auto_learns_the_embedded_emulators_limit(tmp_path: Path) -> None:
     assert 1 <= rate["limit"] <= 10
     saved = json.loads((out / ".runner" / "rate.json").read_text())
     assert saved["limit"] == rate["limit"]
+
+
+def test_a_wrong_key_is_a_refusal_nothing_left_possibly_billed(
+    tmp_path: Path, serve_emulator: Callable[..., Served]
+) -> None:
+    served = serve_emulator(api_keys=frozenset({KEY}), time_scale=0.01)
+    path = str(manifest(tmp_path, 6))
+    remote = ["--backend", "segmind", "--base-url", served.base_url, "--time-scale", "0.01"]
+    remote.append("--no-progress")
+    wrong = runner("run", path, *remote, env={"SEGMIND_API_KEY": "sk-wrong-key-0123456789"})
+    assert wrong.returncode == 2, wrong.stderr
+    # One message for the one error, not a "stopping:" and an "error:" for it.
+    assert wrong.stderr.count("Invalid API key") == 1, wrong.stderr
+    ledger = Ledger.open_readonly(tmp_path / "out")
+    try:
+        assert ledger.counts()["submitting"] == 0
+    finally:
+        ledger.close()
+    status = runner("status", str(tmp_path / "out"))
+    assert "in flight: none" in status.stdout, status.stdout
+    good = runner("run", path, *remote, env={"SEGMIND_API_KEY": KEY})
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "ambiguous" not in good.stdout + good.stderr
+    assert "6 of 6 jobs done" in good.stdout
+
+
+def test_hints_say_what_to_type_next(tmp_path: Path) -> None:
+    path = manifest(tmp_path, 4)
+    text = path.read_text().replace('"a picture of {thing}"', '"a blocked picture of {thing}"')
+    path.write_text(
+        text.replace("vars: {thing: [thing0, thing1, thing2, thing3]}", "vars: {thing: [thing0]}")
+    )
+    failed = runner("run", str(path), "--no-progress")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    # Started as `python -m runner`: the hint says so, and offers the retry.
+    assert "resume with: python -m runner run " in failed.stdout
+    assert failed.stdout.rstrip().endswith("--retry-failed"), failed.stdout
+
+
+def test_a_budget_stop_hint_names_a_cap_that_is_enough(tmp_path: Path) -> None:
+    path = manifest(tmp_path, 6)
+    stopped = runner("run", str(path), "--no-progress", "--max-credits", "0.05")
+    assert stopped.returncode == 3, stopped.stdout + stopped.stderr
+    hint = next(line for line in stopped.stdout.splitlines() if line.startswith("resume with:"))
+    command = hint.removeprefix("resume with: python -m runner ").split()
+    cap = command[command.index("--max-credits") + 1]
+    assert float(cap) >= 0.12  # 6 jobs at $0.02: what was spent and the rest's estimate
+    again = runner(*command, "--no-progress")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "6 of 6 jobs done" in again.stdout
+
+
+def test_the_confirmation_says_what_the_cap_allows(
+    tmp_path: Path, serve_emulator: Callable[..., Served]
+) -> None:
+    served = serve_emulator()
+    done = runner(
+        "run",
+        str(manifest(tmp_path, 150)),
+        "--max-credits",
+        "1.00",
+        "--backend",
+        "segmind",
+        "--base-url",
+        served.base_url,
+        env={"SEGMIND_API_KEY": KEY},
+    )
+    assert done.returncode == 2
+    assert "the cap of $1.00 allows 50 of them ($1.00), then the run stops" in done.stderr
+    assert served.emulator.calls() == []
+
+
+def test_validate_strict_and_plan_check_fail_a_budget_that_does_not_fit(tmp_path: Path) -> None:
+    path = manifest(tmp_path, 6)
+    path.write_text(path.read_text().replace("budget: {", "budget: {max_credits: 0.05, "))
+    assert runner("validate", str(path)).returncode == 0
+    strict = runner("validate", "--strict", str(path))
+    assert strict.returncode == 1
+    assert "does not fit under $0.05: 2 of 6 jobs would run" in strict.stderr
+    assert runner("plan", str(path)).returncode == 0
+    assert runner("plan", "--check", str(path)).returncode == 1
+    assert runner("plan", "--check", str(path), "--max-credits", "1").returncode == 0
+
+
+def test_a_shard_plans_and_runs_its_own_jobs_under_its_share(tmp_path: Path) -> None:
+    path = manifest(tmp_path, 7, rpm=30)
+    path.write_text(path.read_text().replace("budget: {", "budget: {max_credits: 0.9, "))
+    plan = runner("plan", str(path), "--shard", "1/3")
+    assert plan.returncode == 0, plan.stderr
+    assert re.search(r"^total +3 ", plan.stdout, re.M), plan.stdout
+    share = "shard 1/3 runs under 1/3 of the budget: max_credits $0.30, 10 requests/minute"
+    assert share in plan.stdout
+    full = runner("plan", str(path), "--shard", "3/3", "--shard-budget", "full")
+    assert re.search(r"^total +2 ", full.stdout, re.M) and "of the budget" not in full.stdout
+    dry = runner("run", str(path), "--shard", "2/3", "--dry-run")
+    assert re.search(r"^total +2 ", dry.stdout, re.M)
+    assert share.replace("1/3 runs", "2/3 runs") in dry.stdout
+    done = runner("run", str(path), "--shard", "1/3", "--no-progress")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 of 3 jobs done" in done.stdout
+    assert share in done.stderr and share in done.stdout  # before the run, and in its summary
+
+
+def test_a_log_gets_status_lines_with_sent_jobs_apart_from_waiting_ones(tmp_path: Path) -> None:
+    # 2 requests a minute on the embedded emulator (a 6 s window at 10x):
+    # the third and fourth jobs wait for the window, having sent nothing.
+    done = runner("run", str(manifest(tmp_path, 4, rpm=2)), "--status-every", "1000")
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("status: ")]
+    states = [line.removeprefix("status: ").split(";")[0] for line in lines]
+    # One line per change of state (the interval is longer than the run).
+    assert states[0] == "running" and states[-1] == "finished", lines
+    assert "waiting for the rate window" in states, lines
+    assert all(a != b for a, b in itertools.pairwise(states)), lines
+    assert any("in flight 0 waiting 2" in line for line in lines), lines
+    assert "4/4 done" in lines[-1]

@@ -41,6 +41,7 @@ from runner.subset import add_subset_arguments, subset_from
 
 if TYPE_CHECKING:
     from runner.cli.args import Subparsers
+    from runner.plan import Plan
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -121,6 +122,11 @@ def _add_validate(sub: Subparsers) -> None:
         description="Check a manifest (no requests). Exit 0 if it is usable, 2 if not.",
     )
     p.add_argument("manifest", metavar="MANIFEST", help="path to the manifest YAML")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="also exit 1 when the estimate does not fit under budget.max_credits",
+    )
     p.set_defaults(handler=_cmd_validate)
 
 
@@ -130,10 +136,28 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
     plan = make_plan(load_manifest(args.manifest))
     print(f"ok: {plan.jobs:,} jobs, {plan.images:,} images, est {usd(plan.credits)}")
-    return EXIT_OK
+    return _budget_check(plan) if args.strict else EXIT_OK
+
+
+def _budget_check(plan: Plan) -> int:
+    """EXIT_FAILED (1), with one line on stderr, when the plan's estimate exceeds its cap."""
+    from runner.plan import usd
+
+    if plan.fits is not False:
+        return EXIT_OK
+    within = plan.jobs_within_budget or 0
+    cap = usd(plan.max_credits) if plan.max_credits is not None else "the cap"
+    print(
+        f"budget: est {usd(plan.credits)} does not fit under {cap}: "
+        f"{within:,} of {plan.jobs:,} jobs would run",
+        file=sys.stderr,
+    )
+    return EXIT_FAILED
 
 
 def _add_plan(sub: Subparsers) -> None:
+    from runner.cli.run import add_shard_budget
+
     p = sub.add_parser(
         "plan",
         parents=[common()],
@@ -158,6 +182,13 @@ def _add_plan(sub: Subparsers) -> None:
         "--jobs", action="store_true", help="list every job instead (with --json: JSON Lines)"
     )
     p.add_argument("--csv", action="store_true", help="with --jobs: the list as CSV")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 when the estimate does not fit under the budget's max_credits",
+    )
+    p.add_argument("--shard", metavar="K/N", help="plan only shard K of N (as run --shard)")
+    add_shard_budget(p)
     add_subset_arguments(p)
     p.set_defaults(handler=_cmd_plan)
 
@@ -179,8 +210,10 @@ def _cmd_plan_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
+    from runner.cli.run import shard_share
     from runner.manifest import load_manifest
     from runner.plan import make_plan, plan_json, render_text
+    from runner.shard import parse_shard, shard_of
     from runner.sweep import restrict
 
     if args.provider and "," in args.provider:
@@ -198,12 +231,14 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
         write_jobs(manifest, sys.stdout, "csv" if args.csv else "json" if args.json else "text")
         return EXIT_OK
-    plan = make_plan(manifest, rpm=args.rpm, max_credits=args.max_credits)
+    max_credits, rpm, share = shard_share(manifest, args, args.max_credits, args.rpm)
+    shard = parse_shard(args.shard) if args.shard else None
+    plan = make_plan(shard_of(manifest, shard), rpm=rpm, max_credits=max_credits)
     if args.json:
         write(sys.stdout, json.dumps(plan_json(plan), indent=2) + "\n")
     else:
-        write(sys.stdout, render_text(plan))
-    return EXIT_OK
+        write(sys.stdout, render_text(plan) + (f"{share}\n" if share else ""))
+    return _budget_check(plan) if args.check else EXIT_OK
 
 
 def _add_schema(sub: Subparsers) -> None:

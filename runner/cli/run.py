@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import anyio
 
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
     from runner.reporting.exit_codes import FailureTolerance
     from runner.run import RunOptions, RunReport
 
+# How often a run logging to a non-terminal prints its status (runner.reporting.progress).
+STATUS_EVERY_S = 30.0
 # A paid run above either of these asks first (or needs --yes when no one can answer).
 CONFIRM_JOBS = 100
 # Where --coordinator comes from when not given: keeps a Redis password off command lines.
@@ -68,6 +72,15 @@ def add_run(sub: Subparsers, common: CommandParser) -> None:
     )
     p.add_argument("--max-in-flight", type=positive_int, metavar="N")
     p.add_argument("--shard", metavar="K/N", help="run only shard K of N (CI matrices)")
+    add_shard_budget(p)
+    p.add_argument(
+        "--status-every",
+        type=non_negative_float,
+        default=STATUS_EVERY_S,
+        metavar="SECONDS",
+        help="when stderr is not a terminal (a CI log): a status line this often, and at each "
+        f"change of the run's state (default {STATUS_EVERY_S:g})",
+    )
     p.add_argument(
         "--coordinator",
         metavar="URL",
@@ -160,7 +173,8 @@ def _confirm(plan: Plan, options: RunOptions, yes: bool, provider: str) -> None:
     if plan.jobs <= CONFIRM_JOBS and plan.credits <= micros(CONFIRM_USD):  # plan.credits: µ$
         return
     title = PROVIDERS[choice.provider].title
-    question = f"This run sends {plan.jobs:,} jobs to {title}, est {usd(plan.credits)}."
+    question = f"This run sends {plan.jobs:,} jobs to {title}, est {usd(plan.credits)}"
+    question += f"; {cap_allows(plan)}." if plan.max_credits is not None else " (no credit cap)."
     if not sys.stdin.isatty():
         raise UsageError(f"{question} Pass --yes to confirm (no terminal to ask on).")
     answer = input(f"{question} Go on? [y/N] ").strip().lower()
@@ -168,22 +182,154 @@ def _confirm(plan: Plan, options: RunOptions, yes: bool, provider: str) -> None:
         raise UsageError("not confirmed; nothing was sent")
 
 
+def _local_speed(plan: Plan, options: RunOptions, provider: str) -> str | None:
+    """For a run on the embedded emulator: its speed and what the plan's duration becomes."""
+    from runner.backends.select import choose_backend
+    from runner.plan import duration
+    from runner.run import LOCAL_TIME_SCALE
+
+    choice = choose_backend(
+        options.backend,
+        base_url_arg=options.base_url,
+        manifest_base_url=None,
+        env=os.environ,
+        provider=provider,
+    )
+    if choice.kind != "local":
+        return None
+    scale = options.time_scale or LOCAL_TIME_SCALE
+    return (
+        f"on the embedded emulator at {1 / scale:g}x speed: no credits spent, "
+        f"at least ~{duration(plan.min_duration_s * scale)}"
+    )
+
+
+def cap_allows(plan: Plan) -> str:
+    """What the credit cap lets a paid run spend, in words (for the confirmation)."""
+    from runner.plan import usd
+
+    assert plan.max_credits is not None
+    cap = usd(plan.max_credits)
+    if plan.fits:
+        return f"the cap of {cap} allows all of it"
+    within = plan.jobs_within_budget or 0
+    spend = usd(plan.credits_within_budget or 0)
+    return f"the cap of {cap} allows {within:,} of them ({spend}), then the run stops"
+
+
+def add_shard_budget(p: argparse.ArgumentParser) -> None:
+    """`--shard-budget split|full` (for `run` and `plan`)."""
+    p.add_argument(
+        "--shard-budget",
+        choices=("split", "full"),
+        default="split",
+        help="with --shard K/N: each shard gets 1/N of max_credits and requests_per_minute "
+        "(split, default: N shards together keep the manifest's budget), or all of it (full)",
+    )
+
+
+def shard_share(
+    manifest: Manifest,
+    args: argparse.Namespace,
+    max_credits: float | None,
+    rpm: int | Literal["auto"] | None,
+) -> tuple[float | None, int | Literal["auto"] | None, str | None]:
+    """The cap (USD) and rpm this shard runs under, and a line saying so (None: not split)."""
+    from runner.money import format_usd, micros
+    from runner.shard import parse_shard, split_budget
+
+    if not getattr(args, "shard", None) or args.shard_budget == "full":
+        return max_credits, rpm, None
+    shard = parse_shard(args.shard)
+    cap = max_credits if max_credits is not None else manifest.budget.max_credits
+    share = split_budget(shard, cap, rpm or manifest.budget.requests_per_minute)
+    credits = (
+        "no credit cap"
+        if share.max_credits is None
+        else f"max_credits {format_usd(micros(share.max_credits))}"
+    )
+    line = (
+        f"shard {shard.index}/{shard.count} runs under 1/{shard.count} of the budget: "
+        f"{credits}, {share.rpm} requests/minute (--shard-budget full: all of it)"
+    )
+    return share.max_credits, share.rpm, line
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """The handler of `runner run`."""
     from runner.manifest import load_manifest
     from runner.plan import make_plan, render_text
     from runner.reporting.exit_codes import parse_max_failures
+    from runner.shard import shard_of
     from runner.sweep import restrict
 
     manifest = restrict(load_manifest(args.manifest, provider=args.provider), subset_from(args))
     options = _options(args)
     tolerance = parse_max_failures(args.max_failures) if args.max_failures else None
-    plan = make_plan(manifest, rpm=options.rpm, max_credits=options.max_credits)
+    max_credits, rpm, share = shard_share(manifest, args, options.max_credits, options.rpm)
+    options = replace(options, max_credits=max_credits, rpm=rpm)
+    plan = make_plan(shard_of(manifest, options.shard), rpm=rpm, max_credits=max_credits)
     if args.dry_run:
         sys.stdout.write(render_text(plan))
+        if share:
+            print(share)
+        local = _local_speed(plan, options, manifest.api.provider)
+        if local:
+            print(local)
         return 0
+    if share:
+        print(f"note: {share}", file=sys.stderr)
     _confirm(plan, options, args.yes, manifest.api.provider)
-    return anyio.run(partial(_run, manifest, options, args, tolerance, plan.jobs))
+    return anyio.run(partial(_run, manifest, options, args, tolerance, plan, share))
+
+
+def invocation(argv0: str) -> str:
+    """How the user started runner, for hints: `.venv/bin/runner`, `runner`, `python -m runner`."""
+    name = Path(argv0).name
+    if not argv0 or name in ("__main__.py", "-c", "-m"):
+        return "python -m runner"
+    return shlex.quote(argv0)
+
+
+def resume_hint(
+    command: str, argv0: str, *, retry_failed: bool = False, max_credits: int | None = None
+) -> str:
+    """`command` (runner.run.resume_command) as the user would type it next.
+
+    Started the way the user started this run; with `--retry-failed` when
+    jobs failed and `--max-credits X` (X in µ$, shown in USD rounded up to
+    the cent) when the budget stopped the run.
+    """
+    from runner.money import to_usd
+
+    head, _, rest = command.partition(" ")
+    parts = [invocation(argv0) if head == "runner" else head, rest]
+    if retry_failed:
+        parts.append("--retry-failed")
+    if max_credits is not None:
+        cents = -(-max_credits // 10_000)  # up to the cent: the hint must be enough
+        parts.append(f"--max-credits {to_usd(cents * 10_000):.2f}")
+    return " ".join(part for part in parts if part)
+
+
+def _credits_for_the_rest(out: Path, plan: Plan, spent_usd: float) -> int:
+    """A cap (µ$) that lets the unfinished jobs run: what is spent plus their estimate.
+
+    The rest's estimate is the plan's (every job of the manifest or shard)
+    less the completed jobs' estimates: jobs never reached are not in the
+    ledger. The cap counts the folder's earlier spend too (resume), so the
+    rest's estimate alone would stop the next run just as this one stopped.
+    """
+    from runner.money import micros
+    from runner.store import Ledger
+
+    ledger = Ledger.open_readonly(out)
+    try:
+        totals = ledger.totals()
+    finally:
+        ledger.close()
+    rest = max(0, plan.credits - totals["completed"].estimate)
+    return micros(spent_usd) + rest
 
 
 # Above this many jobs the reports read the ledger alone instead of holding
@@ -191,18 +337,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 REPORT_ALL_JOBS_UP_TO = 50_000
 
 
-async def _run(
+async def _run(  # noqa: PLR0917 (called through functools.partial for anyio.run)
     manifest: Manifest,
     options: RunOptions,
     args: argparse.Namespace,
     tolerance: FailureTolerance | None,
-    planned: int,
+    plan: Plan,
+    share: str | None = None,
 ) -> int:
     from runner.reporting.progress import JsonEvents, ProgressBar
     from runner.run import run_manifest
 
     listener: JsonEvents | ProgressBar = (
-        JsonEvents(sys.stdout) if args.json else ProgressBar(enabled=not args.no_progress)
+        JsonEvents(sys.stdout)
+        if args.json
+        else ProgressBar(enabled=not args.no_progress, status_every=args.status_every)
     )
 
     def notice(text: str) -> None:
@@ -214,7 +363,14 @@ async def _run(
     finally:
         listener.close()
     return _report(
-        manifest, options, args, report, tolerance=tolerance, started=started, planned=planned
+        manifest,
+        options,
+        args,
+        report,
+        tolerance=tolerance,
+        started=started,
+        plan=plan,
+        share=share,
     )
 
 
@@ -226,7 +382,8 @@ def _report(
     *,
     tolerance: FailureTolerance | None,
     started: float,
-    planned: int,
+    plan: Plan,
+    share: str | None = None,
 ) -> int:
     """Write summary.json / summary.md / gallery.html (and JUnit), print, decide the exit code."""
     from runner.reporting.exit_codes import EXIT_CREDITS, EXIT_INTERRUPTED, decide_exit
@@ -244,7 +401,7 @@ def _report(
     out = report.out
     jobs = None
     # A worker of a shared run reports the jobs it ran (its folder), not the manifest's.
-    if planned <= REPORT_ALL_JOBS_UP_TO and report.whole:
+    if plan.jobs <= REPORT_ALL_JOBS_UP_TO and report.whole:
         jobs = {job.key: job for job in run_jobs(manifest, options.shard)}
     summary = summarize_folder(
         out,
@@ -254,11 +411,10 @@ def _report(
         manifest=manifest.path,
         started_at=started,
     )
+    # The reason repeats the kind for a plain Ctrl-C: "interrupted: interrupted".
+    reason = "" if report.stop_reason == report.stop else report.stop_reason or ""
     decision = decide_exit(
-        summary.jobs.by_state,
-        stop=report.stop,
-        stop_reason=report.stop_reason or "",
-        max_failures=tolerance,
+        summary.jobs.by_state, stop=report.stop, stop_reason=reason, max_failures=tolerance
     )
     summary = with_exit(summary, decision)
     write_summary(out, summary)
@@ -270,12 +426,22 @@ def _report(
             sys.stdout.write(summary_event(summary))
         else:
             sys.stdout.write(render_text(summary, out_label=str(out)) + "\n")
+            if share:
+                print(share)
         stopped = decision.code in (EXIT_INTERRUPTED, EXIT_CREDITS) or report.stop == "error"
-        if stopped or summary.jobs.by_state.get("failed"):
-            print(
-                f"resume with: {report.resume_command}",
-                file=sys.stderr if args.json else sys.stdout,
+        failed = bool(summary.jobs.by_state.get("failed"))
+        if stopped or failed:
+            hint = resume_hint(
+                report.resume_command,
+                sys.argv[0],
+                retry_failed=failed and not args.retry_failed,
+                # A split shard's --max-credits is divided again: the hint names the whole.
+                max_credits=_credits_for_the_rest(out, plan, summary.credits.spent_usd)
+                * (options.shard.count if share and options.shard else 1)
+                if decision.code == EXIT_CREDITS
+                else None,
             )
+            print(f"resume with: {hint}", file=sys.stderr if args.json else sys.stdout)
         sys.stdout.flush()
     except BrokenPipeError:  # stdout's reader is gone; the reports are on disk
         from runner.reporting.progress import detach_stdout

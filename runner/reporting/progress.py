@@ -19,18 +19,35 @@ from runner.events import Event, RunStats
 _FINAL = frozenset({"completed", "failed", "skipped", "expired"})
 
 
-class ProgressBar:
-    """done / failed / in flight / credits spent, with tqdm's rate and ETA.
+# How often a run whose progress goes to a log (not a terminal) says where it is.
+STATUS_EVERY_S = 30.0
 
-    Quiet when the stream is not a terminal (tqdm's `disable=None`) or when
-    `enabled` is False (`--no-progress`). The bar is drawn from the run's
-    first event on, so notices printed before the run stay above it.
+
+class ProgressBar:
+    """done / failed / in flight / waiting / credits spent, with tqdm's rate and ETA.
+
+    On a terminal: a bar. When the stream is not a terminal (a CI log), one
+    status line at each change of the run's state (running, waiting for the
+    rate window, stopping, finished) and at most one every `status_every`
+    seconds of the run's clock otherwise (the event's `at`: a virtual clock
+    in tests). Quiet with `enabled` False (`--no-progress`). Drawn from the
+    run's first event on, so notices printed before the run stay above it.
     """
 
-    def __init__(self, *, enabled: bool = True, stream: IO[str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        enabled: bool = True,
+        stream: IO[str] | None = None,
+        status_every: float = STATUS_EVERY_S,
+    ) -> None:
         self._enabled = enabled
         self._stream = stream or sys.stderr
         self._bar: tqdm[Never] | None = None
+        self._status_every = status_every
+        self._lines = enabled and not _is_terminal(self._stream)
+        self._last_state: str | None = None
+        self._last_at: float | None = None
 
     def _open(self, total: int | None) -> tqdm[Never]:
         return tqdm(
@@ -43,23 +60,63 @@ class ProgressBar:
         )
 
     def __call__(self, event: Event, stats: RunStats) -> None:
+        if self._lines:
+            self._status(event, stats)
+            return
         if self._bar is None:
             self._bar = self._open(stats.planned)
         bar = self._bar
-        bar.set_postfix_str(
-            f"ok {stats.completed} failed {stats.failed} in flight {stats.in_flight} "
-            f"${stats.credits_spent:.2f}",
-            refresh=False,
-        )
+        bar.set_postfix_str(f"{_counters(stats)} ${stats.credits_spent:.2f}", refresh=False)
         if event.kind in _FINAL:
             bar.update(1)
-        if event.kind in ("rate_limited", "ambiguous", "stopping", "price"):
+        if event.kind in _TOLD:
             bar.write(f"{event.kind}: {event.detail}", file=self._stream)
+
+    def _status(self, event: Event, stats: RunStats) -> None:
+        if event.kind in _TOLD:
+            self._stream.write(f"{event.kind}: {event.detail}\n")
+        state = run_state(event, stats)
+        due = self._last_at is None or event.at - self._last_at >= self._status_every
+        if state == self._last_state and not due:
+            return
+        self._last_state, self._last_at = state, event.at
+        done = f"{stats.done:,}" + (f"/{stats.planned:,}" if stats.planned is not None else "")
+        self._stream.write(
+            f"status: {state}; {done} done ({_counters(stats)}; "
+            f"${stats.credits_spent:.2f}); {stats.elapsed:.0f} s\n"
+        )
+        self._stream.flush()
 
     def close(self) -> None:
         """Finish the bar's line."""
         if self._bar is not None:
             self._bar.close()
+
+
+_TOLD = frozenset({"rate_limited", "ambiguous", "stopping", "price"})
+
+
+def run_state(event: Event, stats: RunStats) -> str:
+    """The run's state in words, for the status lines."""
+    if event.kind == "finished":
+        return "finished"
+    if stats.stopped:
+        return "stopping"
+    if stats.waiting and not stats.in_flight:
+        return "waiting for the rate window"
+    return "running"
+
+
+def _counters(stats: RunStats) -> str:
+    text = f"ok {stats.completed} failed {stats.failed} in flight {stats.in_flight}"
+    return text + (f" waiting {stats.waiting}" if stats.waiting else "")
+
+
+def _is_terminal(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # a closed or odd stream: no terminal
+        return False
 
 
 class JsonEvents:
@@ -79,6 +136,7 @@ class JsonEvents:
             "completed": stats.completed,
             "failed": stats.failed,
             "in_flight": stats.in_flight,
+            "waiting": stats.waiting,
             "credits_spent": round(stats.credits_spent, 6),
         }
         try:

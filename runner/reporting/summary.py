@@ -251,10 +251,16 @@ def _headline(s: Summary) -> str:
 
 def _money_line(s: Summary) -> str:
     c = s.credits
-    text = f"{money(c.spent_usd)} spent (est. {money(c.estimated_usd)} for all jobs"
+    # The embedded emulator bills nothing: its figures are labelled so that
+    # "no credits spent" in the notice is never followed by "$0.54 spent".
+    emulated = s.backend is not None and s.backend.name == "local"
+    spent = "emulated, no credits spent;" if emulated else "spent ("
+    text = f"{money(c.spent_usd)} {spent}"
+    text += f"{' ' if emulated else ''}est. {money(c.estimated_usd)} for all jobs"
     if c.charged_jobs:
-        text += f"; {money(c.charged_usd)} reported by the API for {c.charged_jobs:,} jobs"
-    text += ")"
+        source = "the emulator" if emulated else "the API"
+        text += f"; {money(c.charged_usd)} reported by {source} for {c.charged_jobs:,} jobs"
+    text += "" if emulated else ")"
     if c.ambiguous_submits:
         text += (
             f"; {c.ambiguous_submits} ambiguous submit(s): up to "

@@ -5,7 +5,8 @@
 alike: the same gate, the same `Submitting` mark right before the send, the
 same handling of a lost answer (ambiguous: sent again at most once per job,
 within the run's cap), of a 406 (the run stops, the job goes back to
-planned), of a clear refusal and of a final answer.
+planned), of a definite refusal (400/401/403/404: nothing billed, the mark
+taken back) and of a final answer.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Literal, TypeVar
 import anyio
 
 from runner.errors import (
+    AuthError,
     BadRequest,
     DownloadError,
     InsufficientCredits,
@@ -179,7 +181,14 @@ async def billed_send(
             await ctx.guard.stop(reason)
             ctx.stop.request(reason)
             raise Stopped from err
-        except (BadRequest, JobFailed, RetryableError) as err:
+        except AuthError:
+            # A definite refusal (401/403): nothing was billed, so the mark
+            # goes back and the run's fatal stop leaves no job possibly billed.
+            await marks.refused()
+            await ctx.guard.refund(job.key)
+            raise
+        except (BadRequest, NotFound, JobFailed, RetryableError) as err:
+            # 400/404 with the server's reason: refused, not billed.
             await ctx.guard.refund(job.key)
             return Failed(job, str(err))
 

@@ -58,7 +58,9 @@ from runner.scheduling.lifecycle import (
     JobEvent,
     Left,
     Reattached,
+    Refused,
     Submitted,
+    Submitting,
 )
 from runner.scheduling.polling import LatencyTracker
 from runner.scheduling.prices import PriceBook, book_for
@@ -91,6 +93,9 @@ class Scheduler:
         prices: PriceBook | None = None,
     ) -> None:
         self._sink = sink
+        # Jobs whose billed call went out (or re-attached): what "in flight"
+        # counts. A job holding the cap but not yet sent waits for the rate window.
+        self._sent: set[str] = set()
         self._listeners = list(listeners)
         self._broadcast: Broadcast | None = None
         # Events before the run starts (a stop asked early), sent when it does.
@@ -148,13 +153,21 @@ class Scheduler:
         ctx = self._ctx
         counts = ctx.tally.counts
         credit = ctx.guard.stats()
+        sent = len(self._sent)
+        # A job that has ended may hold its cap slot a moment longer: never
+        # count more jobs waiting than are left.
+        waiting = ctx.cap.used - sent
+        if ctx.tally.planned is not None:
+            ended = sum(counts[k] for k in ("completed", "failed", "skipped", "expired"))
+            waiting = min(waiting, ctx.tally.planned - ended - sent)
         return RunStats(
             planned=ctx.tally.planned,
             completed=counts["completed"],
             failed=counts["failed"],
             skipped=counts["skipped"],
             expired=counts["expired"],
-            in_flight=ctx.cap.used,
+            in_flight=sent,
+            waiting=max(0, waiting),
             images=counts["images"],
             ambiguous=counts["ambiguous"],
             rate_limited=counts["rate_limited"],
@@ -247,6 +260,10 @@ class Scheduler:
             return
         # Counted once recorded, so the counters never run ahead of the ledger.
         _count(self._ctx.tally.counts, event)
+        if isinstance(event, Submitting | Reattached):
+            self._sent.add(event.job.key)
+        elif isinstance(event, Refused | JobEnd):
+            self._sent.discard(event.job.key)
         if not isinstance(event, Submitted):
             await self._feed.record(event)
         kind_detail = _listener_event(event)

@@ -51,7 +51,12 @@ class Stop:
         self._polls: set[anyio.CancelScope] = set()
 
     def request(
-        self, reason: str, *, hold_submits: bool = True, abandon_polls: bool = False
+        self,
+        reason: str,
+        *,
+        hold_submits: bool = True,
+        abandon_polls: bool = False,
+        announce: bool = True,
     ) -> None:
         """Stop new jobs; see runner.scheduling.scheduler.Scheduler.request_stop."""
         old = self.state
@@ -61,7 +66,7 @@ class Stop:
             hold_submits=old.hold_submits or hold_submits,
             abandon_polls=old.abandon_polls or abandon_polls,
         )
-        if old.reason is None:
+        if old.reason is None and announce:
             self._on_stopping(reason)
         if abandon_polls:
             for scope in list(self._polls):
@@ -71,7 +76,9 @@ class Stop:
         """A fatal error: the run winds down, leaves its jobs re-attachable, then raises it."""
         if self.state.fatal is None:
             self.state = replace(self.state, fatal=err)
-        self.request(str(err), abandon_polls=True)
+        # Not announced: the error is raised to the caller, who reports it
+        # once; a "stopping:" line with the same text would say it twice.
+        self.request(str(err), abandon_polls=True, announce=False)
 
     @contextmanager
     def polling(self) -> Iterator[anyio.CancelScope]:

@@ -1,0 +1,58 @@
+"""Status lines for a log (not a terminal): a real run on the embedded emulator, virtual clock."""
+
+from __future__ import annotations
+
+import io
+import itertools
+from pathlib import Path
+
+import pytest
+
+from runner.emulator import EmulatorConfig, Latency
+from runner.manifest import load_manifest
+from runner.reporting.progress import ProgressBar
+from runner.run import RunOptions, run_manifest
+
+
+def _manifest(tmp_path: Path, jobs: int, rpm: int) -> Path:
+    things = ", ".join(f"t{i}" for i in range(jobs))
+    path = tmp_path / "m.yaml"
+    path.write_text(
+        f"""
+name: progress
+defaults: {{resolution: 1k, aspect_ratio: "1:1", output_format: jpeg}}
+prompts:
+  - id: p
+    prompt: "a picture of {{thing}}"
+    vars: {{thing: [{things}]}}
+budget: {{requests_per_minute: {rpm}}}
+output: {{dir: {tmp_path / "out"}}}
+"""
+    )
+    return path
+
+
+@pytest.mark.anyio
+async def test_a_status_line_every_interval_of_the_run_clock(tmp_path: Path) -> None:
+    # 6 jobs at 2 a minute, each 200 s long: about 3 minutes of run clock.
+    log = io.StringIO()
+    bar = ProgressBar(stream=log, status_every=30.0)
+    report = await run_manifest(
+        load_manifest(str(_manifest(tmp_path, 6, rpm=2))),
+        RunOptions(backend="local", out=tmp_path / "out", time_scale=1.0),
+        env={},
+        listeners=[bar],
+        emulator_config=EmulatorConfig(time_scale=1.0, latency=Latency("fixed", 200.0)),
+    )
+    bar.close()
+    assert report.stats.completed == 6
+    lines = [line for line in log.getvalue().splitlines() if line.startswith("status: ")]
+    times = [float(line.rsplit("; ", 1)[1].removesuffix(" s")) for line in lines]
+    states = [line.removeprefix("status: ").split(";")[0] for line in lines]
+    assert "waiting for the rate window" not in states[-2:]  # nothing is left to wait
+    assert states[-1] == "finished" and "waiting 1" in log.getvalue()
+    # No two lines of one state closer than the interval; never silent for long.
+    pairs = list(zip(states, times, strict=True))
+    for (a, t0), (b, t1) in itertools.pairwise(pairs):
+        assert a != b or t1 - t0 >= 29.5, lines
+    assert times[-1] > 120 and len(lines) >= 4, lines
