@@ -253,6 +253,11 @@ class QuotaLearner:
         second = self._policy.second
         observed = reset_at - self._accepted[lo]
         observed = min(max(observed, _MIN_WINDOW_S * second), _MAX_WINDOW_S * second)
+        # Never shorter than the declared window: a hint may slow the run down but
+        # never lets it send more than the declared R per declared window (a
+        # fault's 429, or a fixed window's first reset, would otherwise teach a
+        # window the real limit does not have).
+        observed = max(observed, self._policy.window)
         if not self._window_known:
             changed = not math.isclose(observed, self._window, rel_tol=0.02)
             self._window, self._window_known = observed, True

@@ -28,7 +28,6 @@ from typing import Any
 
 import anyio
 import anyio.lowlevel
-import pytest
 import trio
 import trio.testing
 from hypothesis import HealthCheck, given, settings
@@ -99,12 +98,6 @@ limited_at = st.lists(
 )
 
 
-@pytest.mark.xfail(
-    reason="since the gate learns (scheduling/quota.py), a 429 hint that claims a window "
-    "shorter than the declared one lets it admit more than the declared R per declared "
-    "window; the declared budget must stay a hard cap (open in issue #12)",
-    strict=False,
-)
 @settings(max_examples=150, deadline=None)
 @given(
     calls=arrivals,

@@ -115,14 +115,18 @@ def test_auto_doubles_per_round_trip_until_the_first_429() -> None:
     assert seen == [1, 2, 4, 8, 16]
 
 
-def test_the_window_is_learned_from_the_reset_hint() -> None:
-    learner = QuotaLearner(QuotaPolicy(declared=200, window=60.0))
+def test_the_window_is_learned_from_the_reset_hint_never_shorter_than_declared() -> None:
+    learner = QuotaLearner(QuotaPolicy(declared=200, window=6.0))
     for _ in range(20):
         learner.accepted(0.0, RTT)
-    learner.refused(0.0, RTT, reset_at=6.0, coarse=False)
-    assert learner.window == pytest.approx(6.0)
+    learner.refused(0.0, RTT, reset_at=10.0, coarse=False)
+    assert learner.window == pytest.approx(10.0)
     assert learner.limit(1.0) == 20
     assert learner.stats().confirmed is False
+    short = QuotaLearner(QuotaPolicy(declared=200, window=60.0))
+    short.accepted(0.0, RTT)
+    short.refused(0.0, RTT, reset_at=6.0, coarse=False)
+    assert short.window == 60.0  # a hint may slow the run, never speed it past the budget
 
 
 # -- a simulated client against the emulator's limiters ---------------------
@@ -220,9 +224,9 @@ def max_in_window(times: list[float], window: float) -> int:
 
 
 def test_a_sliding_window_three_times_tighter_than_declared_with_coarse_hints() -> None:
-    # The server: 20 per 6 s, sliding; the manifest said 60 per minute.
+    # The server: 20 per 6 s, sliding; the manifest said 60 per (scaled) 6 s window.
     server = SlidingLog(20, 6.0)
-    out, learner = simulate(server, QuotaPolicy(declared=60, window=60.0), 200, coarse=True)
+    out, learner = simulate(server, QuotaPolicy(declared=60, window=6.0), 200, coarse=True)
     assert out.done == 200
     # First window: at most (declared - real) refusals; afterwards, at most 2.
     first = out.refused - out.refused_after_first_window
