@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
 from runner.errors import UsageError
+from runner.money import micros, to_usd
 from runner.subset import Subset
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ def split_budget(
     """
     cap = None
     if max_credits is not None:
-        cap = int(max_credits * 1_000_000) // shard.count / 1_000_000
+        cap = to_usd(micros(max_credits) // shard.count)
     return ShardBudget(cap, rpm if rpm == "auto" else max(1, rpm // shard.count))
 
 

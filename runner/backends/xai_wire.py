@@ -47,7 +47,7 @@ from runner.errors import (
     UsageError,
 )
 from runner.jobs import ImageInput, Request
-from runner.money import Micros, to_usd
+from runner.money import MICROS_PER_USD, Micros, to_usd
 
 __all__ = [
     "AUTH_HEADER",
@@ -67,7 +67,7 @@ GENERATIONS_PATH: Final = "/v1/images/generations"
 AUTH_HEADER: Final = "authorization"
 USER_AGENT: Final = f"runner/{__version__}"
 TICKS_PER_USD: Final = 10_000_000_000
-TICKS_PER_MICRO: Final = TICKS_PER_USD // 1_000_000
+TICKS_PER_MICRO: Final = TICKS_PER_USD // MICROS_PER_USD
 ResponseFormat = Literal["b64_json", "url"]
 
 # mode `quality` is a model of its own on xAI. The vendor retired
