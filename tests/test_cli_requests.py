@@ -1,4 +1,4 @@
-"""What a run asks of the API, counted from `runner emulator --log FILE` (a subprocess on loopback)."""
+"""What a run asks of the API, counted from `runner emulator --log FILE` (on loopback)."""
 
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ def logged_emulator(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """`runner emulator --port 0 --log FILE` as a user starts it: (base URL, log file)."""
     log = tmp_path / "requests.jsonl"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEGMIND_")}
+    command = [sys.executable, "-m", "runner", "emulator", "--port", "0", "--time-scale", "0.01"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "runner", "emulator", "--port", "0", "--time-scale", "0.01"]
-        + ["--api-key", KEY, "--log", str(log)],
+        [*command, "--api-key", KEY, "--log", str(log)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
