@@ -7,7 +7,7 @@ Thin on purpose: every decision lives in the library. A subcommand is one
 Exit codes (ARCHITECTURE.md): 0 done; 1 some jobs failed or another runner
 error; 2 bad manifest, usage or auth; 3 stopped by the credit guard;
 130 interrupted. A user error prints one message, never a traceback, unless
-`--debug` asks for it.
+`--debug` asks for it (the exit code stays the same).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -27,6 +28,7 @@ from runner.cli.args import (
     Handler,
     common,
     non_negative_float,
+    path_value,
     rpm_value,
     write,
 )
@@ -60,7 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except (RunnerError, KeyboardInterrupt) as err:
         if getattr(args, "debug", False):
-            raise
+            # The traceback, and the same exit code as without --debug.
+            traceback.print_exc()
         if isinstance(err, KeyboardInterrupt):
             print("runner: interrupted", file=sys.stderr)
         else:
@@ -248,7 +251,7 @@ def _add_schema(sub: Subparsers) -> None:
         help="print the JSON Schema of a manifest",
         description="Print the JSON Schema of a manifest (manifests/manifest.schema.json).",
     )
-    p.add_argument("--write", type=Path, metavar="PATH", help="write it to PATH instead")
+    p.add_argument("--write", type=path_value, metavar="PATH", help="write it to PATH instead")
     p.set_defaults(handler=_cmd_schema)
 
 
@@ -301,7 +304,7 @@ def _add_status(sub: Subparsers) -> None:
         help="counts by state, credits, and the oldest in-flight job of an output folder",
         description="Show an output folder's progress from its ledger (safe during a run).",
     )
-    p.add_argument("out", metavar="OUT", type=Path, nargs="?", help="the output folder")
+    p.add_argument("out", metavar="OUT", type=path_value, nargs="?", help="the output folder")
     p.add_argument("--json", action="store_true", help="print the status as JSON")
     p.add_argument(
         "--coordinator",
@@ -348,7 +351,7 @@ def _add_verify(sub: Subparsers) -> None:
         description="Check every image of an output folder against its sidecar (sha256, "
         "size, format, pixels); report orphans and leftover temp files. Exit 1 on any problem.",
     )
-    p.add_argument("out", metavar="OUT", type=Path, help="the output folder")
+    p.add_argument("out", metavar="OUT", type=path_value, help="the output folder")
     p.set_defaults(handler=_cmd_verify)
 
 
@@ -368,7 +371,7 @@ def _add_gallery(sub: Subparsers) -> None:
         description="Write OUT/gallery.html: one self-contained page (works from file://) "
         "laying the images out in a grid by the swept parameters of your choice.",
     )
-    p.add_argument("out", metavar="OUT", type=Path, help="the output folder")
+    p.add_argument("out", metavar="OUT", type=path_value, help="the output folder")
     add_subset_arguments(p)
     p.set_defaults(handler=_cmd_gallery)
 
@@ -393,8 +396,12 @@ def _add_merge(sub: Subparsers) -> None:
         "copies of a job (paid twice) before writing anything. Exit 1 when a job of the "
         "manifest is missing (unless --partial) or OUT does not verify. docs/ci.md",
     )
-    p.add_argument("sources", metavar="OUT_A", type=Path, nargs="+", help="the folders to merge")
-    p.add_argument("--into", metavar="OUT", type=Path, required=True, help="the merged folder")
+    p.add_argument(
+        "sources", metavar="OUT_A", type=path_value, nargs="+", help="the folders to merge"
+    )
+    p.add_argument(
+        "--into", metavar="OUT", type=path_value, required=True, help="the merged folder"
+    )
     p.add_argument("--title", help="the gallery's title (default: the folder's name)")
     p.add_argument(
         "--manifest",
@@ -409,7 +416,7 @@ def _add_merge(sub: Subparsers) -> None:
     )
     p.add_argument(
         "--junit",
-        type=Path,
+        type=path_value,
         metavar="PATH",
         help="write the merged JUnit XML: a test per job of the manifest (the shards' "
         "--junit files in one)",

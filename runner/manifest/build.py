@@ -46,6 +46,7 @@ from runner.manifest.schema import AxesModel, ManifestModel, PromptModel, param_
 from runner.manifest.source import Loc, Source, describe, parse_source, read_source, render_loc
 from runner.naming import check_pattern, name_problem
 from runner.params import API_DEFAULTS, DEFAULT_PRICES
+from runner.pathcheck import path_problem
 from runner.providers import Provider
 
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -130,6 +131,8 @@ class _Builder:
         pattern = None
         with self._collect():
             pattern = self._pattern(prompts)
+        with self._collect():
+            self._output_dir(m.output.dir)
         # Entries are checked against the prompts and axes: only once those are sound.
         self._check()
         assert api is not None
@@ -569,6 +572,16 @@ class _Builder:
         for mode, row in self.model.prices.items():
             table[mode].update(row)
         return MappingProxyType({mode: MappingProxyType(row) for mode, row in table.items()})
+
+    def _output_dir(self, text: str | None) -> None:
+        """`output.dir` must be a path a file system can hold (a NUL byte, a 300-byte name)."""
+        problem = path_problem(text) if text is not None else None
+        if problem is not None:
+            raise self._fail(
+                f"cannot be used as a folder: {problem}",
+                ("output", "dir"),
+                "name a folder such as outputs/shots, or pass --out DIR",
+            )
 
     def _pattern(self, prompts: tuple[Prompt, ...]) -> str | None:
         """`output.pattern`, checked by the naming rules the store uses, for every prompt's vars."""
