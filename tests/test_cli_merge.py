@@ -68,6 +68,8 @@ def test_a_merge_of_shards_is_complete_or_names_what_is_missing(tmp_path: Path) 
         assert "merged 3 folder(s)" in merged.stdout
         assert "complete: all 7 job(s) of the manifest" in merged.stdout
     assert verify(whole).clean
+    status = runner("status", str(whole))
+    assert status.returncode == 0 and status.stdout.endswith("in flight: none\n")
     assert junit_totals(tmp_path / "all.xml") == (7, 0, 0)
     shards = [junit_totals(out.with_suffix(".xml"))[0] for out in folders]
     assert sum(shards) == 7  # the shards' JUnit files, in one

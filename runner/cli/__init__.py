@@ -339,7 +339,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
         doc = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(status).items()}
         write(sys.stdout, json.dumps(doc, indent=2) + "\n")
     else:
-        write(sys.stdout, render_status(status))
+        text = render_status(status)
+        write(sys.stdout, text if text.endswith("\n") else text + "\n")  # a shell prompt after it
     return EXIT_OK
 
 
