@@ -42,6 +42,11 @@ class ManifestError(UsageError):
     `field` is the dotted location (e.g. ``prompts[1].params.n``) and `hint`
     says what to do. The message puts them together as
     ``manifests/x.yaml:12:5: prompts[1].params.n: ... (hint)``.
+
+    A manifest with several problems is one ManifestError: the first in file
+    order (its attributes), then `others` (each on a line of its own, placed
+    alike), then ``[and N more problems]`` for the `more` not shown
+    (runner.manifest.messages.combine).
     """
 
     def __init__(
@@ -53,6 +58,8 @@ class ManifestError(UsageError):
         column: int | None = None,
         field: str | None = None,
         hint: str | None = None,
+        others: tuple[ManifestError, ...] = (),
+        more: int = 0,
     ) -> None:
         self.message = message
         self.path = path
@@ -60,7 +67,18 @@ class ManifestError(UsageError):
         self.column = column
         self.field = field
         self.hint = hint
-        super().__init__(self.render())
+        self.others = others
+        self.more = more
+        text = self.render()
+        text += "".join(f"\n{other.render()}" for other in others)
+        if more:
+            text += f"\n[and {more} more problem{'s' if more > 1 else ''}]"
+        super().__init__(text)
+
+    @property
+    def count(self) -> int:
+        """How many problems this error stands for (itself, the others shown, the rest)."""
+        return 1 + len(self.others) + self.more
 
     def render(self) -> str:
         place = self.path or "<manifest>"

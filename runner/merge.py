@@ -22,6 +22,12 @@ runner folder: merging again adds to it):
 Folders must share one backend and base URL (real and emulated images are
 never mixed). Reading the sources takes no lock; OUT is locked as a run
 would lock it.
+
+Given the manifest's jobs (`jobs`: the CLI passes the manifest the folders
+were run from, or `--manifest`), the merge also says which of them OUT still
+lacks (`MergeReport.missing`): the shards of a CI matrix merged while one of
+them failed or was left out. The reports then cover exactly those jobs, the
+missing ones as not run.
 """
 
 from __future__ import annotations
@@ -33,6 +39,9 @@ from typing import Final
 
 from runner.clock import WallClock, wall_time
 from runner.errors import RunnerError, UsageError
+from runner.jobs import Job
+from runner.params import DEFAULT_PRICES
+from runner.reporting.jobinfo import Prices, RunJobs, facts_of_job
 from runner.store import (
     JobRow,
     Ledger,
@@ -61,7 +70,14 @@ class _Copy:
 
 @dataclass(frozen=True, slots=True)
 class MergeReport:
-    """What `merge` did. `copied`: files written into OUT (images and sidecars)."""
+    """What `merge` did. `copied`: files written into OUT (images and sidecars).
+
+    `sources` are the folders named (OUT itself not counted, also when it
+    already held a merge); `expected` the number of jobs of the manifest
+    checked against (None: not checked); `missing` the first of them OUT
+    has not completed (at most 20, each a readable label) and
+    `missing_count` all of them.
+    """
 
     into: Path
     sources: tuple[Path, ...]
@@ -70,11 +86,23 @@ class MergeReport:
     copied: int
     duplicates: int
     verify: VerifyReport
+    expected: int | None = None
+    missing: tuple[str, ...] = ()
+    missing_count: int = 0
+
+    @property
+    def complete(self) -> bool:
+        """Every job of the manifest is completed in OUT (True when nothing was checked)."""
+        return self.missing_count == 0
+
+
+def _check_folder(folder: Path) -> None:
+    if not folder.is_dir():
+        raise UsageError(f"{folder} is not a folder; pass the --out folders of the workers")
 
 
 def _read_folder(folder: Path) -> tuple[LedgerMeta, list[JobRow]]:
-    if not folder.is_dir():
-        raise UsageError(f"{folder} is not a folder; pass the --out folders of the workers")
+    _check_folder(folder)
     with Ledger.open_readonly(folder) as ledger:
         return ledger.meta, list(ledger.rows())
 
@@ -94,6 +122,30 @@ def _images(folder: Path, row: JobRow) -> tuple[tuple[str, str], ...] | str:
     if not found:
         return "the ledger lists no image"
     return tuple(found)
+
+
+def recorded_manifest(folders: Iterable[Path]) -> str | None:
+    """The manifest path the folders' images were made from (their sidecars say), if any.
+
+    The first completed row with a readable sidecar decides. Raises
+    UsageError for a path that is not a folder.
+    """
+    for folder in folders:
+        _check_folder(folder)
+        if not ledger_path(folder).is_file():
+            continue
+        with Ledger.open_readonly(folder) as ledger:
+            for row in ledger.rows():
+                if row.state != "completed" or not row.files:
+                    continue
+                try:
+                    image = contained(folder, row.files[0], what=f"{folder} ledger file")
+                    ref = read_sidecar(sidecar_path(image)).manifest
+                except (UsageError, RunnerError, OSError, ValueError):
+                    continue
+                if ref is not None:
+                    return ref.path
+    return None
 
 
 def _identity(copy: _Copy) -> tuple[str | None, tuple[tuple[str, str], ...]]:
@@ -213,13 +265,17 @@ def merge(
     argv: Sequence[str] = (),
     title: str | None = None,
     wall: WallClock = wall_time,
+    jobs: RunJobs | None = None,
+    prices: Prices = DEFAULT_PRICES,
 ) -> MergeReport:
     """Merge the output folders `sources` into `into` (see the module docstring).
 
     `argv` is recorded as the ledger's run (no secrets); `title` names the
-    gallery; `wall` stamps the run (UTC epoch seconds). Raises UsageError
-    (not runner folders, different backends), RunnerError (conflicts,
-    damaged copies: nothing is written) and StoreError.
+    gallery; `wall` stamps the run (UTC epoch seconds); `jobs` are the
+    manifest's jobs to check OUT against (and to report, estimated with
+    `prices`), None to check nothing. Raises UsageError (not runner
+    folders, different backends), RunnerError (conflicts, damaged copies:
+    nothing is written) and StoreError.
     """
     folders: list[Path] = []
     seen: set[Path] = set()
@@ -229,7 +285,8 @@ def merge(
         if resolved not in seen:
             seen.add(resolved)
             folders.append(folder)
-    if not any(f.resolve() != target for f in folders):
+    named = tuple(f for f in folders if f.resolve() != target)
+    if not named:
         raise UsageError("runner merge: name the workers' folders to merge, e.g. out/w1 out/w2")
     read = [_read_folder(folder) for folder in folders]
     backends = {(meta.backend, meta.base_url) for meta, _ in read}
@@ -251,27 +308,36 @@ def merge(
             if copy.row.state == "completed":
                 copied += _copy_files(copy, into)
             _record(ledger, copy, wall)
-        ledger.end_run(run, outcome=f"merged {len(folders)} folder(s)", at=wall())
-    _reports(into, title)
-    done = sum(1 for c in chosen.values() if c.row.state == "completed")
+        ledger.end_run(run, outcome=f"merged {len(named)} folder(s)", at=wall())
+    _reports(into, title, jobs, prices)
+    done_keys = {k for k, c in chosen.items() if c.row.state == "completed"}
+    missing = _missing(jobs.values(), done_keys) if jobs is not None else []
     return MergeReport(
         into=into,
-        sources=tuple(folders),
+        sources=named,
         jobs=len(chosen),
-        completed=done,
+        completed=len(done_keys),
         copied=copied,
         duplicates=duplicates,
         verify=verify(into),
+        expected=len(jobs) if jobs is not None else None,
+        missing=tuple(missing[:_SHOWN]),
+        missing_count=len(missing),
     )
 
 
-def _reports(into: Path, title: str | None) -> None:
+def _missing(jobs: Iterable[Job], done: set[str]) -> list[str]:
+    """Labels of the jobs not in `done`, in the manifest's order."""
+    return [f"{job.prompt_id}: {facts_of_job(job).label()}" for job in jobs if job.key not in done]
+
+
+def _reports(into: Path, title: str | None, jobs: RunJobs | None, prices: Prices) -> None:
     """summary.json / summary.md and gallery.html of the merged folder, from its ledger."""
     from runner.reporting.gallery import write_gallery
     from runner.reporting.summary import summarize_folder, write_summary
 
-    write_summary(into, summarize_folder(into), title=title)
-    write_gallery(into, title=title)
+    write_summary(into, summarize_folder(into, jobs=jobs, prices=prices), title=title)
+    write_gallery(into, title=title, jobs=jobs, prices=prices)
 
 
 def render_merge(report: MergeReport) -> str:
@@ -281,6 +347,17 @@ def render_merge(report: MergeReport) -> str:
         f"{report.completed} completed; {report.copied} file(s) copied, "
         f"{report.duplicates} identical duplicate(s) kept once",
     ]
+    if report.expected is not None:
+        if report.complete:
+            lines.append(f"complete: all {report.expected:,} job(s) of the manifest")
+        else:
+            lines.append(
+                f"incomplete: {report.missing_count:,} of {report.expected:,} job(s) of the "
+                f"manifest are not completed in {report.into}:"
+            )
+            lines += [f"  {label}" for label in report.missing]
+            if report.missing_count > len(report.missing):
+                lines.append(f"  [and {report.missing_count - len(report.missing):,} more]")
     v = report.verify
     if v.clean:
         lines.append(f"verified: {v.checked} image(s), all good")

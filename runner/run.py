@@ -9,6 +9,7 @@ decision alone (docs/store.md "Resume"). The parts know nothing of each other.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shlex
 import signal
@@ -314,7 +315,12 @@ class _Run:
         planned = mode.planned()
         # When the limit counts every call, the balance read would spend one
         # of the run's own calls (a whole window when the jobs fill it exactly).
-        balance = await scheduler.balance() if config.rate_scope == "submit" else None
+        # A folder with nothing left to send asks the API nothing at all.
+        ask = config.rate_scope == "submit" and not (
+            planned is not None
+            and _nothing_to_send(ledger, run_jobs(manifest, options.shard), planned, options)
+        )
+        balance = await scheduler.balance() if ask else None
         estimate = make_plan(manifest).credits
         if balance is not None and micros(balance) < estimate:
             tell(
@@ -351,6 +357,34 @@ class _Run:
             resume_command=resume_command(manifest, options),
             whole=mode.whole,
         )
+
+
+_FINAL_BATCH = 10_000
+
+
+def _nothing_to_send(
+    ledger: Ledger, jobs: Iterable[Job], planned: int, options: RunOptions
+) -> bool:
+    """True when every job of the run has a row this run will not send again.
+
+    Read off the ledger's counts first, so that a folder with work left (the
+    usual case, and any huge manifest) costs one query; only when the final
+    rows could cover the run are its jobs checked, in batches.
+    """
+    final = {"completed"}
+    if not options.retry_failed:
+        final.add("failed")
+    if not options.resubmit_expired:
+        final.add("expired")
+    counts = ledger.counts()
+    if sum(n for state, n in counts.items() if state in final) < planned:
+        return False
+    it = iter(jobs)
+    while batch := list(itertools.islice(it, _FINAL_BATCH)):
+        rows = ledger.get_many(job.key for job in batch)
+        if any(job.key not in rows or rows[job.key].state not in final for job in batch):
+            return False
+    return True
 
 
 async def _watch_signals(scheduler: Scheduler) -> None:

@@ -47,11 +47,18 @@ def test_missing_manifest_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: 
     assert "none.yaml: no such file" in capsys.readouterr().err
 
 
-def test_debug_shows_the_traceback() -> None:
-    with pytest.raises(ManifestError):
-        main(["--debug", "validate", str(BAD / "n-five.yaml")])
-    with pytest.raises(ManifestError):
-        main(["validate", str(BAD / "n-five.yaml"), "--debug"])
+def test_debug_shows_the_traceback_and_keeps_the_exit_code(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["validate", str(BAD / "n-five.yaml")]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+    for argv in (
+        ["--debug", "validate", str(BAD / "n-five.yaml")],
+        ["validate", str(BAD / "n-five.yaml"), "--debug"],
+    ):
+        assert main(argv) == 2  # the same error, the same exit code
+        err = capsys.readouterr().err
+        assert "Traceback (most recent call last)" in err and "ManifestError" in err
 
 
 def test_plan_text(capsys: pytest.CaptureFixture[str]) -> None:

@@ -116,9 +116,12 @@ def test_alias_bomb_is_cheap(tmp_path: Path) -> None:
     assert "expected a single value" in _fails(tmp_path, text)
 
 
-def test_every_problem_is_counted(tmp_path: Path) -> None:
+def test_every_problem_is_reported_at_its_place(tmp_path: Path) -> None:
     text = "name: t\nprompts:\n  - id: a\n    prompt: a cat\nrepeat: 0\nbudget: {rate_scope: x}\n"
-    assert "[and 1 more problem after this]" in _fails(tmp_path, text)
+    lines = _fails(tmp_path, text).splitlines()
+    assert len(lines) == 2
+    assert lines[0].endswith("(an integer) (use 1 or more)") and ":5:9: repeat:" in lines[0]
+    assert ":6:22: budget.rate_scope: expected 'submit' or 'all'" in lines[1]
 
 
 # -- YAML 1.2 scalars

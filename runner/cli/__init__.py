@@ -7,7 +7,7 @@ Thin on purpose: every decision lives in the library. A subcommand is one
 Exit codes (ARCHITECTURE.md): 0 done; 1 some jobs failed or another runner
 error; 2 bad manifest, usage or auth; 3 stopped by the credit guard;
 130 interrupted. A user error prints one message, never a traceback, unless
-`--debug` asks for it.
+`--debug` asks for it (the exit code stays the same).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -27,6 +28,7 @@ from runner.cli.args import (
     Handler,
     common,
     non_negative_float,
+    path_value,
     rpm_value,
     write,
 )
@@ -60,7 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except (RunnerError, KeyboardInterrupt) as err:
         if getattr(args, "debug", False):
-            raise
+            # The traceback, and the same exit code as without --debug.
+            traceback.print_exc()
         if isinstance(err, KeyboardInterrupt):
             print("runner: interrupted", file=sys.stderr)
         else:
@@ -248,7 +251,7 @@ def _add_schema(sub: Subparsers) -> None:
         help="print the JSON Schema of a manifest",
         description="Print the JSON Schema of a manifest (manifests/manifest.schema.json).",
     )
-    p.add_argument("--write", type=Path, metavar="PATH", help="write it to PATH instead")
+    p.add_argument("--write", type=path_value, metavar="PATH", help="write it to PATH instead")
     p.set_defaults(handler=_cmd_schema)
 
 
@@ -301,7 +304,7 @@ def _add_status(sub: Subparsers) -> None:
         help="counts by state, credits, and the oldest in-flight job of an output folder",
         description="Show an output folder's progress from its ledger (safe during a run).",
     )
-    p.add_argument("out", metavar="OUT", type=Path, nargs="?", help="the output folder")
+    p.add_argument("out", metavar="OUT", type=path_value, nargs="?", help="the output folder")
     p.add_argument("--json", action="store_true", help="print the status as JSON")
     p.add_argument(
         "--coordinator",
@@ -336,7 +339,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
         doc = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(status).items()}
         write(sys.stdout, json.dumps(doc, indent=2) + "\n")
     else:
-        write(sys.stdout, render_status(status))
+        text = render_status(status)
+        write(sys.stdout, text if text.endswith("\n") else text + "\n")  # a shell prompt after it
     return EXIT_OK
 
 
@@ -348,7 +352,7 @@ def _add_verify(sub: Subparsers) -> None:
         description="Check every image of an output folder against its sidecar (sha256, "
         "size, format, pixels); report orphans and leftover temp files. Exit 1 on any problem.",
     )
-    p.add_argument("out", metavar="OUT", type=Path, help="the output folder")
+    p.add_argument("out", metavar="OUT", type=path_value, help="the output folder")
     p.set_defaults(handler=_cmd_verify)
 
 
@@ -368,7 +372,7 @@ def _add_gallery(sub: Subparsers) -> None:
         description="Write OUT/gallery.html: one self-contained page (works from file://) "
         "laying the images out in a grid by the swept parameters of your choice.",
     )
-    p.add_argument("out", metavar="OUT", type=Path, help="the output folder")
+    p.add_argument("out", metavar="OUT", type=path_value, help="the output folder")
     add_subset_arguments(p)
     p.set_defaults(handler=_cmd_gallery)
 
@@ -385,23 +389,108 @@ def _add_merge(sub: Subparsers) -> None:
     p = sub.add_parser(
         "merge",
         parents=[common()],
-        help="combine the output folders of a shared run's workers into one verified folder",
-        description="Copy the images and sidecars of several output folders (the workers of one "
-        "run) into OUT, merge their ledgers, write summary and gallery, and verify. Refuses "
-        "differing copies of a job (paid twice) before writing anything. docs/distributed.md",
+        help="combine the output folders of shards or of a shared run's workers into one "
+        "verified folder",
+        description="Copy the images and sidecars of several output folders (the shards or "
+        "workers of one run) into OUT, merge their ledgers, write summary and gallery (and "
+        "JUnit), verify, and check that every job of the manifest is there. Refuses differing "
+        "copies of a job (paid twice) before writing anything. Exit 1 when a job of the "
+        "manifest is missing (unless --partial) or OUT does not verify. docs/ci.md",
     )
-    p.add_argument("sources", metavar="OUT_A", type=Path, nargs="+", help="workers' folders")
-    p.add_argument("--into", metavar="OUT", type=Path, required=True, help="the merged folder")
+    p.add_argument(
+        "sources", metavar="OUT_A", type=path_value, nargs="+", help="the folders to merge"
+    )
+    p.add_argument(
+        "--into", metavar="OUT", type=path_value, required=True, help="the merged folder"
+    )
     p.add_argument("--title", help="the gallery's title (default: the folder's name)")
+    p.add_argument(
+        "--manifest",
+        metavar="MANIFEST",
+        help="check completeness against this manifest (default: the one the folders' "
+        "sidecars name)",
+    )
+    p.add_argument(
+        "--partial",
+        action="store_true",
+        help="exit 0 although jobs of the manifest are missing (they are still listed)",
+    )
+    p.add_argument(
+        "--junit",
+        type=path_value,
+        metavar="PATH",
+        help="write the merged JUnit XML: a test per job of the manifest (the shards' "
+        "--junit files in one)",
+    )
     p.set_defaults(handler=_cmd_merge)
 
 
-def _cmd_merge(args: argparse.Namespace) -> int:
-    from runner.merge import merge, render_merge
+# Above this many jobs a merge does not hold the manifest's jobs to check them.
+MERGE_CHECK_UP_TO = 1_000_000
 
-    report = merge(args.sources, args.into, argv=[str(s) for s in args.sources], title=args.title)
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from runner.merge import merge, recorded_manifest, render_merge
+    from runner.params import DEFAULT_PRICES
+
+    path = args.manifest or recorded_manifest(args.sources)
+    if path is not None and not args.manifest and args.partial and not Path(path).is_file():
+        print(
+            f"note: {path} (the folders' manifest) is gone: completeness not checked",
+            file=sys.stderr,
+        )
+        path = None
+    jobs = None
+    prices = DEFAULT_PRICES
+    name = "runner"
+    if path is None and not args.partial:
+        raise UsageError(
+            "runner merge: the folders name no manifest to check completeness against; "
+            "pass --manifest MANIFEST (or --partial to merge without the check)"
+        )
+    if path is not None:
+        from runner.manifest import load_manifest
+        from runner.sweep import count_jobs, expand
+
+        try:
+            manifest = load_manifest(path)
+        except UsageError as err:
+            raise UsageError(
+                f"runner merge: cannot check completeness against {path}: {err} "
+                "(pass --manifest MANIFEST, or --partial)"
+            ) from None
+        total = count_jobs(manifest)
+        if total > MERGE_CHECK_UP_TO:
+            raise UsageError(
+                f"runner merge: {path} has {total:,} jobs, above the {MERGE_CHECK_UP_TO:,} a "
+                "merge checks; pass --partial to merge without the check"
+            )
+        jobs = {job.key: job for job in expand(manifest)}
+        prices = manifest.prices
+        name = manifest.name or name
+    report = merge(
+        args.sources,
+        args.into,
+        argv=[str(s) for s in args.sources],
+        title=args.title,
+        jobs=jobs,
+        prices=prices,
+    )
+    if args.junit is not None:
+        from runner.reporting.junit import write_junit
+
+        write_junit(args.junit, args.into, jobs=jobs, name=name, prices=prices)
     write(sys.stdout, render_merge(report))
-    return EXIT_OK if report.verify.clean else EXIT_FAILED
+    if not report.complete:
+        hint = "" if args.partial else " (--partial: accept it)"
+        print(
+            f"runner merge: {report.missing_count:,} job(s) of the manifest are missing; merge "
+            f"the folders of the shards that ran them{hint}",
+            file=sys.stderr,
+        )
+    if not report.verify.clean or (not report.complete and not args.partial):
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 def _add_emulator(sub: Subparsers) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TextIO, TypeVar, overload
 
 Handler = Callable[[argparse.Namespace], int]
@@ -100,6 +101,16 @@ def non_negative_float(text: str) -> float:
     if not value >= 0:  # also refuses nan
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
     return value
+
+
+def path_value(text: str) -> Path:
+    """A command-line path, refused (exit 2) when no file system could hold it (pathcheck)."""
+    from runner.pathcheck import path_problem
+
+    problem = path_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"cannot use {text[:60]!r} as a path: {problem}")
+    return Path(text)
 
 
 def write(stream: TextIO, text: str) -> None:

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from runner.cli.args import CommandParser, write
+from runner.cli.args import CommandParser, path_value, write
 from runner.subset import add_subset_arguments, subset_from
 
 if TYPE_CHECKING:
@@ -29,11 +29,13 @@ def add_export(sub: Subparsers, common: CommandParser) -> None:
         description="Write one row per image of OUT, read from its sidecars: job key, prompt,"
         " params, vars, file, sha256, credits, request id and timings.",
     )
-    p.add_argument("out", metavar="OUT", type=Path, help="the output folder")
+    p.add_argument("out", metavar="OUT", type=path_value, help="the output folder")
     form = p.add_mutually_exclusive_group(required=True)
     form.add_argument("--csv", action="store_true", help="CSV with a header row")
     form.add_argument("--jsonl", action="store_true", help="JSON Lines: one object per image")
-    p.add_argument("-o", "--output", type=Path, metavar="PATH", help="write here (default: stdout)")
+    p.add_argument(
+        "-o", "--output", type=path_value, metavar="PATH", help="write here (default: stdout)"
+    )
     add_subset_arguments(p)
     p.set_defaults(handler=cmd_export)
 
@@ -70,11 +72,16 @@ def add_grid(sub: Subparsers, common: CommandParser) -> None:
         " across (a param such as mode, a var such as color, prompt or repeat), failed cells"
         " marked. Sized for a pull-request comment.",
     )
-    p.add_argument("out", metavar="OUT", type=Path, help="the output folder")
+    p.add_argument("out", metavar="OUT", type=path_value, help="the output folder")
     p.add_argument("--rows", required=True, metavar="AXIS", help="the axis down the sheet")
     p.add_argument("--cols", required=True, metavar="AXIS", help="the axis across the sheet")
     p.add_argument(
-        "-o", "--output", type=Path, required=True, metavar="PATH", help="grid.png, .jpg or .webp"
+        "-o",
+        "--output",
+        type=path_value,
+        required=True,
+        metavar="PATH",
+        help="grid.png, .jpg or .webp",
     )
     p.add_argument("--title", help="the heading (default: the folder's name)")
     add_subset_arguments(p)
@@ -111,7 +118,7 @@ def add_init(sub: Subparsers, common: CommandParser) -> None:
         " .gitignore for outputs/ and an example GitHub Actions workflow into DIR. Existing"
         " files are kept unless --force.",
     )
-    p.add_argument("dir", metavar="DIR", type=Path, nargs="?", default=Path("."), help="(.)")
+    p.add_argument("dir", metavar="DIR", type=path_value, nargs="?", default=Path("."), help="(.)")
     p.add_argument("--name", help="the run's name (default: the folder's name, made safe)")
     p.add_argument("--force", action="store_true", help="overwrite files that exist")
     p.set_defaults(handler=cmd_init)

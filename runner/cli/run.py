@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Literal
 
 import anyio
 
-from runner.cli.args import CommandParser, non_negative_float, positive_int, rpm_value
+from runner.cli.args import (
+    CommandParser,
+    non_negative_float,
+    path_value,
+    positive_int,
+    rpm_value,
+)
 from runner.clock import wall_time
 from runner.errors import UsageError
 from runner.providers import PROVIDERS
@@ -65,7 +71,9 @@ def add_run(sub: Subparsers, common: CommandParser) -> None:
         help="who serves the model (default: the manifest's api.provider, else segmind)",
     )
     p.add_argument("--base-url", metavar="URL", help="API root (also SEGMIND_BASE_URL)")
-    p.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: output.dir)")
+    p.add_argument(
+        "--out", type=path_value, metavar="DIR", help="output folder (default: output.dir)"
+    )
     p.add_argument("--max-credits", type=non_negative_float, metavar="USD")
     p.add_argument(
         "--rpm", type=rpm_value, metavar="N|auto", help="requests per minute (auto: learned)"
@@ -117,7 +125,9 @@ def add_run(sub: Subparsers, common: CommandParser) -> None:
         help="scale every duration (for an emulator started with the same --time-scale)",
     )
     p.add_argument("--seed", type=int, help="seed the jitter (reproducible runs)")
-    p.add_argument("--junit", type=Path, metavar="PATH", help="write JUnit XML, a test per job")
+    p.add_argument(
+        "--junit", type=path_value, metavar="PATH", help="write JUnit XML, a test per job"
+    )
     p.add_argument(
         "--max-failures",
         metavar="N",
@@ -360,6 +370,10 @@ async def _run(  # noqa: PLR0917 (called through functools.partial for anyio.run
     started = wall_time()
     try:
         report = await run_manifest(manifest, options, listeners=[listener], notice=notice)
+    except Exception as err:
+        listener.close()
+        _report_error(manifest, options, args, err, started=started, plan=plan)
+        raise
     finally:
         listener.close()
     return _report(
@@ -372,6 +386,45 @@ async def _run(  # noqa: PLR0917 (called through functools.partial for anyio.run
         plan=plan,
         share=share,
     )
+
+
+def _report_error(
+    manifest: Manifest,
+    options: RunOptions,
+    args: argparse.Namespace,
+    err: Exception,
+    *,
+    started: float,
+    plan: Plan,
+) -> None:
+    """A run that ended in an error (a refused key, a disk fault, a bug) still leaves its
+    summary.json / summary.md (with the exit code `main` returns for `err`) and its JUnit.
+
+    Only when the folder has a ledger (the error may come before one exists);
+    a failure here is reported in one line and never hides `err` itself.
+    """
+    from runner.reporting.exit_codes import ExitDecision, exit_code
+    from runner.reporting.junit import write_junit
+    from runner.reporting.summary import summarize_folder, with_exit, write_summary
+    from runner.run import output_dir, run_jobs
+    from runner.store import ledger_path
+
+    out = output_dir(manifest, options)
+    if not ledger_path(out).is_file():
+        return
+    try:
+        jobs = None
+        if plan.jobs <= REPORT_ALL_JOBS_UP_TO and options.coordinator is None:
+            jobs = {job.key: job for job in run_jobs(manifest, options.shard)}
+        summary = summarize_folder(
+            out, jobs=jobs, prices=manifest.prices, manifest=manifest.path, started_at=started
+        )
+        decision = ExitDecision(exit_code(err), f"error: {err}")
+        write_summary(out, with_exit(summary, decision))
+        if args.junit:
+            write_junit(args.junit, out, jobs=jobs, prices=manifest.prices, name=manifest.name)
+    except Exception as failure:  # the run's own error is what the user must see
+        print(f"note: the reports of {out} were not written: {failure}", file=sys.stderr)
 
 
 def _report(

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TextIO
 
 from runner.emulator.config import EndpointKind, FaultKind
+from runner.emulator.responses import iso_utc
 
 KindFilter = EndpointKind | Iterable[EndpointKind] | None
 
@@ -34,11 +37,24 @@ class RequestLog:
     def __init__(self) -> None:
         self._records: list[CallRecord] = []
         self._lock = threading.Lock()
+        self._sink: TextIO | None = None
+
+    def write_to(self, sink: TextIO | None) -> None:
+        """Also write every later call to `sink` as a JSON line (`log_line`), flushed at once.
+
+        Flushed per line so that a user or a CI job can count the calls of a
+        run while the server still serves (`runner emulator --log FILE`).
+        """
+        with self._lock:
+            self._sink = sink
 
     def append(self, call: CallRecord) -> None:
         """Record one call."""
         with self._lock:
             self._records.append(call)
+            if self._sink is not None:
+                self._sink.write(log_line(call))
+                self._sink.flush()
 
     def calls(self, kind: KindFilter = None) -> list[CallRecord]:
         """The calls, oldest first, optionally only those of some kinds."""
@@ -58,3 +74,21 @@ class RequestLog:
                 first += 1
             best = max(best, last - first + 1)
         return best
+
+
+def log_line(call: CallRecord) -> str:
+    """One call as a JSON line: UTC time (ISO 8601, ms), method, path, endpoint kind, status
+    (null: the connection was dropped), request id, injected fault, and the key's fingerprint
+    (`key`: 12 hex digits of its SHA-256, "-" when no key came), never the key itself.
+    """
+    doc = {
+        "time": iso_utc(call.utc),
+        "method": call.method,
+        "path": call.path,
+        "kind": call.kind,
+        "status": call.status,
+        "request_id": call.request_id,
+        "fault": call.fault,
+        "key": call.key_hash,
+    }
+    return json.dumps(doc, separators=(",", ":")) + "\n"

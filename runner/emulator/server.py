@@ -225,6 +225,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--slow-delay", type=float, help="delay of a slow answer, seconds (default: 5)")
     add("--public-base-url", help="base of the absolute URLs in answers (default: as requested)")
     add("--log-level", default="warning", help="uvicorn log level (default: warning)")
+    add(
+        "--log",
+        metavar="FILE",
+        type=Path,
+        help="append every request to FILE as a JSON line (time, method, path, status, the "
+        "key's fingerprint, never the key); docs/emulator.md",
+    )
 
 
 def config_from_args(
@@ -301,15 +308,25 @@ def main_from_args(args: argparse.Namespace) -> int:
         )
         return 2
     emulator = Emulator(config, clock=time.monotonic)
-    base_url = _base_url(sock)
-    server = _Server(
-        _uvicorn_config(emulator, args.log_level, uvicorn.config.LOGGING_CONFIG),
-        on_ready=lambda: print(base_url, flush=True),
-    )
-    try:
-        server.run(sockets=[sock])
-    except KeyboardInterrupt:
-        pass
-    finally:
-        sock.close()
+    with contextlib.ExitStack() as stack:
+        if args.log is not None:
+            try:
+                log = stack.enter_context(args.log.open("a", encoding="utf-8"))
+            except OSError as err:
+                sock.close()
+                print(f"runner emulator: cannot write {args.log} ({err.strerror})", file=sys.stderr)
+                return 2
+            emulator.log.write_to(log)
+        base_url = _base_url(sock)
+        server = _Server(
+            _uvicorn_config(emulator, args.log_level, uvicorn.config.LOGGING_CONFIG),
+            on_ready=lambda: print(base_url, flush=True),
+        )
+        try:
+            server.run(sockets=[sock])
+        except KeyboardInterrupt:
+            pass
+        finally:
+            emulator.log.write_to(None)
+            sock.close()
     return 0

@@ -3,11 +3,14 @@
 The checks here span several keys: prompt templates and their vars, zip
 lengths, axes set in two places, include/exclude keys and values, input
 images (read and hashed now). Each failure is a ManifestError placed at the
-value's file:line:column through the `Source` it came from.
+value's file:line:column through the `Source` it came from. The checks go
+on past a failure, one axis, zip group, prompt or section at a time, so the
+error a user reads lists every problem at once (messages.combine).
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import re
@@ -26,7 +29,7 @@ from runner.jobs import ImageInput
 from runner.manifest.data import VAR_FORMATS, DataFile, Format, locate, scan_prompts, scan_vars
 from runner.manifest.hosting import context_of, provider_of, resolve_api
 from runner.manifest.images import load_image
-from runner.manifest.messages import translate
+from runner.manifest.messages import combine, translate
 from runner.manifest.model import (
     AXES,
     Budget,
@@ -39,10 +42,11 @@ from runner.manifest.model import (
     Unit,
     Value,
 )
-from runner.manifest.schema import AxesModel, ManifestModel, param_problem
+from runner.manifest.schema import AxesModel, ManifestModel, PromptModel, param_problem
 from runner.manifest.source import Loc, Source, describe, parse_source, read_source, render_loc
 from runner.naming import check_pattern, name_problem
 from runner.params import API_DEFAULTS, DEFAULT_PRICES
+from runner.pathcheck import path_problem
 from runner.providers import Provider
 
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -92,19 +96,52 @@ class _Builder:
         self.images: dict[str, ImageInput] = {}
         raw = source.data if isinstance(source.data, dict) else {}
         self.raw: Mapping[str, object] = raw
+        self.problems: list[ManifestError] = []
+
+    @contextlib.contextmanager
+    def _collect(self) -> Iterator[None]:
+        """Record a ManifestError raised in the block and go on after it.
+
+        `_Skipped` ends the block silently: its problem is already recorded.
+        """
+        try:
+            yield
+        except ManifestError as err:
+            self.problems.append(err)
+        except _Skipped:
+            pass
+
+    def _check(self) -> None:
+        """Raise every problem recorded so far as one ManifestError (in file order)."""
+        if self.problems:
+            ordered = sorted(self.problems, key=lambda e: (e.line or 0, e.column or 0))
+            raise combine(ordered)
 
     def build(self, host: Provider) -> Manifest:
         m = self.model
         sweep = self._sweep()
         zipped = self._zip(sweep)
         prompts = self._prompts(sweep, zipped)
-        prompt_files = self._prompt_files(sweep, zipped, prompts)
+        prompt_files: tuple[PromptSource, ...] = ()
+        with self._collect():
+            prompt_files = self._prompt_files(sweep, zipped, prompts)
+        api = None
+        with self._collect():
+            api = resolve_api(_strip_version(m.api.base_url), m.api.endpoint, host, self._fail)
+        pattern = None
+        with self._collect():
+            pattern = self._pattern(prompts)
+        with self._collect():
+            self._output_dir(m.output.dir)
+        # Entries are checked against the prompts and axes: only once those are sound.
+        self._check()
+        assert api is not None
         manifest = Manifest(
             path=self.source.path,
             sha256=self.source.sha256,
             name=m.name,
             model=m.model,
-            api=resolve_api(_strip_version(m.api.base_url), m.api.endpoint, host, self._fail),
+            api=api,
             prompts=prompts,
             sweep=sweep,
             zip=zipped,
@@ -120,7 +157,7 @@ class _Builder:
                 max_submits_in_flight=m.budget.max_submits_in_flight,
             ),
             prices=self._prices(),
-            output=Output(dir=m.output.dir or f"outputs/{m.name}", pattern=self._pattern(prompts)),
+            output=Output(dir=m.output.dir or f"outputs/{m.name}", pattern=pattern),
             images=MappingProxyType(self.images),
             coordinator=(
                 Coordinator(url=m.coordinator.url, lease=m.coordinator.lease)
@@ -131,6 +168,7 @@ class _Builder:
         )
         include = tuple(self._entries("include", m.include, manifest))
         exclude = tuple(self._entries("exclude", m.exclude, manifest))
+        self._check()
         # Include entries may name images of their own: take the final image table.
         return replace(
             manifest, include=include, exclude=exclude, images=MappingProxyType(self.images)
@@ -176,17 +214,24 @@ class _Builder:
             values = getattr(axes, str(name))
             if values is None:
                 continue
-            if not values:
-                raise self._fail(
-                    "an empty list would make zero jobs",
-                    (*loc, name),
-                    "give at least one value or remove the axis",
-                )
-            if unique:
-                self._no_duplicates(values, (*loc, name), render_loc((*loc, name)))
-            if name == "image":
-                values = [self._image(v, (*loc, name, i)) for i, v in enumerate(values)]
-            yield str(name), tuple(values)
+            checked: tuple[Value, ...] | None = None
+            with self._collect():
+                checked = self._axis(str(name), values, loc, unique=unique)
+            if checked is not None:
+                yield str(name), checked
+
+    def _axis(self, name: str, values: list[Value], loc: Loc, *, unique: bool) -> tuple[Value, ...]:
+        if not values:
+            raise self._fail(
+                "an empty list would make zero jobs",
+                (*loc, name),
+                "give at least one value or remove the axis",
+            )
+        if unique:
+            self._no_duplicates(values, (*loc, name), render_loc((*loc, name)))
+        if name == "image":
+            values = [self._image(str(v), (*loc, name, i)) for i, v in enumerate(values)]
+        return tuple(values)
 
     def _sweep(self) -> tuple[Unit, ...]:
         return tuple(
@@ -196,38 +241,43 @@ class _Builder:
 
     def _zip(self, sweep: tuple[Unit, ...]) -> tuple[Unit, ...]:
         owner: dict[str, str] = {unit.names[0]: f"sweep.{unit.names[0]}" for unit in sweep}
-        groups = []
+        groups: list[Unit] = []
         for g, group in enumerate(self.model.zip):
-            loc: Loc = ("zip", g)
-            # A zip group may repeat a value in one list; only whole pairs must differ.
-            axes = list(self._axes(group, loc, unique=False))
-            if not axes:
-                raise self._fail(
-                    "an empty zip group", loc, "give two or more axes with lists of equal length"
-                )
-            for name, _ in axes:
-                if name in owner:
-                    raise self._fail(
-                        f"`{name}` is also set in {owner[name]}",
-                        (*loc, name),
-                        "an axis may appear in only one of sweep and the zip groups",
-                        key=True,
-                    )
-                owner[name] = f"zip[{g}].{name}"
-            first_name, first_values = axes[0]
-            for name, values in axes[1:]:
-                if len(values) != len(first_values):
-                    raise self._fail(
-                        f"`{first_name}` has {len(first_values)} values but `{name}` has"
-                        f" {len(values)}",
-                        loc,
-                        "the lists of a zip group pair up by position, so they must be"
-                        " equally long",
-                    )
-            rows = tuple(zip(*(values for _, values in axes), strict=True))
-            self._no_duplicates(rows, (*loc, first_name), f"zip[{g}] (as pairs)")
-            groups.append(Unit("zip", tuple(name for name, _ in axes), rows))
+            with self._collect():
+                groups.append(self._zip_group(g, group, owner))
         return tuple(groups)
+
+    def _zip_group(self, g: int, group: AxesModel, owner: dict[str, str]) -> Unit:
+        loc: Loc = ("zip", g)
+        # A zip group may repeat a value in one list; only whole pairs must differ.
+        before = len(self.problems)
+        axes = list(self._axes(group, loc, unique=False))
+        if len(self.problems) > before:
+            raise _Skipped  # a list of the group is wrong: its length says nothing more
+        if not axes:
+            raise self._fail(
+                "an empty zip group", loc, "give two or more axes with lists of equal length"
+            )
+        for name, _ in axes:
+            if name in owner:
+                raise self._fail(
+                    f"`{name}` is also set in {owner[name]}",
+                    (*loc, name),
+                    "an axis may appear in only one of sweep and the zip groups",
+                    key=True,
+                )
+            owner[name] = f"zip[{g}].{name}"
+        first_name, first_values = axes[0]
+        for name, values in axes[1:]:
+            if len(values) != len(first_values):
+                raise self._fail(
+                    f"`{first_name}` has {len(first_values)} values but `{name}` has {len(values)}",
+                    loc,
+                    "the lists of a zip group pair up by position, so they must be equally long",
+                )
+        rows = tuple(zip(*(values for _, values in axes), strict=True))
+        self._no_duplicates(rows, (*loc, first_name), f"zip[{g}] (as pairs)")
+        return Unit("zip", tuple(name for name, _ in axes), rows)
 
     # -- prompts
 
@@ -241,44 +291,56 @@ class _Builder:
         seen: dict[str, int] = {}
         prompts = []
         for i, p in enumerate(self.model.prompts):
-            loc: Loc = ("prompts", i)
-            if p.id in seen:
-                raise self._fail(
-                    f"duplicate prompt id `{p.id}` (prompts[{seen[p.id]}] has it too)",
-                    (*loc, "id"),
-                    "give each prompt its own id: the id names its output folder",
-                )
-            seen[p.id] = i
-            # The store's rule, checked here too so `runner validate` refuses what a run would.
-            problem = name_problem(p.id)  # ASCII by the schema, so already NFC
-            if problem is not None:
-                raise self._fail(
-                    f"prompt id `{p.id}` cannot name a folder: {problem}",
-                    (*loc, "id"),
-                    "choose another id, e.g. snow-leopard_2",
-                )
-            if not p.prompt.strip():
-                raise self._fail("the prompt text is blank", (*loc, "prompt"), "write the prompt")
-            units = self._vars(p.vars, loc)
-            if p.vars_from is not None:
-                units = (self._vars_from(p.vars_from, units, (*loc, "vars_from")), *units)
-            self._template(p.prompt, p.id, [n for u in units for n in u.names], loc)
-            own = p.params.model_dump(exclude_none=True)
-            if p.image is not None:
-                own["image"] = self._image(p.image, (*loc, "image"))
-            for name in own:
-                if name in swept:
-                    field = (*loc, "image") if name == "image" else (*loc, "params", name)
-                    raise self._fail(
-                        f"`{name}` is set for this prompt and also swept in {swept[name]}",
-                        field,
-                        "a prompt may set only axes that are not swept: remove one of them, or"
-                        " shape the sweep with exclude/include",
-                        key=True,
-                    )
-            base: dict[str, Value | None] = {**API_DEFAULTS, "image": None, **defaults, **own}
-            prompts.append(Prompt(p.id, p.prompt, units, MappingProxyType(base)))
+            with self._collect():
+                prompts.append(self._prompt(i, p, swept, defaults, seen))
         return tuple(prompts)
+
+    def _prompt(
+        self,
+        i: int,
+        p: PromptModel,
+        swept: Mapping[str, str],
+        defaults: Mapping[str, Value],
+        seen: dict[str, int],
+    ) -> Prompt:
+        """One prompt of `prompts`, checked; `seen` maps the ids so far to their index."""
+        loc: Loc = ("prompts", i)
+        if p.id in seen:
+            raise self._fail(
+                f"duplicate prompt id `{p.id}` (prompts[{seen[p.id]}] has it too)",
+                (*loc, "id"),
+                "give each prompt its own id: the id names its output folder",
+            )
+        seen[p.id] = i
+        # The store's rule, checked here too so `runner validate` refuses what a run would.
+        problem = name_problem(p.id)  # ASCII by the schema, so already NFC
+        if problem is not None:
+            raise self._fail(
+                f"prompt id `{p.id}` cannot name a folder: {problem}",
+                (*loc, "id"),
+                "choose another id, e.g. snow-leopard_2",
+            )
+        if not p.prompt.strip():
+            raise self._fail("the prompt text is blank", (*loc, "prompt"), "write the prompt")
+        units = self._vars(p.vars, loc)
+        if p.vars_from is not None:
+            units = (self._vars_from(p.vars_from, units, (*loc, "vars_from")), *units)
+        self._template(p.prompt, p.id, [n for u in units for n in u.names], loc)
+        own = p.params.model_dump(exclude_none=True)
+        if p.image is not None:
+            own["image"] = self._image(p.image, (*loc, "image"))
+        for name in own:
+            if name in swept:
+                field = (*loc, "image") if name == "image" else (*loc, "params", name)
+                raise self._fail(
+                    f"`{name}` is set for this prompt and also swept in {swept[name]}",
+                    field,
+                    "a prompt may set only axes that are not swept: remove one of them, or"
+                    " shape the sweep with exclude/include",
+                    key=True,
+                )
+        base: dict[str, Value | None] = {**API_DEFAULTS, "image": None, **defaults, **own}
+        return Prompt(p.id, p.prompt, units, MappingProxyType(base))
 
     def _data_file(self, text: str, loc: Loc, formats: Mapping[str, Format]) -> DataFile:
         roots = [self.source.base_dir / root for root in self.model.input_roots]
@@ -305,7 +367,7 @@ class _Builder:
     ) -> tuple[PromptSource, ...]:
         text = self.model.prompts_from
         if text is None:
-            if not prompts:
+            if not self.model.prompts:
                 raise self._fail(
                     "`prompts` is required but missing",
                     ("prompts",),
@@ -328,29 +390,33 @@ class _Builder:
 
     def _vars(self, declared: Mapping[str, list[str]], loc: Loc) -> tuple[Unit, ...]:
         units = []
+        before = len(self.problems)
         for name, values in declared.items():
-            where = (*loc, "vars", name)
-            if not _VAR_NAME.match(name):
-                raise self._fail(
-                    f"`{name}` is not a usable var name",
-                    where,
-                    "use letters, digits and _ (not starting with a digit), e.g. color",
-                    key=True,
-                )
-            if name in _RESERVED_VARS:
-                raise self._fail(
-                    f"`{name}` is a request param or keyword, so it cannot be a var name",
-                    where,
-                    f"rename the var (e.g. {name}_text); sweep params under `sweep`",
-                    key=True,
-                )
-            if not values:
-                raise self._fail(
-                    "an empty list would make zero jobs", where, "give at least one value"
-                )
-            self._no_duplicates(values, where, f"vars.{name}")
-            units.append(Unit("var", (name,), tuple((v,) for v in values)))
+            with self._collect():
+                units.append(self._var(name, values, (*loc, "vars", name)))
+        if len(self.problems) > before:
+            raise _Skipped  # the prompt's template would only repeat its var's problem
         return tuple(units)
+
+    def _var(self, name: str, values: list[str], where: Loc) -> Unit:
+        if not _VAR_NAME.match(name):
+            raise self._fail(
+                f"`{name}` is not a usable var name",
+                where,
+                "use letters, digits and _ (not starting with a digit), e.g. color",
+                key=True,
+            )
+        if name in _RESERVED_VARS:
+            raise self._fail(
+                f"`{name}` is a request param or keyword, so it cannot be a var name",
+                where,
+                f"rename the var (e.g. {name}_text); sweep params under `sweep`",
+                key=True,
+            )
+        if not values:
+            raise self._fail("an empty list would make zero jobs", where, "give at least one value")
+        self._no_duplicates(values, where, f"vars.{name}")
+        return Unit("var", (name,), tuple((v,) for v in values))
 
     def _template(self, text: str, prompt_id: str, declared: list[str], loc: Loc) -> None:
         where = (*loc, "prompt")
@@ -404,55 +470,69 @@ class _Builder:
         ids = [p.id for p in manifest.prompts]
         all_vars = {name for p in manifest.prompts for name in p.var_names}
         for e, entry in enumerate(entries):
-            loc: Loc = (section, e)
-            target = entry.get("prompt")
-            if not entry:
-                raise self._fail(
-                    "an entry must name at least one axis or var",
-                    loc,
-                    'e.g. {mode: quality, aspect_ratio: "1:1"}',
-                )
-            prompt = None
-            if target is not None:
-                prompt = self._target(str(target), ids, manifest, (*loc, "prompt"))
-            elif manifest.prompt_files and all(name in AXES for name in entry):
-                # Axes only: it may concern the prompts of the file, not checked here.
-                yield Combination(
-                    None,
-                    tuple(
-                        (name, self._entry_value(section, name, value, set(), (*loc, name)))
-                        for name, value in entry.items()
-                    ),
-                )
+            combo: Combination | None = None
+            with self._collect():
+                combo = self._entry(section, (section, e), entry, (ids, all_vars), manifest)
+            if combo is not None:
+                yield combo
+
+    def _entry(
+        self,
+        section: str,
+        loc: Loc,
+        entry: dict[str, str | int | float],
+        names: tuple[list[str], set[str]],
+        manifest: Manifest,
+    ) -> Combination:
+        """One include or exclude entry, checked, at `loc`; `names`: (prompt ids, all vars)."""
+        ids, all_vars = names
+        target = entry.get("prompt")
+        if not entry:
+            raise self._fail(
+                "an entry must name at least one axis or var",
+                loc,
+                'e.g. {mode: quality, aspect_ratio: "1:1"}',
+            )
+        prompt = None
+        if target is not None:
+            prompt = self._target(str(target), ids, manifest, (*loc, "prompt"))
+        elif manifest.prompt_files and all(name in AXES for name in entry):
+            # Axes only: it may concern the prompts of the file, not checked here.
+            return Combination(
+                None,
+                tuple(
+                    (name, self._entry_value(section, name, value, set(), (*loc, name)))
+                    for name, value in entry.items()
+                ),
+            )
+        known = set(prompt.var_names) if prompt else all_vars
+        values: list[tuple[str, Value]] = []
+        for name, value in entry.items():
+            if name == "prompt":
                 continue
-            known = set(prompt.var_names) if prompt else all_vars
-            values: list[tuple[str, Value]] = []
-            for name, value in entry.items():
-                if name == "prompt":
-                    continue
-                values.append((name, self._entry_value(section, name, value, known, (*loc, name))))
-            combo = Combination(prompt.id if prompt else None, tuple(values))
-            targets = [p for p in manifest.prompts if combo.applies_to(p)]
-            if section == "include" and any(u.kind == "rows" for p in targets for u in p.vars):
-                raise self._fail(
-                    "an include entry cannot concern a prompt whose vars come from a file",
-                    loc,
-                    "add the combination as a row of the vars_from file, or target another"
-                    " prompt with `prompt: <id>`",
-                )
-            if not targets:
-                raise self._fail(
-                    "no prompt declares all the vars this entry names",
-                    loc,
-                    "name vars of one prompt only, or add `prompt: <id>`",
-                )
-            if section == "exclude" and not any(_can_match(combo, p, manifest) for p in targets):
-                raise self._fail(
-                    "this entry matches no combination of any prompt",
-                    loc,
-                    "check its values against the sweep, zip and vars lists, or remove it",
-                )
-            yield combo
+            values.append((name, self._entry_value(section, name, value, known, (*loc, name))))
+        combo = Combination(prompt.id if prompt else None, tuple(values))
+        targets = [p for p in manifest.prompts if combo.applies_to(p)]
+        if section == "include" and any(u.kind == "rows" for p in targets for u in p.vars):
+            raise self._fail(
+                "an include entry cannot concern a prompt whose vars come from a file",
+                loc,
+                "add the combination as a row of the vars_from file, or target another"
+                " prompt with `prompt: <id>`",
+            )
+        if not targets:
+            raise self._fail(
+                "no prompt declares all the vars this entry names",
+                loc,
+                "name vars of one prompt only, or add `prompt: <id>`",
+            )
+        if section == "exclude" and not any(_can_match(combo, p, manifest) for p in targets):
+            raise self._fail(
+                "this entry matches no combination of any prompt",
+                loc,
+                "check its values against the sweep, zip and vars lists, or remove it",
+            )
+        return combo
 
     def _target(self, target: str, ids: list[str], manifest: Manifest, loc: Loc) -> Prompt:
         if target not in ids:
@@ -493,6 +573,16 @@ class _Builder:
             table[mode].update(row)
         return MappingProxyType({mode: MappingProxyType(row) for mode, row in table.items()})
 
+    def _output_dir(self, text: str | None) -> None:
+        """`output.dir` must be a path a file system can hold (a NUL byte, a 300-byte name)."""
+        problem = path_problem(text) if text is not None else None
+        if problem is not None:
+            raise self._fail(
+                f"cannot be used as a folder: {problem}",
+                ("output", "dir"),
+                "name a folder such as outputs/shots, or pass --out DIR",
+            )
+
     def _pattern(self, prompts: tuple[Prompt, ...]) -> str | None:
         """`output.pattern`, checked by the naming rules the store uses, for every prompt's vars."""
         pattern = self.model.output.pattern
@@ -512,6 +602,10 @@ class _Builder:
                     " of every prompt; the store adds the extension",
                 ) from None
         return pattern
+
+
+class _Skipped(Exception):
+    """Ends a check whose cause is already among the recorded problems."""
 
 
 def _can_match(combo: Combination, prompt: Prompt, manifest: Manifest) -> bool:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import os
 import re
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
@@ -110,7 +112,18 @@ def resolve_local(text: str, base_dir: Path, roots: Sequence[Path], what: str) -
 def _file(text: str, base_dir: Path, roots: Sequence[Path]) -> ImageInput:
     target = resolve_local(text, base_dir, roots, "image")
     try:
-        with target.open("rb") as handle:
+        # O_NONBLOCK: opening a FIFO (or a device) must not wait for a writer;
+        # anything but a regular file is refused before a byte is read.
+        fd = os.open(target, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            if stat.S_ISDIR(mode):
+                raise IsADirectoryError
+            if not stat.S_ISREG(mode):
+                raise ManifestError(
+                    f"the image path `{text}` is not a regular file (a FIFO, socket or device)",
+                    hint="name an image file",
+                )
             data = handle.read(MAX_IMAGE_BYTES + 1)
     except FileNotFoundError:
         raise ManifestError(

@@ -1,14 +1,15 @@
 """Pydantic's validation errors in plain words: the place, what was wrong, the fix.
 
-Only the first problem in file order is reported (with a count of the
-others): one clear message beats a wall of them, and fixing it often fixes
-the rest. A misspelt key also makes its right spelling "missing"; the typo is
-reported first, with a "did you mean".
+Every problem is reported at once, in file order, each placed at its
+file:line:column (the first `SHOWN`, then a count of the rest), so a user
+fixes them in one pass. A misspelt key also makes its right spelling
+"missing"; the typo is reported first, with a "did you mean".
 """
 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 from typing import Final, get_args
 
 from pydantic import BaseModel, ValidationError
@@ -18,9 +19,12 @@ from runner.errors import ManifestError
 from runner.manifest.schema import ManifestModel
 from runner.manifest.source import Loc, Source, describe, render_loc
 
+# Problems shown at once; past this a count stands for the rest.
+SHOWN: Final = 20
+
 
 def translate(err: ValidationError, source: Source) -> ManifestError:
-    """The first (in file order) of pydantic's errors as a ManifestError with place and fix."""
+    """Pydantic's errors as one ManifestError with place and fix for each, in file order."""
     groups: dict[Loc, list[ErrorDetails]] = {}
     on_key: set[Loc] = set()
     for detail in err.errors():
@@ -39,12 +43,42 @@ def translate(err: ValidationError, source: Source) -> ManifestError:
         mark = source.mark(item[0], key=True)
         return (missing, *((mark.line, mark.column) if mark else (0, 0)))
 
-    loc, details = min(groups.items(), key=order)
-    message, hint, key = _explain(loc, details)
-    others = len(groups) - 1
-    if others:
-        message += f" [and {others} more problem{'s' if others > 1 else ''} after this]"
-    return source.error(message, loc, hint=hint or None, key=key or loc in on_key)
+    problems = []
+    for loc, details in sorted(groups.items(), key=order):
+        message, hint, key = _explain(loc, details)
+        problems.append(source.error(message, loc, hint=hint or None, key=key or loc in on_key))
+    return combine(problems)
+
+
+def combine(problems: Sequence[ManifestError]) -> ManifestError:
+    """One ManifestError for `problems` (at least one, already in the order to show).
+
+    The first `SHOWN` are shown (nested ones flattened), the rest counted.
+    """
+    flat: list[ManifestError] = []
+    more = 0
+    for problem in problems:
+        flat += [problem, *problem.others]
+        more += problem.more
+    first, shown = flat[0], tuple(flat[1:SHOWN])
+    more += max(0, len(flat) - SHOWN)
+    if not shown and not more:
+        return first
+    return ManifestError(
+        first.message,
+        path=first.path,
+        line=first.line,
+        column=first.column,
+        field=first.field,
+        hint=first.hint,
+        others=tuple(
+            ManifestError(
+                p.message, path=p.path, line=p.line, column=p.column, field=p.field, hint=p.hint
+            )
+            for p in shown
+        ),
+        more=more,
+    )
 
 
 _EXPECT: Final = {
