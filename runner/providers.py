@@ -78,6 +78,8 @@ PROVIDERS: Final[Mapping[str, Provider]] = MappingProxyType({p.name: p for p in 
 PROVIDER_NAMES: Final[tuple[str, ...]] = tuple(PROVIDERS)
 N_LIMIT: Final = max(p.n_max for p in PROVIDERS.values())
 """The most images per request any provider allows (the JSON Schema's bound)."""
+MAX_INPUT_IMAGES: Final[int] = max(p.max_input_images for p in PROVIDERS.values())
+"""The most source images of one edit any provider allows (the JSON Schema's bound)."""
 
 
 def provider(name: str) -> Provider:

@@ -383,6 +383,9 @@ def _request(
         n=_int(values, "n"),
         output_format=str(values["output_format"]),
         image=_image(manifest, prompt, str(image)) if image is not None else None,
+        # A multi-image edit's further images go with its own first image only (an
+        # include entry naming another image makes a plain one-image edit).
+        more_images=prompt.more_images if image == prompt.base["image"] else (),
     )
 
 
