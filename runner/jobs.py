@@ -58,6 +58,10 @@ class Request:
     `image` is the (first) input image of an edit; `more_images` the further
     source images of a multi-image edit, in the order the manifest lists them
     (only providers whose `max_input_images` allows them get such jobs).
+    `billed_sources` is how many source images the provider bills like
+    output images (xAI: all of an edit's; Segmind: none), set from
+    `runner.providers.Provider.billed_images` when the job is built; it is
+    a fact of the price, not a param, so it is not in the key.
     """
 
     prompt: str
@@ -68,6 +72,12 @@ class Request:
     output_format: str
     image: ImageInput | None = None
     more_images: tuple[ImageInput, ...] = ()
+    billed_sources: int = 0
+
+    @property
+    def billed_images(self) -> int:
+        """The images the request is billed for: its n outputs and its billed sources."""
+        return self.n + self.billed_sources
 
     @property
     def images(self) -> tuple[ImageInput, ...]:

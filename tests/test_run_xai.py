@@ -18,8 +18,10 @@ import pytest
 from runner.backends.select import LOCAL_BASE_URLS, choose_backend
 from runner.emulator import Emulator, EmulatorConfig, Latency
 from runner.errors import ManifestError
+from runner.joblist import job_rows
 from runner.manifest import parse_manifest
-from runner.money import to_usd
+from runner.money import micros, to_usd
+from runner.plan import make_plan
 from runner.run import RunOptions, run_manifest
 from runner.store import Ledger
 from runner.sweep import expand
@@ -243,6 +245,9 @@ async def test_a_multi_image_edit_runs_on_xai_and_is_charged_for_its_sources(
     # Billed for 1 output and 3 sources at $0.021, and 1 + 1 for the one-image edit.
     assert merged["credits"]["charged_usd"] == pytest.approx(4 * CHARGED["standard"], abs=1e-9)
     assert single["credits"]["charged_usd"] == pytest.approx(2 * CHARGED["standard"], abs=1e-9)
+    # The estimate counts the sources too, at the table's $0.02 an image.
+    assert merged["credits"]["estimated_usd"] == pytest.approx(4 * 0.02)
+    assert single["credits"]["estimated_usd"] == pytest.approx(2 * 0.02)
     with Ledger.open_readonly(out) as ledger:
         charged = to_usd(sum(t.charged for t in ledger.totals().values()))
     assert charged == pytest.approx(emu.charged_total(), abs=1e-9)
@@ -270,3 +275,16 @@ def test_segmind_refuses_several_source_images_at_load_time(tmp_path: Path) -> N
     assert keys[0] == keys[1]
     three = [job.key for job in expand(parse_manifest(MULTI, base_dir=tmp_path))]
     assert three[0] != keys[0][0] and three[1] == keys[0][1]
+
+
+def test_the_plan_counts_an_edits_sources_where_the_provider_bills_them(tmp_path: Path) -> None:
+    source_images(tmp_path)
+    xai = parse_manifest(MULTI, base_dir=tmp_path)
+    plan = make_plan(xai, max_credits=0.1)
+    assert plan.credits == micros((4 + 2) * 0.02)  # by arithmetic over the units
+    assert [row.price_usd for row in job_rows(xai)] == pytest.approx([4 * 0.02, 2 * 0.02])
+    assert plan.jobs_within_budget == 1  # the 3-source edit fits $0.10, both do not
+    # Segmind bills outputs only (and takes one source): the one-image edit is $0.02.
+    one = MULTI.replace("api: {provider: xai}", "api: {provider: segmind}")
+    one = one.replace("images: [in/a.png, in/b.png, in/c.png]", "images: [in/b.png]")
+    assert make_plan(parse_manifest(one, base_dir=tmp_path)).credits == micros(2 * 0.02)

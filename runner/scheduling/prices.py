@@ -100,9 +100,10 @@ class PriceBook:
         return tuple(self._surprises)
 
     def table_price(self, job: Job) -> Micros:
-        """The table's estimate for the whole job (n images)."""
+        """The table's estimate for the whole job: n images, and its source images where the
+        provider bills them."""
         r = job.request
-        return micros(self._table[r.mode][r.resolution] * r.n)
+        return micros(self._table[r.mode][r.resolution] * r.billed_images)
 
     def knowledge(self, job: Job) -> Knowledge:
         """What is known of the job's class."""
