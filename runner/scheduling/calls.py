@@ -53,13 +53,11 @@ async def call(
     fn: Callable[[], Awaitable[T]],
     *,
     priority: int,
-    before: Callable[[], Awaitable[None]] | None = None,
     refused: Callable[[], Awaitable[None]] | None = None,
 ) -> T:
     """One API call with retries; raises the last error when retries are over.
 
-    `before` runs after the rate gate admits the call, right before it is
-    sent; `refused` when the answer says the server did not take it.
+    `refused` runs when the answer says the server did not take the call.
     Raises `Stopped` instead of sending a billed call the stop holds back.
     """
     billed = op in ("submit", "sync")
@@ -75,9 +73,7 @@ async def call(
                 ctx.gate.finished()
                 raise Stopped
         try:
-            # Inside the try: a mark that cannot be written still ends the admitted call.
-            if before is not None:
-                await before()
+            # Inside the try: a mark that cannot be written (in `fn`) still ends the admitted call.
             ctx.tally.calls[op] += 1
             return await fn()
         except RateLimited as err:
@@ -139,12 +135,19 @@ class _Marks:
 
 
 async def billed_send(
-    ctx: RunContext, op: BilledOp, job: Job, send: Callable[[], Awaitable[T]]
+    ctx: RunContext,
+    op: BilledOp,
+    job: Job,
+    send: Callable[[], Awaitable[T]],
+    *,
+    accepted: Callable[[T], Awaitable[None]] | None = None,
 ) -> T | Failed:
     """Send the job's billed call; its answer, or the `Failed` record that ends the job.
 
-    Raises `Stopped` when the run holds submits or the API refused for lack
-    of credits (406; the run stops). Other errors propagate.
+    `accepted` records what the answer must not lose (the v2 request id)
+    while the send still holds its place on the wire. Raises `Stopped` when
+    the run holds submits or the API refused for lack of credits (406; the
+    run stops). Other errors propagate.
     """
     name = _NAMES[op]
     estimate = ctx.guard.estimate(job)
@@ -152,10 +155,17 @@ async def billed_send(
     tried_again = False
 
     async def on_the_wire() -> T:
-        # Only the send holds a place: a kill costs at most that many
-        # unrecorded paid submits (config.max_submits_in_flight).
+        # One place (config.max_submits_in_flight) spans the `submitting`
+        # mark, the send and the record of its answer: a kill then finds at
+        # most that many jobs marked, and costs at most that many unrecorded
+        # paid submits. Marked before the place, every job the gate let
+        # through would count as possibly billed after a kill.
         async with ctx.submits:
-            return await send()
+            await marks.before()
+            answer = await send()
+            if accepted is not None:
+                await accepted(answer)
+            return answer
 
     while True:
         try:
@@ -165,7 +175,6 @@ async def billed_send(
                 job,
                 on_the_wire,
                 priority=PRIORITY_SUBMIT,
-                before=marks.before,
                 refused=marks.refused,
             )
         except TransportError as err:

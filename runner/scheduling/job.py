@@ -81,14 +81,22 @@ class JobRunner:
             return await self._finish(job, item.resume, item.submitted_wall)
         if job.endpoint == "v1":
             return await self._run_sync(job)
+        walls: list[float] = []
+
+        async def record(accepted: Submission) -> None:
+            walls.append(ctx.wall())
+            await ctx.publish(Submitted(job, accepted, walls[-1]))
+
         submission = await billed_send(
-            ctx, "submit", job, lambda: ctx.backend.submit(job.model, job.request)
+            ctx,
+            "submit",
+            job,
+            lambda: ctx.backend.submit(job.model, job.request),
+            accepted=record,
         )
         if isinstance(submission, Failed):
             return submission
-        wall = ctx.wall()
-        await ctx.publish(Submitted(job, submission, wall))
-        return await self._finish(job, submission, wall)
+        return await self._finish(job, submission, walls[-1])
 
     # -- v2: poll, result, download -------------------------------------------
 

@@ -15,6 +15,8 @@ from typing import Any
 
 import anyio
 import pytest
+import trio
+import trio.testing
 from provider_cases import ProviderCase
 
 from runner.emulator import InProcess
@@ -31,6 +33,13 @@ pytestmark = pytest.mark.anyio
 
 EPOCH = 1_800_000_000.0  # the wall clock at virtual time 0 (conftest's TEST_UTC)
 HOUR = 3600.0
+
+
+# Store writes run in a worker thread; a clock that jumps whenever every task waits
+# (threshold 0) would jump while a write is in the thread and let a job finish
+# before the "crash". Jumping only after 0.1 s of real idleness waits the writes out.
+def thread_safe_clock() -> trio.testing.MockClock:
+    return trio.testing.MockClock(autojump_threshold=0.1)
 
 
 def wall() -> float:
@@ -97,12 +106,7 @@ def states(tmp_path: Path) -> dict[str, int]:
         return {k: v for k, v in ledger.counts().items() if v}
 
 
-@pytest.mark.xfail(
-    reason="with the journal's extra fsync per send (guard merge) the virtual clock moves "
-    "during store writes and a job may complete before the run is killed; a test-clock "
-    "artifact, to be made deterministic (issue #13)",
-    strict=False,
-)
+@pytest.mark.parametrize("anyio_backend", [("trio", {"clock": thread_safe_clock()})])
 async def test_resume_within_retention_reattaches_and_pays_nothing_twice(
     tmp_path: Path, make_emulator: Callable[..., InProcess]
 ) -> None:
@@ -119,11 +123,7 @@ async def test_resume_within_retention_reattaches_and_pays_nothing_twice(
     assert verify(tmp_path / "out").clean
 
 
-@pytest.mark.xfail(
-    reason="flaky under -n 2 since store writes run in a worker thread: trio's MockClock "
-    "autojumps during them (passes alone); same cause as the test above (issue #13)",
-    strict=False,
-)
+@pytest.mark.parametrize("anyio_backend", [("trio", {"clock": thread_safe_clock()})])
 async def test_resume_after_retention_expires_and_resubmits_only_with_the_flag(
     tmp_path: Path, make_emulator: Callable[..., InProcess]
 ) -> None:

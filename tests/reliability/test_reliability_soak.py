@@ -180,6 +180,34 @@ def test_chaos_soak_full(tmp_path: Path) -> None:
     check_window(run)
 
 
+@pytest.mark.chaos
+@pytest.mark.timeout(1800)
+def test_kills_right_after_accepted_submits_cost_at_most_the_submits_on_the_wire(
+    tmp_path: Path,
+) -> None:
+    """Issue #13: 20 kills, each right after an accepted submit (inside the burst).
+
+    A kill can cost at most the submits on the wire at once
+    (`max_submits_in_flight`, default 4): any other accepted submit has its
+    request id journalled before the next one is sent, and a resume re-attaches.
+    """
+    plan = SoakPlan(jobs=300, blocked=0, kills=20, seed=13, time_scale=0.02, kill_extra=0)
+    run = run_soak(tmp_path, plan)
+    acc = account(run)
+    kills = sum(1 for s in run.segments if s.killed)
+    extra = len(run.accepted) - plan.jobs
+    print(
+        f"\nkills right after accepted submits: {kills} kills, {extra} extra paid submits "
+        f"({extra / max(kills, 1):.2f} per kill, bound 4); runner reported "
+        f"{acc.runner_possible_duplicates} possible duplicates for {len(acc.crash_window)} "
+        "crash-window submits"
+    )
+    check_soak(run, acc, faults=False)
+    assert extra <= 4 * kills
+    # The reported ambiguity stays within 2x of what could really have been billed twice.
+    assert acc.runner_possible_duplicates <= 2 * max(len(acc.crash_window), 1)
+
+
 def _write_doc_figures(table: str) -> None:
     """Replace the figures block of docs/reliability.md with this run's."""
     text = DOC.read_text(encoding="utf-8")
