@@ -22,6 +22,7 @@ from runner.joblist import job_rows
 from runner.manifest import parse_manifest
 from runner.money import micros, to_usd
 from runner.plan import make_plan
+from runner.plan_compare import compare
 from runner.run import RunOptions, run_manifest
 from runner.store import Ledger
 from runner.sweep import expand
@@ -288,3 +289,13 @@ def test_the_plan_counts_an_edits_sources_where_the_provider_bills_them(tmp_path
     one = MULTI.replace("api: {provider: xai}", "api: {provider: segmind}")
     one = one.replace("images: [in/a.png, in/b.png, in/c.png]", "images: [in/b.png]")
     assert make_plan(parse_manifest(one, base_dir=tmp_path)).credits == micros(2 * 0.02)
+
+
+def test_plan_compare_shows_segminds_refusal_of_a_multi_image_edit(tmp_path: Path) -> None:
+    source_images(tmp_path)
+    path = tmp_path / "merge.yaml"
+    path.write_text(MULTI)
+    segmind, xai = compare(path, ("segmind", "xai"))
+    assert segmind.plan is None and segmind.problem is not None
+    assert "Segmind takes at most 1" in segmind.problem
+    assert xai.plan is not None and xai.plan.credits == micros((4 + 2) * 0.02)
