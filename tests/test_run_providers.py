@@ -105,7 +105,9 @@ async def test_a_limit_declared_right_meets_no_429(
     report = await run(manifest(tmp_path, provider, 50, REAL), emu, tmp_path)
     assert report.stats.completed == 50
     assert refusals(emu, provider) == []
-    assert most_accepted_per_window(emu, provider) == REAL  # the quota was used, not wasted
+    # Within the quota, and not starved: the runner's own windows need not line up
+    # with the server's fixed ones, so a server window may get less than all of it.
+    assert REAL // 2 <= most_accepted_per_window(emu, provider) <= REAL
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])  # a loopback server: real time
