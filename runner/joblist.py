@@ -72,7 +72,7 @@ def job_row(manifest: Manifest, job: Job) -> JobRow:
         prompt=request.prompt,
         params=params,
         vars=dict(job.vars),
-        price_usd=price(request.mode, request.resolution, request.n, manifest.prices),
+        price_usd=price(request.mode, request.resolution, request.billed_images, manifest.prices),
         outputs=tuple(
             str(out / f"{relative_stem(job, i, pattern)}.{ext}") for i in range(request.n)
         ),

@@ -10,6 +10,9 @@ Key scheme `k1` (tests pin known values; a change of scheme gets a new tag):
 "prompt_id", "repeat"}``, where params hold the final prompt text and every
 request param, and the input image is represented by its sha256 (of the
 bytes for a file or data URI, of the URL text for a URL), never its bytes.
+A multi-image edit (`images:` in the manifest) puts the list of its images'
+sha256s, in order, where a single image's sha256 goes; a job with one input
+image keeps the key it always had.
 The prompt id is part of the key because it is part of the output path: the
 same request under two ids is two jobs with two files.
 """
@@ -50,7 +53,16 @@ class ImageInput:
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """The request params of one API call, every one resolved."""
+    """The request params of one API call, every one resolved.
+
+    `image` is the (first) input image of an edit; `more_images` the further
+    source images of a multi-image edit, in the order the manifest lists them
+    (only providers whose `max_input_images` allows them get such jobs).
+    `billed_sources` is how many source images the provider bills like
+    output images (xAI: all of an edit's; Segmind: none), set from
+    `runner.providers.Provider.billed_images` when the job is built; it is
+    a fact of the price, not a param, so it is not in the key.
+    """
 
     prompt: str
     mode: str
@@ -59,6 +71,18 @@ class Request:
     n: int
     output_format: str
     image: ImageInput | None = None
+    more_images: tuple[ImageInput, ...] = ()
+    billed_sources: int = 0
+
+    @property
+    def billed_images(self) -> int:
+        """The images the request is billed for: its n outputs and its billed sources."""
+        return self.n + self.billed_sources
+
+    @property
+    def images(self) -> tuple[ImageInput, ...]:
+        """Every input image of the request, in order (empty for a generation)."""
+        return () if self.image is None else (self.image, *self.more_images)
 
     def params(self) -> dict[str, str | int]:
         """The JSON params without the image (the backend adds it in its wire form)."""
@@ -108,7 +132,8 @@ def job_key(
 ) -> str:
     """The versioned identity of a job (scheme `k1`, see the module docstring)."""
     params: dict[str, object] = dict(request.params())
-    params["image"] = request.image.sha256 if request.image else None
+    shas = [image.sha256 for image in request.images]
+    params["image"] = shas if len(shas) > 1 else shas[0] if shas else None
     doc = {
         "endpoint": endpoint,
         "model": model,

@@ -171,7 +171,7 @@ def _within(
             jobs, spent = jobs + t.jobs, spent + share
             continue
         for values in assignments(space):
-            cost = micros(job_credits(manifest, values))
+            cost = micros(job_credits(manifest, values, space.prompt))
             for _ in itertools.repeat(None, manifest.repeat):
                 if spent + cost > cap:
                     return jobs, Micros(spent)

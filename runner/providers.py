@@ -29,7 +29,8 @@ class Provider:
     """One host of the model.
 
     `n_max` is the most images one request may ask for; `max_input_images`
-    the most source images of one edit; `endpoints` the call shapes it has
+    the most source images of one edit; `bills_input_images` whether an
+    edit's source images are billed like output images; `endpoints` the call shapes it has
     (``v2``: submit and poll; ``v1``: one blocking call), the first being
     the default. `key_env` / `base_url_env` name the environment variables
     of its key and API root; `console` is where a user gets a key.
@@ -44,6 +45,11 @@ class Provider:
     max_input_images: int
     endpoints: tuple[Endpoint, ...]
     console: str
+    bills_input_images: bool = False
+
+    def billed_images(self, n: int, sources: int) -> int:
+        """The images a request of `n` outputs and `sources` source images is billed for."""
+        return n + (sources if self.bills_input_images else 0)
 
     @property
     def default_endpoint(self) -> Endpoint:
@@ -72,12 +78,15 @@ XAI: Final = Provider(
     max_input_images=3,
     endpoints=("v1",),  # synchronous only: the answer carries the images
     console="console.x.ai",
+    bills_input_images=True,  # "edits are billed for the input and the output image"
 )
 
 PROVIDERS: Final[Mapping[str, Provider]] = MappingProxyType({p.name: p for p in (SEGMIND, XAI)})
 PROVIDER_NAMES: Final[tuple[str, ...]] = tuple(PROVIDERS)
 N_LIMIT: Final = max(p.n_max for p in PROVIDERS.values())
 """The most images per request any provider allows (the JSON Schema's bound)."""
+MAX_INPUT_IMAGES: Final[int] = max(p.max_input_images for p in PROVIDERS.values())
+"""The most source images of one edit any provider allows (the JSON Schema's bound)."""
 
 
 def provider(name: str) -> Provider:

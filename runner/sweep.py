@@ -30,12 +30,14 @@ from runner.jobs import ImageInput, Job, Request, make_job
 from runner.manifest import AXES, Combination, Manifest, Prompt, Unit, Value
 from runner.money import micros, to_usd
 from runner.params import price
+from runner.providers import provider
 from runner.subset import PARAMS, Subset
 
 Assignment = dict[str, Value | None]
 """Axis and var names -> values for one combination (vars may be absent in a tally)."""
 
-_PRICED = ("mode", "resolution", "n")
+# `image` too: on a provider that bills an edit's sources, an edit costs more.
+_PRICED = ("mode", "resolution", "n", "image")
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +142,9 @@ def tally_subset(manifest: Manifest, cap: float | None) -> SubsetTally:
     label = _row_label(manifest)
     for job in expand(manifest):
         request = job.request
-        cost = micros(price(request.mode, request.resolution, request.n, manifest.prices))
+        cost = micros(
+            price(request.mode, request.resolution, request.billed_images, manifest.prices)
+        )
         row = label(job.prompt_id)
         jobs, images, total = per_prompt.get(row, (0, 0, 0))
         per_prompt[row] = (jobs + 1, images + request.n, total + cost)
@@ -180,7 +184,7 @@ def tally_files(manifest: Manifest, cap: float | None) -> SubsetTally:
             continue
         stopped = True
         for values in assignments(space):
-            cost = micros(job_credits(manifest, values))
+            cost = micros(job_credits(manifest, values, space.prompt))
             fits = min(
                 manifest.repeat, max(0, (limit - spent) // cost) if cost else manifest.repeat
             )
@@ -262,9 +266,14 @@ def tally(manifest: Manifest, space: Space) -> Tally:
     )
 
 
-def job_credits(manifest: Manifest, values: Mapping[str, Value | None]) -> float:
-    """Estimated USD of one request with these values, from the manifest's price table."""
-    return price(str(values["mode"]), str(values["resolution"]), _int(values, "n"), manifest.prices)
+def job_credits(
+    manifest: Manifest, values: Mapping[str, Value | None], prompt: Prompt | None = None
+) -> float:
+    """Estimated USD of one request of `prompt` with these values, from the manifest's price
+    table (with the source images of an edit, where the provider bills them)."""
+    sources = 0 if values.get("image") is None else 1 + len(_more_images(prompt, values))
+    images = provider(manifest.api.provider).billed_images(_int(values, "n"), sources)
+    return price(str(values["mode"]), str(values["resolution"]), images, manifest.prices)
 
 
 def _walk(
@@ -292,7 +301,7 @@ def _walk(
         if keep:
             jobs += times
             images += times * _int(values, "n")
-            credits += times * job_credits(manifest, values)
+            credits += times * job_credits(manifest, values, space.prompt)
     return Tally(jobs, images, credits)
 
 
@@ -375,6 +384,8 @@ def _request(
 ) -> Request:
     text = prompt.render(var_values)
     image = values["image"]
+    more = _more_images(prompt, values)
+    sources = 0 if image is None else 1 + len(more)
     return Request(
         prompt=text,
         mode=str(values["mode"]),
@@ -383,7 +394,20 @@ def _request(
         n=_int(values, "n"),
         output_format=str(values["output_format"]),
         image=_image(manifest, prompt, str(image)) if image is not None else None,
+        more_images=more,
+        billed_sources=provider(manifest.api.provider).billed_images(0, sources),
     )
+
+
+def _more_images(
+    prompt: Prompt | None, values: Mapping[str, Value | None]
+) -> tuple[ImageInput, ...]:
+    """A multi-image edit's further images: they go with the prompt's own first image only
+    (an include entry naming another image makes a plain one-image edit)."""
+    image = values.get("image")
+    if prompt is None or image is None or image != prompt.base["image"]:
+        return ()
+    return prompt.more_images
 
 
 def _image(manifest: Manifest, prompt: Prompt, source: str) -> ImageInput:

@@ -9,6 +9,8 @@
 - `make_emulator(**config)` / `emulator`: an in-process emulator (`runner.emulator.InProcess`),
   whose `client()` gives an httpx.AsyncClient wired to it without a port. Its
   clock is the running event loop's, so use it inside an async test.
+- `provider`: a `provider_cases.ProviderCase`, parametrized over both providers
+  (Segmind and xAI): a test that takes it runs once against each one's routes.
 - `serve_emulator(**config)` / `served_emulator`: the emulator on loopback
   (uvicorn in a thread, real clock, `time_scale` 0.001 unless given: a "10 s"
   job takes 10 ms), stopped when the test ends.
@@ -26,6 +28,7 @@ from typing import Any
 
 import pytest
 import trio.testing
+from provider_cases import CASES, ProviderCase
 
 from runner.emulator import EmulatorConfig, InProcess, Served, serve_in_thread
 
@@ -75,3 +78,10 @@ def serve_emulator() -> Iterator[Callable[..., Served]]:
 def served_emulator(serve_emulator: Callable[..., Served]) -> Served:
     """The emulator on loopback with the default config and time_scale 0.001."""
     return serve_emulator()
+
+
+@pytest.fixture(params=CASES, ids=[case.name for case in CASES])
+def provider(request: pytest.FixtureRequest) -> ProviderCase:
+    """Each provider in turn (tests/provider_cases.py)."""
+    case: ProviderCase = request.param
+    return case

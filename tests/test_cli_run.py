@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from provider_cases import ProviderCase
 
 from runner.emulator import Latency, Served
 from runner.store import Ledger, verify
@@ -25,7 +26,7 @@ KEY = "sk-test-cli-run-0123456789"
 def runner(
     *args: str, env: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SEGMIND_")}
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("SEGMIND_", "XAI_"))}
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "runner", *args],
@@ -76,24 +77,28 @@ def test_example_manifest_runs_on_the_embedded_emulator(tmp_path: Path) -> None:
     assert json.loads((out / "summary.json").read_text())["run"]["skipped"] == 6
 
 
-def test_loopback_segmind_backend_gives_the_same_images(
-    tmp_path: Path, serve_emulator: Callable[..., Served]
+def test_loopback_backend_gives_the_same_images(
+    tmp_path: Path, serve_emulator: Callable[..., Served], provider: ProviderCase
 ) -> None:
     served = serve_emulator(time_scale=0.01)
-    local = runner("run", "manifests/example.yaml", "--out", str(tmp_path / "a"), "--no-progress")
+    chosen = ["--provider", provider.name]
+    local = runner(
+        "run", "manifests/example.yaml", "--out", str(tmp_path / "a"), "--no-progress", *chosen
+    )
     remote = runner(
         "run",
         "manifests/example.yaml",
         "--out",
         str(tmp_path / "b"),
         "--backend",
-        "segmind",
+        provider.name,
         "--base-url",
         served.base_url,
         "--time-scale",
         "0.01",
         "--no-progress",
-        env={"SEGMIND_API_KEY": KEY},
+        *chosen,
+        env=provider.env(KEY),
     )
     assert (local.returncode, remote.returncode) == (0, 0), remote.stderr
     a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").glob("*/*.jpg"))

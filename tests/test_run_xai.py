@@ -7,6 +7,8 @@ the answer's ``usage.cost_in_usd_ticks``.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -16,8 +18,11 @@ import pytest
 from runner.backends.select import LOCAL_BASE_URLS, choose_backend
 from runner.emulator import Emulator, EmulatorConfig, Latency
 from runner.errors import ManifestError
+from runner.joblist import job_rows
 from runner.manifest import parse_manifest
-from runner.money import to_usd
+from runner.money import micros, to_usd
+from runner.plan import make_plan
+from runner.plan_compare import compare
 from runner.run import RunOptions, run_manifest
 from runner.store import Ledger
 from runner.sweep import expand
@@ -185,3 +190,112 @@ async def test_a_format_xai_delivers_is_not_converted(tmp_path: Path) -> None:
     assert report.counts.get("completed") == 4
     for doc in sidecars(out):
         assert (doc["file"]["format"], doc["file"]["converted_from"]) == ("jpeg", None)
+
+
+# -- multi-image edits (issue 16, Deliver 1) ------------------------------------
+
+MULTI = """
+name: merge
+api: {provider: xai}
+defaults: {resolution: 1k, aspect_ratio: "1:1", output_format: jpeg, n: 1}
+prompts:
+  - id: merge
+    prompt: "<IMAGE_0> and <IMAGE_1> and <IMAGE_2> on a bench"
+    images: [in/a.png, in/b.png, in/c.png]
+  - id: one
+    prompt: "a bench"
+    image: in/a.png
+"""
+
+
+def source_images(folder: Path) -> list[bytes]:
+    from PIL import Image
+
+    (folder / "in").mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, color in (("a", "red"), ("b", "green"), ("c", "blue")):
+        buffer = io.BytesIO()
+        Image.new("RGB", (16, 16), color).save(buffer, format="PNG")
+        (folder / "in" / f"{name}.png").write_bytes(buffer.getvalue())
+        written.append(buffer.getvalue())
+    return written
+
+
+async def test_a_multi_image_edit_runs_on_xai_and_is_charged_for_its_sources(
+    tmp_path: Path,
+) -> None:
+    sources = source_images(tmp_path)
+    emu = emulator()
+    out = tmp_path / "out"
+    manifest = parse_manifest(MULTI, base_dir=tmp_path)
+    report = await run_manifest(
+        manifest, RunOptions(out=out, backend="local"), env={}, emulator=emu
+    )
+    assert report.counts.get("completed") == 2
+    assert sorted(c.path for c in emu.calls("sync")) == [
+        "/v1/images/edits",
+        "/v1/images/generations",
+    ]
+    (merged,) = [json.loads(p.read_text()) for p in out.glob("merge/*.json")]
+    (single,) = [json.loads(p.read_text()) for p in out.glob("one/*.json")]
+    shas = [hashlib.sha256(data).hexdigest() for data in sources]
+    request = merged["params"]
+    assert request["image"]["sha256"] == shas[0]
+    assert [ref["sha256"] for ref in request["more_images"]] == shas[1:]
+    assert single["params"]["more_images"] == []
+    # Billed for 1 output and 3 sources at $0.021, and 1 + 1 for the one-image edit.
+    assert merged["credits"]["charged_usd"] == pytest.approx(4 * CHARGED["standard"], abs=1e-9)
+    assert single["credits"]["charged_usd"] == pytest.approx(2 * CHARGED["standard"], abs=1e-9)
+    # The estimate counts the sources too, at the table's $0.02 an image.
+    assert merged["credits"]["estimated_usd"] == pytest.approx(4 * 0.02)
+    assert single["credits"]["estimated_usd"] == pytest.approx(2 * 0.02)
+    with Ledger.open_readonly(out) as ledger:
+        charged = to_usd(sum(t.charged for t in ledger.totals().values()))
+    assert charged == pytest.approx(emu.charged_total(), abs=1e-9)
+
+
+def test_segmind_refuses_several_source_images_at_load_time(tmp_path: Path) -> None:
+    source_images(tmp_path)
+    with pytest.raises(ManifestError, match=r"3 source images .* Segmind takes at most 1") as err:
+        parse_manifest(MULTI, base_dir=tmp_path, provider="segmind")
+    assert "api.provider xai takes up to 3" in str(err.value)
+    assert ":8:" in str(err.value)  # placed at the prompt's `images:` line
+    four = MULTI.replace("in/c.png]", "in/c.png, in/a.png]")
+    with pytest.raises(ManifestError, match=r"4 source images .* xAI takes at most 3"):
+        parse_manifest(four, base_dir=tmp_path)
+    both = MULTI.replace("    images: [", "    image: in/a.png\n    images: [")
+    with pytest.raises(ManifestError, match="`image` and `images` are both set"):
+        parse_manifest(both, base_dir=tmp_path)
+    # A list of one image is the same job as `image:` (the same key, so resume agrees).
+    listed = MULTI.replace("images: [in/a.png, in/b.png, in/c.png]", "images: [in/a.png]")
+    written = MULTI.replace("images: [in/a.png, in/b.png, in/c.png]", "image: in/a.png")
+    keys = [
+        [job.key for job in expand(parse_manifest(text, base_dir=tmp_path))]
+        for text in (listed, written)
+    ]
+    assert keys[0] == keys[1]
+    three = [job.key for job in expand(parse_manifest(MULTI, base_dir=tmp_path))]
+    assert three[0] != keys[0][0] and three[1] == keys[0][1]
+
+
+def test_the_plan_counts_an_edits_sources_where_the_provider_bills_them(tmp_path: Path) -> None:
+    source_images(tmp_path)
+    xai = parse_manifest(MULTI, base_dir=tmp_path)
+    plan = make_plan(xai, max_credits=0.1)
+    assert plan.credits == micros((4 + 2) * 0.02)  # by arithmetic over the units
+    assert [row.price_usd for row in job_rows(xai)] == pytest.approx([4 * 0.02, 2 * 0.02])
+    assert plan.jobs_within_budget == 1  # the 3-source edit fits $0.10, both do not
+    # Segmind bills outputs only (and takes one source): the one-image edit is $0.02.
+    one = MULTI.replace("api: {provider: xai}", "api: {provider: segmind}")
+    one = one.replace("images: [in/a.png, in/b.png, in/c.png]", "images: [in/b.png]")
+    assert make_plan(parse_manifest(one, base_dir=tmp_path)).credits == micros(2 * 0.02)
+
+
+def test_plan_compare_shows_segminds_refusal_of_a_multi_image_edit(tmp_path: Path) -> None:
+    source_images(tmp_path)
+    path = tmp_path / "merge.yaml"
+    path.write_text(MULTI)
+    segmind, xai = compare(path, ("segmind", "xai"))
+    assert segmind.plan is None and segmind.problem is not None
+    assert "Segmind takes at most 1" in segmind.problem
+    assert xai.plan is not None and xai.plan.credits == micros((4 + 2) * 0.02)

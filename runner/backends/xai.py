@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Final
 
@@ -120,14 +121,22 @@ class XaiBackend(SegmindBackend):
         raise UsageError(_NO_POLL)
 
     async def run_sync(self, model: str, request: Request) -> SyncResult:
-        """``POST /v1/images/generations``: billed; the answer holds the image(s) and the charge."""
-        await self._check_input(request)
+        """One billed call (generations, or edits for several source images, xai_wire):
+        the answer holds the image(s) and the charge."""
+        for image in request.images:
+            # Each source image is checked as Segmind's one input image is.
+            await self._check_input(replace(request, image=image, more_images=()))
+        more = [
+            await self._read_image(image) if image.kind == "path" else None
+            for image in request.more_images
+        ]
         sent = xai_wire.generation_request(
             self.base_url,
             model,
             request,
             self._key,
             image_bytes=await self._image_bytes(request),
+            more_bytes=more,
             response_format=self._response_format,
         )
         status, headers, body = await self._send(sent, sync=True)

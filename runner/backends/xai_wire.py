@@ -16,7 +16,7 @@ backend converts locally), the rest go as they are.
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
@@ -51,6 +51,7 @@ from runner.money import MICROS_PER_USD, Micros, to_usd
 
 __all__ = [
     "AUTH_HEADER",
+    "EDITS_PATH",
     "GENERATIONS_PATH",
     "QUALITY_MODELS",
     "TICKS_PER_MICRO",
@@ -64,6 +65,8 @@ __all__ = [
 ]
 
 GENERATIONS_PATH: Final = "/v1/images/generations"
+EDITS_PATH: Final = "/v1/images/edits"
+"""Where a multi-image edit goes: sources as ``images: [{"url": ...}]`` (docs/xai-wire.md)."""
 AUTH_HEADER: Final = "authorization"
 USER_AGENT: Final = f"runner/{__version__}"
 TICKS_PER_USD: Final = 10_000_000_000
@@ -144,12 +147,17 @@ def generation_request(
     key: str | None,
     *,
     image_bytes: bytes | None = None,
+    more_bytes: Sequence[bytes | None] = (),
     response_format: ResponseFormat = "b64_json",
 ) -> WireRequest:
-    """``POST {base}/v1/images/generations``: one billed, synchronous generation or edit.
+    """One billed, synchronous generation or edit.
 
-    `image_bytes` are the bytes of a ``path`` input image, read by the I/O
-    layer. The key goes only in ``Authorization: Bearer``; Segmind's
+    ``POST {base}/v1/images/generations`` for a generation or a one-image edit
+    (``image_url``); ``POST {base}/v1/images/edits`` for a multi-image edit,
+    its sources as ``images: [{"url": ...}]`` in the manifest's order.
+    `image_bytes` are the bytes of a ``path`` first input image and
+    `more_bytes` those of the further ones (None where not a path), read by
+    the I/O layer. The key goes only in ``Authorization: Bearer``; Segmind's
     ``x-api-key`` is never sent.
     """
     if not model.strip():
@@ -160,7 +168,15 @@ def generation_request(
         if theirs is not None:
             body[theirs] = params[ours]
     body["response_format"] = response_format
-    if request.image is not None:
+    path = GENERATIONS_PATH
+    if request.image is not None and request.more_images:
+        read = (image_bytes, *more_bytes, *([None] * len(request.more_images)))
+        body["images"] = [
+            {"url": _image_url(image, data)}
+            for image, data in zip(request.images, read, strict=False)
+        ]
+        path = EDITS_PATH
+    elif request.image is not None:
         body["image_url"] = _image_url(request.image, image_bytes)
     headers: list[tuple[str, str]] = [
         ("User-Agent", USER_AGENT),
@@ -168,7 +184,7 @@ def generation_request(
     ]
     if key:
         headers.append(("Authorization", f"Bearer {key}"))
-    return WireRequest("POST", f"{base}{GENERATIONS_PATH}", tuple(headers), body)
+    return WireRequest("POST", f"{base}{path}", tuple(headers), body)
 
 
 def bearer_of(request: WireRequest) -> str | None:

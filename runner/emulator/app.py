@@ -27,7 +27,7 @@ from runner.emulator.log import CallRecord
 from runner.emulator.responses import Dropped, Trickle, error, iso_utc
 from runner.emulator.state import CreditsRefused, Emulator, JobView, hash_key
 from runner.emulator.validation import ParamError, parse_job_params
-from runner.emulator.xai_routes import GENERATIONS_PATH, bearer_key, generations
+from runner.emulator.xai_routes import EDITS_PATH, GENERATIONS_PATH, bearer_key, edits, generations
 
 _SERVER_ERRORS = {
     "500": (500, "Internal server error"),
@@ -372,6 +372,7 @@ def create_app(emulator: Emulator, *, offload_encoding: bool = False) -> Starlet
     routes = [
         # xAI's API (runner.emulator.xai_routes), before Segmind's /v1/{slug}.
         Route(GENERATIONS_PATH, pipe.route("sync", generations, bearer_key), methods=["POST"]),
+        Route(EDITS_PATH, pipe.route("sync", edits, bearer_key), methods=["POST"]),
         Route("/v1/get-user-credits", pipe.route("credits", _credits), methods=["GET"]),
         Route("/v1/requests/{request_id}", pipe.route("result", _result), methods=["GET"]),
         Route("/v2/requests/{request_id}/status", pipe.route("status", _status), methods=["GET"]),

@@ -231,8 +231,9 @@ class Emulator:
         return any(p.search(prompt) for p in self._blocks)
 
     def price(self, job: JobParams) -> float:
-        """USD for one request: the per-image price times n."""
-        return api_params.price(job.mode, job.resolution, job.n, self.config.prices)
+        """USD for one request: the per-image price times n (plus the billed source images)."""
+        images = job.n + job.billed_inputs
+        return api_params.price(job.mode, job.resolution, images, self.config.prices)
 
     def accept(self, key_hash: str, job: JobParams, endpoint: Endpoint, now: float) -> JobView:
         """Queue an accepted request and reserve its cost. Raises CreditsRefused (406)."""

@@ -31,6 +31,8 @@ class JobParams:
     n: int
     output_format: str
     image: EditSource | None = None
+    billed_inputs: int = 0
+    """Source images billed like output images (xAI's edits); 0 on Segmind's routes."""
 
     def public(self) -> dict[str, str | int | None]:
         """The params as JSON-able values; an input image appears as its kind, never its bytes."""

@@ -1,4 +1,5 @@
-"""The emulator's xAI side: ``POST /v1/images/generations``, as docs/xai-wire.md describes it.
+"""The emulator's xAI side: ``POST /v1/images/generations`` and ``/v1/images/edits``, as
+docs/xai-wire.md describes them.
 
 It shares the Segmind side's state (jobs on the same workers, credit
 accounts, the request log) and its pipeline (faults and rate limits drawn
@@ -25,7 +26,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from runner import params
-from runner.emulator.images import CONTENT_TYPES, EXTENSIONS, ImageInputError, parse_image_param
+from runner.emulator.images import (
+    CONTENT_TYPES,
+    EXTENSIONS,
+    EditSource,
+    ImageInputError,
+    parse_image_param,
+)
 from runner.emulator.responses import error
 from runner.emulator.state import CreditsRefused, JobView
 from runner.emulator.validation import JobParams, ParamError
@@ -34,6 +41,7 @@ if TYPE_CHECKING:
     from runner.emulator.app import _Call
 
 GENERATIONS_PATH: Final = "/v1/images/generations"
+EDITS_PATH: Final = "/v1/images/edits"
 TICKS_PER_USD: Final = 10_000_000_000
 OUTPUT_FORMAT: Final = "jpeg"
 MAX_N: Final = 10
@@ -47,9 +55,12 @@ MODELS: Final[Mapping[str, str]] = MappingProxyType(
     }
 )
 REFUSED_ARGUMENTS: Final = ("size", "quality", "style")
-_KNOWN: Final = frozenset(
-    {"model", "prompt", "n", "aspect_ratio", "resolution", "response_format", "image_url", "user"}
+_COMMON: Final = frozenset(
+    {"model", "prompt", "n", "aspect_ratio", "resolution", "response_format", "user"}
 )
+# What each route knows besides the common arguments (docs/xai-wire.md).
+_KNOWN: Final = _COMMON | {"image_url"}
+_KNOWN_EDITS: Final = _COMMON | {"image", "images", "mask"}
 DEFAULTS: Final[Mapping[str, str | int]] = MappingProxyType(
     {"n": 1, "aspect_ratio": "1:1", "resolution": "1k", "response_format": "url"}
 )
@@ -79,8 +90,52 @@ def _choice(body: Mapping[str, object], name: str, allowed: tuple[str, ...]) -> 
     return value
 
 
-def parse_generation(body: object, *, strict: bool = True) -> XaiCall:
-    """Check a generation body; raises ParamError (400) naming the argument.
+def _edit_sources(body: Mapping[str, object]) -> list[str]:
+    """The source URLs of an edits body: ``image: {url}`` or ``images: [{url}, ...]``."""
+    if "image" in body and "images" in body:
+        raise ParamError("image and images are mutually exclusive", param="images")
+    if "image" in body:
+        listed: object = [body["image"]]
+    else:
+        listed = body.get("images")
+    if not isinstance(listed, list) or not listed:
+        raise ParamError("an edit needs image or images (a non-empty list)", param="images")
+    urls = []
+    for item in listed:
+        url = item.get("url") if isinstance(item, dict) else None
+        if not isinstance(url, str) or not url:
+            raise ParamError("each source image must be an object with a url", param="images")
+        urls.append(url)
+    return urls
+
+
+def _sources(body: Mapping[str, object], *, edit: bool) -> list[EditSource]:
+    """The checked source images of a body: ``image_url`` (generations) or the edits form."""
+    field = "images" if edit else "image_url"
+    sources: list[object]
+    if edit:
+        sources = list(_edit_sources(body))
+    else:
+        raw = body.get("image_url")
+        sources = raw if isinstance(raw, list) else [] if raw is None else [raw]
+    if len(sources) > MAX_SOURCE_IMAGES:
+        raise ParamError(f"at most {MAX_SOURCE_IMAGES} source images", param=field)
+    images = []
+    for source in sources:
+        if not isinstance(source, str) or not source.startswith(("http", "data:")):
+            raise ParamError(
+                f"{field} must be a public URL or a data:image/...;base64, URI", param=field
+            )
+        try:
+            images.append(parse_image_param(source))
+        except ImageInputError as err:
+            raise ParamError(f"{field}: {err}", param=field) from None
+    return images
+
+
+def parse_generation(body: object, *, strict: bool = True, edit: bool = False) -> XaiCall:
+    """Check a generations body (`edit`: an edits body); raises ParamError (400) naming
+    the argument.
 
     Raises KeyError with the model name for a model that is not served (404).
     """
@@ -90,7 +145,8 @@ def parse_generation(body: object, *, strict: bool = True) -> XaiCall:
         if name in body:
             raise ParamError(f"Argument not supported: {name}", param=name)
     if strict:
-        unknown = sorted(str(k) for k in body if k not in _KNOWN)
+        known = _KNOWN_EDITS if edit else _KNOWN
+        unknown = sorted(str(k) for k in body if k not in known)
         if unknown:
             raise ParamError(f"Argument not supported: {unknown[0]}", param=unknown[0])
     model = body.get("model")
@@ -105,20 +161,7 @@ def parse_generation(body: object, *, strict: bool = True) -> XaiCall:
     aspect_ratio = _choice(body, "aspect_ratio", params.ASPECT_RATIOS)
     resolution = _choice(body, "resolution", params.RESOLUTIONS)
     response_format = _choice(body, "response_format", ("url", "b64_json"))
-    raw = body.get("image_url")
-    sources = raw if isinstance(raw, list) else [] if raw is None else [raw]
-    if len(sources) > MAX_SOURCE_IMAGES:
-        raise ParamError(f"at most {MAX_SOURCE_IMAGES} source images", param="image_url")
-    images = []
-    for source in sources:
-        if not isinstance(source, str) or not source.startswith(("http", "data:")):
-            raise ParamError(
-                "image_url must be a public URL or a data:image/...;base64, URI", param="image_url"
-            )
-        try:
-            images.append(parse_image_param(source))
-        except ImageInputError as err:
-            raise ParamError(f"image_url: {err}", param="image_url") from None
+    images = _sources(body, edit=edit)
     job = JobParams(
         prompt=prompt,
         mode=MODELS[model],
@@ -128,6 +171,8 @@ def parse_generation(body: object, *, strict: bool = True) -> XaiCall:
         output_format=OUTPUT_FORMAT,
         # The first source stands for the edit; the emulator renders from one.
         image=images[0] if images else None,
+        # Edits are billed for the input images too (vendor); at the image price (guess).
+        billed_inputs=len(images),
     )
     return XaiCall(job=job, response_format=response_format)
 
@@ -140,6 +185,15 @@ async def _image(call: _Call, view: JobView, index: int) -> bytes:
 
 async def generations(call: _Call) -> Response:
     """``POST /v1/images/generations``: run the job on the emulator's workers and answer it."""
+    return await _answer(call, edit=False)
+
+
+async def edits(call: _Call) -> Response:
+    """``POST /v1/images/edits``: an edit of 1 to 3 source images, answered like a generation."""
+    return await _answer(call, edit=True)
+
+
+async def _answer(call: _Call, *, edit: bool) -> Response:
     emu = call.emulator
     raw = await call.request.body()
     try:
@@ -147,7 +201,7 @@ async def generations(call: _Call) -> Response:
             body = json.loads(raw) if raw else None
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             raise ParamError(f"the request body is not valid JSON ({err})") from None
-        checked = parse_generation(body, strict=emu.config.strict_params)
+        checked = parse_generation(body, strict=emu.config.strict_params, edit=edit)
     except ParamError as err:
         return error(400, str(err))
     except KeyError as err:

@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from runner.errors import ManifestError, UsageError
 from runner.jobs import ImageInput
 from runner.manifest.data import VAR_FORMATS, DataFile, Format, locate, scan_prompts, scan_vars
-from runner.manifest.hosting import context_of, provider_of, resolve_api
+from runner.manifest.hosting import context_of, input_images_problem, provider_of, resolve_api
 from runner.manifest.images import load_image
 from runner.manifest.messages import combine, translate
 from runner.manifest.model import (
@@ -83,16 +83,19 @@ def build_manifest(source: Source, *, provider: str | None = None) -> Manifest:
         model = ManifestModel.model_validate(source.data, context=context_of(host))
     except ValidationError as err:
         raise translate(err, source) from None
-    return _Builder(source, model, n_max=host.n_max).build(host)
+    return _Builder(source, model, n_max=host.n_max, host=host).build(host)
 
 
 class _Builder:
     """Cross-key checks and the conversion to frozen values, one method per section."""
 
-    def __init__(self, source: Source, model: ManifestModel, *, n_max: int) -> None:
+    def __init__(
+        self, source: Source, model: ManifestModel, *, n_max: int, host: Provider | None = None
+    ) -> None:
         self.source = source
         self.model = model
         self.n_max = n_max
+        self.host = host
         self.images: dict[str, ImageInput] = {}
         raw = source.data if isinstance(source.data, dict) else {}
         self.raw: Mapping[str, object] = raw
@@ -329,9 +332,13 @@ class _Builder:
         own = p.params.model_dump(exclude_none=True)
         if p.image is not None:
             own["image"] = self._image(p.image, (*loc, "image"))
+        more = self._more_images(p.images, p.image is not None, (*loc, "images"))
+        if p.images:
+            own["image"] = self._image(p.images[0], (*loc, "images", 0))
         for name in own:
             if name in swept:
-                field = (*loc, "image") if name == "image" else (*loc, "params", name)
+                image_key = "images" if p.images else "image"
+                field = (*loc, image_key) if name == "image" else (*loc, "params", name)
                 raise self._fail(
                     f"`{name}` is set for this prompt and also swept in {swept[name]}",
                     field,
@@ -340,7 +347,29 @@ class _Builder:
                     key=True,
                 )
         base: dict[str, Value | None] = {**API_DEFAULTS, "image": None, **defaults, **own}
-        return Prompt(p.id, p.prompt, units, MappingProxyType(base))
+        return Prompt(p.id, p.prompt, units, MappingProxyType(base), more_images=more)
+
+    def _more_images(
+        self, images: list[str] | None, has_image: bool, loc: Loc
+    ) -> tuple[ImageInput, ...]:
+        """The 2nd and later images of a prompt's `images:` list, checked against the provider."""
+        if images is None:
+            return ()
+        if has_image:
+            raise self._fail(
+                "`image` and `images` are both set",
+                loc,
+                "keep one: `image` for one source image, `images` for a multi-image edit",
+                key=True,
+            )
+        if self.host is not None:
+            problem = input_images_problem(len(images), self.host)
+            if problem is not None:
+                raise self._fail(problem[0], loc, problem[1])
+        self._no_duplicates(images, loc, "images")
+        return tuple(
+            self.images[self._image(text, (*loc, i))] for i, text in enumerate(images) if i > 0
+        )
 
     def _data_file(self, text: str, loc: Loc, formats: Mapping[str, Format]) -> DataFile:
         roots = [self.source.base_dir / root for root in self.model.input_roots]

@@ -45,6 +45,27 @@ def context_of(provider: Provider) -> dict[str, object]:
     return {"provider": provider.name, "n_max": provider.n_max}
 
 
+def input_images_problem(count: int, provider: Provider) -> tuple[str, str] | None:
+    """Why one edit of `count` source images cannot go to `provider` (message, hint), or None."""
+    if count < 1:
+        return (
+            "an empty list of source images",
+            f"give 1 to {provider.max_input_images} images, or remove `images`",
+        )
+    if count <= provider.max_input_images:
+        return None
+    more = [
+        f"api.provider {p.name} takes up to {p.max_input_images}"
+        for p in PROVIDERS.values()
+        if p.max_input_images >= count
+    ]
+    return (
+        f"{count} source images for one edit, but {provider.title} takes at most "
+        f"{provider.max_input_images}",
+        "; ".join(more) if more else f"keep at most {provider.max_input_images}",
+    )
+
+
 def resolve_api(
     base_url: str | None, endpoint: Endpoint | None, provider: Provider, fail: Fail
 ) -> Api:

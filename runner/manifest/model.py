@@ -60,6 +60,9 @@ class Prompt:
     images: Mapping[str, ImageInput] = field(default_factory=lambda: MappingProxyType({}))
     """Input images of a prompt read from a `prompts_from` file (source text -> image);
     the manifest's own images are in `Manifest.images`."""
+    more_images: tuple[ImageInput, ...] = ()
+    """The 2nd and later source images of a multi-image edit (`images:`), in order; the
+    first is `base["image"]`. They go with that first image only (runner.sweep)."""
 
     @property
     def var_names(self) -> tuple[str, ...]:

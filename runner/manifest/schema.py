@@ -30,7 +30,7 @@ from runner.params import (
     OUTPUT_FORMATS,
     RESOLUTIONS,
 )
-from runner.providers import DEFAULT_PROVIDER, N_LIMIT, PROVIDERS
+from runner.providers import DEFAULT_PROVIDER, MAX_INPUT_IMAGES, N_LIMIT, PROVIDERS
 
 ID_RULE: Final = "1-64 characters from A-Z a-z 0-9 . _ -, starting with a letter or digit"
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -272,6 +272,13 @@ class PromptModel(BaseModel):
         " zipped across its columns), relative to the manifest; read lazily",
     )
     image: ImageSource | None = Field(default=None, description="input image: makes it an edit")
+    images: list[ImageSource] | None = Field(
+        default=None,
+        # Counted by the builder against the provider's own limit, with a message naming it.
+        json_schema_extra={"minItems": 1, "maxItems": MAX_INPUT_IMAGES},
+        description="source images of one multi-image edit, in order (instead of `image`; "
+        "xai: up to 3, segmind: 1); the same path rules as `image`",
+    )
     params: ParamsModel = Field(default_factory=ParamsModel, description="overrides of defaults")
 
 

@@ -31,9 +31,10 @@ from runner.params import DEFAULT_PRICES, price
 
 
 def estimate_micros(job: Job, prices: Mapping[str, Mapping[str, float]] = DEFAULT_PRICES) -> Micros:
-    """Estimated µ$ of one job from the price table (USD per image x n)."""
+    """Estimated µ$ of one job from the price table (USD per image x the images billed:
+    n, and an edit's sources where the provider bills them)."""
     r = job.request
-    return micros(price(r.mode, r.resolution, r.n, prices))
+    return micros(price(r.mode, r.resolution, r.billed_images, prices))
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,8 +36,10 @@ from runner.jobs import Job
 from runner.money import Micros, format_usd, micros
 from runner.params import DEFAULT_PRICES
 
-PriceClass = tuple[str, str, bool]
-"""(mode, resolution, edit): jobs that one price per image covers."""
+PriceClass = tuple[str, str, int]
+"""(mode, resolution, source images): jobs that one price per image covers. The count
+(0: a generation) keeps a multi-image edit, billed for its inputs on xAI, apart from a
+one-image edit; 0 and 1 hash as the False and True this once was."""
 
 Knowledge = Literal["unobserved", "observed", "unreported"]
 
@@ -67,7 +69,7 @@ class Charge:
 def price_class(job: Job) -> PriceClass:
     """The price class of a job's request."""
     r = job.request
-    return (r.mode, r.resolution, r.image is not None)
+    return (r.mode, r.resolution, len(r.images))
 
 
 def believable(cost: float | None, images: int, policy: PricePolicy) -> bool:
@@ -98,9 +100,10 @@ class PriceBook:
         return tuple(self._surprises)
 
     def table_price(self, job: Job) -> Micros:
-        """The table's estimate for the whole job (n images)."""
+        """The table's estimate for the whole job: n images, and its source images where the
+        provider bills them."""
         r = job.request
-        return micros(self._table[r.mode][r.resolution] * r.n)
+        return micros(self._table[r.mode][r.resolution] * r.billed_images)
 
     def knowledge(self, job: Job) -> Knowledge:
         """What is known of the job's class."""
@@ -154,7 +157,8 @@ class PriceBook:
             self._seen[cls] = per_image
             if amount > table:
                 mode, resolution, edit = cls
-                what = f"{mode} {resolution}{' edit' if edit else ''}"
+                edits = "" if not edit else " edit" if edit == 1 else f" {edit}-image edit"
+                what = f"{mode} {resolution}{edits}"
                 ratio = amount / table if table else math.inf
                 surprise = (
                     f"the API charged {format_usd(amount)} for a {what} job of {n} image(s), "

@@ -59,6 +59,10 @@ class RequestParams(_Model):
     n: int = Field(ge=1, description="Images asked for in this request.")
     output_format: Literal["jpeg", "png", "webp"]
     image: InputImageRef | None = None
+    more_images: list[InputImageRef] = Field(
+        default_factory=list,
+        description="The further source images of a multi-image edit, in order (after image).",
+    )
 
 
 class BackendRef(_Model):
@@ -219,6 +223,7 @@ def build_sidecar(
             n=request.n,
             output_format=request.output_format,
             image=_image_ref(request.image) if request.image else None,
+            more_images=[_image_ref(image) for image in request.more_images],
         ),
         backend=BackendRef(name=backend, base_url=public_url(base_url, keep_query=False)),
         model=job.model,

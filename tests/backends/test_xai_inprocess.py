@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import anyio
@@ -170,3 +171,60 @@ def test_convert_image_keeps_matching_bytes_and_refuses_junk() -> None:
     assert convert_image(jpeg, "png").startswith(b"\x89PNG")
     with pytest.raises(DownloadError):
         convert_image(b"not an image", "png")
+
+
+async def test_a_multi_image_edit_is_billed_for_its_sources_and_outputs(
+    xai: XaiBackend, emu: Emulator, tmp_path: Path
+) -> None:
+    files, first = [], b""
+    for i, color in enumerate(("red", "green", "blue")):
+        out = io.BytesIO()
+        Image.new("RGB", (8, 8), color).save(out, format="PNG")
+        path = tmp_path / f"in{i}.png"
+        path.write_bytes(out.getvalue())
+        first = first or out.getvalue()
+        files.append(
+            ImageInput(
+                kind="path",
+                source=path.name,
+                sha256=hashlib.sha256(out.getvalue()).hexdigest(),
+                path=str(path),
+            )
+        )
+    request = make_request(n=2, image=files[0])
+    answer = await xai.run_sync(
+        "grok-imagine-image", replace(request, more_images=tuple(files[1:]))
+    )
+    assert len(answer.media) == 2
+    assert [c.path for c in emu.calls("sync")] == ["/v1/images/edits"]
+    (view,) = emu.accepted_submits()
+    assert view.params.image is not None and view.params.image.data == first
+    # $0.02 an image, for 2 outputs and 3 sources: the answer's ticks say so exactly.
+    assert view.charged == pytest.approx(0.02 * 5)
+    assert answer.metrics.cost == pytest.approx(0.10, abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ({"image": {"url": "https://e.com/a.png"}, "images": []}, "mutually exclusive"),
+        ({"images": [{"url": f"https://e.com/{i}.png"} for i in range(4)]}, "at most 3"),
+        ({"images": ["https://e.com/a.png"]}, "object with a url"),
+        ({}, "needs image or images"),
+        ({"image_url": "https://e.com/a.png"}, "Argument not supported: image_url"),
+    ],
+)
+async def test_the_edits_route_refuses_what_xai_would(
+    emu: Emulator, body: dict[str, object], says: str
+) -> None:
+    import httpx
+
+    transport = EmulatorTransport(create_app(emu))
+    async with httpx.AsyncClient(transport=transport, base_url=XAI_ROOT) as client:
+        sent = {"model": "grok-imagine-image", "prompt": "merge them", **body}
+        answer = await client.post(
+            "/v1/images/edits", json=sent, headers={"Authorization": f"Bearer {FAKE_KEY}"}
+        )
+    assert answer.status_code == 400
+    assert says in answer.text
+    assert emu.accepted_submits() == []

@@ -178,3 +178,34 @@ def test_a_hostile_error_body_is_not_quoted_and_raises_ours(status: int) -> None
             status, {"content-type": "application/json"}, deep, request=build(), now_utc=NOW
         )
     assert "unreadable answer" in str(caught.value)
+
+
+def test_a_multi_image_edit_goes_to_edits_as_an_images_list() -> None:
+    png = encode_image("PNG")
+    first = ImageInput(kind="path", source="a.png", sha256="1" * 64, path="/x/a.png")
+    url = ImageInput(kind="url", source="https://example.com/b.png", sha256="2" * 64)
+    third = ImageInput(kind="path", source="c.png", sha256="3" * 64, path="/x/c.png")
+    request = Request(
+        prompt="<IMAGE_0> meets <IMAGE_1> and <IMAGE_2>",
+        mode="standard",
+        aspect_ratio="1:1",
+        resolution="1k",
+        n=1,
+        output_format="png",
+        image=first,
+        more_images=(url, third),
+    )
+    sent = build(request, image_bytes=png, more_bytes=[None, png])
+    assert sent.url == BASE + xai_wire.EDITS_PATH
+    assert sent.json is not None and "image_url" not in sent.json
+    data_uri = "data:image/png;base64," + base64.b64encode(png).decode()
+    assert sent.json["images"] == [
+        {"url": data_uri},
+        {"url": "https://example.com/b.png"},
+        {"url": data_uri},
+    ]
+    # One source image stays the generations call with image_url.
+    single = build(make_request(image=url))
+    assert single.url == BASE + xai_wire.GENERATIONS_PATH
+    with pytest.raises(UsageError, match="not read"):
+        build(request, image_bytes=png)  # the third image's file was not read

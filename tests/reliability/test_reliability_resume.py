@@ -17,6 +17,7 @@ import anyio
 import pytest
 import trio
 import trio.testing
+from provider_cases import ProviderCase
 
 from runner.emulator import InProcess
 from runner.errors import UsageError
@@ -45,10 +46,17 @@ def wall() -> float:
     return EPOCH + anyio.current_time()
 
 
-def make_manifest(tmp_path: Path, jobs: int = 3, budget: float | None = None) -> Manifest:
+def make_manifest(
+    tmp_path: Path,
+    jobs: int = 3,
+    budget: float | None = None,
+    provider: ProviderCase | None = None,
+) -> Manifest:
     things = ", ".join(f"t{i}" for i in range(jobs))
     credits = f", max_credits: {budget}" if budget is not None else ""
+    api = provider.api_line if provider is not None else ""
     text = f"""name: resume
+{api}
 defaults: {{resolution: 1k, aspect_ratio: "1:1", output_format: jpeg}}
 prompts:
   - id: p
@@ -243,10 +251,10 @@ async def test_a_completed_jobs_deleted_image_is_fetched_again_while_the_server_
 
 
 async def test_a_submit_left_on_the_wire_by_a_crash_is_counted_ambiguous_once(
-    tmp_path: Path, make_emulator: Callable[..., InProcess]
+    tmp_path: Path, make_emulator: Callable[..., InProcess], provider: ProviderCase
 ) -> None:
     emu = make_emulator()
-    manifest = make_manifest(tmp_path, jobs=1)
+    manifest = make_manifest(tmp_path, jobs=1, provider=provider)
     await run(manifest, emu, tmp_path)
     (job,) = expand(manifest)
     with Ledger.open_readonly(tmp_path / "out") as ledger:

@@ -2,10 +2,13 @@
 
 Everything is counted from the emulator's own request log and ledger (the
 server's view), never from timing: pacing, 429s, retries, credits, ambiguity.
+Tests that take the `provider` fixture run against Segmind's submit-and-poll
+routes and against xAI's synchronous route (tests/provider_cases.py).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +16,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from provider_cases import ProviderCase
 
 from runner.emulator import FaultRate, InProcess, Latency
 from runner.errors import AuthError
@@ -37,11 +41,14 @@ def make_manifest(
     rate_scope: str = "submit",
     rate_model: str = "window",
     extra_prompts: str = "",
+    provider: ProviderCase | None = None,
 ) -> Manifest:
     things = ", ".join(f"thing{i}" for i in range(jobs))
     credits = f"max_credits: {max_credits}" if max_credits is not None else ""
+    api = provider.api_line if provider is not None else ""
     text = f"""
 name: sched
+{api}
 defaults: {{resolution: 1k, aspect_ratio: "1:1", output_format: jpeg}}
 prompts:
   - id: p
@@ -68,27 +75,37 @@ def accepted(emu: InProcess) -> int:
 
 
 async def test_every_job_lands_with_its_sidecar(
-    tmp_path: Path, make_emulator: Callable[..., InProcess]
+    tmp_path: Path, make_emulator: Callable[..., InProcess], provider: ProviderCase
 ) -> None:
-    emu = make_emulator(rpm=10, limiter="fixed")
-    report = await run(make_manifest(tmp_path, 12), emu, tmp_path)
+    prices = {mode: {"1k": 0.0123, "2k": 0.0123} for mode in ("standard", "quality")}
+    emu = make_emulator(rpm=10, limiter="fixed", prices=prices)
+    report = await run(make_manifest(tmp_path, 12, provider=provider), emu, tmp_path)
     assert decide_exit(report.counts, stop=report.stop).code == 0
     assert report.stats.completed == 12
     assert accepted(emu) == 12
+    assert {c.kind for c in emu.emulator.calls() if c.kind in ("submit", "sync")} == {
+        provider.billed
+    }
     images = sorted((tmp_path / "out" / "p").glob("*.jpg"))
     assert len(images) == 12
     assert all(p.with_suffix(".json").is_file() for p in images)
+    # The emulator's price is not the table's: the sidecar's charge is the server's own.
+    charged = {v.request_id: v.charged for v in emu.emulator.accepted_submits()}
+    for image in images:
+        doc = json.loads(image.with_suffix(".json").read_text())
+        assert doc["credits"]["charged_usd"] == pytest.approx(0.0123, abs=1e-9)
+        assert charged[doc["request_id"]] == pytest.approx(0.0123, abs=1e-9)
     assert verify(tmp_path / "out").clean
 
 
 @pytest.mark.parametrize("limiter", ["fixed", "sliding"])
 async def test_submits_stay_within_the_budget_with_no_429(
-    tmp_path: Path, make_emulator: Callable[..., InProcess], limiter: str
+    tmp_path: Path, make_emulator: Callable[..., InProcess], limiter: str, provider: ProviderCase
 ) -> None:
     emu = make_emulator(rpm=5, limiter=limiter)
-    report = await run(make_manifest(tmp_path, 17, rpm=5), emu, tmp_path)
+    report = await run(make_manifest(tmp_path, 17, rpm=5, provider=provider), emu, tmp_path)
     assert report.stats.completed == 17
-    assert emu.emulator.max_in_window(60.0, ("submit",)) <= 5
+    assert emu.emulator.max_in_window(60.0, (provider.billed,)) <= 5
     assert report.stats.rate_limited == 0
     assert not [c for c in emu.emulator.calls() if c.status == 429]
 
@@ -115,14 +132,16 @@ async def test_all_calls_scope_counts_polls_too(
 
 
 async def test_recovers_from_a_429_storm(
-    tmp_path: Path, make_emulator: Callable[..., InProcess]
+    tmp_path: Path, make_emulator: Callable[..., InProcess], provider: ProviderCase
 ) -> None:
     emu = make_emulator()
-    emu.emulator.faults.script("submit", "429", times=8)
-    emu.emulator.faults.script("status", "429", times=5)
-    report = await run(make_manifest(tmp_path, 6), emu, tmp_path)
+    emu.emulator.faults.script(provider.billed, "429", times=8)
+    if provider.polls:
+        emu.emulator.faults.script("status", "429", times=5)
+    report = await run(make_manifest(tmp_path, 6, provider=provider), emu, tmp_path)
     assert report.stats.completed == 6
-    assert report.stats.rate_limited >= 13
+    assert report.stats.rate_limited >= 8 + (5 if provider.polls else 0)
+    assert report.stats.rate_limited == len([c for c in emu.emulator.calls() if c.status == 429])
     assert accepted(emu) == 6  # a 429 is never an accepted (billed) submit
 
 
@@ -143,11 +162,13 @@ async def test_server_errors_are_retried(
 
 
 async def test_failed_job_is_final_and_not_retried(
-    tmp_path: Path, make_emulator: Callable[..., InProcess]
+    tmp_path: Path, make_emulator: Callable[..., InProcess], provider: ProviderCase
 ) -> None:
+    # Segmind fails the job when polled; xAI refuses the call with a policy 400.
     blocked = '  - id: bad\n    prompt: "this is blocked content"\n'
     emu = make_emulator()
-    report = await run(make_manifest(tmp_path, 3, extra_prompts=blocked), emu, tmp_path)
+    manifest = make_manifest(tmp_path, 3, extra_prompts=blocked, provider=provider)
+    report = await run(manifest, emu, tmp_path)
     assert (report.stats.completed, report.stats.failed) == (3, 1)
     assert decide_exit(report.counts, stop=report.stop).code == 1
     bad = [v for v in emu.emulator.accepted_submits() if "blocked" in v.params.prompt]
@@ -159,20 +180,21 @@ async def test_failed_job_is_final_and_not_retried(
 
 
 async def test_wrong_key_stops_the_run_with_an_auth_error(
-    tmp_path: Path, make_emulator: Callable[..., InProcess]
+    tmp_path: Path, make_emulator: Callable[..., InProcess], provider: ProviderCase
 ) -> None:
     emu = make_emulator(api_keys=frozenset({"the-right-key"}))
     with pytest.raises(AuthError) as caught:
-        await run(make_manifest(tmp_path, 4), emu, tmp_path)
+        await run(make_manifest(tmp_path, 4, provider=provider), emu, tmp_path)
     assert "401" in str(caught.value)
     assert accepted(emu) == 0
 
 
 async def test_406_stops_new_submits_and_finishes_in_flight(
-    tmp_path: Path, make_emulator: Callable[..., InProcess]
+    tmp_path: Path, make_emulator: Callable[..., InProcess], provider: ProviderCase
 ) -> None:
+    # Segmind refuses with a 406, xAI with a 403 about credits: the same stop.
     emu = make_emulator(credits=0.07)  # three jobs of $0.02 fit, the fourth does not
-    report = await run(make_manifest(tmp_path, 8), emu, tmp_path)
+    report = await run(make_manifest(tmp_path, 8, provider=provider), emu, tmp_path)
     assert decide_exit(report.counts, stop=report.stop).code == 3
     assert report.stop == "credits"
     assert report.stats.completed == 3
@@ -185,10 +207,11 @@ async def test_406_stops_new_submits_and_finishes_in_flight(
 
 
 async def test_spend_never_passes_max_credits(
-    tmp_path: Path, make_emulator: Callable[..., InProcess]
+    tmp_path: Path, make_emulator: Callable[..., InProcess], provider: ProviderCase
 ) -> None:
     emu = make_emulator()
-    report = await run(make_manifest(tmp_path, 10, max_credits=0.09), emu, tmp_path)
+    manifest = make_manifest(tmp_path, 10, max_credits=0.09, provider=provider)
+    report = await run(manifest, emu, tmp_path)
     assert decide_exit(report.counts, stop=report.stop).code == 3
     assert report.stats.completed == 4
     assert emu.emulator.charged_total() <= 0.09
@@ -196,11 +219,11 @@ async def test_spend_never_passes_max_credits(
 
 
 async def test_ambiguous_submit_is_counted_and_retried_once(
-    tmp_path: Path, make_emulator: Callable[..., InProcess]
+    tmp_path: Path, make_emulator: Callable[..., InProcess], provider: ProviderCase
 ) -> None:
     emu = make_emulator()
-    emu.emulator.faults.script("submit", "drop_after", times=1)
-    report = await run(make_manifest(tmp_path, 4), emu, tmp_path)
+    emu.emulator.faults.script(provider.billed, "drop_after", times=1)
+    report = await run(make_manifest(tmp_path, 4, provider=provider), emu, tmp_path)
     assert report.stats.completed == 4
     assert report.stats.ambiguous == 1
     assert accepted(emu) == 5  # the dropped answer's job was accepted, and paid, twice
@@ -208,11 +231,11 @@ async def test_ambiguous_submit_is_counted_and_retried_once(
 
 
 async def test_submit_dropped_before_acceptance_is_retried_like_any_lost_answer(
-    tmp_path: Path, make_emulator: Callable[..., InProcess]
+    tmp_path: Path, make_emulator: Callable[..., InProcess], provider: ProviderCase
 ) -> None:
     emu = make_emulator()
-    emu.emulator.faults.script("submit", "drop_before", times=1)
-    report = await run(make_manifest(tmp_path, 3), emu, tmp_path)
+    emu.emulator.faults.script(provider.billed, "drop_before", times=1)
+    report = await run(make_manifest(tmp_path, 3, provider=provider), emu, tmp_path)
     assert report.stats.completed == 3
     assert report.stats.ambiguous == 1  # the client cannot tell the two drops apart
     assert accepted(emu) == 3
@@ -237,10 +260,10 @@ async def test_latency_aware_polling_beats_a_fixed_cadence(
 
 
 async def test_resume_skips_completed_jobs_and_pays_nothing_twice(
-    tmp_path: Path, make_emulator: Callable[..., InProcess]
+    tmp_path: Path, make_emulator: Callable[..., InProcess], provider: ProviderCase
 ) -> None:
     emu = make_emulator()
-    manifest = make_manifest(tmp_path, 5)
+    manifest = make_manifest(tmp_path, 5, provider=provider)
     await run(manifest, emu, tmp_path)
     again = await run(manifest, emu, tmp_path)
     assert again.stats.skipped == 5

@@ -1,0 +1,141 @@
+"""Whole runs against each provider's routes on the emulator (the `provider` fixture).
+
+What the server saw is read from the emulator's request log: 429s and
+accepted billed calls per server window (pacing learned from the 429s, issue
+#12, through the same QuotaLearner for both providers), and the headers each
+call carried (a key goes only in its own provider's header, issue #16).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from provider_cases import CASES, ProviderCase
+
+from runner.emulator import InProcess, Latency, Served, hash_key
+from runner.manifest import Manifest, parse_manifest
+from runner.run import RunOptions, RunReport, run_manifest
+from runner.store.learned_rate import load_learned
+
+pytestmark = pytest.mark.anyio
+
+# A 6 s server window: the runner's minute is scaled by 0.1 to match it.
+WINDOW = 6.0
+SCALE = WINDOW / 60.0
+REAL = 20
+
+
+def manifest(
+    tmp_path: Path, provider: ProviderCase, jobs: int, rpm: int | str, *, name: str = "thing"
+) -> Manifest:
+    things = ", ".join(f"{name}{i}" for i in range(jobs))
+    text = f"""
+name: providers
+{provider.api_line}
+defaults: {{resolution: 1k, aspect_ratio: "1:1", output_format: jpeg}}
+prompts:
+  - id: p
+    prompt: "a picture of {{thing}}"
+    vars: {{thing: [{things}]}}
+budget:
+  requests_per_minute: {rpm}
+output: {{dir: {tmp_path / "out"}}}
+"""
+    return parse_manifest(text, path=str(tmp_path / "m.yaml"), base_dir=tmp_path)
+
+
+async def run(m: Manifest, emu: InProcess, tmp_path: Path, **options: Any) -> RunReport:
+    opts = RunOptions(backend="local", out=tmp_path / "out", time_scale=SCALE, seed=1, **options)
+    return await run_manifest(m, opts, env={}, emulator=emu.emulator)
+
+
+def refusals(emu: InProcess, provider: ProviderCase) -> list[float]:
+    return [c.time for c in emu.emulator.calls(provider.billed) if c.status == 429]
+
+
+def most_accepted_per_window(emu: InProcess, provider: ProviderCase) -> int:
+    """Most accepted billed calls in one fixed server window (the test UTC is whole minutes)."""
+    buckets: dict[int, int] = {}
+    for call in emu.emulator.calls(provider.billed):
+        if call.status == 200:
+            buckets[int(call.time // WINDOW)] = buckets.get(int(call.time // WINDOW), 0) + 1
+    return max(buckets.values(), default=0)
+
+
+async def test_a_limit_declared_3x_too_loose_is_learned_from_the_429s(
+    tmp_path: Path, make_emulator: Callable[..., InProcess], provider: ProviderCase
+) -> None:
+    declared = 3 * REAL
+    # Short jobs: four billed calls at once outrun the quota on either route.
+    emu = make_emulator(
+        rpm=REAL,
+        limiter="fixed",
+        rate_window=WINDOW,
+        reset_hint="second",
+        latency=Latency("fixed", 0.5, 0.0),
+    )
+    report = await run(manifest(tmp_path, provider, 90, declared), emu, tmp_path)
+    assert report.stats.completed == 90
+    times = refusals(emu, provider)
+    assert times, "the server never refused: nothing was learned"
+    assert report.stats.rate_limited == len(times)
+    # The first window refuses what the declared limit sends over the real one; the
+    # learned limit holds after it (a probe or two may still meet a 429).
+    first = [t for t in times if t < times[0] + WINDOW]
+    assert len(first) <= (declared - REAL) + 2
+    assert len(times) - len(first) <= 2
+    assert most_accepted_per_window(emu, provider) <= REAL
+    rate = report.stats.rate
+    assert rate is not None and rate.learned and rate.limit is not None
+    assert rate.limit <= REAL
+    saved = load_learned(tmp_path / "out")
+    assert saved is not None and saved.learned and saved.declared == declared
+    assert (saved.limit, saved.rate_limited) == (rate.limit, len(times))
+
+
+async def test_a_limit_declared_right_meets_no_429(
+    tmp_path: Path, make_emulator: Callable[..., InProcess], provider: ProviderCase
+) -> None:
+    emu = make_emulator(
+        rpm=REAL, limiter="fixed", rate_window=WINDOW, latency=Latency("fixed", 0.5, 0.0)
+    )
+    report = await run(manifest(tmp_path, provider, 50, REAL), emu, tmp_path)
+    assert report.stats.completed == 50
+    assert refusals(emu, provider) == []
+    # Within the quota, and not starved: the runner's own windows need not line up
+    # with the server's fixed ones, so a server window may get less than all of it.
+    assert REAL // 2 <= most_accepted_per_window(emu, provider) <= REAL
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # a loopback server: real time
+async def test_a_key_travels_only_in_its_own_providers_header_and_is_never_written(
+    tmp_path: Path, serve_emulator: Callable[..., Served], provider: ProviderCase
+) -> None:
+    secret = f"{provider.name}-SECRET-key-777"
+    other = next(c for c in CASES if c.name != provider.name)
+    stray = f"{other.name}-OTHER-key-888"  # set too: it must never be sent
+    served = serve_emulator(api_keys=frozenset({secret}))
+    env = {**provider.env(secret, served.base_url), **other.env(stray, served.base_url)}
+    out = tmp_path / "out"
+    report = await run_manifest(
+        manifest(tmp_path, provider, 3, 60),
+        RunOptions(out=out, time_scale=0.001),
+        env=env,
+    )
+    assert report.counts.get("completed") == 3
+    calls = served.emulator.calls()
+    keyed = [c for c in calls if c.kind != "media"]
+    assert {c.kind for c in keyed} >= {provider.billed}
+    assert all(provider.key_header in c.header_names for c in keyed)
+    assert not any(provider.other_header in c.header_names for c in calls)
+    # The media client is keyless: no key header of either provider.
+    media = [c for c in calls if c.kind == "media"]
+    assert not any(provider.key_header in c.header_names for c in media)
+    assert {c.key_hash for c in keyed} == {hash_key(secret)}
+    for path in out.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert secret.encode() not in data and stray.encode() not in data, path
