@@ -10,9 +10,11 @@ Two kinds of names reach the disk:
   a pattern) are *folded* with `fold_name` into ``[a-z0-9-]``; they always
   succeed.
 
-The manifest checks `output.pattern` with `check_pattern` when it loads; the
-store renders a job's `relative_stem` and adds the folder and extension
-(runner.store.layout). Both use these rules, and neither imports the other.
+The manifest checks its name template (`output.name`, also spelled
+`output.pattern`) with `check_pattern` when it loads, and then that no two
+jobs would share a name (runner.name_clash); the store renders a job's
+`relative_stem` and adds the folder and extension (runner.store.layout). Both
+use these rules, and neither imports the other.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ DEFAULT_PATTERN: Final = "{prompt_id}/{slug}-{key8}-{i}"
 
 PLACEHOLDERS: Final = (
     "prompt_id",
+    "prompt",
     "slug",
     "key8",
     "i",
@@ -53,7 +56,14 @@ PLACEHOLDERS: Final = (
     "n",
     "output_format",
 )
-"""Built-in placeholders of a name pattern; template vars may be used too (built-ins win)."""
+"""Built-in placeholders of a name pattern; template vars may be used too (built-ins win).
+
+``{prompt}`` is ``{prompt_id}`` under the name the issue tracker's examples use."""
+
+IDENTITY_PLACEHOLDERS: Final = frozenset({"key8", "index"})
+"""Placeholders that differ between any two jobs: a template holding one names every job apart."""
+
+_ALIASES: Final = {"prompt": "prompt_id"}
 
 # Punctuation a chosen name may hold besides letters, marks and digits of any script.
 _EXTRA_CHARS: Final = frozenset("-_.")
@@ -146,9 +156,14 @@ def fold_name(text: str, *, max_chars: int = SLUG_CHARS, fallback: str = "x") ->
 
 
 def slug(job: Job) -> str:
-    """The readable part of a job's file names: its sweep values, or the prompt's first words."""
-    if job.sweep:
-        return fold_name("-".join(str(value) for _, value in job.sweep))
+    """The readable part of a job's file names: its var then sweep values, else the prompt's words.
+
+    Folded and cut at SLUG_CHARS; the default template's ``{key8}`` keeps a cut
+    name unique.
+    """
+    values = [value for _, value in job.vars] + [str(value) for _, value in job.sweep]
+    if values:
+        return fold_name("-".join(values))
     return fold_name(job.request.prompt, fallback="image")
 
 
@@ -158,50 +173,55 @@ def _fields(pattern: str) -> list[tuple[str, str | None]]:
         parsed = list(string.Formatter().parse(pattern))
     except ValueError as err:
         raise UsageError(
-            f"output.pattern: {show(pattern)} is not a valid pattern ({err}); "
+            f"output.name: {show(pattern)} is not a valid template ({err}); "
             "write placeholders as {key8}, and braces as {{ }}"
         ) from None
     out: list[tuple[str, str | None]] = []
     for literal, name, spec, conversion in parsed:
         if name is not None and (spec or conversion or not name.isidentifier()):
             raise UsageError(
-                f"output.pattern: placeholder {{{name}{'!' + conversion if conversion else ''}"
+                f"output.name: placeholder {{{name}{'!' + conversion if conversion else ''}"
                 f"{':' + spec if spec else ''}}} is not allowed; use a bare name such as {{key8}}"
             )
         out.append((literal, name))
     return out
 
 
-def check_pattern(pattern: str, *, var_names: Iterable[str] = ()) -> None:
-    """Validate a manifest's `output.pattern`; raise UsageError naming the fix.
+def placeholders(pattern: str) -> frozenset[str]:
+    """The placeholders `pattern` names, aliases resolved (``prompt`` -> ``prompt_id``)."""
+    return frozenset(_ALIASES.get(name, name) for _, name in _fields(pattern) if name is not None)
 
-    It must contain ``{key8}`` and ``{i}`` (so every image gets its own name),
-    use only known placeholders (PLACEHOLDERS or a template var in
+
+def check_pattern(pattern: str, *, var_names: Iterable[str] = ()) -> None:
+    """Validate a manifest's name template (`output.name`); raise UsageError naming the fix.
+
+    It must contain ``{i}`` (so the images of one request get their own
+    names), use only known placeholders (PLACEHOLDERS or a template var in
     `var_names`), use ``/`` to separate folders, and its literal parts must be
-    safe names.
+    safe names. Whether two *jobs* would share a name is decided over the
+    whole manifest by runner.name_clash.
     """
     if "\\" in pattern or pattern.startswith("/"):
         raise UsageError(
-            f"output.pattern: {show(pattern)} must be a relative pattern with '/' between folders"
+            f"output.name: {show(pattern)} must be a relative template with '/' between folders"
         )
     known = set(PLACEHOLDERS) | set(var_names)
     names = {name for _, name in _fields(pattern) if name is not None}
     unknown = sorted(names - known)
     if unknown:
         raise UsageError(
-            f"output.pattern: unknown placeholder {{{unknown[0]}}}; "
+            f"output.name: unknown placeholder {{{unknown[0]}}}; "
             f"use one of {', '.join('{' + n + '}' for n in sorted(known))}"
         )
-    for required in ("key8", "i"):
-        if required not in names:
-            raise UsageError(
-                f"output.pattern: {show(pattern)} lacks {{{required}}}; it keeps every "
-                f"image's name unique (e.g. {DEFAULT_PATTERN!r})"
-            )
+    if "i" not in names:
+        raise UsageError(
+            f"output.name: {show(pattern)} lacks {{i}}; it keeps the images of one request "
+            f"apart (e.g. {DEFAULT_PATTERN!r})"
+        )
     # A sample rendering checks the literal parts ("../", "CON", a leading dot).
     sample = {name: "a" for name in names}
     for part in _render(pattern, sample).split("/"):
-        check_name(part, field="output.pattern", max_chars=MAX_RENDERED_CHARS)
+        check_name(part, field="output.name", max_chars=MAX_RENDERED_CHARS)
 
 
 def _render(pattern: str, values: Mapping[str, str]) -> str:
@@ -211,8 +231,10 @@ def _render(pattern: str, values: Mapping[str, str]) -> str:
 def _values(job: Job, i: int) -> dict[str, str]:
     request = job.request
     values = {name: fold_name(value) for name, value in job.vars}
+    prompt_id = check_name(job.prompt_id, field=f"prompt id of job {job.index}")
     values.update(
-        prompt_id=check_name(job.prompt_id, field=f"prompt id of job {job.index}"),
+        prompt_id=prompt_id,
+        prompt=prompt_id,
         slug=slug(job),
         key8=job.key8,
         i=str(i),
@@ -234,9 +256,14 @@ def relative_stem(job: Job, i: int, pattern: str | None = None) -> str:
     pattern = pattern or DEFAULT_PATTERN
     if pattern != DEFAULT_PATTERN:
         check_pattern(pattern, var_names=[name for name, _ in job.vars])
+    return render_stem(job, i, pattern)
+
+
+def render_stem(job: Job, i: int, pattern: str) -> str:
+    """`relative_stem` of a template already checked by `check_pattern` (the load-time walk)."""
     rendered = _render(pattern, _values(job, i))
     parts = [
-        check_name(part, field="output.pattern", max_chars=MAX_RENDERED_CHARS)
+        check_name(part, field="output.name", max_chars=MAX_RENDERED_CHARS)
         for part in rendered.split("/")
     ]
     return "/".join(parts)

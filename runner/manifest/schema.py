@@ -326,10 +326,16 @@ class OutputModel(BaseModel):
     dir: str | None = Field(
         default=None, min_length=1, description="default outputs/<name>, relative to the cwd"
     )
-    pattern: str | None = Field(
+    name: str | None = Field(
         default=None,
         min_length=1,
-        description="file name pattern under dir, e.g. {prompt_id}/{slug}-{key8}-{i}",
+        description="file name template under dir (the store adds the extension), e.g. "
+        "{prompt}/{color}-{aspect_ratio}-{i}; placeholders: prompt_id (prompt), slug, key8, i, "
+        "index, repeat, the params and the prompt's vars; must hold {i}, and no two jobs may "
+        "share a name (default {prompt_id}/{slug}-{key8}-{i})",
+    )
+    pattern: str | None = Field(
+        default=None, min_length=1, description="the older spelling of `name` (give one of them)"
     )
 
 
