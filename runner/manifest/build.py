@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import re
 import string
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
 from os import PathLike, fspath
 from pathlib import Path
 from types import MappingProxyType
-from typing import Final
 
 from pydantic import ValidationError
 
@@ -39,14 +37,20 @@ from runner.manifest.model import (
     Unit,
     Value,
 )
-from runner.manifest.schema import AxesModel, ManifestModel, param_problem
+from runner.manifest.schema import (
+    RESERVED_VARS,
+    VAR_NAME,
+    AxesModel,
+    ManifestModel,
+    param_problem,
+)
 from runner.manifest.source import Loc, Source, describe, parse_source, read_source, render_loc
 from runner.naming import check_pattern, name_problem
 from runner.params import API_DEFAULTS, DEFAULT_PRICES
 from runner.providers import Provider
 
-_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_RESERVED_VARS: Final = frozenset((*AXES, "prompt"))
+_VAR_NAME = VAR_NAME
+_RESERVED_VARS = RESERVED_VARS
 
 
 def load_manifest(path: str | PathLike[str], *, provider: str | None = None) -> Manifest:
