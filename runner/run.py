@@ -122,6 +122,8 @@ def resume_command(manifest: Manifest, options: RunOptions) -> str:
         parts += ["--shard", f"{options.shard.index}/{options.shard.count}"]
     if options.run_id:
         parts += ["--run-id", options.run_id]
+    if options.cache is not None:
+        parts += ["--cache", str(options.cache)]
     if options.coordinator:
         from runner.coordination import redact_url
 

@@ -140,3 +140,16 @@ def test_emulated_images_never_land_in_a_paid_folder(
     )  # fmt: skip
     assert paid.returncode == 0, paid.stderr
     assert len(served.emulator.accepted_submits()) == 6
+
+
+def test_the_resume_command_keeps_the_cache_and_a_file_is_no_cache(tmp_path: Path) -> None:
+    from runner.manifest import load_manifest
+    from runner.run import RunOptions, resume_command
+
+    m = manifest(tmp_path)
+    command = resume_command(load_manifest(m), RunOptions(cache=tmp_path / "c"))
+    assert command.endswith(f"--cache {tmp_path / 'c'}")
+    (tmp_path / "file").write_text("not a folder")
+    done = runner("run", str(m), "--out", str(tmp_path / "a"), "--cache", str(tmp_path / "file"))
+    assert done.returncode == 2
+    assert "is not a folder" in done.stderr and "Traceback" not in done.stderr
