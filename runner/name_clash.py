@@ -35,11 +35,11 @@ from typing import Final
 
 from runner.jobs import Job
 from runner.manifest import Manifest, Unit, Value
-from runner.manifest.data import _digest, _Repeats  # the load-time repeat finder, reused
+from runner.manifest.data import _Repeats  # the load-time repeat finder, reused
 from runner.naming import IDENTITY_PLACEHOLDERS, fold_name, placeholders, render_stem
 from runner.sweep import Space, expand, spaces, tally
 
-ENUMERATE_IMAGES: Final = 20_000
+ENUMERATE_IMAGES: Final = 10_000
 """Most images whose names are rendered and compared one by one at load time."""
 
 
@@ -160,18 +160,20 @@ def _same_projection(
 ) -> tuple[tuple[Value, ...], tuple[Value, ...]] | None:
     """Two rows of `unit` whose values at `shown` fold to the same name parts, or None."""
 
-    def parts(row: tuple[Value, ...]) -> list[str]:
-        return [fold_name(str(row[k])) for k in shown]
+    def parts(row: tuple[Value, ...]) -> tuple[str, ...]:
+        return tuple(fold_name(str(row[k])) for k in shown)
 
     rows: Iterator[tuple[Value, ...]] = iter(unit.values)
     if len(unit.values) <= ENUMERATE_IMAGES:
         seen: dict[tuple[str, ...], tuple[Value, ...]] = {}
         for row in rows:
-            other = seen.setdefault(tuple(parts(row)), row)
+            other = seen.setdefault(parts(row), row)
             if other is not row:
                 return other, row
         return None
     # A data file's rows: the 8 MiB bitset and a confirming pass, never a set of every row.
+    # Python's 64-bit tuple hash is the digest (both passes run in this process): a chance
+    # collision, about n**2 / 2**65, would only name a clash that is not there.
     repeats = _Repeats()
     for row in rows:
         repeats.add(_digest(parts(row)))
@@ -181,6 +183,10 @@ def _same_projection(
     first, second = found
     picked = [row for k, row in enumerate(unit.values) if k in (first, second)]
     return picked[0], picked[1]
+
+
+def _digest(parts: tuple[str, ...]) -> int:
+    return hash(parts) & 0xFFFF_FFFF_FFFF_FFFF
 
 
 def _values(unit: Unit, row: tuple[Value, ...]) -> str:

@@ -19,10 +19,11 @@ use these rules, and neither imports the other.
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Final
 
 from runner.errors import UsageError
@@ -134,6 +135,7 @@ def check_name(value: str, *, field: str, max_chars: int = MAX_NAME_CHARS) -> st
     return name
 
 
+@functools.lru_cache(maxsize=4096)  # pure, and a sweep folds the same few values for every job
 def fold_name(text: str, *, max_chars: int = SLUG_CHARS, fallback: str = "x") -> str:
     """A derived value as a readable file-name part: lowercase ASCII ``[a-z0-9-]``.
 
@@ -167,8 +169,12 @@ def slug(job: Job) -> str:
     return fold_name(job.request.prompt, fallback="image")
 
 
-def _fields(pattern: str) -> list[tuple[str, str | None]]:
-    """(literal text, placeholder or None) pairs of a pattern; only bare ``{name}`` allowed."""
+@functools.lru_cache(maxsize=64)
+def _fields(pattern: str) -> tuple[tuple[str, str | None], ...]:
+    """(literal text, placeholder or None) pairs of a pattern; only bare ``{name}`` allowed.
+
+    Cached: a run renders one pattern for every image (a bad one raises each time).
+    """
     try:
         parsed = list(string.Formatter().parse(pattern))
     except ValueError as err:
@@ -184,7 +190,7 @@ def _fields(pattern: str) -> list[tuple[str, str | None]]:
                 f"{':' + spec if spec else ''}}} is not allowed; use a bare name such as {{key8}}"
             )
         out.append((literal, name))
-    return out
+    return tuple(out)
 
 
 def placeholders(pattern: str) -> frozenset[str]:
@@ -228,24 +234,37 @@ def _render(pattern: str, values: Mapping[str, str]) -> str:
     return "".join(literal + (values[name] if name else "") for literal, name in _fields(pattern))
 
 
-def _values(job: Job, i: int) -> dict[str, str]:
-    request = job.request
-    values = {name: fold_name(value) for name, value in job.vars}
-    prompt_id = check_name(job.prompt_id, field=f"prompt id of job {job.index}")
-    values.update(
-        prompt_id=prompt_id,
-        prompt=prompt_id,
-        slug=slug(job),
-        key8=job.key8,
-        i=str(i),
-        index=str(job.index),
-        repeat=str(job.repeat),
-        mode=fold_name(request.mode),
-        resolution=fold_name(request.resolution),
-        aspect_ratio=fold_name(request.aspect_ratio),
-        n=str(request.n),
-        output_format=fold_name(request.output_format),
-    )
+def _prompt_id(job: Job, i: int) -> str:
+    return check_name(job.prompt_id, field=f"prompt id of job {job.index}")
+
+
+_BUILT_IN: Final[Mapping[str, Callable[[Job, int], str]]] = {
+    "prompt_id": _prompt_id,
+    "prompt": _prompt_id,
+    "slug": lambda job, i: slug(job),
+    "key8": lambda job, i: job.key8,
+    "i": lambda job, i: str(i),
+    "index": lambda job, i: str(job.index),
+    "repeat": lambda job, i: str(job.repeat),
+    "mode": lambda job, i: fold_name(job.request.mode),
+    "resolution": lambda job, i: fold_name(job.request.resolution),
+    "aspect_ratio": lambda job, i: fold_name(job.request.aspect_ratio),
+    "n": lambda job, i: str(job.request.n),
+    "output_format": lambda job, i: fold_name(job.request.output_format),
+}
+"""How each built-in placeholder renders (PLACEHOLDERS); a template var is its folded value."""
+
+
+def _values(job: Job, i: int, pattern: str) -> dict[str, str]:
+    """The values of the placeholders `pattern` uses, and only those (the load-time walk
+    renders up to runner.name_clash.ENUMERATE_IMAGES names)."""
+    values: dict[str, str] = {}
+    own = dict(job.vars)
+    for _, name in _fields(pattern):
+        if name is None or name in values:
+            continue
+        make = _BUILT_IN.get(name)
+        values[name] = make(job, i) if make is not None else fold_name(own[name])
     return values
 
 
@@ -261,7 +280,7 @@ def relative_stem(job: Job, i: int, pattern: str | None = None) -> str:
 
 def render_stem(job: Job, i: int, pattern: str) -> str:
     """`relative_stem` of a template already checked by `check_pattern` (the load-time walk)."""
-    rendered = _render(pattern, _values(job, i))
+    rendered = _render(pattern, _values(job, i, pattern))
     parts = [
         check_name(part, field="output.name", max_chars=MAX_RENDERED_CHARS)
         for part in rendered.split("/")
