@@ -18,6 +18,7 @@ from typing import Literal
 EventKind = Literal[
     "started",  # the run began (detail: how many jobs are planned, if known)
     "skipped",  # already done in an earlier run (resume)
+    "cached",  # served from the cache of finished jobs (--cache): nothing sent
     "submitted",  # the server accepted the job (detail: request id)
     "reattached",  # polling a request id recorded by an earlier run
     "completed",  # images and sidecars written
@@ -68,6 +69,7 @@ class RunStats:
     completed: int = 0
     failed: int = 0
     skipped: int = 0
+    cached: int = 0  # served from --cache: completed at no charge, nothing sent
     expired: int = 0
     in_flight: int = 0  # jobs whose billed call went out and has not ended
     waiting: int = 0  # jobs started but waiting for the rate window (nothing sent)
@@ -88,7 +90,7 @@ class RunStats:
     @property
     def done(self) -> int:
         """Jobs that reached a state this run will not change."""
-        return self.completed + self.failed + self.skipped + self.expired
+        return self.completed + self.failed + self.skipped + self.cached + self.expired
 
 
 Listener = Callable[[Event, RunStats], None]

@@ -28,17 +28,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol
 
+from runner.cache import Cache, record_cached
 from runner.errors import UsageError
 from runner.jobs import Job
 from runner.manifest import Manifest
 from runner.money import Micros, total
 from runner.reporting.exit_codes import StopKind
-from runner.resume import Reattach, Rules, Skip, apply, decide, look, work_item
+from runner.resume import Reattach, Rules, Skip, Submit, apply, decide, look, work_item
 from runner.scheduling.credits import CreditGuard, Credits
 from runner.scheduling.rate import RateGate, RateLimit
 from runner.scheduling.scheduler import Scheduler, SchedulerConfig, WorkItem, rate_info
 from runner.scheduling.source import WorkSource
-from runner.store import Ledger
+from runner.store import JobRow, Ledger
 from runner.store.calls import CallLog
 from runner.store.learned_rate import LearnedRate, load_learned, save_learned
 from runner.sweep import expand
@@ -68,6 +69,7 @@ class Setting:
     coordinator: str | None = None  # Redis URL: a shared run
     run_id: str | None = None
     sharded: bool = False
+    cache: Cache | None = None  # --cache: finished jobs shared across folders (runner/cache.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +137,8 @@ async def open_mode(setting: Setting) -> AsyncIterator[Mode]:
         return
     if setting.sharded:
         raise UsageError("--shard and --coordinator do not mix: workers of a run claim jobs")
+    if setting.cache is not None:
+        raise UsageError("--cache and --coordinator do not mix yet: run the cached jobs alone")
     if setting.config.rpm_auto:
         # The shared gate does not learn yet: without a number it would not limit at all.
         raise UsageError(
@@ -283,10 +287,26 @@ def _local_items(
             now = s.wall()
             action = decide(row, look(s.out, job, pattern, row, None), None, now, s.rules)
             apply(action, job, ledger, estimate=guard.estimate(job), now=now)
-            if isinstance(action, Skip):
+            if isinstance(action, Submit) and _served_from_cache(s, ledger, job, row, action):
+                scheduler.cached(job)
+            elif isinstance(action, Skip):
                 scheduler.skipped(job, action.message)
             else:
                 yield work_item(job, action, s.base_url)
+
+
+def _served_from_cache(
+    s: Setting, ledger: Ledger, job: Job, row: JobRow | None, action: Submit
+) -> bool:
+    """The cache seam: a job about to be submitted whose verified images the cache has."""
+    if s.cache is None:
+        return False
+    served = s.cache.serve(job, s.out, s.manifest.output.pattern)
+    if served is None:
+        return False
+    known = row is not None or "plan" in action.moves
+    record_cached(ledger, job, known=known, served=served, at=s.wall())
+    return True
 
 
 def _local_gate(

@@ -10,17 +10,20 @@ Two kinds of names reach the disk:
   a pattern) are *folded* with `fold_name` into ``[a-z0-9-]``; they always
   succeed.
 
-The manifest checks `output.pattern` with `check_pattern` when it loads; the
-store renders a job's `relative_stem` and adds the folder and extension
-(runner.store.layout). Both use these rules, and neither imports the other.
+The manifest checks its name template (`output.name`, also spelled
+`output.pattern`) with `check_pattern` when it loads, and then that no two
+jobs would share a name (runner.name_clash); the store renders a job's
+`relative_stem` and adds the folder and extension (runner.store.layout). Both
+use these rules, and neither imports the other.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Final
 
 from runner.errors import UsageError
@@ -42,6 +45,7 @@ DEFAULT_PATTERN: Final = "{prompt_id}/{slug}-{key8}-{i}"
 
 PLACEHOLDERS: Final = (
     "prompt_id",
+    "prompt",
     "slug",
     "key8",
     "i",
@@ -53,7 +57,14 @@ PLACEHOLDERS: Final = (
     "n",
     "output_format",
 )
-"""Built-in placeholders of a name pattern; template vars may be used too (built-ins win)."""
+"""Built-in placeholders of a name pattern; template vars may be used too (built-ins win).
+
+``{prompt}`` is ``{prompt_id}`` under the name the issue tracker's examples use."""
+
+IDENTITY_PLACEHOLDERS: Final = frozenset({"key8", "index"})
+"""Placeholders that differ between any two jobs: a template holding one names every job apart."""
+
+_ALIASES: Final = {"prompt": "prompt_id"}
 
 # Punctuation a chosen name may hold besides letters, marks and digits of any script.
 _EXTRA_CHARS: Final = frozenset("-_.")
@@ -124,6 +135,7 @@ def check_name(value: str, *, field: str, max_chars: int = MAX_NAME_CHARS) -> st
     return name
 
 
+@functools.lru_cache(maxsize=4096)  # pure, and a sweep folds the same few values for every job
 def fold_name(text: str, *, max_chars: int = SLUG_CHARS, fallback: str = "x") -> str:
     """A derived value as a readable file-name part: lowercase ASCII ``[a-z0-9-]``.
 
@@ -146,84 +158,113 @@ def fold_name(text: str, *, max_chars: int = SLUG_CHARS, fallback: str = "x") ->
 
 
 def slug(job: Job) -> str:
-    """The readable part of a job's file names: its sweep values, or the prompt's first words."""
-    if job.sweep:
-        return fold_name("-".join(str(value) for _, value in job.sweep))
+    """The readable part of a job's file names: its var then sweep values, else the prompt's words.
+
+    Folded and cut at SLUG_CHARS; the default template's ``{key8}`` keeps a cut
+    name unique.
+    """
+    values = [value for _, value in job.vars] + [str(value) for _, value in job.sweep]
+    if values:
+        return fold_name("-".join(values))
     return fold_name(job.request.prompt, fallback="image")
 
 
-def _fields(pattern: str) -> list[tuple[str, str | None]]:
-    """(literal text, placeholder or None) pairs of a pattern; only bare ``{name}`` allowed."""
+@functools.lru_cache(maxsize=64)
+def _fields(pattern: str) -> tuple[tuple[str, str | None], ...]:
+    """(literal text, placeholder or None) pairs of a pattern; only bare ``{name}`` allowed.
+
+    Cached: a run renders one pattern for every image (a bad one raises each time).
+    """
     try:
         parsed = list(string.Formatter().parse(pattern))
     except ValueError as err:
         raise UsageError(
-            f"output.pattern: {show(pattern)} is not a valid pattern ({err}); "
+            f"output.name: {show(pattern)} is not a valid template ({err}); "
             "write placeholders as {key8}, and braces as {{ }}"
         ) from None
     out: list[tuple[str, str | None]] = []
     for literal, name, spec, conversion in parsed:
         if name is not None and (spec or conversion or not name.isidentifier()):
             raise UsageError(
-                f"output.pattern: placeholder {{{name}{'!' + conversion if conversion else ''}"
+                f"output.name: placeholder {{{name}{'!' + conversion if conversion else ''}"
                 f"{':' + spec if spec else ''}}} is not allowed; use a bare name such as {{key8}}"
             )
         out.append((literal, name))
-    return out
+    return tuple(out)
+
+
+def placeholders(pattern: str) -> frozenset[str]:
+    """The placeholders `pattern` names, aliases resolved (``prompt`` -> ``prompt_id``)."""
+    return frozenset(_ALIASES.get(name, name) for _, name in _fields(pattern) if name is not None)
 
 
 def check_pattern(pattern: str, *, var_names: Iterable[str] = ()) -> None:
-    """Validate a manifest's `output.pattern`; raise UsageError naming the fix.
+    """Validate a manifest's name template (`output.name`); raise UsageError naming the fix.
 
-    It must contain ``{key8}`` and ``{i}`` (so every image gets its own name),
-    use only known placeholders (PLACEHOLDERS or a template var in
+    It must contain ``{i}`` (so the images of one request get their own
+    names), use only known placeholders (PLACEHOLDERS or a template var in
     `var_names`), use ``/`` to separate folders, and its literal parts must be
-    safe names.
+    safe names. Whether two *jobs* would share a name is decided over the
+    whole manifest by runner.name_clash.
     """
     if "\\" in pattern or pattern.startswith("/"):
         raise UsageError(
-            f"output.pattern: {show(pattern)} must be a relative pattern with '/' between folders"
+            f"output.name: {show(pattern)} must be a relative template with '/' between folders"
         )
     known = set(PLACEHOLDERS) | set(var_names)
     names = {name for _, name in _fields(pattern) if name is not None}
     unknown = sorted(names - known)
     if unknown:
         raise UsageError(
-            f"output.pattern: unknown placeholder {{{unknown[0]}}}; "
+            f"output.name: unknown placeholder {{{unknown[0]}}}; "
             f"use one of {', '.join('{' + n + '}' for n in sorted(known))}"
         )
-    for required in ("key8", "i"):
-        if required not in names:
-            raise UsageError(
-                f"output.pattern: {show(pattern)} lacks {{{required}}}; it keeps every "
-                f"image's name unique (e.g. {DEFAULT_PATTERN!r})"
-            )
+    if "i" not in names:
+        raise UsageError(
+            f"output.name: {show(pattern)} lacks {{i}}; it keeps the images of one request "
+            f"apart (e.g. {DEFAULT_PATTERN!r})"
+        )
     # A sample rendering checks the literal parts ("../", "CON", a leading dot).
     sample = {name: "a" for name in names}
     for part in _render(pattern, sample).split("/"):
-        check_name(part, field="output.pattern", max_chars=MAX_RENDERED_CHARS)
+        check_name(part, field="output.name", max_chars=MAX_RENDERED_CHARS)
 
 
 def _render(pattern: str, values: Mapping[str, str]) -> str:
     return "".join(literal + (values[name] if name else "") for literal, name in _fields(pattern))
 
 
-def _values(job: Job, i: int) -> dict[str, str]:
-    request = job.request
-    values = {name: fold_name(value) for name, value in job.vars}
-    values.update(
-        prompt_id=check_name(job.prompt_id, field=f"prompt id of job {job.index}"),
-        slug=slug(job),
-        key8=job.key8,
-        i=str(i),
-        index=str(job.index),
-        repeat=str(job.repeat),
-        mode=fold_name(request.mode),
-        resolution=fold_name(request.resolution),
-        aspect_ratio=fold_name(request.aspect_ratio),
-        n=str(request.n),
-        output_format=fold_name(request.output_format),
-    )
+def _prompt_id(job: Job, i: int) -> str:
+    return check_name(job.prompt_id, field=f"prompt id of job {job.index}")
+
+
+_BUILT_IN: Final[Mapping[str, Callable[[Job, int], str]]] = {
+    "prompt_id": _prompt_id,
+    "prompt": _prompt_id,
+    "slug": lambda job, i: slug(job),
+    "key8": lambda job, i: job.key8,
+    "i": lambda job, i: str(i),
+    "index": lambda job, i: str(job.index),
+    "repeat": lambda job, i: str(job.repeat),
+    "mode": lambda job, i: fold_name(job.request.mode),
+    "resolution": lambda job, i: fold_name(job.request.resolution),
+    "aspect_ratio": lambda job, i: fold_name(job.request.aspect_ratio),
+    "n": lambda job, i: str(job.request.n),
+    "output_format": lambda job, i: fold_name(job.request.output_format),
+}
+"""How each built-in placeholder renders (PLACEHOLDERS); a template var is its folded value."""
+
+
+def _values(job: Job, i: int, pattern: str) -> dict[str, str]:
+    """The values of the placeholders `pattern` uses, and only those (the load-time walk
+    renders up to runner.name_clash.ENUMERATE_IMAGES names)."""
+    values: dict[str, str] = {}
+    own = dict(job.vars)
+    for _, name in _fields(pattern):
+        if name is None or name in values:
+            continue
+        make = _BUILT_IN.get(name)
+        values[name] = make(job, i) if make is not None else fold_name(own[name])
     return values
 
 
@@ -234,9 +275,14 @@ def relative_stem(job: Job, i: int, pattern: str | None = None) -> str:
     pattern = pattern or DEFAULT_PATTERN
     if pattern != DEFAULT_PATTERN:
         check_pattern(pattern, var_names=[name for name, _ in job.vars])
-    rendered = _render(pattern, _values(job, i))
+    return render_stem(job, i, pattern)
+
+
+def render_stem(job: Job, i: int, pattern: str) -> str:
+    """`relative_stem` of a template already checked by `check_pattern` (the load-time walk)."""
+    rendered = _render(pattern, _values(job, i, pattern))
     parts = [
-        check_name(part, field="output.pattern", max_chars=MAX_RENDERED_CHARS)
+        check_name(part, field="output.name", max_chars=MAX_RENDERED_CHARS)
         for part in rendered.split("/")
     ]
     return "/".join(parts)

@@ -24,6 +24,7 @@ import anyio
 from runner.backends.base import Backend
 from runner.backends.segmind import Timeouts
 from runner.backends.select import BackendChoice, Choice, choose_backend, open_backend
+from runner.cache import Cache
 from runner.clock import wall_time
 from runner.errors import RunnerError
 from runner.events import Listener, RunStats
@@ -77,6 +78,8 @@ class RunOptions:
     run_id: str | None = None
     # --provider, when given (the manifest was loaded with it; resume repeats it).
     provider: str | None = None
+    # --cache / $RUNNER_CACHE: finished jobs shared across folders (runner/cache.py).
+    cache: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +123,8 @@ def resume_command(manifest: Manifest, options: RunOptions) -> str:
         parts += ["--shard", f"{options.shard.index}/{options.shard.count}"]
     if options.run_id:
         parts += ["--run-id", options.run_id]
+    if options.cache is not None:
+        parts += ["--cache", str(options.cache)]
     if options.coordinator:
         from runner.coordination import redact_url
 
@@ -204,6 +209,7 @@ async def run_manifest(
             cap = manifest.budget.max_credits
         budget = maybe_micros(cap)
         out = output_dir(manifest, options)
+        cache = Cache(options.cache, backend=choice.kind) if options.cache is not None else None
         setting = Setting(
             manifest=manifest,
             jobs=lambda: run_jobs(manifest, options.shard),
@@ -219,13 +225,14 @@ async def run_manifest(
             or (manifest.coordinator.url if manifest.coordinator else None),
             run_id=options.run_id,
             sharded=options.shard is not None,
+            cache=cache,
         )
         async with open_mode(setting) as mode:
             ledger = Ledger.open(
                 out, backend=choice.kind, base_url=choice.base_url, fresh=options.fresh
             )
             try:
-                run = _Run(manifest, options, choice, ledger, mode)
+                run = _Run(manifest, options, choice, ledger, mode, cache)
                 return await run.go(backend, config, listeners, tell, wall)
             finally:
                 ledger.close()
@@ -270,6 +277,7 @@ class _Run:
     choice: BackendChoice
     ledger: Ledger
     mode: Mode
+    cache: Cache | None = None
 
     async def go(
         self,
@@ -347,6 +355,11 @@ class _Run:
             ledger.end_run(run_id, outcome=f"error: {type(fatal).__name__}", at=wall())
             raise fatal
         end = mode.ending(scheduler, guard)
+        if self.cache is not None:
+            # After the run, off the jobs' path: the folder's finished jobs, earlier ones too.
+            added = self.cache.add(out, ledger.rows("completed"))
+            if added:
+                tell(f"cache: {added:,} finished job(s) added to {self.cache.root}")
         ledger.end_run(run_id, outcome=end.reason or "finished", at=wall())
         return RunReport(
             stats=stats,

@@ -103,6 +103,14 @@ def add_run(sub: Subparsers, common: CommandParser) -> None:
         help="with --coordinator: which run of this manifest to join (default: the manifest's "
         "hash alone), e.g. ci-$GITHUB_RUN_ID",
     )
+    p.add_argument(
+        "--cache",
+        type=Path,
+        metavar="DIR",
+        default=os.environ.get("RUNNER_CACHE") or None,
+        help="a cache of finished jobs shared by folders: a job it holds is copied, costing "
+        "nothing; finished jobs are added (also $RUNNER_CACHE; docs/store.md)",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the plan; send no request")
     p.add_argument("--yes", action="store_true", help="do not ask before a large paid run")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -163,6 +171,7 @@ def _options(args: argparse.Namespace) -> RunOptions:
         coordinator=args.coordinator,
         run_id=args.run_id,
         provider=args.provider,
+        cache=args.cache,
     )
 
 

@@ -13,14 +13,12 @@ from __future__ import annotations
 import contextlib
 import difflib
 import hashlib
-import re
 import string
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
 from os import PathLike, fspath
 from pathlib import Path
 from types import MappingProxyType
-from typing import Final
 
 from pydantic import ValidationError
 
@@ -42,15 +40,22 @@ from runner.manifest.model import (
     Unit,
     Value,
 )
-from runner.manifest.schema import AxesModel, ManifestModel, PromptModel, param_problem
+from runner.manifest.schema import (
+    RESERVED_VARS,
+    VAR_NAME,
+    AxesModel,
+    ManifestModel,
+    PromptModel,
+    param_problem,
+)
 from runner.manifest.source import Loc, Source, describe, parse_source, read_source, render_loc
 from runner.naming import check_pattern, name_problem
 from runner.params import API_DEFAULTS, DEFAULT_PRICES
 from runner.pathcheck import path_problem
 from runner.providers import Provider
 
-_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_RESERVED_VARS: Final = frozenset((*AXES, "prompt"))
+_VAR_NAME = VAR_NAME
+_RESERVED_VARS = RESERVED_VARS
 
 
 def load_manifest(path: str | PathLike[str], *, provider: str | None = None) -> Manifest:
@@ -173,9 +178,11 @@ class _Builder:
         exclude = tuple(self._entries("exclude", m.exclude, manifest))
         self._check()
         # Include entries may name images of their own: take the final image table.
-        return replace(
+        manifest = replace(
             manifest, include=include, exclude=exclude, images=MappingProxyType(self.images)
         )
+        self._unique_names(manifest)
+        return manifest
 
     # -- helpers
 
@@ -613,24 +620,50 @@ class _Builder:
             )
 
     def _pattern(self, prompts: tuple[Prompt, ...]) -> str | None:
-        """`output.pattern`, checked by the naming rules the store uses, for every prompt's vars."""
-        pattern = self.model.output.pattern
+        """`output.name` (or its older spelling `output.pattern`), checked by the store's rules."""
+        given = self.model.output
+        pattern = given.name or given.pattern
+        if given.name is not None and given.pattern is not None:
+            raise self._fail(
+                "output.name and output.pattern are one setting given twice",
+                ("output", "pattern"),
+                "keep output.name (output.pattern is its older spelling)",
+                key=True,
+            )
         if pattern is None:
             return None
         for prompt in prompts:
             try:
                 check_pattern(pattern, var_names=prompt.var_names)
             except UsageError as err:
-                message = str(err).removeprefix("output.pattern: ")
+                message = str(err).removeprefix("output.name: ")
                 if prompt.var_names or len(prompts) > 1:
                     message += f" (for prompt `{prompt.id}`)"
                 raise self._fail(
                     message,
-                    ("output", "pattern"),
-                    "e.g. {prompt_id}/{slug}-{key8}-{i}; a var in the pattern must be a var"
+                    ("output", self._name_field()),
+                    "e.g. {prompt_id}/{slug}-{key8}-{i}; a var in the name must be a var"
                     " of every prompt; the store adds the extension",
                 ) from None
         return pattern
+
+    def _unique_names(self, manifest: Manifest) -> None:
+        """No two jobs may share a file name (runner.name_clash decides, bounded by size)."""
+        pattern = manifest.output.pattern
+        if pattern is None:
+            return
+        # Imported here: name_clash walks the sweep, which imports this package.
+        from runner.name_clash import find_clash
+
+        try:
+            clash = find_clash(manifest, pattern)
+        except UsageError as err:  # a rendered name that is no safe file name
+            raise self._fail(str(err), ("output", self._name_field())) from None
+        if clash is not None:
+            raise self._fail(clash.message(), ("output", self._name_field()), clash.fix)
+
+    def _name_field(self) -> str:
+        return "pattern" if self.model.output.name is None else "name"
 
 
 class _Skipped(Exception):

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationInfo, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
+from runner.manifest.model import AXES
 from runner.manifest.source import describe, shorten
 from runner.params import (
     ALLOWED,
@@ -33,7 +34,36 @@ from runner.params import (
 from runner.providers import DEFAULT_PROVIDER, MAX_INPUT_IMAGES, N_LIMIT, PROVIDERS
 
 ID_RULE: Final = "1-64 characters from A-Z a-z 0-9 . _ -, starting with a letter or digit"
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# No ".." anywhere: the lookahead lets the JSON Schema say it too (ECMA 262 has lookaheads).
+_ID = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+VAR_NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+"""A var's name: it is a `{field}` of the prompt text (and a column of a vars_from file)."""
+
+RESERVED_VARS: Final = frozenset((*AXES, "prompt"))
+"""Names a var cannot have: the request params, `image` and `prompt`."""
+
+# What `validate` checks that the JSON Schema can say as well, for editors and CI outside
+# the repo (tests/test_manifest_schema.py holds the two to agreement on tests/manifests_bad).
+_VAR_KEY_PATTERN: Final = (
+    "^(?!(?:" + "|".join(sorted(RESERVED_VARS)) + ")$)" + VAR_NAME.pattern.removeprefix("^")
+)
+# The prompt text as str.format reads it: {name} fields only, {{ and }} for braces.
+_TEMPLATE_PATTERN: Final = r"^(?:[^{}]|\{\{|\}\}|\{[A-Za-z_][A-Za-z0-9_]*\})*$"
+# A name template: relative, '/' between folders, and {i} somewhere.
+_NAME_PATTERN: Final = r"^(?!/)[^\\]*\{i\}[^\\]*$"
+# An input image: a base64 data URI of a known type, an http(s) URL, a Windows drive path,
+# or anything without a URL scheme (a path relative to the manifest).
+_IMAGE_PATTERN: Final = (
+    r"^(?:data:image/(?:png|jpeg|jpg|webp);base64,[A-Za-z0-9+/=\s]+"
+    r"|https?://[^/\s]+\S*"
+    r"|[A-Za-z]:[\\/].*"
+    r"|(?![A-Za-z][A-Za-z0-9+.-]*:).+)$"
+)
+# pydantic's own alias, not re-exported: a JSON object as json_schema_extra takes it.
+JsonDict = dict[str, "JsonValue"]
+JsonValue = int | float | str | bool | None | list["JsonValue"] | JsonDict
+_LISTED: Final[JsonDict] = {"minItems": 1}
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 
 Scalar = str | int | float
@@ -128,7 +158,11 @@ ImageSource = Annotated[
     str,
     _param("image"),
     WithJsonSchema(
-        {"type": "string", "description": "path relative to the manifest, http(s) URL or data URI"}
+        {
+            "type": "string",
+            "pattern": _IMAGE_PATTERN,
+            "description": "path relative to the manifest, http(s) URL or data URI",
+        }
     ),
 ]
 
@@ -138,7 +172,7 @@ def _check_id(what: str) -> Callable[[object], object]:
         if not isinstance(value, str):
             hint = f'quote it: "{value}"' if isinstance(value, int | float) else ID_RULE
             raise _fail(f"expected a string, got {describe(value)}", hint)
-        if not _ID.match(value) or ".." in value:
+        if not _ID.match(value):
             raise _fail(
                 f"`{shorten(value)}` is not a safe {what}: it names a folder, so it must be"
                 f" {ID_RULE}"
@@ -256,15 +290,29 @@ class ParamsModel(BaseModel):
     output_format: OutputFormat | None = None
 
 
+def _vars_schema(schema: JsonDict) -> None:
+    """Var names as `validate` allows them; each var's list non-empty, no value twice."""
+    schema["propertyNames"] = {"pattern": _VAR_KEY_PATTERN}
+    values = schema.get("additionalProperties")
+    if isinstance(values, dict):
+        values.update(minItems=1, uniqueItems=True)
+
+
 class PromptModel(BaseModel):
     """One prompt: its text, its own vars and params, and an optional input image."""
 
     model_config = _CONFIG
 
     id: SafeId = Field(description="names the prompt's output folder")
-    prompt: str = Field(min_length=1, description="text; {var} placeholders, {{ }} for braces")
+    prompt: str = Field(
+        min_length=1,
+        description="text; {var} placeholders, {{ }} for braces",
+        json_schema_extra={"pattern": _TEMPLATE_PATTERN},
+    )
     vars: dict[str, list[VarValue]] = Field(
-        default_factory=dict, description="values swept for this prompt only"
+        default_factory=dict,
+        description="values swept for this prompt only",
+        json_schema_extra=_vars_schema,
     )
     vars_from: DataPath | None = Field(
         default=None,
@@ -287,12 +335,28 @@ class AxesModel(BaseModel):
 
     model_config = _CONFIG
 
-    mode: list[Mode] | None = None
-    aspect_ratio: list[AspectRatio] | None = None
-    resolution: list[Resolution] | None = None
-    n: list[ImagesPerRequest] | None = None
-    output_format: list[OutputFormat] | None = None
-    image: list[ImageSource] | None = None
+    # minItems applies to the list branch of each `list | null`: an empty list makes no jobs.
+    mode: list[Mode] | None = Field(default=None, json_schema_extra=_LISTED)
+    aspect_ratio: list[AspectRatio] | None = Field(default=None, json_schema_extra=_LISTED)
+    resolution: list[Resolution] | None = Field(default=None, json_schema_extra=_LISTED)
+    n: list[ImagesPerRequest] | None = Field(default=None, json_schema_extra=_LISTED)
+    output_format: list[OutputFormat] | None = Field(default=None, json_schema_extra=_LISTED)
+    image: list[ImageSource] | None = Field(default=None, json_schema_extra=_LISTED)
+
+
+def _unique_lists(schema: JsonDict) -> None:
+    properties = schema.get("properties")
+    for prop in properties.values() if isinstance(properties, dict) else ():
+        if isinstance(prop, dict):
+            prop["uniqueItems"] = True
+
+
+class SweepModel(AxesModel):
+    """Axes to sweep (a cartesian product): axis -> list, no value listed twice."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, json_schema_extra=_unique_lists
+    )
 
 
 class BudgetModel(BaseModel):
@@ -333,10 +397,20 @@ class OutputModel(BaseModel):
     dir: str | None = Field(
         default=None, min_length=1, description="default outputs/<name>, relative to the cwd"
     )
+    name: str | None = Field(
+        default=None,
+        min_length=1,
+        json_schema_extra={"pattern": _NAME_PATTERN},
+        description="file name template under dir (the store adds the extension), e.g. "
+        "{prompt}/{color}-{aspect_ratio}-{i}; placeholders: prompt_id (prompt), slug, key8, i, "
+        "index, repeat, the params and the prompt's vars; must hold {i}, and no two jobs may "
+        "share a name (default {prompt_id}/{slug}-{key8}-{i})",
+    )
     pattern: str | None = Field(
         default=None,
         min_length=1,
-        description="file name pattern under dir, e.g. {prompt_id}/{slug}-{key8}-{i}",
+        json_schema_extra={"pattern": _NAME_PATTERN},
+        description="the older spelling of `name` (give one of them)",
     )
 
 
@@ -421,7 +495,7 @@ class ManifestModel(BaseModel):
         description="a .jsonl file, relative to the manifest: one prompt per line"
         ' ({"id", "prompt", optional "params" and "image"}), after `prompts`; read lazily',
     )
-    sweep: AxesModel = Field(default_factory=AxesModel)
+    sweep: SweepModel = Field(default_factory=SweepModel)
     zip: list[AxesModel] = Field(default_factory=list)
     include: list[dict[str, EntryValue]] = Field(
         default_factory=list, description="extra combinations; `prompt: <id>` targets one prompt"

@@ -4,7 +4,9 @@ The common JUnit schema (as read by Jenkins, GitLab and GitHub test
 reporters): ``<testsuites>`` holds one ``<testsuite>`` per prompt id, in
 which each job is a ``<testcase classname="<prompt id>" name="<label>">``.
 A failed or expired job carries ``<failure message="<reason>">``; a job not
-run (planned, or left in flight by a stop) carries ``<skipped>``. A test
+run (planned, or left in flight by a stop) carries ``<skipped>``; a job
+served from the cache (``--cache``) passes, with the property
+``runner.outcome = cached``. A test
 case's `time` is its job's seconds from submit to completion, when known.
 
 Text from users and servers (prompt ids, reasons) goes through ElementTree,
@@ -20,6 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
+from runner.cache import CACHED
 from runner.clock import utc_datetime
 from runner.params import DEFAULT_PRICES
 from runner.reporting.jobinfo import JobCatalog, Prices, RunJobs, key8, run_rows
@@ -95,6 +98,11 @@ def junit_xml(
         elif row.state != "completed":
             ET.SubElement(case, "skipped", message=_NOT_RUN[row.state])
             tally[1] += 1
+        elif row.reason == CACHED:
+            # Passed, at no charge: the cache held its verified images.
+            props = ET.SubElement(case, "properties")
+            ET.SubElement(props, "property", name="runner.outcome", value=CACHED)
+            ET.SubElement(case, "system-out").text = "served from the cache: no request sent"
         suites.setdefault(row.prompt_id, []).append(case)
         times[row.prompt_id] = times.get(row.prompt_id, 0.0) + seconds
     root = ET.Element("testsuites", name=_xml_text(name))

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from runner.events import Event, RunStats
 
-_FINAL = frozenset({"completed", "failed", "skipped", "expired"})
+_FINAL = frozenset({"completed", "failed", "skipped", "cached", "expired"})
 
 
 # How often a run whose progress goes to a log (not a terminal) says where it is.

@@ -92,6 +92,7 @@ def _run_counters(stats: RunStats, started_at: float | None) -> RunCounters:
         completed=stats.completed,
         failed=stats.failed,
         skipped=stats.skipped,
+        cached=stats.cached,
         expired=stats.expired,
         images=stats.images,
         ambiguous=stats.ambiguous,
@@ -278,6 +279,8 @@ def _run_line(run: RunCounters) -> str:
         text += f"; retries: {run.retries:,}"
     if run.skipped:
         text += f"; {run.skipped:,} done by an earlier run"
+    if run.cached:
+        text += f"; {run.cached:,} served from the cache (no request)"
     return text
 
 

@@ -68,6 +68,9 @@ class RunCounters(_Model):
     completed: int = Field(ge=0)
     failed: int = Field(ge=0)
     skipped: int = Field(ge=0, description="Done by an earlier run.")
+    cached: int = Field(
+        default=0, ge=0, description="Served from the cache of finished jobs (--cache): no request."
+    )
     expired: int = Field(ge=0)
     images: int = Field(ge=0)
     ambiguous: int = Field(ge=0, description="Submits whose answer was lost.")

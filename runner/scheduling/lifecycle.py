@@ -24,7 +24,10 @@ A job's records, in order::
 Every job the scheduler starts ends with exactly one final record; its
 `outcome` is what the source is told (`WorkSource.finished`). An item pulled
 but never started (the run stopped first) has no life in this run: only the
-source hears of it, as `Unsent`.
+source hears of it, as `Unsent`. Neither has a job finished before the
+scheduler sees it: one an earlier run did (`Scheduler.skipped`) or one served
+from the cache of finished jobs (`Scheduler.cached`, the outcome ``cached``:
+the run's modes.py seam records it completed at no charge, runner/cache.py).
 """
 
 from __future__ import annotations

@@ -158,13 +158,14 @@ class Scheduler:
         # count more jobs waiting than are left.
         waiting = ctx.cap.used - sent
         if ctx.tally.planned is not None:
-            ended = sum(counts[k] for k in ("completed", "failed", "skipped", "expired"))
+            ended = sum(counts[k] for k in ("completed", "failed", "skipped", "cached", "expired"))
             waiting = min(waiting, ctx.tally.planned - ended - sent)
         return RunStats(
             planned=ctx.tally.planned,
             completed=counts["completed"],
             failed=counts["failed"],
             skipped=counts["skipped"],
+            cached=counts["cached"],
             expired=counts["expired"],
             in_flight=sent,
             waiting=max(0, waiting),
@@ -186,6 +187,11 @@ class Scheduler:
         """Count a job an earlier run finished (the caller decided to skip it)."""
         self._ctx.tally.counts["skipped"] += 1
         self._emit("skipped", job, detail)
+
+    def cached(self, job: Job) -> None:
+        """Count a job the caller served from the cache of finished jobs (nothing sent)."""
+        self._ctx.tally.counts["cached"] += 1
+        self._emit("cached", job, "served from the cache")
 
     async def balance(self) -> float | None:
         """The account's balance in USD (None where the API does not say or cannot now).

@@ -459,14 +459,23 @@ class Ledger:
             to="submitting",
         )
 
-    def completed(self, key: str, charged: Micros | None, files: Sequence[str], at: float) -> None:
+    def completed(
+        self,
+        key: str,
+        charged: Micros | None,
+        files: Sequence[str],
+        at: float,
+        *,
+        reason: str | None = None,
+    ) -> None:
         """Record a finished job: µ$ charged (if reported), its image files relative to OUT
         (``/``-separated), wall-clock epoch seconds `at`. Call after the sidecars are written.
+        `reason` notes how it finished when not by this folder's request (``cached``).
         """
         self._write(
             "UPDATE jobs SET state = 'completed', charged = ?, files = ?, completed_at = ?, "
-            "reason = NULL, updated_at = ? WHERE key = ?",
-            (charged, json.dumps(list(files)), at, self._wall(), key),
+            "reason = ?, updated_at = ? WHERE key = ?",
+            (charged, json.dumps(list(files)), at, reason, self._wall(), key),
             key=key,
             to="completed",
         )

@@ -191,7 +191,9 @@ def test_details_open_on_click_and_close_on_escape(
     assert f"req-{job.key8}" in details
     assert job.request.prompt in details
     image = page.locator("#dlg-image")
-    assert image.get_attribute("src") == "mug/16x9-jpeg-9b2397fa-0.jpg"
+    assert (
+        image.get_attribute("src") == "mug/red-an-oak-table-16x9-jpeg-9b2397fa-0.jpg"
+    )  # var values first (issue 15)
     page.wait_for_function("() => document.getElementById('dlg-image').naturalWidth > 0")
     assert image.evaluate("i => [i.naturalWidth, i.naturalHeight]") == [1408, 768]
     page.screenshot(path=str(tmp_path / "detail.png"))
