@@ -119,7 +119,8 @@ async def test_recovers_from_a_429_storm(
 ) -> None:
     emu = make_emulator()
     emu.emulator.faults.script("submit", "429", times=8)
-    emu.emulator.faults.script("status", "429", times=5)
+    # The embedded emulator is polled on its result endpoint.
+    emu.emulator.faults.script("result", "429", times=5)
     report = await run(make_manifest(tmp_path, 6), emu, tmp_path)
     assert report.stats.completed == 6
     assert report.stats.rate_limited >= 13
