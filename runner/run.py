@@ -36,6 +36,7 @@ from runner.plan import make_plan
 from runner.recorder import Recorder, RecorderConfig
 from runner.reporting.exit_codes import StopKind
 from runner.resume import Rules
+from runner.scheduling.inflight import max_cap
 from runner.scheduling.polling import PollPolicy
 from runner.scheduling.prices import book_for
 from runner.scheduling.retry import RetryPolicy
@@ -250,13 +251,21 @@ def _open(
 ) -> Backend:
     # Deadlines bound the server's answers, which the time scale speeds up.
     timeouts = Timeouts().scaled(scale)
+    # Each job has at most one call out at a time: a pool the size of the
+    # in-flight cap (+1 for the balance call) never makes a burst connect at once.
+    connections = max_cap(config.rpm, config.max_in_flight) + 1
     if choice.kind != "local":
-        return open_backend(choice, timeouts=timeouts)
+        return open_backend(choice, timeouts=timeouts, connections=connections)
     from runner.backends.select import local_backend
     from runner.emulator import EmulatorConfig
 
     if emulator is not None:
-        return local_backend(emulator=emulator, timeouts=timeouts, provider=choice.provider)
+        return local_backend(
+            emulator=emulator,
+            timeouts=timeouts,
+            provider=choice.provider,
+            connections=connections,
+        )
     # The embedded emulator enforces the budget's own limit, so a manifest
     # that would be refused by Segmind is refused here too.
     cfg = emulator_config or EmulatorConfig(
@@ -265,7 +274,7 @@ def _open(
         rpm=AUTO_EMULATOR_RPM if config.rpm_auto else config.rpm,
         rate_scope=config.rate_scope,
     )
-    return local_backend(cfg, timeouts=timeouts, provider=choice.provider)
+    return local_backend(cfg, timeouts=timeouts, provider=choice.provider, connections=connections)
 
 
 @dataclass(frozen=True, slots=True)

@@ -131,6 +131,15 @@ class Backend(Protocol):
     name: str  # "segmind" or "local"
     base_url: str  # the API root, without /v1 or /v2
 
+    @property
+    def polls_result(self) -> bool:
+        """Whether `result` answers a job in progress with its state (a poll is one call).
+
+        When False, a job is polled with `status` and its result fetched
+        once that says COMPLETED. The backend may turn it off while it runs.
+        """
+        ...
+
     async def submit(self, model: str, request: Request) -> Submission: ...
 
     async def status(self, submission: Submission) -> StatusReport: ...

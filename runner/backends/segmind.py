@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from types import TracebackType
-from typing import Final, Self
+from typing import Final, Literal, Self
 
 import anyio
 import httpx
@@ -42,7 +42,14 @@ from runner.backends.bounded import AnswerLimits, UnreadableBody, read_body
 from runner.backends.guard import RefusedUrl, UrlGuard
 from runner.backends.media import decode_inline, media_kind
 from runner.clock import utc_datetime
-from runner.errors import DownloadError, TransportError, UsageError
+from runner.errors import (
+    BadRequest,
+    DownloadError,
+    NotFound,
+    ProtocolError,
+    TransportError,
+    UsageError,
+)
 from runner.jobs import ImageInput, Request
 from runner.redact import redact_headers, safe_url
 
@@ -51,6 +58,9 @@ MediaGuard = Callable[[str], Awaitable[None] | None]
 
 It may be a plain function or a coroutine function.
 """
+
+PollVia = Literal["result", "status"]
+"""How a job in progress is polled: its result endpoint, or its status endpoint."""
 
 MAX_MEDIA_REDIRECTS: Final = 3
 MIN_DEADLINE: Final = 5.0  # seconds: the shortest a time scale makes a deadline
@@ -181,6 +191,14 @@ class SegmindBackend:
     media URLs, redirects and connected addresses in private networks, and
     input image URLs there too. `utc_now` gives the wall-clock time that dated
     rate-limit hints are compared with. `limits` caps the size of every answer.
+
+    `connections` caps each client's connection pool, keep-alive included
+    (None: httpx's default of 100), so a burst of calls waits for a free
+    connection instead of opening one each: pass the run's in-flight cap, as
+    each job has at most one call out at a time. `poll_via` is how a job in
+    progress is polled first (`polls_result`): "status" (the default: what
+    Segmind documents) or "result" (one call a poll, where the result
+    endpoint is known to answer a job in progress, as the emulator's does).
     """
 
     def __init__(
@@ -196,8 +214,16 @@ class SegmindBackend:
         url_guard: UrlGuard | None = None,
         utc_now: Callable[[], datetime] = _utc_now,
         limits: AnswerLimits | None = None,
+        connections: int | None = None,
+        poll_via: PollVia = "status",
     ) -> None:
         self.name = name
+        # "untried": result polls until the server answers one for a job in
+        # progress ("works") or answers one unreadably ("status").
+        self._result_polls: Literal["untried", "works", "status"] = (
+            "untried" if poll_via == "result" else "status"
+        )
+        pool = connection_limits(connections)
         self._limits = limits or AnswerLimits()
         self.base_url = wire.normalize_base_url(base_url)
         self._key = api_key or None
@@ -210,12 +236,14 @@ class SegmindBackend:
             follow_redirects=False,
             timeout=timeouts.api(),
             cookies=_no_cookies(),
+            limits=pool,
         )
         self._media = httpx.AsyncClient(
             transport=media_transport,
             follow_redirects=True,
             max_redirects=MAX_MEDIA_REDIRECTS,
             timeout=timeouts.api(),
+            limits=pool,
             cookies=_no_cookies(),
             headers={
                 "User-Agent": wire.USER_AGENT,
@@ -318,13 +346,38 @@ class SegmindBackend:
         status, headers, body = await self._send(sent)
         return wire.parse_status(status, headers, body, request=sent, now_utc=self._utc_now())
 
+    @property
+    def polls_result(self) -> bool:
+        """Whether a job in progress is polled on its result endpoint (one call per poll).
+
+        Segmind's docs show the result endpoint only for a finished job; the
+        emulator answers it for a job in progress with its state and no
+        output (a guess, docs/emulator.md). A backend made with
+        ``poll_via="result"`` polls the result and falls back to the status
+        endpoint for the rest of its life when, before any such answer was
+        readable, one is a 404, a 400 or a body without a state (`result`
+        raises it; the caller then asks the status).
+        """
+        return self._result_polls != "status"
+
     async def result(self, submission: Submission) -> Result:
-        """``GET response_url``; safe to repeat."""
+        """``GET response_url``; safe to repeat. A job in progress: its state, no media."""
         sent = wire.result_request(submission, self._key)
         status, headers, body = await self._send(sent)
-        return wire.parse_result(
-            status, headers, body, request=sent, now_utc=self._utc_now(), expected=submission.n
-        )
+        try:
+            answer = wire.parse_result(
+                status, headers, body, request=sent, now_utc=self._utc_now(), expected=submission.n
+            )
+        except (NotFound, BadRequest, ProtocolError) as exc:
+            # A COMPLETED body without output is the job's own fault, not the endpoint's.
+            if self._result_polls == "untried" and (
+                not isinstance(exc, ProtocolError) or wire.answer_state(headers, body) is None
+            ):
+                self._result_polls = "status"
+            raise
+        if self._result_polls == "untried" and answer.state in ("QUEUED", "PROCESSING"):
+            self._result_polls = "works"
+        return answer
 
     async def run_sync(self, model: str, request: Request) -> SyncResult:
         """``POST /v1/{model}``: waits up to `Timeouts.sync_read` seconds for the image(s)."""
@@ -475,6 +528,18 @@ class SegmindBackend:
                 if got < declared:
                     raise DownloadError(f"{where}: got {got} of {declared} bytes", retryable=True)
             return data
+
+
+def connection_limits(connections: int | None) -> httpx.Limits:
+    """A pool of at most `connections` connections, all of them kept alive between calls.
+
+    None: httpx's defaults. Keep-alive sized to the cap, so a steady run
+    reuses its connections instead of closing all but 20 and connecting again.
+    """
+    if connections is None:
+        return httpx.Limits(max_connections=100, max_keepalive_connections=20)
+    size = max(1, connections)
+    return httpx.Limits(max_connections=size, max_keepalive_connections=size)
 
 
 def _log_call(shown: str, outcome: str, started: float, headers: Iterable[tuple[str, str]]) -> None:

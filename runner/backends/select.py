@@ -199,6 +199,7 @@ def local_backend(
     api_key: str | None = None,
     timeouts: Timeouts | None = None,
     provider: str = DEFAULT_PROVIDER,
+    connections: int | None = None,
 ) -> SegmindBackend:
     """The `provider`'s backend, named "local", on an in-process emulator.
 
@@ -207,7 +208,8 @@ def local_backend(
     inspects; otherwise a fresh one is built from `config`. Its clock is the
     running anyio loop's, so the backend must be used inside that loop.
     `api_key` is sent as the provider's would be (the default emulator
-    accepts any key or none).
+    accepts any key or none). `connections` caps each connection pool
+    (SegmindBackend).
     """
     host = _provider(provider)
     # Imported here: a run against Segmind does not need the emulator (or starlette).
@@ -228,6 +230,10 @@ def local_backend(
         media_transport=EmulatorTransport(app),
         timeouts=timeouts or Timeouts(),
         utc_now=utc_now,
+        connections=connections,
+        # The emulator answers a job in progress on its result endpoint (unless
+        # told not to): one call a poll.
+        poll_via="result" if emu.config.result_in_progress else "status",
     )
 
 
@@ -236,19 +242,25 @@ def open_backend(
     *,
     emulator_config: EmulatorConfig | None = None,
     timeouts: Timeouts | None = None,
+    connections: int | None = None,
 ) -> SegmindBackend:
     """The live backend for a choice; close it with `aclose` (or ``async with``).
+
+    `connections` caps each of its connection pools (the run's in-flight cap).
 
     A remote Segmind root gets a URL guard (runner.backends.guard): media and
     input URLs into private networks are refused. A loopback root (the
     emulator served by `runner emulator`) does not: its media is on loopback.
     """
     if choice.kind == "local":
-        return local_backend(emulator_config, timeouts=timeouts, provider=choice.provider)
+        return local_backend(
+            emulator_config, timeouts=timeouts, provider=choice.provider, connections=connections
+        )
     return BACKENDS[choice.provider](
         choice.base_url,
         choice.api_key,
         name=choice.kind,
         timeouts=timeouts or Timeouts(),
         url_guard=guard_for(choice.base_url),
+        connections=connections,
     )

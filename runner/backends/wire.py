@@ -89,6 +89,7 @@ __all__ = [
     "USER_AGENT",
     "CallKind",
     "WireRequest",
+    "answer_state",
     "api_error",
     "api_headers",
     "bad_answer",
@@ -187,6 +188,18 @@ def _media(
 
 def _missing(expected: int | None, found: int) -> int:
     return max(0, expected - found) if expected is not None else 0
+
+
+def answer_state(headers: Headers, body: bytes) -> State | None:
+    """The job state an answer's body names, or None when it names none (or does not decode)."""
+    try:
+        doc = decode_body(headers, body)
+    except HostileBody:
+        return None
+    value = doc.get("status") if isinstance(doc, dict) else None
+    if isinstance(value, str) and value.upper() in STATES:
+        return cast(State, value.upper())
+    return None
 
 
 def parse_submit(

@@ -28,7 +28,7 @@ from runner.backends import xai_wire
 from runner.backends.base import Media, Result, StatusReport, Submission, SyncResult
 from runner.backends.guard import UrlGuard
 from runner.backends.media import media_kind, sniff_image
-from runner.backends.segmind import MediaGuard, SegmindBackend, Timeouts, _utc_now
+from runner.backends.segmind import MediaGuard, PollVia, SegmindBackend, Timeouts, _utc_now
 from runner.errors import DownloadError, UsageError
 from runner.jobs import Request
 
@@ -91,6 +91,8 @@ class XaiBackend(SegmindBackend):
         media_guard: MediaGuard | None = None,
         url_guard: UrlGuard | None = None,
         utc_now: Callable[[], datetime] = _utc_now,
+        connections: int | None = None,
+        poll_via: PollVia = "status",
     ) -> None:
         super().__init__(
             base_url,
@@ -102,6 +104,8 @@ class XaiBackend(SegmindBackend):
             media_guard=media_guard,
             url_guard=url_guard,
             utc_now=utc_now,
+            connections=connections,
+            poll_via=poll_via,
         )
         self._response_format: xai_wire.ResponseFormat = response_format
 

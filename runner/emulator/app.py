@@ -297,6 +297,8 @@ async def _result(call: _Call) -> Response:
     if view.state == "FAILED":
         return _failed(view)
     if view.state != "COMPLETED":
+        if not call.emulator.config.result_in_progress:
+            return error(404, f"Request {request_id} not found")
         return JSONResponse(
             {"status": view.state, "request_id": request_id, "metrics": {}, "output": None}
         )

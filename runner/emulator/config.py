@@ -226,6 +226,10 @@ class EmulatorConfig:
     # a client sees only the PROCESSING half.
     queue_delay: Latency | None = None
     report_queue_time: bool = True
+    # Whether the result endpoint answers a job in progress with its state
+    # (**guess**, the default) or with a 404 until the job is done, as a
+    # server documenting the result only for finished jobs might.
+    result_in_progress: bool = True
     # The listening socket's accept backlog on loopback (`runner emulator`,
     # serve_in_thread): a small one makes a burst of connects overflow it.
     backlog: int = 2048
@@ -370,6 +374,7 @@ class ConfigFile(BaseModel):
     reset_hint: ResetHint | None = None
     queue_delay: str | None = None
     report_queue_time: bool | None = None
+    result_in_progress: bool | None = None
     backlog: int | None = None
     block_patterns: list[str] | None = None
     block_message: str | None = None

@@ -2,7 +2,7 @@
 
 The scheduler builds one `RunContext` per `Scheduler`; the dispatcher, the
 per-job runner and the calls read it. Only `Tally` and the objects it points
-to (the cap, the tracker, the stop, the price book) change while the run goes.
+to (the cap, the polling model, the stop, the price book) change while the run goes.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from runner.scheduling.config import SchedulerConfig
 from runner.scheduling.credits import Credits
 from runner.scheduling.inflight import InFlightCap
 from runner.scheduling.lifecycle import JobEvent
-from runner.scheduling.polling import LatencyTracker
+from runner.scheduling.polling import Polling
 from runner.scheduling.prices import PriceBook
 from runner.scheduling.rate import RateLimit
 from runner.scheduling.stop import Stop
@@ -53,7 +53,7 @@ class RunContext:
     gate: RateLimit
     wall: Callable[[], float]
     rng: random.Random
-    tracker: LatencyTracker
+    polls: Polling
     cap: InFlightCap
     stop: Stop
     tally: Tally

@@ -32,6 +32,13 @@ def auto_cap(rpm: int | None, window: float, latency: float) -> int:
     return max(_FLOOR, min(_CEILING, math.ceil(steady) + rpm))
 
 
+def max_cap(rpm: int | None, max_in_flight: int | None) -> int:
+    """The most jobs a run may have in flight: its fixed cap, or the largest `auto_cap`."""
+    if max_in_flight is not None:
+        return max(1, max_in_flight)
+    return _UNLIMITED_RATE_DEFAULT if rpm is None else _CEILING
+
+
 class InFlightCap:
     """A counting limit whose size may change while the run goes (auto mode)."""
 

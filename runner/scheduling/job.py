@@ -1,21 +1,27 @@
 """One job from its start to its final record.
 
-v2: billed submit -> poll (status, result) -> download -> `Completed`;
+v2: billed submit -> poll (the result, or status then result) -> download
+-> `Completed`;
 v1: one billed sync call -> download -> `Completed`; a re-attached job
 starts at the poll. Each step returns the final record instead of
 publishing it, so that `run_job` publishes exactly one per job, whatever
 happened (see runner.scheduling.lifecycle).
 
 Retries are decided by retry.py alone (through calls.call); polling times
-by polling.py. Only runner.errors is seen here, never httpx, and time comes
-only from anyio, so the same code runs on a virtual clock in tests.
+by polling.py, from what earlier polls saw. Only runner.errors is seen
+here, never httpx, and time comes only from anyio, so the same code runs
+on a virtual clock in tests.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
 import anyio
 
-from runner.backends.base import Media, Result, Submission
+from runner.backends.base import Media, Result, State, Submission
 from runner.errors import ApiError, DownloadError, NotFound, RetryableError, RunnerError
 from runner.jobs import Job
 from runner.money import ZERO
@@ -34,10 +40,38 @@ from runner.scheduling.lifecycle import (
     Submitted,
     Unsent,
 )
-from runner.scheduling.polling import first_poll_delay, next_poll_delay
 from runner.scheduling.rate import PRIORITY_RESULT, PRIORITY_STATUS
 from runner.scheduling.sink import JobSink
 from runner.scheduling.source import WorkItem
+
+T = TypeVar("T")
+
+
+class _Switched(Exception):
+    """The backend stopped polling results mid-poll (not a RunnerError: no retry sees it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """What one poll said: `found` when the job is done with its images, else its state.
+
+    `sent` and `answered`: the job's age (seconds) when the deciding call
+    went out and when its answer came.
+    """
+
+    state: State
+    found: Result | None
+    error: str | None
+    sent: float
+    answered: float
+
+    @classmethod
+    def of(cls, result: Result, sent: float, answered: float) -> _Answer:
+        if result.state == "COMPLETED" and result.media:
+            return cls("COMPLETED", result, None, sent, answered)
+        # COMPLETED without images here is a status ahead of its result: not yet.
+        state: State = "PROCESSING" if result.state == "COMPLETED" else result.state
+        return cls(state, None, result.error, sent, answered)
 
 
 class JobRunner:
@@ -81,11 +115,14 @@ class JobRunner:
             return await self._finish(job, item.resume, item.submitted_wall)
         if job.endpoint == "v1":
             return await self._run_sync(job)
-        walls: list[float] = []
+        # (clock, wall) when the submit was answered: the job's age counts
+        # from there, not from after its record is written, so a slow disk
+        # does not shorten the latencies polls see.
+        answers: list[tuple[float, float]] = []
 
         async def record(accepted: Submission) -> None:
-            walls.append(ctx.wall())
-            await ctx.publish(Submitted(job, accepted, walls[-1]))
+            answers.append((anyio.current_time(), ctx.wall()))
+            await ctx.publish(Submitted(job, accepted, answers[-1][1]))
 
         submission = await billed_send(
             ctx,
@@ -96,82 +133,133 @@ class JobRunner:
         )
         if isinstance(submission, Failed):
             return submission
-        return await self._finish(job, submission, walls[-1])
+        answered, wall = answers[-1]
+        return await self._finish(job, submission, wall, answered)
 
     # -- v2: poll, result, download -------------------------------------------
 
     async def _finish(
-        self, job: Job, submission: Submission, submitted_wall: float | None
+        self,
+        job: Job,
+        submission: Submission,
+        submitted_wall: float | None,
+        started: float | None = None,
     ) -> JobEnd:
+        """Poll, fetch and save a submitted job; `started` is when its submit was answered."""
         ctx = self._ctx
-        started = anyio.current_time()
-        if submitted_wall is not None:
-            # A re-attached job has been running since its submit.
-            started -= max(0.0, ctx.wall() - submitted_wall)
+        if started is None:
+            started = anyio.current_time()
+            if submitted_wall is not None:
+                # A re-attached job has been running since its submit.
+                started -= max(0.0, ctx.wall() - submitted_wall)
         polled: Result | JobEnd = Left(job)
         with ctx.stop.polling():
             polled = await self._poll(job, submission, started)
         if not isinstance(polled, Result):
             return polled  # a final answer, or stopping: the ledger keeps it submitted
         latency = anyio.current_time() - started
-        ctx.tracker.observe(latency, polled.metrics.inference_time)
         if ctx.config.max_in_flight is None:
-            ctx.cap.resize(auto_cap(ctx.config.rpm, ctx.config.window, ctx.tracker.expected()))
+            ctx.cap.resize(auto_cap(ctx.config.rpm, ctx.config.window, ctx.polls.expected()))
         return await self._save(job, polled, submission.request_id, submitted_wall, latency)
 
     async def _poll(self, job: Job, submission: Submission, started: float) -> Result | JobEnd:
-        """Poll until the result is there, or the job's final record."""
+        """Poll until the result is there, or the job's final record.
+
+        Each poll is one call when the backend's result endpoint answers a
+        job in progress with its state (`Backend.polls_result`), else a
+        status call and, once it says COMPLETED, the result call. What each
+        answer taught goes to the run's latency model (polling.py).
+        """
         ctx = self._ctx
         deadline = started + ctx.config.poll.deadline
-        delay = first_poll_delay(ctx.tracker, ctx.rng) - (anyio.current_time() - started)
-        while True:
-            await anyio.sleep(max(0.0, delay))
-            try:
-                status = await call(
-                    ctx,
-                    "status",
-                    job,
-                    lambda: ctx.backend.status(submission),
-                    priority=PRIORITY_STATUS,
-                )
-                state = status.state
-                if state == "COMPLETED":
-                    result = await call(
-                        ctx,
-                        "result",
+        polls = ctx.polls.job()
+        try:
+            while True:
+                target = await polls.next_age(anyio.current_time() - started)
+                await anyio.sleep(max(0.0, started + target - anyio.current_time()))
+                try:
+                    answer = await self._ask(job, submission, started)
+                except NotFound:
+                    return await self._lost(job, submission, started)
+                except RetryableError as err:
+                    # Paid for and unreadable past the retries: like the poll
+                    # deadline, the job stays submitted for the next run.
+                    await ctx.guard.mark_ambiguous(job.key)
+                    return Left(
                         job,
-                        lambda: ctx.backend.result(submission),
-                        priority=PRIORITY_RESULT,
+                        f"{err}; it stays submitted: run again within the hour to re-attach",
                     )
-                    if result.state == "COMPLETED" and result.media:
-                        return result
-                    # A status that ran ahead of its result (or flapped back):
-                    # the job is paid for, so poll on instead of failing it.
-                    state = result.state
-                    if state == "FAILED":
-                        return await self._job_failed(job, result.error, submission)
-            except NotFound:
-                return await self._lost(job, submission, started)
-            except RetryableError as err:
-                # Paid for and unreadable past the retries: like the poll
-                # deadline, the job stays submitted for the next run.
-                await ctx.guard.mark_ambiguous(job.key)
-                return Left(
-                    job,
-                    f"{err}; it stays submitted: run again within the hour to re-attach",
+                if isinstance(answer.found, Result):
+                    polls.done(answer.answered, answer.found.metrics)
+                    return answer.found
+                if answer.state == "FAILED":
+                    return await self._job_failed(job, answer.error, submission)
+                polls.not_done(answer.sent, answer.state)
+                if anyio.current_time() >= deadline:
+                    await ctx.guard.mark_ambiguous(job.key)
+                    return Left(
+                        job,
+                        f"no result within {ctx.config.poll.deadline:.0f} s; it stays submitted: "
+                        "run again within the hour to re-attach",
+                    )
+        finally:
+            polls.close()
+
+    async def _ask(self, job: Job, submission: Submission, started: float) -> _Answer:
+        """One poll: the job's state, and its result when it is done.
+
+        `sent` is the job's age when the poll that answered was sent, and
+        `answered` when its answer came: a "not yet" says the job was not
+        done at `sent`, a "done" that it was at `answered`.
+        """
+        ctx = self._ctx
+        clock: list[float] = [0.0, 0.0]
+
+        def timed(fn: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
+            async def asked() -> T:
+                clock[0] = anyio.current_time() - started
+                value = await fn()
+                clock[1] = anyio.current_time() - started
+                return value
+
+            return asked
+
+        def fetch() -> Awaitable[Result]:
+            return ctx.backend.result(submission)
+
+        async def poll_result() -> Result:
+            try:
+                return await fetch()
+            except ApiError:
+                if ctx.backend.polls_result:
+                    raise
+                # This answer turned the backend to status polls: ask that now,
+                # without the retries meant for a result that is there.
+                raise _Switched from None
+
+        if ctx.backend.polls_result:
+            try:
+                result = await call(
+                    ctx, "result", job, timed(poll_result), priority=PRIORITY_STATUS
                 )
-            if state == "FAILED":
-                return await self._job_failed(job, status.error, submission)
-            if anyio.current_time() >= deadline:
-                await ctx.guard.mark_ambiguous(job.key)
-                return Left(
-                    job,
-                    f"no result within {ctx.config.poll.deadline:.0f} s; it stays submitted: "
-                    "run again within the hour to re-attach",
-                )
-            delay = next_poll_delay(
-                ctx.tracker, state if state != "COMPLETED" else "PROCESSING", ctx.rng
-            )
+            except _Switched:
+                pass
+            else:
+                return _Answer.of(result, clock[0], clock[1])
+        status = await call(
+            ctx,
+            "status",
+            job,
+            timed(lambda: ctx.backend.status(submission)),
+            priority=PRIORITY_STATUS,
+        )
+        sent, answered = clock
+        if status.state != "COMPLETED":
+            return _Answer(status.state, None, status.error, sent, answered)
+        result = await call(ctx, "result", job, fetch, priority=PRIORITY_RESULT)
+        # A status that ran ahead of its result (or flapped back) is a "not
+        # yet": the job is paid for, so it is polled on instead of failed.
+        return _Answer.of(result, sent, answered)
 
     async def _lost(self, job: Job, submission: Submission, started: float) -> JobEnd:
         ctx = self._ctx
@@ -203,7 +291,7 @@ class JobRunner:
             missing=answer.missing,
         )
         latency = anyio.current_time() - started
-        ctx.tracker.observe(latency, answer.metrics.inference_time)
+        ctx.polls.observe_sync(latency)
         return await self._save(job, result, answer.request_id, ctx.wall(), latency)
 
     # -- both: download and save -------------------------------------------------

@@ -34,9 +34,10 @@ from dataclasses import dataclass
 _CELLS = 48
 _ROUNDS = 8
 # Recompute the estimate after this many new observations (it costs ~cells x
-# observations x rounds multiplications), and at every one of the first ones.
+# observations x rounds multiplications), and at every one of the first 32
+# (while a few points move the estimate most); never when nothing is new.
 _REFIT_EVERY = 4
-_REFIT_ALWAYS_BELOW = 8
+_REFIT_ALWAYS_BELOW = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,20 +57,25 @@ class Bracket:
 class PollTiming:
     """How polls are placed. Seconds on the clock (already time-scaled) but the shares.
 
-    `prior`: the latency believed before any job finished. `first_quantile`:
-    the first poll goes where this share of jobs is done. `step_share`: later
-    polls every this share of the median (the detection delay it allows).
+    `prior`: the latency believed before any job finished. `first_quantile`,
+    `first_margin`: the first poll goes at `first_margin` x the age by which
+    this share of jobs is done. `step_share`: later
+    polls every this share of the job's age (the detection delay it allows).
     `scout_ratio`: the scout's geometric step; `scout_start`: its first poll
-    as a share of the prior.
+    as a share of the prior. `tail_share`: the step of a job older than all
+    but `tail_survival` of the jobs.
     """
 
     prior: float = 10.0
-    first_quantile: float = 0.6
-    step_share: float = 0.08
-    min_step: float = 0.5
+    first_quantile: float = 0.5
+    first_margin: float = 1.04
+    step_share: float = 0.095
+    min_step: float = 0.1
     max_step: float = 15.0
     scout_ratio: float = 2.0
     scout_start: float = 0.125
+    tail_survival: float = 0.03
+    tail_share: float = 0.2
 
 
 def server_latency(
@@ -97,6 +103,8 @@ class LatencyModel:
         self._edges: list[float] = []
         self._cdf: list[float] = []
         self._since_fit = 0
+        self._running: tuple[float, ...] = ()
+        self._running_fitted: tuple[float, ...] = ()
 
     @property
     def timing(self) -> PollTiming:
@@ -115,6 +123,15 @@ class LatencyModel:
             return
         self._obs.append(Bracket(min(lo, hi), hi))
         self._since_fit += 1
+
+    def running(self, ages: tuple[float, ...]) -> None:
+        """Jobs still running were not done at these ages (seconds): right-censored.
+
+        Without them a run whose windows come faster than its slow jobs
+        finish would learn only from the fast ones, and poll too early.
+        Capped at `size` ages, the oldest kept.
+        """
+        self._running = tuple(sorted(ages)[-(self._obs.maxlen or 64) :])
 
     def quantile(self, q: float) -> float:
         """The age by which a share `q` (0..1) of jobs is done; the prior while none is."""
@@ -140,23 +157,23 @@ class LatencyModel:
         if not self._obs:
             return 1.0
         self._fit()
-        i = bisect.bisect_right(self._edges, age)
-        if i <= 0:
-            return 1.0
-        if i >= len(self._edges):
-            return 0.0
-        lo_e, hi_e = self._edges[i - 1], self._edges[i]
-        share = (age - lo_e) / (hi_e - lo_e) if hi_e > lo_e else 1.0
-        return 1.0 - (self._cdf[i - 1] + share * (self._cdf[i] - self._cdf[i - 1]))
+        return 1.0 - self._cdf_at(age)
 
     # -- Turnbull on a grid --------------------------------------------------
 
     def _fit(self) -> None:
-        if self._cdf and self._since_fit < _REFIT_EVERY and self.count >= _REFIT_ALWAYS_BELOW:
+        same_running = self._running == self._running_fitted
+        if self._cdf and (
+            (self._since_fit == 0 and same_running)
+            or (self._since_fit < _REFIT_EVERY and self.count >= _REFIT_ALWAYS_BELOW)
+        ):
             return
         self._since_fit = 0
+        self._running_fitted = self._running
         obs = list(self._obs)
-        top = max(b.hi for b in obs)
+        # A running job's bracket is (age, beyond the grid's end]: room past the oldest.
+        oldest = max(self._running, default=0.0)
+        top = max(oldest * 1.25, *(b.hi for b in obs))
         if top <= 0:
             self._edges, self._cdf = [0.0, 0.0], [0.0, 1.0]
             return
@@ -172,6 +189,9 @@ class LatencyModel:
                 first = min(_CELLS - 1, max(0, math.floor(b.lo / width)))
                 last = min(_CELLS - 1, max(first, math.ceil(b.hi / width) - 1))
                 spans.append(range(first, last + 1))
+        for age in self._running:
+            first = min(_CELLS - 1, max(0, math.floor(age / width)))
+            spans.append(range(first, _CELLS))
         p = [1.0 / _CELLS] * _CELLS
         for _ in range(_ROUNDS):
             new = [0.0] * _CELLS
@@ -192,6 +212,18 @@ class LatencyModel:
         cdf[-1] = 1.0
         self._edges, self._cdf = edges, cdf
 
+    def _cdf_at(self, x: float) -> float:
+        """The fitted share of jobs done by age `x` (1 past the grid)."""
+        edges, cdf = self._edges, self._cdf
+        i = bisect.bisect_right(edges, x)
+        if i <= 0:
+            return 0.0
+        if i >= len(edges):
+            return 1.0
+        lo_e, hi_e = edges[i - 1], edges[i]
+        share = (x - lo_e) / (hi_e - lo_e) if hi_e > lo_e else 1.0
+        return cdf[i - 1] + share * (cdf[i] - cdf[i - 1])
+
 
 def scout_schedule(timing: PollTiming, polls: int) -> float:
     """The age of a scout's `polls`-th poll (0-based): prior x start x ratio^polls."""
@@ -199,21 +231,61 @@ def scout_schedule(timing: PollTiming, polls: int) -> float:
 
 
 def first_poll(model: LatencyModel) -> float:
-    """The age of a job's first poll, once the model knows something (see `scout_schedule`)."""
-    return model.quantile(model.timing.first_quantile)
+    """The age of a job's first poll, once the model knows something (see `scout_schedule`).
+
+    `first_margin` past the `first_quantile` (the median): whatever the
+    distribution, a first poll at 1..1.1 x the median finds at least half
+    the jobs done (one poll each) and leaves at most half of them more than
+    10 % late (issue 12's targets); 1.04 x sits inside that with room for
+    the estimate's error either way.
+    """
+    t = model.timing
+    return model.quantile(t.first_quantile) * t.first_margin
 
 
 def next_poll(model: LatencyModel, age: float, *, queued: bool = False) -> float:
     """The age of the next poll after a "not yet" answer at `age`.
 
-    A step of `step_share` of the median, bounded; a job still QUEUED waits
-    at least half the median more, since all its work is ahead. Never before
-    the quantile the first poll aims at.
+    A step of `step_share` of the job's age (of the median while younger),
+    bounded: the detection delay of a late job stays within that share of
+    its latency, and a late job costs a poll per that share of its age, not
+    of the median; `tail_share` past all but `tail_survival` of the jobs. A
+    job still QUEUED waits at least half the median more, since all its
+    work is ahead. Never before the first poll's age.
     """
     t = model.timing
     median = model.median()
-    step = median * t.step_share
+    # Past the bulk of the jobs (a job queued behind others, an outlier) the
+    # model no longer says where it ends, and a late few do not move the
+    # median delay: wider steps there.
+    share = t.step_share if model.survival(age) > t.tail_survival else t.tail_share
+    step = max(age, median) * share
     if queued:
         step = max(step, 0.5 * median)
     step = min(max(step, t.min_step), t.max_step)
     return max(age + step, first_poll(model))
+
+
+# A stated latency may sit a little outside the bracket: the server counts
+# from its acceptance (before our submit's answer arrived) and rounds.
+_STATED_SLACK = 0.02
+
+
+def observed(lo: float, hi: float, *, stated: float | None, inference: float | None) -> Bracket:
+    """What one job teaches: its poll bracket (lo, hi], narrowed by what the server stated.
+
+    Seconds of the job's age. The bracket is a fact of this client's clock;
+    a stated latency (`server_latency`) is a belief, kept only where it fits
+    the bracket (then it is exact). `inference` (`inference_time`) is never a
+    latency, but it is a lower bound of one (a job queues, then computes), so
+    it may raise `lo`.
+    """
+    lo, hi = max(0.0, lo), max(0.0, hi)
+    lo = min(lo, hi)
+    slack = _STATED_SLACK * hi
+    if stated is not None and math.isfinite(stated) and lo - slack <= stated <= hi + slack:
+        point = min(max(stated, lo), hi)
+        return Bracket(point, point)
+    if inference is not None and math.isfinite(inference) and lo < inference <= hi + slack:
+        lo = min(inference, hi)
+    return Bracket(lo, hi)

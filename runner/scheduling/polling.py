@@ -1,107 +1,232 @@
-"""When to poll a submitted job: from observed latency, not a fixed cadence.
+"""When to poll a submitted job: learned from what earlier polls saw.
 
-The first poll is placed near the expected completion (the median latency of
-the jobs finished so far in this run, or a guess of ~10 s before any has
-finished); after that, short steps of a fraction of the expected latency,
-bounded, so the detection delay stays near that fraction while the number of
-status calls per job stays near one or two. A job still QUEUED waits longer
-than one PROCESSING, since its whole inference is still ahead. Every delay
-gets a little jitter so jobs submitted together do not poll together.
+The run keeps one `LatencyModel` (runner.scheduling.latency): each finished
+job adds its bracket (its age at its last "not yet" answer, its age at its
+first "done" answer), narrowed by the latency the server stated when that
+fits. A job's first poll goes where `first_quantile` of jobs are done, later
+ones a small share of the median apart, so the detection delay stays near
+that share while most jobs cost one poll.
+
+Before any job has finished, nothing is known but the prior (10 s, which
+may be 5x off either way). Then one job, the *scout*, polls on a geometric
+schedule from a fraction of the prior, and every other job waits for what
+it teaches instead of guessing; a scout that ends without teaching (failed,
+lost) hands the role to the next job that asks. So a wrong prior costs a
+few polls of one job, not of all of them.
+
+`JobPolls.next_age` is the one decision (what age to poll at next); the
+caller sleeps and polls. Ages are seconds since the job's submit was
+answered, on the run's (time-scaled) clock.
 """
 
 from __future__ import annotations
 
+import math
 import random
-import statistics
-from collections import deque
 from dataclasses import dataclass
 
-from runner.backends.base import State
+import anyio
+
+from runner.backends.base import Metrics, State
+from runner.scheduling.latency import (
+    LatencyModel,
+    PollTiming,
+    first_poll,
+    next_poll,
+    observed,
+    scout_schedule,
+    server_latency,
+)
 
 
 @dataclass(frozen=True, slots=True)
 class PollPolicy:
-    """Polling settings in seconds (before `scale`)."""
+    """Polling settings; durations in seconds before `scale`, shares of a latency.
 
-    first_guess: float = 10.0
-    step_fraction: float = 0.08
-    min_step: float = 0.5
+    `prior`: the latency believed before any job finished. `first_quantile`,
+    `first_margin`,    `step_share`, `min_step`, `max_step`, `scout_ratio`, `scout_start`,
+    `tail_survival`, `tail_share`: see
+    runner.scheduling.latency.PollTiming. `jitter`: the share by which a
+    poll may come later than planned (never earlier: an early poll is a
+    wasted call), so jobs submitted together do not poll together.
+    `deadline`: a job still not done at this age is left to the next run.
+    """
+
+    prior: float = 10.0
+    first_quantile: float = 0.5
+    first_margin: float = 1.04
+    step_share: float = 0.095
+    min_step: float = 0.1
     max_step: float = 15.0
-    jitter: float = 0.1
+    scout_ratio: float = 2.0
+    scout_start: float = 0.125
+    tail_survival: float = 0.03
+    tail_share: float = 0.2
+    jitter: float = 0.02
     deadline: float = 1800.0
     # Multiplies every duration: a run against a time-scaled emulator polls
     # in the same proportion.
     scale: float = 1.0
 
+    def timing(self) -> PollTiming:
+        """The model's settings, durations scaled."""
+        return PollTiming(
+            prior=self.prior * self.scale,
+            first_quantile=self.first_quantile,
+            first_margin=self.first_margin,
+            step_share=self.step_share,
+            min_step=self.min_step * self.scale,
+            max_step=self.max_step * self.scale,
+            scout_ratio=self.scout_ratio,
+            scout_start=self.scout_start,
+            tail_survival=self.tail_survival,
+            tail_share=self.tail_share,
+        )
 
-class LatencyTracker:
-    """Recent latencies (submit to seen COMPLETED) and server inference times, in seconds."""
 
-    def __init__(self, policy: PollPolicy, size: int = 64) -> None:
+class Polling:
+    """The run's latency model and its one scout; hands out a `JobPolls` per job."""
+
+    def __init__(self, policy: PollPolicy, rng: random.Random, size: int = 128) -> None:
         self._policy = policy
-        self._latency: deque[float] = deque(maxlen=size)
-        self._inference: deque[float] = deque(maxlen=size)
-
-    def observe(self, latency: float, inference: float | None = None) -> None:
-        """Record a finished job."""
-        self._latency.append(max(0.0, latency))
-        if inference is not None and inference >= 0:
-            self._inference.append(inference)
+        self._rng = rng
+        self.model = LatencyModel(policy.timing(), size=size)
+        self._scout: JobPolls | None = None
+        self._changed: anyio.Event | None = None
+        # Jobs polling now, for what their "not yet" answers say (right-censoring).
+        self._active: set[JobPolls] = set()
 
     @property
     def policy(self) -> PollPolicy:
-        """The settings this tracker was made with."""
+        """The settings this run polls with."""
         return self._policy
 
-    @property
-    def finished(self) -> int:
-        """How many latencies are remembered."""
-        return len(self._latency)
-
     def expected(self) -> float:
-        """The expected time from submit to completion."""
-        if not self._latency:
-            return self._policy.first_guess * self._policy.scale
-        return statistics.median(self._latency)
+        """The median latency in seconds (the prior until a job finished)."""
+        return self.model.median()
 
-    def inference(self) -> float:
-        """The expected server compute time of one job."""
-        if self._inference:
-            return statistics.median(self._inference)
-        return self.expected()
+    def job(self) -> JobPolls:
+        """A new job's polls."""
+        polls = JobPolls(self)
+        self._active.add(polls)
+        return polls
+
+    def observe_sync(self, latency: float) -> None:
+        """A v1 job's latency (seconds): the call waited for the job, so it is the bracket."""
+        self.model.observe(latency, latency)
+        self._wake()
+
+    # -- for JobPolls ----------------------------------------------------------
+
+    def _learn(self, lo: float, hi: float, metrics: Metrics) -> None:
+        stated = server_latency(metrics.total_time, metrics.queue_time, metrics.inference_time)
+        seen = observed(lo, hi, stated=stated, inference=metrics.inference_time)
+        self.model.observe(seen.lo, seen.hi)
+        self._wake()
+
+    def _claim_scout(self, polls: JobPolls) -> bool:
+        if self._scout is None:
+            self._scout = polls
+        return self._scout is polls
+
+    def _first_poll(self) -> float:
+        # The jobs still out that said "not yet": without them the model
+        # would know only the jobs fast enough to have finished.
+        self.model.running(tuple(p.lower for p in self._active if p.polls))
+        return first_poll(self.model)
+
+    def _release(self, polls: JobPolls) -> None:
+        if self._scout is polls:
+            self._scout = None
+            self._wake()
+
+    async def _changes(self) -> None:
+        if self._changed is None:
+            self._changed = anyio.Event()
+        await self._changed.wait()
+
+    def _wake(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
+
+    def _later(self, age: float, target: float) -> float:
+        """`target`, moved later by up to `jitter` of the wait from `age`."""
+        wait = max(0.0, target - age)
+        return target + wait * self._rng.uniform(0.0, self._policy.jitter)
 
 
-def first_poll_delay(tracker: LatencyTracker, rng: random.Random) -> float:
-    """Seconds from submit to the first status call.
+class JobPolls:
+    """One job's polls: which age to ask at next, and what its answers taught.
 
-    Aimed at the expected completion, or at the server's own inference time
-    when that is shorter. A latency seen by polling includes the delay of
-    the poll that saw the job done, and that poll is placed at the median
-    of such latencies: on its own the median only ever grows (about 5 % each
-    time half the tracker turns over, without bound: a 600-job run went from
-    5 % to 60 % detection delay) and never comes down from a first guess
-    that was too long. The
-    server's inference time carries no polling delay, so it anchors the
-    first poll wherever the server reports it.
-
-    Jitter only later, never earlier, than the target: a poll just before
-    it is a wasted call.
+    Use `next_age` before each poll, `not_done` after each "not yet",
+    `done` on the first "done", and `close` in every case (idempotent).
     """
-    j = tracker.policy.jitter
-    target = min(tracker.expected(), tracker.inference())
-    return target * rng.uniform(1.0, 1.0 + j)
 
+    def __init__(self, polling: Polling) -> None:
+        self._polling = polling
+        self._asked = 0  # polls answered "not yet"
+        self._lo = 0.0  # age at the send of the last "not yet"
+        self._queued = False
+        self._scouted = 0  # polls made as the scout
+        self._closed = False
 
-def next_poll_delay(tracker: LatencyTracker, state: State, rng: random.Random) -> float:
-    """Seconds from a status answer of `state` (not terminal) to the next call."""
-    p = tracker.policy
-    step = tracker.expected() * p.step_fraction
-    if state == "QUEUED":
-        step = max(step, tracker.inference() * 0.5)
-    step = min(max(step, p.min_step * p.scale), p.max_step * p.scale)
-    return _jittered(step, tracker, rng)
+    @property
+    def polls(self) -> int:
+        """Polls answered "not yet" so far."""
+        return self._asked
 
+    @property
+    def lower(self) -> float:
+        """The age (seconds) at the send of the last "not yet" answer (0 before any)."""
+        return self._lo
 
-def _jittered(delay: float, tracker: LatencyTracker, rng: random.Random) -> float:
-    j = tracker.policy.jitter
-    return max(0.0, delay * rng.uniform(1.0 - j, 1.0 + j))
+    async def next_age(self, age: float) -> float:
+        """The age (seconds) to poll at next; `age` is the job's age now.
+
+        Returns at once when the model knows something or this job scouts;
+        otherwise waits until the scout (or another job) teaches something,
+        or the scout's role is free.
+        """
+        polling = self._polling
+        while True:
+            model = polling.model
+            if model.count > 0:
+                polling._release(self)
+                if self._asked == 0:
+                    return polling._later(age, max(age, polling._first_poll()))
+                target = next_poll(model, self._lo, queued=self._queued)
+                return polling._later(age, max(age, target))
+            if polling._claim_scout(self):
+                return self._scout_age(age)
+            await polling._changes()
+
+    def _scout_age(self, age: float) -> float:
+        timing = self._polling.model.timing
+        # The next point of the geometric schedule after both the last poll
+        # and now: a job that takes the role late does not replay the start.
+        floor = max(age, self._lo)
+        k = self._scouted
+        while scout_schedule(timing, k) <= floor and k < 64:
+            k += 1
+        self._scouted = k + 1
+        target = scout_schedule(timing, k)
+        return target if math.isfinite(target) else floor
+
+    def not_done(self, sent_age: float, state: State) -> None:
+        """A poll sent at `sent_age` (seconds) answered `state`, not terminal."""
+        self._asked += 1
+        self._lo = max(self._lo, sent_age)
+        self._queued = state == "QUEUED"
+
+    def done(self, answered_age: float, metrics: Metrics) -> None:
+        """The first "done" answer arrived at `answered_age` (seconds), with the job's metrics."""
+        if not self._closed:
+            self._polling._learn(self._lo, answered_age, metrics)
+        self.close()
+
+    def close(self) -> None:
+        """The job polls no more: give the scout's role back if it held it."""
+        self._closed = True
+        self._polling._active.discard(self)
+        self._polling._release(self)

@@ -62,7 +62,7 @@ from runner.scheduling.lifecycle import (
     Submitted,
     Submitting,
 )
-from runner.scheduling.polling import LatencyTracker
+from runner.scheduling.polling import Polling
 from runner.scheduling.prices import PriceBook, book_for
 from runner.scheduling.rate import RateGate, RateLimit
 from runner.scheduling.sink import JobSink
@@ -102,8 +102,9 @@ class Scheduler:
         self._early: list[tuple[Event, RunStats]] = []
         self._feed = SourceFeed(IterSource(()))
         self._start: float | None = None
-        tracker = LatencyTracker(config.poll)
-        first_cap = config.max_in_flight or auto_cap(config.rpm, config.window, tracker.expected())
+        rng = random.Random(config.seed)
+        polls = Polling(config.poll, rng)
+        first_cap = config.max_in_flight or auto_cap(config.rpm, config.window, polls.expected())
         self._ctx = RunContext(
             backend=backend,
             guard=guard,
@@ -118,8 +119,8 @@ class Scheduler:
                 seed=config.seed,
             ),
             wall=wall,
-            rng=random.Random(config.seed),
-            tracker=tracker,
+            rng=rng,
+            polls=polls,
             cap=InFlightCap(first_cap),
             stop=Stop(lambda reason: self._emit("stopping", None, reason)),
             tally=Tally(),

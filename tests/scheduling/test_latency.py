@@ -16,6 +16,7 @@ from runner.scheduling.latency import (
     PollTiming,
     first_poll,
     next_poll,
+    observed,
     scout_schedule,
     server_latency,
 )
@@ -60,10 +61,12 @@ def test_brackets_that_start_at_zero_borrow_their_shape_from_the_others() -> Non
 
 
 def simulate(
-    true_median: float, prior: float, jobs: int = 60, seed: int = 7
+    true_median: float, prior: float, jobs: int = 60, seed: int = 7, stated: bool = False
 ) -> tuple[list[int], list[float]]:
     """Status calls per job and detection delay shares, jobs run one after another
-    (each learns from the ones before), the first ones scouting."""
+    (each learns from the ones before), the first ones scouting. `stated`: the
+    server states each job's latency (total_time), which the model believes
+    where it fits the bracket."""
     rng = random.Random(seed)
     timing = PollTiming(prior=prior)
     model = LatencyModel(timing)
@@ -80,7 +83,8 @@ def simulate(
                 break
             last_not_done = age
             age = scout_schedule(timing, n) if scout else next_poll(model, age)
-        model.observe(last_not_done, age)
+        seen = observed(last_not_done, age, stated=latency if stated else None, inference=None)
+        model.observe(seen.lo, seen.hi)
         calls.append(n)
         delays.append((age - latency) / latency)
     return calls, delays
@@ -90,9 +94,21 @@ def simulate(
 def test_polling_converges_to_about_one_call_a_job_whatever_the_prior(
     prior_factor: float,
 ) -> None:
-    calls, delays = simulate(true_median=10.0, prior=10.0 * prior_factor)
+    calls, delays = simulate(true_median=10.0, prior=10.0 * prior_factor, stated=True)
     after_five = calls[5:]
     assert statistics.median(after_five) <= 1.5
     assert statistics.median(delays[5:]) <= 0.10
     # The scout's geometric schedule bounds what a wrong prior costs.
     assert calls[0] <= 8
+
+
+@pytest.mark.parametrize("prior_factor", [0.2, 1.0, 5.0])
+def test_brackets_alone_still_converge(prior_factor: float) -> None:
+    # No stated latency: the shape below the first poll is seen only through
+    # (0, hi] brackets, so the estimate wanders more (~10-15 % median delay at
+    # this spread); the emulator runs in test_polling.py meet the 10 % target
+    # with inference_time as a lower bound.
+    calls, delays = simulate(true_median=10.0, prior=10.0 * prior_factor)
+    assert statistics.median(calls[5:]) <= 1.5
+    assert statistics.median(delays[5:]) <= 0.15
+    assert statistics.mean(calls[5:]) <= 2.5

@@ -137,7 +137,8 @@ async def test_recovers_from_a_429_storm(
     emu = make_emulator()
     emu.emulator.faults.script(provider.billed, "429", times=8)
     if provider.polls:
-        emu.emulator.faults.script("status", "429", times=5)
+        # The embedded emulator is polled on its result endpoint.
+        emu.emulator.faults.script("result", "429", times=5)
     report = await run(make_manifest(tmp_path, 6, provider=provider), emu, tmp_path)
     assert report.stats.completed == 6
     assert report.stats.rate_limited >= 8 + (5 if provider.polls else 0)
