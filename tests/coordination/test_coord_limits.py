@@ -94,11 +94,45 @@ async def test_a_429_met_by_one_worker_pauses_the_others(tmp_path: Path, redis_u
     manifest = manifest_of(tmp_path, 1)
     async with workers(redis_url, manifest, 2, tmp_path, config=config) as (one, two):
         first = await one.gate.admit()
-        # What one.gate.rate_limited(0.3) sends in the background, awaited here.
-        await one.gate.report_limited(0.3)
+        one.gate.rate_limited(0.3)
+        one.gate.finished()
+        await one.gate.recorded()  # the refusal is in the key's stream
         second = await two.gate.admit()
     assert first is not None and second is not None
     assert second - first >= 0.3
+
+
+async def test_what_one_worker_learns_every_worker_applies(tmp_path: Path, redis_url: str) -> None:
+    config = SchedulerConfig(rpm=8, window=WINDOW, margin=MARGIN)
+    manifest = manifest_of(tmp_path, 1)
+    async with workers(redis_url, manifest, 2, tmp_path, config=config) as (one, two):
+        # Three accepted calls of the second worker, then a 429 storm met by the first.
+        for _ in range(3):
+            await two.gate.acquire()
+            two.gate.finished()
+        for _ in range(2):
+            await one.gate.acquire()
+            one.gate.rate_limited(0.05)
+            one.gate.finished()
+        await one.gate.recorded()
+        await two.gate.recorded()
+        taught = [(await w.gate.sync()).limit for w in (one, two)]
+        # Under the learned quota, the two together admit 3 per span, not 8.
+        admitted: list[float] = []
+
+        async def caller(i: int) -> None:
+            gate = (one, two)[i % 2].gate
+            at = await gate.admit()
+            assert at is not None
+            admitted.append(at)
+            gate.finished()
+
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                for i in range(9):
+                    tg.start_soon(caller, i)
+    assert taught == [3, 3]  # the calls both workers got accepted before the 429
+    assert max_in_window(admitted, WINDOW + MARGIN) <= 3
 
 
 async def test_reservations_of_all_workers_stay_within_one_budget(
