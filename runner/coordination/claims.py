@@ -104,6 +104,15 @@ class ClaimSource:
         except Unreachable:
             return None
 
+    async def after_stop(self) -> WorkItem | None:
+        """After the run's stop: a dead worker's paid job to re-attach to, once its lease lapses.
+
+        `next()` after a credit stop hands out only those (and releases the
+        holds of lapsed jobs without a request id); None once no other worker
+        holds a paid job or a hold not released yet.
+        """
+        return await self.next()
+
     async def _claim(self) -> Entry | None:
         link, pool = self._link, self._pool
         while True:

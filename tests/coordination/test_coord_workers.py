@@ -378,3 +378,35 @@ def test_a_stalled_worker_resumed_after_its_lease_settles_nothing_twice(
     assert_rate_held(emulator)
     report = merge([w.out for w in workers], tmp_path / "merged")
     assert report.verify.clean and report.completed == JOBS
+
+
+def test_a_budget_stop_with_a_kill_finishes_every_paid_job_and_reserves_nothing(
+    tmp_path: Path, redis_url: str, emulator: Served
+) -> None:
+    budget = JOBS / 2 * 0.02  # half the jobs
+    manifest = write_manifest(tmp_path, JOBS, rpm=RPM, max_credits=budget, lease=2)
+    with start_workers(
+        manifest,
+        3,
+        coordinator=redis_url,
+        out_root=tmp_path,
+        base_url=emulator.base_url,
+        time_scale=SCALE,
+    ) as workers:
+        victim = wait_any(workers, submitted(1), TIMEOUT)
+        assert victim is not None, [w.stderr[-2000:] for w in workers]
+        victim.kill()
+        codes = [w.wait(TIMEOUT) for w in workers if w is not victim]
+    assert codes == [3, 3], [w.stderr[-2000:] for w in workers]
+    (run,) = coordinator_status(redis_url)
+    assert run.stopped is not None and "budget" in run.stopped
+    assert run.reserved == 0  # the dead worker's holds released, the paid ones settled
+    # Every submit the server accepted (the victim's included) was downloaded.
+    paid = {view.request_id for view in emulator.emulator.accepted_submits()}
+    completed: set[str] = set()
+    for w in workers:
+        with Ledger.open_readonly(w.out) as ledger:
+            completed.update(r.request_id for r in ledger.rows("completed") if r.request_id)
+    assert paid and paid <= completed
+    assert to_usd(run.spent) == pytest.approx(emulator.emulator.charged_total())
+    assert emulator.emulator.charged_total() <= budget + 1e-9
