@@ -4,6 +4,7 @@
     client.py      the connection: redis-py's blocking client in worker threads; `Unreachable`
     scripts.py     the Lua scripts, only where no Redis primitive fits: rate admission, credits
     gate.py        SharedRateGate: the sliding-window log of rate.py, in Redis
+    belief.py      the key's learned limit: quota.py's QuotaLearner replayed from one stream
     credits.py     SharedCreditGuard: reservations, settlements and the stop flag, in Redis
     handover.py    what a worker does with a claimed job, given its folder and the lease
     pool.py        the job pool on a Redis stream and consumer group: one worker's calls

@@ -37,6 +37,7 @@ from runner.coordination.identity import RunKeys
 from runner.coordination.pool import Entry, JobPool
 from runner.jobs import Job
 from runner.resume import Skip, Submit, work_item
+from runner.scheduling.calls import Stopped
 from runner.scheduling.source import Outcome, WorkItem
 from runner.store import Ledger
 
@@ -102,6 +103,15 @@ class ClaimSource:
                     return item
         except Unreachable:
             return None
+
+    async def after_stop(self) -> WorkItem | None:
+        """After the run's stop: a dead worker's paid job to re-attach to, once its lease lapses.
+
+        `next()` after a credit stop hands out only those (and releases the
+        holds of lapsed jobs without a request id); None once no other worker
+        holds a paid job or a hold not released yet.
+        """
+        return await self.next()
 
     async def _claim(self) -> Entry | None:
         link, pool = self._link, self._pool
@@ -187,24 +197,45 @@ class ClaimSource:
         return work_item(job, decision, self._rules.base_url)
 
     async def submitting(self, job: Job) -> None:
-        """Record that the submit is about to go out (a death from now on leaves it ambiguous)."""
-        await self._note(job, {"state": "submitting"})
+        """Record that the submit is about to go out (a death from now on leaves it ambiguous).
+
+        Raises `Stopped` (the job goes back to planned here, not sent) when
+        the job is no longer this worker's: it stalled past its lease (a
+        SIGSTOP, a frozen VM) and another worker took the job over, so a
+        submit now would pay for it twice. While the taker runs it, the job's
+        one reservation is the taker's (this worker's refund must not free
+        it); once the job is final, a reservation left is this worker's own,
+        made after the taker settled, and its refund frees it.
+        """
+        if await self._note(job, {"state": "submitting"}):
+            return
+        self._held.pop(job.key, None)
+        try:
+            final = await self._link.run(functools.partial(self._pool.is_final, job.index))
+        except Unreachable:
+            final = False
+        if not final:
+            self._guard.disown(job.key)
+        raise Stopped
 
     async def submitted(self, job: Job, submission: Submission, wall: float) -> None:
         """Record the request id, for a taker to re-attach to."""
         record = {"state": "submitted", "request_id": submission.request_id, "submitted_at": wall}
         await self._note(job, record)
 
-    async def _note(self, job: Job, record: dict[str, Any]) -> None:
+    async def _note(self, job: Job, record: dict[str, Any]) -> bool:
+        """Write the job's request record; False when another worker holds the job now."""
         claim = self._held.get(job.key)
         if claim is None:
-            return
+            return False  # the heartbeat found it taken over
         text = json.dumps({**record, "worker": self._worker})
         # Lost: the ledger has it; the next start of this worker tells the run.
         try:
-            await self._link.run(functools.partial(self._pool.note, claim.index, claim.entry, text))
+            return await self._link.run(
+                functools.partial(self._pool.note, claim.index, claim.entry, text)
+            )
         except Unreachable:
-            return
+            return True
 
     async def finished(self, job: Job, outcome: Outcome) -> None:
         """Record the job's end for the run (once), or hand it back."""

@@ -49,6 +49,8 @@ class SharedCreditGuard:
         self._budget = budget
         # This worker's reservations, to answer `settle` when Redis cannot.
         self._mine: dict[str, Micros] = {}
+        # Jobs another worker took over before this one sent them: their hold is the taker's.
+        self._disowned: set[str] = set()
         self._figures = (ZERO, ZERO, ZERO, ZERO)  # reserved, spent, ambiguous, refunded
         self._stopped: str | None = None
 
@@ -120,14 +122,27 @@ class SharedCreditGuard:
             return spent
         return result
 
+    def disown(self, key: str) -> None:
+        """Another worker took the job over before this one sent it: leave its hold alone.
+
+        A refund or an ambiguous mark of it from here would free or count the
+        hold the taker settles against.
+        """
+        self._disowned.add(key)
+        self._mine.pop(key, None)
+
     async def refund(self, key: str) -> None:
         """The job ended without being billed: free its reservation."""
+        if key in self._disowned:
+            return
         held = self._mine.pop(key, ZERO)
         if await self._op("refund", key) is None:
             self._offline(held, refunded=held)
 
     async def mark_ambiguous(self, key: str) -> None:
         """The submit's answer was lost: keep its cost held as possible spend."""
+        if key in self._disowned:
+            return
         held = self._mine.pop(key, ZERO)
         if await self._op("ambiguous", key) is None:
             self._offline(held, ambiguous=held)

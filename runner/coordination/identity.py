@@ -131,7 +131,7 @@ class RateKeys:
 
     @property
     def state(self) -> str:
-        """Hash: paused_until, factor, last_change, last_admit."""
+        """Hash: paused_until (the hold after an empty restart), last_admit."""
         return f"{KEY_ROOT}:rate:{{{self.gate}}}:state"
 
     @property
@@ -143,6 +143,11 @@ class RateKeys:
     def inflight(self) -> str:
         """Sorted set: admissions whose call has not ended yet, by admission time."""
         return f"{KEY_ROOT}:rate:{{{self.gate}}}:inflight"
+
+    @property
+    def events(self) -> str:
+        """Stream: every counted call's admission and outcome, replayed by each worker's learner."""
+        return f"{KEY_ROOT}:rate:{{{self.gate}}}:events"
 
 
 def run_hash(manifest_sha256: str, run_id: str | None) -> str:

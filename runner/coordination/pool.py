@@ -202,15 +202,21 @@ class JobPool:
         pipe.execute()
         return str(raw or ""), bool(final)
 
+    def is_final(self, index: int) -> bool:
+        """Whether the job's final state is recorded for the run."""
+        return bool(self._client.hexists(self._keys.done, str(index)))
+
     def mine(self, entry: str) -> bool:
         """Whether this worker still holds `entry` (no other took it over)."""
         got = self._client.xpending_range(self._keys.jobs, GROUP, entry, entry, 1)
         return bool(got) and got[0]["consumer"] == self._worker
 
-    def note(self, index: int, entry: str, record: str) -> None:
-        """Write a held job's request record (`record`: JSON)."""
-        if self.mine(entry):
-            self._client.hset(self._keys.requests, str(index), record)
+    def note(self, index: int, entry: str, record: str) -> bool:
+        """Write a held job's request record (`record`: JSON); False when it is not held here."""
+        if not self.mine(entry):
+            return False
+        self._client.hset(self._keys.requests, str(index), record)
+        return True
 
     def hand_back(self, index: int, entry: str, *, unsent: bool) -> None:
         """A held job goes back to the pool, first in line; `unsent`: its submit never went

@@ -11,10 +11,10 @@ start (exit 2) when they differ.
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Sequence
 from typing import Any
 
+from runner.clock import WallClock, wall_time
 from runner.coordination.client import RedisLink, Unreachable
 from runner.coordination.identity import GROUP, LAYOUT, RUNS_INDEX, RunKeys
 from runner.errors import UsageError
@@ -40,6 +40,7 @@ async def init_run(
     run_id: str | None,
     jobs: Sequence[Job],
     budget: Micros | None,
+    wall: WallClock = wall_time,
 ) -> None:
     """Create the run's record (meta, the job stream and its group) or check this worker
     agrees with it: same jobs, budget (µ$) and key layout. UsageError when not."""
@@ -52,7 +53,7 @@ async def init_run(
         "name": manifest.name,
         "path": manifest.path,
         "run_id": run_id or "",
-        "created": f"{time.time():.3f}",
+        "created": f"{wall():.3f}",
     }
 
     def create(pipe: Any) -> None:

@@ -2,8 +2,10 @@
 
 The job pool is Redis's own (a stream and a consumer group, claims.py);
 what needs a check and a change in one step is here: the rate gate's
-admission (a sliding-window log with calls in flight) and the credit
-guard's reservation. Redis runs each script atomically: no other command
+admission (a sliding-window log with calls in flight, under the limit the
+workers' replayed QuotaLearner holds: belief.py) and the credit guard's
+reservation. Nothing of the learning is written here: the limit, window and
+pause arrive as arguments. Redis runs each script atomically: no other command
 runs in between, so the check and the change it guards are one step for
 every worker. Every time is Redis's own (``TIME``), the one
 clock all workers share; scripts that call it are replicated as their
@@ -33,16 +35,22 @@ GATE_ACQUIRE: Final = (
     _NOW
     + """
 -- The sliding-window log of runner/scheduling/rate.py, shared: admit when
--- fewer than the (429-cut) limit were admitted in the last window + margin.
+-- fewer than the learned limit were admitted in the last window + margin.
+-- The limit, window, pause and probe are the caller's QuotaLearner's
+-- (belief.py), passed in; the script admits only a caller whose learner has
+-- seen every event of the key's stream, and answers the unseen ones instead.
 -- A call counts from its end, not its admission, and as "now" while it is
 -- in flight (for at most one span): the server saw it at some time before
 -- its answer came back, so the next call in its slot is admitted one span
 -- after that answer at the earliest, however late the call went out.
--- KEYS: log, state, inflight, epoch. ARGV: limit, window, margin, model, member,
--- keep_ms, the epoch the caller knows ('' before its first call), a fresh epoch,
--- creep (rate.py's CREEP).
--- Returns {1, 0, now, 0, epoch} when admitted, else {0, wait seconds, now, 1 if
--- an unfinished call sets the wait (it may end sooner) else 0, epoch}.
+-- KEYS: log, state, inflight, epoch, events. ARGV: limit, window, margin,
+-- model, member, keep_ms, the epoch the caller knows ('' before its first
+-- call), a fresh epoch, the learner's pause end (Redis time), 1 when the
+-- call must go alone (a probe), the last event id the caller applied.
+-- Returns {status, wait seconds, now, unfinished, epoch, entries, id}:
+-- status 1 admitted (id: its "started" event), 0 wait (unfinished 1 when a
+-- call in flight sets the wait: it may end sooner), 2 events to apply first
+-- (entries, as XRANGE answers them).
 local t = now()
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
@@ -58,19 +66,17 @@ if not epoch then
     redis.call('HSET', KEYS[2], 'paused_until', t + span, 'last_admit', t)
   end
 end
-local st = redis.call('HMGET', KEYS[2], 'paused_until', 'factor', 'last_change', 'last_admit')
-local paused = tonumber(st[1]) or 0
-local factor = tonumber(st[2]) or 1
-local last_change = tonumber(st[3]) or 0
-local last_admit = tonumber(st[4]) or 0
-if factor < 1 and t - last_change >= window then
-  -- creep back by a quarter of the budget per quiet window
-  local quiet = math.floor((t - last_change) / window)
-  factor = math.min(1, factor + tonumber(ARGV[9]) * quiet)
-  last_change = t
-  redis.call('HSET', KEYS[2], 'factor', factor, 'last_change', last_change)
+if ARGV[7] ~= '' and ARGV[7] ~= epoch then
+  -- A new epoch: the caller starts its replay again from the new stream.
+  return {0, '0', fmt(t), 0, epoch, {}, ''}
 end
-local eff = math.max(1, math.floor(limit * factor))
+local unseen = redis.call('XRANGE', KEYS[5], '(' .. ARGV[11], '+', 'COUNT', 1000)
+if #unseen > 0 then
+  return {2, '0', fmt(t), 0, epoch, unseen, ''}
+end
+local st = redis.call('HMGET', KEYS[2], 'paused_until', 'last_admit')
+local paused = math.max(tonumber(st[1]) or 0, tonumber(ARGV[9]) or 0)
+local last_admit = tonumber(st[2]) or 0
 local ready = math.max(t, paused)
 -- A call in flight for a whole span: its worker died, or it hung; it counts
 -- from its admission from now on.
@@ -91,62 +97,55 @@ for i = 1, #entries, 2 do
 end
 table.sort(times)
 local unfinished = 0
-if #times >= eff then
-  local oldest = times[#times - eff + 1]
+if ARGV[10] == '1' and redis.call('ZCARD', KEYS[3]) > 0 then
+  -- a probe of a new window estimate goes alone
+  return {0, fmt(span), fmt(t), 1, epoch, {}, ''}
+end
+if #times >= limit then
+  local oldest = times[#times - limit + 1]
   if oldest + span > ready then
     ready = oldest + span
     if open[oldest] then unfinished = 1 end
   end
 end
 if ARGV[4] == 'smooth' then
-  ready = math.max(ready, last_admit + span / eff)
+  ready = math.max(ready, last_admit + span / limit)
 end
 if ready > t then
-  return {0, fmt(ready - t), fmt(t), unfinished, epoch}
+  return {0, fmt(ready - t), fmt(t), unfinished, epoch, {}, ''}
 end
 redis.call('ZADD', KEYS[1], t, ARGV[5])
 redis.call('ZADD', KEYS[3], t, ARGV[5])
 redis.call('HSET', KEYS[2], 'last_admit', t)
-for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[6]) end
-return {1, '0', fmt(t), 0, epoch}
+local id = redis.call('XADD', KEYS[5], '*', 'k', 's', 'at', fmt(t))
+for i = 1, 5 do redis.call('PEXPIRE', KEYS[i], ARGV[6]) end
+return {1, '0', fmt(t), 0, epoch, {}, id}
 """
 )
 
 GATE_DONE: Final = (
     _NOW
     + """
--- A call admitted by GATE_ACQUIRE has ended: from now on it counts from now.
--- KEYS: log, inflight. ARGV: member.
-if redis.call('ZREM', KEYS[2], ARGV[1]) == 1 then
-  redis.call('ZADD', KEYS[1], 'XX', now(), ARGV[1])
-end
-return 0
-"""
-)
-
-GATE_LIMITED: Final = (
-    _NOW
-    + """
--- A 429: pause every worker until the server's reset and halve the shared
--- limit, at most once per window (a burst of 429s is one signal).
--- KEYS: state. ARGV: retry_after seconds or '', limit, window, margin, keep_ms,
--- cut and its floor (rate.py's CUT, MIN_FACTOR).
+-- A call admitted by GATE_ACQUIRE has ended: its outcome goes into the
+-- key's event stream (belief.py), and an accepted call counts from now on;
+-- a refused one (429) is not spent and leaves the log (the server did not
+-- count it either).
+-- KEYS: log, inflight, events. ARGV: member, 'a' (accepted) or 'r' (refused),
+-- its admission time, the reset hint in seconds or '', 1 when the hint is
+-- good only to the second, keep_ms, the last event id the caller applied.
+-- Returns the entries after that id (this one included), for the caller to
+-- apply at once.
 local t = now()
-local limit = tonumber(ARGV[2])
-local window = tonumber(ARGV[3])
-local span = window + tonumber(ARGV[4])
-local wait = tonumber(ARGV[1]) or span / limit
-local st = redis.call('HMGET', KEYS[1], 'paused_until', 'factor', 'last_change')
-local paused = math.max(tonumber(st[1]) or 0, t + wait)
-local factor = tonumber(st[2]) or 1
-local last_change = tonumber(st[3]) or 0
-if t - last_change >= window or factor == 1 then
-  factor = math.max(tonumber(ARGV[7]), factor * tonumber(ARGV[6]))
-  last_change = t
+if ARGV[2] == 'r' then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  redis.call('ZREM', KEYS[1], ARGV[1])
+elseif redis.call('ZREM', KEYS[2], ARGV[1]) == 1 then
+  redis.call('ZADD', KEYS[1], 'XX', t, ARGV[1])
 end
-redis.call('HSET', KEYS[1], 'paused_until', paused, 'factor', factor, 'last_change', last_change)
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-return fmt(paused - t)
+redis.call('XADD', KEYS[3], '*', 'k', ARGV[2], 'at', ARGV[3], 'now', fmt(t),
+           'wait', ARGV[4], 'c', ARGV[5])
+redis.call('PEXPIRE', KEYS[3], ARGV[6])
+return redis.call('XRANGE', KEYS[3], '(' .. ARGV[7], '+', 'COUNT', 1000)
 """
 )
 

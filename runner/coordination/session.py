@@ -22,7 +22,6 @@ import functools
 import json
 import os
 import socket
-import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from typing import Any, Final
 import anyio
 import anyio.to_thread
 
+from runner.clock import WallClock, wall_time
 from runner.coordination.claims import ClaimSource
 from runner.coordination.client import RedisLink, Unreachable
 from runner.coordination.credits import SharedCreditGuard
@@ -122,7 +122,7 @@ class Coordination:
         *,
         skip: Callable[[Job, str], None],
         stop: Callable[[str], None],
-        wall: Callable[[], float] = time.time,
+        wall: WallClock = wall_time,
     ) -> ClaimSource:
         """Reconcile `ledger` with the run, then the claim source to run from.
 
@@ -133,7 +133,7 @@ class Coordination:
         """
         self.link.on_lost(stop)
         try:
-            await self._reconcile(ledger)
+            await self._reconcile(ledger, wall)
             states = [s for s, on in (("failed", rules.retry_failed),) if on]
             if rules.resubmit_expired:
                 states.append("expired")
@@ -155,10 +155,10 @@ class Coordination:
         )
         return self.source
 
-    async def _reconcile(self, ledger: Ledger) -> None:
+    async def _reconcile(self, ledger: Ledger, wall: WallClock) -> None:
         finals: list[tuple[int, str, str]] = []  # index, state, done entry
         flying: list[tuple[int, str]] = []  # index, request record
-        now = time.time()
+        now = wall()
         for row in ledger.rows():
             if not (0 <= row.idx < len(self.jobs)) or self.jobs[row.idx].key != row.key:
                 continue  # a row of another manifest that used this folder
@@ -282,7 +282,7 @@ def _worker_info(worker: str, out: Path, lease: float) -> str:
             "pid": os.getpid(),
             "out": str(out),
             "lease": lease,  # `runner status` judges the worker's silence by it
-            "started": round(time.time(), 3),
+            "started": round(wall_time(), 3),
         }
     )
 
@@ -370,7 +370,7 @@ async def join_run(
 async def _leave(link: RedisLink, keys: RunKeys, worker: str, info: str) -> None:
     if link.lost is not None:
         return
-    ended = {**json.loads(info), "ended": round(time.time(), 3)}
+    ended = {**json.loads(info), "ended": round(wall_time(), 3)}
 
     def leave() -> None:
         pipe = link.client.pipeline()

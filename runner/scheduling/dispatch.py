@@ -176,17 +176,31 @@ class Dispatcher:
                 # Pulled, never started: only the source hears of it (the
                 # ledger keeps whatever an earlier run left there).
                 await self._feed.record(Unsent(item.job))
+                break
+            tg.start_soon(self._run, item)
+        # Stopped. Jobs already paid for cost nothing more to finish: unless
+        # the stop abandons polls (or is fatal), the source's leftovers of
+        # them (a dead worker's, in a shared run) are re-attached.
+        while (state := self._stop.state).stopped and not state.abandon_polls:
+            if state.fatal is not None:
+                return
+            item = await self._feed.source.after_stop()
+            if item is None:
+                return
+            if item.resume is None or not await self._admit(item, paid=True):
+                await self._feed.record(Unsent(item.job))
                 return
             tg.start_soon(self._run, item)
 
-    async def _admit(self, item: WorkItem) -> bool:
+    async def _admit(self, item: WorkItem, *, paid: bool = False) -> bool:
+        """Wait for every limit; `paid`: a re-attachment after the stop, admitted all the same."""
         taken: list[Limit] = []
         for limit in self._limits:
-            if self._stop.state.stopped or not await limit.wait(item):
+            if (self._stop.state.stopped and not paid) or not await limit.wait(item):
                 await self._give_back(item, taken)
                 return False
             taken.append(limit)
-        if self._stop.state.stopped:  # it stopped while the last limit waited
+        if self._stop.state.stopped and not paid:  # it stopped while the last limit waited
             await self._give_back(item, taken)
             return False
         for limit in self._limits:

@@ -60,6 +60,15 @@ class WorkSource(Protocol):
         """The next item to run, or None when there is no more work for this worker."""
         ...
 
+    async def after_stop(self) -> WorkItem | None:
+        """After a stop that lets polls go on: a job already paid for, to re-attach to.
+
+        Re-attaching costs nothing new, so a credit stop still finishes what
+        was paid (a dead worker's submitted jobs in a shared run); None when
+        there is none left.
+        """
+        ...
+
     async def submitting(self, job: Job) -> None:
         """The job's submit is about to go out (a death from now on leaves it ambiguous)."""
 
@@ -79,6 +88,10 @@ class IterSource:
     async def next(self) -> WorkItem | None:
         # No await: pulling stays exactly as cheap as the plain loop it replaces.
         return next(self._items, None)
+
+    async def after_stop(self) -> WorkItem | None:
+        # The run's own re-attachments come first in its items: none is left over.
+        return None
 
     async def submitting(self, job: Job) -> None:
         return None

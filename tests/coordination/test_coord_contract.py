@@ -3,13 +3,13 @@
 The single-process limits (runner/scheduling/rate.py's RateGate and
 credits.py's CreditGuard) and the shared ones (runner.coordination, in
 Redis) must answer every sequence alike: a table of sequences, each run
-through both. The shared ones get their constants (the 429 cut, its floor,
-the creep back) from rate.py, as script arguments: there is no second copy.
+through both. The shared gate learns with the local gate's own QuotaLearner
+(replayed by every worker from one Redis stream), so a 429 storm teaches
+both the same quota: there is no second copy of the rule.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,12 +17,13 @@ from typing import Any
 
 import anyio
 import pytest
-from coord_helpers import BASE_URL, manifest_of, workers
+import trio.testing
+from coord_helpers import manifest_of, workers
 
-from runner.coordination.identity import rate_keys
 from runner.money import maybe_micros, micros
 from runner.scheduling.credits import CreditGuard, Credits
-from runner.scheduling.rate import RateGate, RateLimit
+from runner.scheduling.quota import QuotaStats
+from runner.scheduling.rate import RateGate
 from runner.scheduling.scheduler import SchedulerConfig
 
 pytestmark = pytest.mark.anyio
@@ -30,6 +31,7 @@ pytestmark = pytest.mark.anyio
 KINDS = ["local", "shared"]
 WINDOW = 0.3
 MARGIN = 0.05
+CALL_S = 0.01  # how long a call of a rate sequence takes to be answered
 
 Op = tuple[Any, ...]
 
@@ -127,6 +129,14 @@ def kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
+def anyio_backend(kind: str) -> Any:
+    """The local kind on trio's virtual clock; the shared one on real time (Redis's clock)."""
+    if kind == "local":
+        return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
+    return "asyncio"
+
+
+@pytest.fixture
 def url(kind: str, request: pytest.FixtureRequest) -> str | None:
     # Only the shared kind needs Redis (and skips without it).
     return str(request.getfixturevalue("redis_url")) if kind == "shared" else None
@@ -162,56 +172,91 @@ async def test_credit_sequences_answer_alike(
 
 
 @asynccontextmanager
-async def gate_of(
-    kind: str, limit: int, tmp: Path, url: str | None
-) -> AsyncIterator[tuple[RateLimit, Any]]:
-    """The gate, and a function giving its effective limit (after 429 cuts)."""
+async def gate_of(kind: str, limit: int, tmp: Path, url: str | None) -> AsyncIterator[Any]:
+    """The gate of `kind`: a local RateGate, or one worker's SharedRateGate."""
     if kind == "local":
-        local = RateGate(limit, WINDOW, margin=MARGIN)
-
-        async def local_limit() -> int:
-            return local.effective_limit or 0
-
-        yield local, local_limit
+        yield RateGate(limit, WINDOW, margin=MARGIN)
         return
     assert url is not None
     config = SchedulerConfig(rpm=limit, window=WINDOW, margin=MARGIN)
     async with workers(url, manifest_of(tmp, 1), 1, tmp, config=config) as (coord,):
-        state = rate_keys(BASE_URL, "sk-test").state
-
-        async def shared_limit() -> int:
-            factor = coord.link.client.hget(state, "factor")
-            return max(1, math.floor(limit * float(factor or 1)))  # type: ignore[arg-type]
-
-        yield coord.gate, shared_limit
+        yield coord.gate
 
 
-async def test_a_429_storm_cuts_the_limit_once_per_window(
-    kind: str, url: str | None, tmp_path: Path
-) -> None:
-    async with gate_of(kind, 8, tmp_path, url) as (gate, effective):
+async def learned(gate: Any) -> QuotaStats:
+    """What the gate's learner believes once every outcome reached it."""
+    if isinstance(gate, RateGate):
+        return gate.quota()
+    await gate.recorded()
+    stats: QuotaStats = await gate.sync()
+    return stats
+
+
+# (name, declared limit, steps, expected (limit, learned, cuts, rate_limited)).
+# A step is (calls, answer): `calls` admitted together, then each answered
+# "ok" or with a 429 whose reset hint is `answer` seconds away (0: a reset in
+# the past).
+GateStep = tuple[int, str | float]
+GATE_SEQUENCES: list[tuple[str, int, list[GateStep], tuple[int, bool, int, int]]] = [
+    ("the limit told the truth", 8, [(3, "ok"), (2, "ok")], (8, False, 0, 0)),
+    (
+        "a 429 storm: one cut, to what the server accepted",
+        8,
+        [(5, "ok"), (3, 0.2)],
+        (5, True, 1, 3),
+    ),
+    (
+        "a storm whose resets are in the past: the same cut (and a back-off, not a retry now)",
+        8,
+        [(2, "ok"), (4, 0.0)],
+        (2, True, 1, 4),
+    ),
+    ("a refused first call: the quota is at least one", 8, [(1, 0.1)], (1, True, 1, 1)),
+]
+
+
+async def burst(gate: Any, count: int, answer: str | float) -> None:
+    """`count` calls admitted, all in flight before the first is answered `answer`."""
+    sent = 0
+    all_sent = anyio.Event()
+
+    async def call() -> None:
+        nonlocal sent
         await gate.acquire()
+        sent += 1
+        if sent == count:
+            all_sent.set()
+        await all_sent.wait()
+        # The call itself takes time: its answer comes after it was sent (on the
+        # virtual clock too, where a refusal at the very instant of the send
+        # would read as sent after the cut it answers).
+        await anyio.sleep(CALL_S)
+        if answer != "ok":
+            gate.rate_limited(float(answer))
         gate.finished()
-        for _ in range(5):
-            # The storm's answers to calls already in flight: one signal.
-            if kind == "shared":
-                await gate.report_limited(0.0)  # what rate_limited sends, awaited here
-            else:
-                gate.rate_limited(0.0)
-        if kind == "shared":
-            assert await effective() == 4  # halved once
-        else:
-            # The local gate learns instead of halving (scheduling/quota.py): one
-            # cut, to what the server accepted in the window. The shared gate does
-            # not learn yet (issue #12/#18): the two differ here until it does.
-            assert isinstance(gate, RateGate)
-            assert await effective() == 1
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(count):
+            tg.start_soon(call)
+
+
+@pytest.mark.parametrize("sequence", GATE_SEQUENCES, ids=[s[0] for s in GATE_SEQUENCES])
+async def test_rate_sequences_are_learned_alike(
+    kind: str, url: str | None, tmp_path: Path, sequence: tuple[str, int, list[GateStep], Any]
+) -> None:
+    _, limit, steps, expected = sequence
+    async with gate_of(kind, limit, tmp_path, url) as gate:
+        for count, answer in steps:
+            with anyio.fail_after(10):
+                await burst(gate, count, answer)
+        stats = await learned(gate)
+    assert (stats.limit, stats.learned, stats.cuts, stats.rate_limited) == expected
 
 
 async def test_a_burst_of_the_limit_then_one_more_a_span_after_the_first_end(
     kind: str, url: str | None, tmp_path: Path
 ) -> None:
-    async with gate_of(kind, 3, tmp_path, url) as (gate, _):
+    async with gate_of(kind, 3, tmp_path, url) as gate:
         ends = []
         for _ in range(3):
             await gate.acquire()

@@ -21,6 +21,7 @@ from runner.coordination.claims import ClaimSource
 from runner.coordination.handover import HandoverRules
 from runner.coordination.status import coordinator_status
 from runner.money import micros
+from runner.scheduling.calls import Stopped
 from runner.scheduling.scheduler import SchedulerConfig
 from runner.store import Ledger
 
@@ -238,3 +239,35 @@ async def test_a_restarted_workers_request_id_replaces_a_submit_left_on_the_wire
                 taken = await taker.next()
     assert taken is not None and taken.resume is not None
     assert taken.resume.request_id == "req-7"  # re-attached: not submitted again
+
+
+async def test_a_stalled_workers_submit_of_a_job_taken_over_is_not_sent(
+    tmp_path: Path, redis_url: str
+) -> None:
+    manifest = manifest_of(tmp_path, 1)
+    async with workers(redis_url, manifest, 2, tmp_path, lease=LEASE, budget=1.0) as (a, b):
+        with ledgers(tmp_path, 2) as (la, lb):
+            stalled = await source_of(a, la, tmp_path / "w0")
+            taker = await source_of(b, lb, tmp_path / "w1")
+            item = await stalled.next()
+            assert item is not None
+            assert await a.guard.reserve(item.job.key, micros(0.02))
+            stalled.forget([item.job.index])  # stopped while it waited for its rate slot
+            with anyio.fail_after(WATCHDOG_S):
+                taken = await taker.next()
+            assert taken is not None and taken.resume is None  # nothing was sent: submit it
+            assert await b.guard.reserve(taken.job.key, micros(0.02))  # the job's one hold
+            # It wakes (SIGCONT) and would send the submit: refused, so nothing is paid
+            # twice, and its job runner's refund leaves the taker's hold alone.
+            with pytest.raises(Stopped):
+                await stalled.submitting(item.job)
+            await a.guard.refund(item.job.key)
+            await stalled.finished(item.job, "unsent")
+            await taker.submitting(taken.job)
+            await taker.submitted(taken.job, submission("req-1"), 1_800_000_000.0)
+            assert await b.guard.settle(taken.job.key, micros(0.02)) == micros(0.02)
+            await taker.finished(taken.job, "completed")
+            assert a.lost is None
+            await b.guard.refresh()
+            s = b.guard.stats()
+    assert (s.reserved, s.spent, s.refunded) == (0, micros(0.02), 0)

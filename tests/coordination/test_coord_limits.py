@@ -94,11 +94,71 @@ async def test_a_429_met_by_one_worker_pauses_the_others(tmp_path: Path, redis_u
     manifest = manifest_of(tmp_path, 1)
     async with workers(redis_url, manifest, 2, tmp_path, config=config) as (one, two):
         first = await one.gate.admit()
-        # What one.gate.rate_limited(0.3) sends in the background, awaited here.
-        await one.gate.report_limited(0.3)
+        one.gate.rate_limited(0.3)
+        one.gate.finished()
+        await one.gate.recorded()  # the refusal is in the key's stream
         second = await two.gate.admit()
     assert first is not None and second is not None
     assert second - first >= 0.3
+
+
+async def test_what_one_worker_learns_every_worker_applies(tmp_path: Path, redis_url: str) -> None:
+    # A longer window than the other tests: the learned quota counts the calls of
+    # the window before the 429, which a busy machine must not stretch past it.
+    window = 1.5
+    config = SchedulerConfig(rpm=8, window=window, margin=MARGIN)
+    manifest = manifest_of(tmp_path, 1)
+    async with workers(redis_url, manifest, 2, tmp_path, config=config) as (one, two):
+        # Three accepted calls of the second worker, then a 429 storm met by the
+        # first: two calls in flight together, answered 429 (one signal).
+        for _ in range(3):
+            await two.gate.acquire()
+            two.gate.finished()
+        both_sent = anyio.Event()
+        sent = [0]
+
+        async def refused() -> None:
+            await one.gate.acquire()
+            sent[0] += 1
+            if sent[0] == 2:
+                both_sent.set()
+            await both_sent.wait()
+            one.gate.rate_limited(0.05)
+            one.gate.finished()
+
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(refused)
+                tg.start_soon(refused)
+        await one.gate.recorded()
+        await two.gate.recorded()
+        taught = [(await w.gate.sync()).limit for w in (one, two)]
+        # Under the learned quota, the two together admit 3 per span, not 8.
+        admitted: list[float] = []
+
+        async def caller(i: int) -> None:
+            gate = (one, two)[i % 2].gate
+            at = await gate.admit()
+            assert at is not None
+            admitted.append(at)
+            applied.append(gate.effective_limit or 0)
+            gate.finished()
+
+        applied: list[int] = []
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                for i in range(6):
+                    tg.start_soon(caller, i)
+        await one.gate.recorded()
+        await two.gate.recorded()
+        after = {(await w.gate.sync()).limit for w in (one, two)}
+    assert taught == [3, 3]  # the calls both workers got accepted before the 429
+    # Both workers hold the same quota (4 when the growth's extra call was accepted).
+    assert len(after) == 1 and after <= {3, 4}
+    # Two quiet windows after the 429 the learner tries one call more (quota.py's
+    # careful growth): the limit each admission was made under, never the declared 8.
+    assert max(applied) <= 4
+    assert max_in_window(admitted, window + MARGIN) <= max(applied)
 
 
 async def test_reservations_of_all_workers_stay_within_one_budget(

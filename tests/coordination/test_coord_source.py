@@ -50,6 +50,9 @@ class RecordingSource:
     async def next(self) -> WorkItem | None:
         return self.items.pop(0) if self.items else None
 
+    async def after_stop(self) -> WorkItem | None:
+        return None
+
     async def submitting(self, job: Job) -> None:
         self.log.append(("submitting", job.index))
 

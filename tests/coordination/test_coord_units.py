@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
 
 from runner.cli import main
+from runner.coordination.belief import ACCEPTED, REFUSED, STARTED, SharedBelief, policy_for
 from runner.coordination.handover import LeaseRecord
 from runner.coordination.identity import (
     check_run_id,
@@ -20,6 +22,7 @@ from runner.coordination.session import CoordinatorSpec
 from runner.errors import ManifestError, UsageError
 from runner.manifest import Coordinator, load_manifest, parse_manifest
 from runner.run import RunOptions, resume_command
+from runner.scheduling.quota import QuotaLearner
 from runner.sweep import expand
 
 SECRET = "s3cr3t-pass"
@@ -125,3 +128,54 @@ def test_a_resume_command_never_prints_a_password(tmp_path: Path) -> None:
     command = resume_command(manifest, secret)
     assert SECRET not in command
     assert command.endswith('--coordinator "$RUNNER_COORDINATOR"')
+
+
+def stream_of(events: list[tuple[str, float, float, str, str]]) -> list[tuple[str, dict[str, str]]]:
+    """Stream entries as the gate's scripts write them: (kind, at, now, wait, coarse)."""
+    return [
+        (f"{i + 1}-0", {"k": k, "at": f"{at:.6f}", "now": f"{now:.6f}", "wait": w, "c": c})
+        for i, (k, at, now, w, c) in enumerate(events)
+    ]
+
+
+# A storm after five accepted calls, a coarse reset, a past reset, and growth back.
+EVENTS: list[tuple[str, float, float, str, str]] = [
+    *[(STARTED, 0.1 * i, 0.1 * i, "", "") for i in range(5)],
+    *[(ACCEPTED, 0.1 * i, 0.1 * i + 0.05, "", "0") for i in range(5)],
+    *[(STARTED, 0.6 + 0.01 * i, 0.6 + 0.01 * i, "", "") for i in range(3)],
+    (REFUSED, 0.60, 0.7, "2.0", "1"),
+    (REFUSED, 0.61, 0.71, "", "0"),
+    (REFUSED, 0.62, 0.72, "0", "0"),
+    (STARTED, 4.0, 4.0, "", ""),
+    (ACCEPTED, 4.0, 4.1, "", "0"),
+    (STARTED, 4.2, 4.2, "", ""),
+    (REFUSED, 4.2, 4.3, "", "0"),
+]
+
+
+def test_a_replayed_stream_teaches_what_the_local_learner_learns() -> None:
+    policy = policy_for(8, 3.0)
+    local = QuotaLearner(policy, rng=random.Random(0))
+    for kind, at, now, wait, coarse in EVENTS:
+        if kind == STARTED:
+            local.started(at)
+        elif kind == ACCEPTED:
+            local.accepted(at, now)
+        else:
+            local.refused(at, now, None if wait == "" else now + float(wait), coarse == "1")
+    shared = SharedBelief(policy)
+    entries = stream_of(EVENTS)
+    # Applied in two reads that overlap, as two answers of one worker may: each entry once.
+    shared.apply(entries[:7])
+    shared.apply(entries[3:])
+    assert shared.seen == entries[-1][0]
+    assert shared.stats() == local.stats()
+    assert local.stats().limit == 5 and local.stats().learned
+
+
+def test_a_stream_lost_with_an_empty_redis_keeps_what_was_learned() -> None:
+    shared = SharedBelief(policy_for(8, 3.0))
+    shared.apply(stream_of(EVENTS))
+    shared.forget_stream()
+    stats = shared.stats()
+    assert (shared.seen, stats.limit, stats.learned, stats.rate_limited) == ("0", 5, True, 0)

@@ -14,7 +14,9 @@ from __future__ import annotations
 import math
 import re
 import shlex
+import signal
 import socket
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -326,3 +328,85 @@ def test_a_kill_inside_a_burst_pays_at_most_one_submit_again(
     extra = sum(n - 1 for n in per_job.values())
     assert extra <= 1  # one kill: at most the submit it cut off mid-answer
     assert_rate_held(emulator)
+
+
+def test_a_stalled_worker_resumed_after_its_lease_settles_nothing_twice(
+    tmp_path: Path, redis_url: str, emulator: Served
+) -> None:
+    lease = 3.0
+    manifest = write_manifest(tmp_path, JOBS, rpm=RPM, max_credits=1.0, lease=lease)
+    with start_workers(
+        manifest,
+        2,
+        coordinator=redis_url,
+        out_root=tmp_path,
+        base_url=emulator.base_url,
+        time_scale=SCALE,
+    ) as workers:
+        stalled = wait_any(workers, submitted(1), TIMEOUT)
+        assert stalled is not None, [w.stderr[-2000:] for w in workers]
+        (taker,) = [w for w in workers if w is not stalled]
+        stalled.process.send_signal(signal.SIGSTOP)
+        stopped = time.monotonic()
+        try:
+            # The other worker takes the stalled one's jobs over once its lease
+            # lapses, and ends when every job is done: the stall lasts that long.
+            taker_code = taker.wait(TIMEOUT)
+        finally:
+            stalled_for = time.monotonic() - stopped
+            stalled.process.send_signal(signal.SIGCONT)
+        stalled_code = stalled.wait(TIMEOUT)
+    printed = stalled.stderr + stalled.stdout
+    assert stalled_for > lease  # nothing could be taken over before the lease lapsed
+    assert taker_code == 0, taker.stderr[-2000:]
+    # Its late finish and settle are refused: no error, no lost coordinator. A
+    # job it claimed and had not sent yet was taken over meanwhile: it goes
+    # back to planned in its folder rather than being paid again (exit 1 says
+    # so when the stall caught one there).
+    assert stalled_code in (0, 1), printed[-2000:]
+    assert "lost the coordinator" not in printed and "Traceback" not in printed
+    if stalled_code == 1:
+        assert "unfinished; run again to resume" in printed
+    (run,) = coordinator_status(redis_url)
+    assert (run.completed, run.failed, run.total) == (JOBS, 0, JOBS)
+    assert run.takeovers >= 1
+    assert run.reserved == 0  # nothing reserved at the end
+    per_job = submits_per_job(emulator)
+    assert len(per_job) == JOBS and set(per_job.values()) == {1}  # each job once
+    charged = emulator.emulator.charged_total()
+    assert to_usd(run.spent) == pytest.approx(charged)  # each charge settled once
+    assert_rate_held(emulator)
+    report = merge([w.out for w in workers], tmp_path / "merged")
+    assert report.verify.clean and report.completed == JOBS
+
+
+def test_a_budget_stop_with_a_kill_finishes_every_paid_job_and_reserves_nothing(
+    tmp_path: Path, redis_url: str, emulator: Served
+) -> None:
+    budget = JOBS / 2 * 0.02  # half the jobs
+    manifest = write_manifest(tmp_path, JOBS, rpm=RPM, max_credits=budget, lease=2)
+    with start_workers(
+        manifest,
+        3,
+        coordinator=redis_url,
+        out_root=tmp_path,
+        base_url=emulator.base_url,
+        time_scale=SCALE,
+    ) as workers:
+        victim = wait_any(workers, submitted(1), TIMEOUT)
+        assert victim is not None, [w.stderr[-2000:] for w in workers]
+        victim.kill()
+        codes = [w.wait(TIMEOUT) for w in workers if w is not victim]
+    assert codes == [3, 3], [w.stderr[-2000:] for w in workers]
+    (run,) = coordinator_status(redis_url)
+    assert run.stopped is not None and "budget" in run.stopped
+    assert run.reserved == 0  # the dead worker's holds released, the paid ones settled
+    # Every submit the server accepted (the victim's included) was downloaded.
+    paid = {view.request_id for view in emulator.emulator.accepted_submits()}
+    completed: set[str] = set()
+    for w in workers:
+        with Ledger.open_readonly(w.out) as ledger:
+            completed.update(r.request_id for r in ledger.rows("completed") if r.request_id)
+    assert paid and paid <= completed
+    assert to_usd(run.spent) == pytest.approx(emulator.emulator.charged_total())
+    assert emulator.emulator.charged_total() <= budget + 1e-9
