@@ -69,11 +69,7 @@ async def call(
     while True:
         if billed and ctx.stop.state.hold_submits:
             raise Stopped
-        if counted:
-            await ctx.gate.acquire(priority)
-            if billed and ctx.stop.state.hold_submits:
-                ctx.gate.finished()
-                raise Stopped
+        await _admit(ctx, billed=billed, counted=counted, priority=priority)
         try:
             # Inside the try: a mark that cannot be written still ends the admitted call.
             if before is not None:
@@ -100,6 +96,8 @@ async def call(
         finally:
             if counted:
                 ctx.gate.finished()
+            if billed:
+                ctx.submits.release()
         lost = isinstance(failure, TransportError) and failure.sent
         if refused is not None and not lost:
             await refused()
@@ -109,6 +107,29 @@ async def call(
         ctx.tally.counts["retry"] += 1
         ctx.emit("retry", job, f"{op} after {failure}")
         await anyio.sleep(delay)
+
+
+async def _admit(ctx: RunContext, *, billed: bool, counted: bool, priority: int) -> None:
+    """Take a billed call's place on the wire, then the rate gate's admission.
+
+    The place comes before the admission, not after: calls admitted but not
+    yet sent are then at most max_submits_in_flight, so on a 429 the rest
+    have not passed the gate and stop at once instead of all going out into
+    refusals. Raises `Stopped` (holding nothing) when the stop holds submits.
+    """
+    if billed:
+        await ctx.submits.acquire()
+    try:
+        if counted:
+            await ctx.gate.acquire(priority)
+    except BaseException:
+        if billed:
+            ctx.submits.release()
+        raise
+    if billed and ctx.stop.state.hold_submits:
+        ctx.gate.finished()
+        ctx.submits.release()
+        raise Stopped
 
 
 class _Marks:
@@ -151,19 +172,13 @@ async def billed_send(
     marks = _Marks(ctx, job, estimate)
     tried_again = False
 
-    async def on_the_wire() -> T:
-        # Only the send holds a place: a kill costs at most that many
-        # unrecorded paid submits (config.max_submits_in_flight).
-        async with ctx.submits:
-            return await send()
-
     while True:
         try:
             return await call(
                 ctx,
                 op,
                 job,
-                on_the_wire,
+                send,
                 priority=PRIORITY_SUBMIT,
                 before=marks.before,
                 refused=marks.refused,
