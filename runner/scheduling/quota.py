@@ -62,14 +62,20 @@ _RESET_JITTER_S = 0.05
 class QuotaPolicy:
     """How to learn. `declared`: the manifest's calls per window (None: auto / unknown).
 
-    `window` is the declared window in clock seconds; `second` one real second
-    on the clock (the time scale); `backoff` and `backoff_cap` in clock seconds.
+    `window` is the declared window in clock seconds; `second` one nominal
+    second on the clock (the time scale); `hint_step`, `backoff` and
+    `backoff_cap` in clock seconds.
     """
 
     declared: int | None
     window: float = 60.0
     auto: bool = False
     second: float = 1.0
+    # A coarse hint's resolution in clock seconds: the wire's whole second. Not
+    # `second`: the clock runs in true seconds whatever the time scale (only
+    # durations are scaled), and a hint truncated to the second may be up to
+    # one true second early.
+    hint_step: float = 1.0
     quiet_windows: int = 2
     # A 429 is isolated when the window holds fewer than this share of a learned quota.
     isolated_share: float = 0.5
@@ -217,7 +223,7 @@ class QuotaLearner:
         policy = self._policy
         self._prune(now)
         if reset_at is not None and math.isfinite(reset_at) and reset_at > now:
-            slack = policy.second if coarse else 0.0
+            slack = policy.hint_step if coarse else 0.0
             jitter = policy.second * self._rng.uniform(0.0, _RESET_JITTER_S)
             resume = reset_at + slack + jitter
             self._learn_window(self._oldest_counted(sent_at), sent_at, reset_at + slack)
