@@ -210,8 +210,15 @@ class RateGate:
 
     @property
     def span(self) -> float:
-        """How long an accepted call is remembered: the learned window + the margin (seconds)."""
-        return self._learner.window + self._margin
+        """How long an accepted call is remembered: the learned window + its margin (seconds).
+
+        The margin shrinks with a learned window shorter than the declared one
+        (the same share of the window): a second against a 6 s window would
+        cost a sixth of the throughput, and the window learned from a hint
+        good only to the second already carries that second.
+        """
+        window = self._learner.window
+        return window + self._margin * min(1.0, window / self._declared_window)
 
     def quota(self) -> QuotaStats:
         """What the learner believes of the server's limit (a frozen snapshot)."""

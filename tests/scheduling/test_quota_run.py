@@ -107,19 +107,23 @@ async def test_a_declared_limit_3x_too_loose_is_learned(
 async def test_the_next_run_of_the_folder_starts_from_what_was_learned(
     tmp_path: Path, make_emulator: Callable[..., InProcess]
 ) -> None:
-    declared = 3 * REAL
-    emu = make_emulator(rpm=REAL, limiter="sliding", rate_window=WINDOW, reset_hint="second")
-    first = await run(manifest(tmp_path, 60, declared), emu, tmp_path)
+    # A server tight enough that the first run surely meets it (8 per 6 s): the
+    # store's threads let the virtual clock jump, which can spread a run's
+    # submits over more than 20 per 6 s.
+    real = 8
+    declared = 3 * real
+    emu = make_emulator(rpm=real, limiter="sliding", rate_window=WINDOW, reset_hint="second")
+    first = await run(manifest(tmp_path, 40, declared), emu, tmp_path)
     saved = load_learned(tmp_path / "out")
     assert saved is not None and saved.learned and saved.declared == declared
     assert first.stats.rate is not None
     assert (saved.limit, saved.rate_limited) == (first.stats.rate.limit, len(refusals(emu)))
     # A later run on a fresh server window, new jobs: no first-window storm again.
-    later = make_emulator(rpm=REAL, limiter="sliding", rate_window=WINDOW, reset_hint="second")
-    second = await run(manifest(tmp_path, 60, declared, name="other"), later, tmp_path)
-    assert second.stats.completed == 60
+    later = make_emulator(rpm=real, limiter="sliding", rate_window=WINDOW, reset_hint="second")
+    second = await run(manifest(tmp_path, 40, declared, name="other"), later, tmp_path)
+    assert second.stats.completed == 40
     assert len(refusals(later)) <= 2
-    assert most_accepted_in_a_window(later, WINDOW) <= REAL
+    assert most_accepted_in_a_window(later, WINDOW) <= real
 
 
 async def test_a_limit_declared_right_meets_no_429(
