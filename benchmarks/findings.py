@@ -187,10 +187,10 @@ def _memory(target: Target, figures: Mapping[str, Any]) -> str:
 
 def _run_memory(target: Target, figures: Mapping[str, Any]) -> str:
     return (
-        "The figure is extrapolated along the line through the two runs' own peaks (VmHWM): "
-        "with a few hundred jobs the line's slope is mostly noise around the interpreter's "
-        "~70 MB; the full bench's 400 and 10,000 jobs give the slope that counts. Memory "
-        "that grows with the run is the scale helper's part (issue #12's 'memory flat')."
+        "The figure is extrapolated along the line through the two runs' own peaks (VmHWM, "
+        "the child's alone, no longer wait4's): the run's memory grows with its size, by "
+        "about the slope between them per job. Making it flat is the scale helper's part "
+        "(issue #12's 'memory flat')."
     )
 
 
