@@ -25,7 +25,7 @@ from benchmarks import findings, machine
 from benchmarks.clients import ROOT
 from benchmarks.processes import ProcessFailed
 from benchmarks.report import Section, render_markdown, to_json
-from benchmarks.scenarios import emulator, peers, polling, rate, scale, workers
+from benchmarks.scenarios import emulator, learn, peers, polling, rate, scale, workers
 from benchmarks.settings import Settings
 
 SCENARIOS: Final[dict[str, Callable[[Settings], Section]]] = {
@@ -35,6 +35,7 @@ SCENARIOS: Final[dict[str, Callable[[Settings], Section]]] = {
     "scale": scale.run,
     "emulator": emulator.run,
     "workers": workers.run,
+    "learn": learn.run,
 }
 
 

@@ -228,6 +228,8 @@ def bench_emulator(
     rate_scope: Literal["submit", "all"] = "submit",
     image_px: int = 256,
     seed: int = 7,
+    rate_window: float = 60.0,
+    reset_hint: Literal["exact", "second", "none"] = "exact",
 ) -> EmulatorConfig:
     """An emulator for one measurement: time-scaled, never the bottleneck itself.
 
@@ -235,6 +237,7 @@ def bench_emulator(
     credits that never run out, 1:1 2k images shrunk to `image_px` square
     (the encode would otherwise dominate the server's own CPU; the runner checks
     the pixel size of 1k images, which are published, not of 2k ones).
+    `rate_window` is nominal seconds; `reset_hint` how a 429 states its reset.
     """
     from runner.emulator import Latency
 
@@ -246,6 +249,8 @@ def bench_emulator(
         rpm=rpm,
         limiter=limiter,
         rate_scope=rate_scope,
+        rate_window=rate_window,
+        reset_hint=reset_hint,
         sizes={("1:1", "2k"): (image_px, image_px)},
         seed=seed,
     )

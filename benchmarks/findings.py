@@ -44,8 +44,10 @@ def header(
         "**Method**: the emulator (`runner.emulator`) is served on loopback by uvicorn in a "
         "thread of the bench; each client, the runner (`runner run --backend segmind "
         "--base-url ... --time-scale X`) and each peer, runs as a child process against a "
-        "fresh emulator, so the server's log holds that client's calls only and `wait4` gives "
-        "that process's own CPU and peak memory. Time is scaled: the emulator and the runner "
+        "fresh emulator, so the server's log holds that client's calls only; `wait4` gives "
+        "that process's own CPU, and its peak memory is its own VmHWM, which the child "
+        "reports at exit (benchmarks/probe: wait4's ru_maxrss carries the bench's peak). "
+        "Time is scaled: the emulator and the runner "
         "get the same factor X, and every duration below is nominal (real seconds / X). "
         f"Rate-bound runs use X = {settings.scale} (a 60 s window takes "
         f"{60 * settings.scale:g} s), batches that fit in one window X = "
@@ -57,7 +59,7 @@ def header(
         "",
         "**Reproduce**: `make bench` (docs/benchmarks.md and .json), `make bench "
         'ARGS=--quick` (under a minute, written to build/bench/), `make bench ARGS="--only '
-        'rate,peers"`. Scenarios: rate, polling, peers, scale, emulator.',
+        'rate,peers"`. Scenarios: rate, polling, peers, scale, emulator, workers, learn.',
     ]
 
 
@@ -147,9 +149,12 @@ def _cpu(target: Target, figures: Mapping[str, Any]) -> str:
     disk = next((r for r in runs if r["disk"].startswith("disk")), None)
     parts = []
     if ram is not None:
+        mine = ram.get("cpu_ms_per_job_no_thumbnails", ram["cpu_ms_per_job"])
         parts.append(
-            f"The runner used {ram['cpu_ms_per_job']:.1f} ms of CPU per job with its output "
-            f"on a RAM disk, {ram['cpu_ms_per_job'] / 2:.1f} x the target."
+            f"The runner used {mine:.1f} ms of CPU per job without the thumbnails "
+            f"({ram['cpu_ms_per_job']:.1f} ms with them) with its output on a RAM disk, "
+            f"{mine / 6:.1f} x the target; a short run's figure also carries the "
+            "interpreter's start-up and imports (about 1.5 s of CPU), spread over its jobs."
         )
     parts.append(
         "Per job it makes 4 HTTP calls through httpx, commits 3 ledger transactions "
@@ -178,6 +183,40 @@ def _cpu(target: Target, figures: Mapping[str, Any]) -> str:
 
 def _memory(target: Target, figures: Mapping[str, Any]) -> str:
     return "Peak memory of `runner plan` is dominated by imports; see the planning table."
+
+
+def _run_memory(target: Target, figures: Mapping[str, Any]) -> str:
+    return (
+        "The figure is extrapolated along the line through the two runs' own peaks (VmHWM, "
+        "the child's alone, no longer wait4's): the run's memory grows with its size, by "
+        "about the slope between them per job. Making it flat is the scale helper's part "
+        "(issue #12's 'memory flat')."
+    )
+
+
+def _learn(target: Target, figures: Mapping[str, Any]) -> str:
+    cases = figures.get("learn", {}).get("cases", [])
+    over = [c for c in cases if c["kind"] != "latency" and c["ratio"] > 1.15]
+    parts = []
+    for c in over:
+        excess = c["makespan_s"] - c["bound_s"]
+        windows = max(1, (c["jobs"] - 1) // (c["real"] or 1))
+        parts.append(
+            f"{c['label']} ({c['limiter']}): {excess:.1f} s over the bound, about "
+            f"{excess / windows:.1f} s per window passed. A whole-second reset hint is waited "
+            "past by one true second (it may be up to a second early), and the window "
+            "learned from it carries that second; against a "
+            f"{c['window_s'] * c['time_scale']:g} s window that is its share of the makespan"
+        )
+    return "; ".join(parts) + "." if parts else ""
+
+
+def _latency(target: Target, figures: Mapping[str, Any]) -> str:
+    return (
+        "The polling algorithm (issue #12 item 3: brackets, a scout job, queue_time + "
+        "inference_time) is the poll helper's part; this scenario only measures it with the "
+        "prior 5x off."
+    )
 
 
 def _peers(target: Target, figures: Mapping[str, Any]) -> str:
@@ -245,5 +284,11 @@ _EXPLAIN: Mapping[str, Callable[[Target, Mapping[str, Any]], str]] = {
     "polling economy": _polling,
     "runner CPU per job": _cpu,
     "peak memory planning 1,000,000 jobs": _memory,
+    "peak memory of a 100,000-job run": _run_memory,
+    "declared limit 3x too loose": _learn,
+    "declared limit 10x too loose": _learn,
+    "a 6 s server window under a declared minute": _learn,
+    "`auto`": _learn,
+    "polling with the prior 5x off": _latency,
     "ahead of both peers": _peers,
 }

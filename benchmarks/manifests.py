@@ -20,10 +20,10 @@ MODEL = "grok-imagine-image"
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """N jobs under a budget of `rpm` counted calls per minute."""
+    """N jobs under a budget of `rpm` counted calls per minute ("auto": learn it)."""
 
     jobs: int
-    rpm: int
+    rpm: int | Literal["auto"]
     rate_scope: Literal["submit", "all"] = "submit"
     rate_model: Literal["window", "smooth"] = "window"
     max_in_flight: int | None = None

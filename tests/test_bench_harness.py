@@ -139,3 +139,14 @@ def test_unknown_scenario_is_a_usage_error() -> None:
     assert done.returncode == 2
     assert "--only nope: choose from rate, polling, peers, scale, emulator" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_python_childs_peak_memory_is_its_own() -> None:
+    # The probe (benchmarks/probe/sitecustomize.py) reports the child's VmHWM;
+    # wait4's ru_maxrss would start from the bench's own peak after the fork.
+    child = run_process([sys.executable, "-c", "x = bytearray(64 * 1024 * 1024); x[-1] = 1"])
+    child.check()
+    assert child.peak_source == "VmHWM"
+    assert 64 <= child.peak_rss_mib < 64 + 80
+    other = run_process(["/bin/sh", "-c", "exit 0"])  # not Python: no probe, wait4's figure
+    assert other.peak_source == "wait4"

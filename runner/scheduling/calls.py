@@ -67,11 +67,7 @@ async def call(
     while True:
         if billed and ctx.stop.state.hold_submits:
             raise Stopped
-        if counted:
-            await ctx.gate.acquire(priority)
-            if billed and ctx.stop.state.hold_submits:
-                ctx.gate.finished()
-                raise Stopped
+        await _admit(ctx, billed=billed, counted=counted, priority=priority)
         try:
             # Inside the try: a mark that cannot be written (in `fn`) still ends the admitted call.
             ctx.tally.calls[op] += 1
@@ -96,6 +92,8 @@ async def call(
         finally:
             if counted:
                 ctx.gate.finished()
+            if billed:
+                ctx.submits.release()
         lost = isinstance(failure, TransportError) and failure.sent
         if refused is not None and not lost:
             await refused()
@@ -105,6 +103,29 @@ async def call(
         ctx.tally.counts["retry"] += 1
         ctx.emit("retry", job, f"{op} after {failure}")
         await anyio.sleep(delay)
+
+
+async def _admit(ctx: RunContext, *, billed: bool, counted: bool, priority: int) -> None:
+    """Take a billed call's place on the wire, then the rate gate's admission.
+
+    The place comes before the admission, not after: calls admitted but not
+    yet sent are then at most max_submits_in_flight, so on a 429 the rest
+    have not passed the gate and stop at once instead of all going out into
+    refusals. Raises `Stopped` (holding nothing) when the stop holds submits.
+    """
+    if billed:
+        await ctx.submits.acquire()
+    try:
+        if counted:
+            await ctx.gate.acquire(priority)
+    except BaseException:
+        if billed:
+            ctx.submits.release()
+        raise
+    if billed and ctx.stop.state.hold_submits:
+        ctx.gate.finished()
+        ctx.submits.release()
+        raise Stopped
 
 
 class _Marks:
@@ -155,17 +176,15 @@ async def billed_send(
     tried_again = False
 
     async def on_the_wire() -> T:
-        # One place (config.max_submits_in_flight) spans the `submitting`
-        # mark, the send and the record of its answer: a kill then finds at
-        # most that many jobs marked, and costs at most that many unrecorded
-        # paid submits. Marked before the place, every job the gate let
-        # through would count as possibly billed after a kill.
-        async with ctx.submits:
-            await marks.before()
-            answer = await send()
-            if accepted is not None:
-                await accepted(answer)
-            return answer
+        # The call's place on the wire (config.max_submits_in_flight, taken
+        # in `_admit` before the gate) spans the `submitting` mark, the send
+        # and the record of its answer: a kill then finds at most that many
+        # jobs marked, and costs at most that many unrecorded paid submits.
+        await marks.before()
+        answer = await send()
+        if accepted is not None:
+            await accepted(answer)
+        return answer
 
     while True:
         try:

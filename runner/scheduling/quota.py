@@ -22,7 +22,10 @@ The rules (issue #12):
   and a lower bound for a fixed one, so a changed estimate is *unconfirmed*:
   at the start of the next estimated window one call goes alone, and only its
   acceptance confirms the estimate (a fixed window's misestimate then costs
-  one refused call, not a window's worth).
+  one refused call, not a window's worth). The estimate may be shorter
+  than the declared window: the rate gate keeps the declared limit as a
+  separate cap on its own window, so the learned (quota, window) only ever
+  narrows what the declared one allows.
 - **One cut per server window**: a burst of 429s answering calls already in
   flight is one signal. A 429 that arrives while the window holds well under
   a learned quota (a fault, not the quota) pauses but does not cut.
@@ -31,7 +34,9 @@ The rules (issue #12):
   so a transient 429 does not cap the run for good.
 - **`auto`** (no declared limit): start from one call and double the
   allowance each time a whole allowance has been answered without a 429,
-  until the first 429; then hold the learned quota as above.
+  until the first 429; then hold the learned quota as above. The calls of
+  a doubled allowance above the half already taken go one at a time
+  (`solo`), so the overshoot costs one 429, not a burst.
 
 Times are the caller's clock seconds (anyio's inside the runner, already
 time-scaled); `second` says how long one real second is on that clock.
@@ -57,14 +62,20 @@ _RESET_JITTER_S = 0.05
 class QuotaPolicy:
     """How to learn. `declared`: the manifest's calls per window (None: auto / unknown).
 
-    `window` is the declared window in clock seconds; `second` one real second
-    on the clock (the time scale); `backoff` and `backoff_cap` in clock seconds.
+    `window` is the declared window in clock seconds; `second` one nominal
+    second on the clock (the time scale); `hint_step`, `backoff` and
+    `backoff_cap` in clock seconds.
     """
 
     declared: int | None
     window: float = 60.0
     auto: bool = False
     second: float = 1.0
+    # A coarse hint's resolution in clock seconds: the wire's whole second. Not
+    # `second`: the clock runs in true seconds whatever the time scale (only
+    # durations are scaled), and a hint truncated to the second may be up to
+    # one true second early.
+    hint_step: float = 1.0
     quiet_windows: int = 2
     # A 429 is isolated when the window holds fewer than this share of a learned quota.
     isolated_share: float = 0.5
@@ -157,12 +168,24 @@ class QuotaLearner:
         return min(self._ceiling, quota + 1) if quiet else quota
 
     def solo(self, now: float) -> bool:
-        """Whether the next call must go alone (a probe of an unconfirmed window)."""
+        """Whether the next call must go alone: a probe of an unconfirmed window, or,
+        while `auto` grows, a call above the allowance the server has already taken."""
+        return self._probing(now) or self._exploring(now)
+
+    def _probing(self, now: float) -> bool:
         return not self._confirmed and now >= self._window_start + self._window
+
+    def _exploring(self, now: float) -> bool:
+        # Doubling from q to 2q: the first q of the window are known to pass;
+        # the calls above them go one at a time, so the overshoot that ends
+        # the growth costs one 429, not a burst of all the calls on the wire.
+        if not self._policy.auto or self._learned or self._quota is None:
+            return False
+        return self._count(now - self._window, now) >= max(1, self._quota // 2)
 
     def started(self, now: float) -> None:
         """A call the limit counts is being sent at `now`."""
-        if self.solo(now):
+        if self._probing(now):
             self._probe_at = now
         if self._window_start < self._paused_until <= now or self._window_start == -math.inf:
             self._window_start = now  # the first call after a pause opens a window
@@ -200,14 +223,10 @@ class QuotaLearner:
         policy = self._policy
         self._prune(now)
         if reset_at is not None and math.isfinite(reset_at) and reset_at > now:
-            slack = policy.second if coarse else 0.0
+            slack = policy.hint_step if coarse else 0.0
             jitter = policy.second * self._rng.uniform(0.0, _RESET_JITTER_S)
             resume = reset_at + slack + jitter
-            # A refused probe: the server still counts the window we opened at
-            # `window_start` (our estimate was short); otherwise its oldest
-            # counted call lies within the window we believe in.
-            since = self._window_start if sent_at == self._probe_at else sent_at - self._window
-            self._learn_window(since, sent_at, reset_at + slack)
+            self._learn_window(self._oldest_counted(sent_at), sent_at, reset_at + slack)
         else:
             # A reset in the past, now or missing is never "retry now".
             wait = min(policy.backoff_cap, policy.backoff * 2.0**self._backoffs)
@@ -245,19 +264,33 @@ class QuotaLearner:
 
     # -- inside ------------------------------------------------------------------
 
-    def _learn_window(self, since: float, sent_at: float, reset_at: float) -> None:
-        # The earliest call of ours, sent from `since`, that the server still counted.
-        lo = bisect.bisect_left(self._accepted, since)
+    def _oldest_counted(self, sent_at: float) -> int:
+        """Index in `_accepted` of the oldest call the server still counted at `sent_at`."""
+        if not self._confirmed and sent_at == self._probe_at:
+            # A refused probe: the server still counts the window we opened at
+            # `window_start` (our estimate was short).
+            return bisect.bisect_left(self._accepted, self._window_start)
+        hi = bisect.bisect_right(self._accepted, sent_at)
+        lo = bisect.bisect_left(self._accepted, sent_at - self._window)
+        if self._learned and self._quota is not None:
+            # The server counts about a quota of our calls: the oldest of the
+            # last `quota` is the one its reset waits for. (Counting from the
+            # believed window instead would reach calls a shorter real window
+            # no longer counts, and teach a window far too long.)
+            return max(lo, hi - self._quota)
+        # The first 429: every call of ours in the window we believe in.
+        return lo
+
+    def _learn_window(self, lo: int, sent_at: float, reset_at: float) -> None:
+        # `lo`: the earliest call of ours that the server still counted.
         if lo >= len(self._accepted) or self._accepted[lo] > sent_at:
             return
         second = self._policy.second
         observed = reset_at - self._accepted[lo]
         observed = min(max(observed, _MIN_WINDOW_S * second), _MAX_WINDOW_S * second)
-        # Never shorter than the declared window: a hint may slow the run down but
-        # never lets it send more than the declared R per declared window (a
-        # fault's 429, or a fixed window's first reset, would otherwise teach a
-        # window the real limit does not have).
-        observed = max(observed, self._policy.window)
+        # A window shorter than the declared one is allowed: the gate keeps the
+        # declared R per declared window as a separate hard cap (rate.py), so a
+        # fault's 429 that teaches a short window cannot send more than R per minute.
         if not self._window_known:
             changed = not math.isclose(observed, self._window, rel_tol=0.02)
             self._window, self._window_known = observed, True

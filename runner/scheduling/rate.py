@@ -24,16 +24,27 @@ the server's cannot put R + 1 of our calls into one of its windows. A margin
 of one request would cost 1/R of the throughput (10 % at R = 10); a margin of
 one second costs 1/60.
 
-The gate's limit, window and pause are not its own: a `QuotaLearner`
-(quota.py) holds the run's belief about the server's real limit, and the
-gate tells it of each counted call's send and answer. The declared
-`requests_per_minute` is only where the belief starts (STYLE.md 15): on a 429
-every caller stops at once until the learner's resume time (the reset hint,
-+1 s when it is good only to the second; a back-off with jitter when it is
-past, zero or missing), and the limit becomes the count of calls the server
-accepted in the window before. A refused call is not spent: it leaves no
-mark in the log (the server did not count it either). Under ``auto`` the
-learner starts from one call and doubles per round trip until the first 429.
+Two sliding-window constraints are checked together, and a call goes only
+when both have room:
+
+- **the declared cap**: never more than the declared R calls in any
+  ``window + margin`` (the manifest's minute). It counts every call sent,
+  refused or not: it is a promise about what this run sends, so injected or
+  misleading 429 hints can never push a declared minute above R.
+- **the learned constraint**: a `QuotaLearner` (quota.py) holds the run's
+  belief about the server's real limit, (quota, window), and the gate tells
+  it of each counted call's send and answer. Its log holds only accepted
+  calls: a refused call is not spent (the server did not count it either).
+  The learned window may be shorter than the declared one (20 per 6 s under
+  a declared 200 per minute is legal: the cap still holds) or longer.
+
+The declared `requests_per_minute` is where the learned belief starts
+(STYLE.md 15): on a 429 every caller stops at once until the learner's
+resume time (the reset hint, +1 s when it is good only to the second; a
+back-off with jitter when it is past, zero or missing), and the quota
+becomes the count of calls the server accepted in the window before. Under
+``auto`` there is no declared cap: the learner starts from one call and
+doubles per round trip until the first 429.
 
 Callers with a higher priority go first (result > status > submit when the
 budget counts all calls), so jobs already paid for are finished before new
@@ -54,7 +65,7 @@ import random
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Final, Literal, Protocol
+from typing import Literal, Protocol
 
 import anyio
 
@@ -67,13 +78,6 @@ PRIORITY_RESULT = 3
 PRIORITY_DOWNLOAD = 3
 PRIORITY_STATUS = 2
 PRIORITY_SUBMIT = 1
-
-# The shared gate's 429 back-off (runner/coordination passes them to its Lua
-# script; it does not learn the quota yet): each 429 burst multiplies the
-# limit by CUT, never below MIN_FACTOR of it; each quiet window adds CREEP back.
-CUT: Final = 0.5
-MIN_FACTOR: Final = 0.125
-CREEP: Final = 0.25
 
 
 @dataclass(slots=True)
@@ -128,7 +132,8 @@ def _after(t: float, span: float) -> float:
 
 
 class RateGate:
-    """At most `limit` admissions in any `window` seconds (see the module docstring).
+    """At most `limit` calls sent in any `window` + `margin` seconds, and at most the
+    learned quota accepted in the learned window + `margin` (see the module docstring).
 
     `limit=None` admits everything at once (no budget). `margin` is in seconds.
     """
@@ -175,7 +180,11 @@ class RateGate:
             ),
             rng=random.Random(seed),
         )
+        # End times of accepted calls (the learned constraint's log) and of
+        # every call sent, refused ones too (the declared cap's log).
         self._log: deque[float] = deque()
+        self._sent: deque[float] = deque()
+        self._declared_window = window
         self._heap: list[tuple[int, int]] = []
         self._seq = itertools.count()
         # Created on first use: an anyio Event needs a running event loop.
@@ -194,8 +203,15 @@ class RateGate:
 
     @property
     def span(self) -> float:
-        """How long an accepted call is remembered: the learned window + the margin (seconds)."""
-        return self._learner.window + self._margin
+        """How long an accepted call is remembered: the learned window + its margin (seconds).
+
+        The margin shrinks with a learned window shorter than the declared one
+        (the same share of the window): a second against a 6 s window would
+        cost a sixth of the throughput, and the window learned from a hint
+        good only to the second already carries that second.
+        """
+        window = self._learner.window
+        return window + self._margin * min(1.0, window / self._declared_window)
 
     def quota(self) -> QuotaStats:
         """What the learner believes of the server's limit (a frozen snapshot)."""
@@ -212,31 +228,52 @@ class RateGate:
         return self._changed
 
     def next_slot(self, now: float) -> float:
-        """The earliest clock time at which one more call may be admitted."""
+        """The earliest clock time at which one more call may be admitted.
+
+        Both constraints must have room: the declared cap (R calls sent in any
+        declared window + margin) and the learned one (the learner's quota of
+        accepted calls in its window + margin).
+        """
         if self._history:
             # Seeded on first use: the clock needs a running event loop.
-            self._log.extendleft(reversed([now - age for age in self._history]))
+            earlier = [now - age for age in reversed(self._history)]
+            self._log.extendleft(reversed(earlier))
+            self._sent.extendleft(reversed(earlier))
             self._history = []
         learner = self._learner
         ready = max(now, learner.paused_until)
         limit = learner.limit(now)
-        if limit is None:
+        if limit is None and self._limit is None:
             return ready
-        span = self.span
-        while self._log and self._log[0] <= now - span:
-            self._log.popleft()
-        room = limit - self._in_flight
-        if room <= 0:
-            return math.inf  # wait for a call to finish
+        if limit is not None:
+            ready = max(ready, self._window_slot(self._log, limit, self.span, now))
+        if self._limit is not None:
+            declared_span = self._declared_window + self._margin
+            ready = max(ready, self._window_slot(self._sent, self._limit, declared_span, now))
+        if ready == math.inf:
+            return ready
         if learner.solo(ready) and self._in_flight > 0:
             return math.inf  # a probe of a new window estimate goes alone
-        if len(self._log) >= room:
-            ready = max(ready, _after(self._log[-room], span))
         if self._model == "smooth":
             if self._in_flight > 0:
                 return math.inf  # burst 1: wait for the call before to end
-            ready = max(ready, _after(self._last_admit, span / limit))
+            # The spacing of the tighter of the two constraints.
+            spacing = self.span / limit if limit is not None else 0.0
+            if self._limit is not None:
+                spacing = max(spacing, (self._declared_window + self._margin) / self._limit)
+            ready = max(ready, _after(self._last_admit, spacing))
         return ready
+
+    def _window_slot(self, log: deque[float], limit: int, span: float, now: float) -> float:
+        """When one more call fits: `limit` in any `span` of `log` and the calls in flight."""
+        while log and log[0] <= now - span:
+            log.popleft()
+        room = limit - self._in_flight
+        if room <= 0:
+            return math.inf  # wait for a call to finish
+        if len(log) >= room:
+            return _after(log[-room], span)
+        return now
 
     async def acquire(self, priority: int = 0) -> None:
         """Wait until a call of this priority may be made, and count it."""
@@ -278,9 +315,10 @@ class RateGate:
     def finished(self) -> None:
         """A call admitted earlier has ended (answered, failed, or not sent after all).
 
-        An accepted call counts from now on, for `window + margin`, and is
-        told to the learner and to `on_finished`; a refused one (429) is not
-        spent and leaves no trace.
+        Every call counts against the declared cap from now on, for the
+        declared `window + margin`. An accepted one also counts against the
+        learned quota, for the learned window + margin, and is told to the
+        learner and to `on_finished`; a refused one (429) is not spent there.
         """
         if self._in_flight <= 0:
             return
@@ -288,6 +326,8 @@ class RateGate:
         call = self._call()
         _CALL.set(None)
         now = self._clock()
+        if self._limit is not None:
+            self._sent.append(now)  # the declared cap counts every call sent
         if call is None or not call.refused:
             self._log.append(now)
             self._learner.accepted(call.sent_at if call else now, now)

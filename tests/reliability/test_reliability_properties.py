@@ -139,6 +139,8 @@ def test_rate_gate_never_admits_more_than_the_budget_in_any_window(
 
     on_virtual_clock(main)
     assert len(admitted) == len(calls)  # nobody is starved
+    # The declared cap: whatever window the 429 hints teach the learner (a short
+    # one is legal), no declared window + margin holds more than the limit.
     assert most_in_any_window(admitted, window + margin) <= limit
     if model == "smooth":
         gaps = [b - a for a, b in zip(sorted(admitted), sorted(admitted)[1:], strict=False)]

@@ -1,8 +1,10 @@
 """The quota learner: table cases, and a simulated client against the emulator's limiters.
 
 The simulation is a discrete-event loop on virtual time: a client that sends
-as the learner allows (a sliding log of `limit` calls per `window + margin`,
-paused until `paused_until`, one call alone when `solo`), and a server that is
+as the learner allows (a sliding log of `limit` accepted calls per `window +
+margin`, paused until `paused_until`, one call alone when `solo`) and as the
+declared cap allows (a sliding log of every call sent, `declared` per declared
+`window + margin`: the gate's two constraints), and a server that is
 one of the emulator's own limiters (runner.emulator.limits). Counts, not
 timings, are asserted: 429s per phase, calls per window, jobs done.
 """
@@ -115,7 +117,7 @@ def test_auto_doubles_per_round_trip_until_the_first_429() -> None:
     assert seen == [1, 2, 4, 8, 16]
 
 
-def test_the_window_is_learned_from_the_reset_hint_never_shorter_than_declared() -> None:
+def test_the_window_is_learned_from_the_reset_hint_longer_or_shorter_than_declared() -> None:
     learner = QuotaLearner(QuotaPolicy(declared=200, window=6.0))
     for _ in range(20):
         learner.accepted(0.0, RTT)
@@ -126,7 +128,10 @@ def test_the_window_is_learned_from_the_reset_hint_never_shorter_than_declared()
     short = QuotaLearner(QuotaPolicy(declared=200, window=60.0))
     short.accepted(0.0, RTT)
     short.refused(0.0, RTT, reset_at=6.0, coarse=False)
-    assert short.window == 60.0  # a hint may slow the run, never speed it past the budget
+    # A shorter window is learned too: the gate's declared cap (rate.py) is what
+    # keeps the run within the declared R per minute, not the learner.
+    assert short.window == pytest.approx(6.0)
+    assert short.limit(7.0) == 1
 
 
 # -- a simulated client against the emulator's limiters ---------------------
@@ -139,6 +144,7 @@ class Outcome:
     refused_after_first_window: int = 0
     makespan: float = 0.0
     accepted_at: list[float] = field(default_factory=list)
+    sent_at: list[float] = field(default_factory=list)
 
 
 def simulate(
@@ -150,11 +156,16 @@ def simulate(
     margin: float = 1.0,
     first_window: float = 60.0,
     seed: int = 1,
+    max_in_flight: int | None = None,
 ) -> tuple[Outcome, QuotaLearner]:
-    """Send `jobs` calls as the learner allows; each is answered RTT later by `server`."""
+    """Send `jobs` calls as the learner allows; each is answered RTT later by `server`.
+
+    `max_in_flight`: calls on the wire at once (the runner's max_submits_in_flight).
+    """
     learner = QuotaLearner(policy, rng=random.Random(seed))
     out = Outcome()
-    log: list[float] = []  # the client's own sliding log (send times)
+    log: list[float] = []  # the learned constraint's log: accepted calls' answer times
+    sent: list[float] = []  # the declared cap's log: every call's answer time
     answers: list[tuple[float, int, float]] = []  # (answer time, seq, sent_at)
     seq = 0
     pending = jobs
@@ -168,11 +179,17 @@ def simulate(
             limit = learner.limit(now)
             span = learner.window + margin
             log = [t for t in log if t + span > now]
-            if limit is not None and len(log) + in_flight >= limit:
-                break
-            if learner.solo(now) and in_flight:
+            sent = [t for t in sent if t + policy.window + margin > now]
+            # The learned constraint, the declared cap, a probe alone, the wire.
+            if (
+                (limit is not None and len(log) + in_flight >= limit)
+                or (policy.declared is not None and len(sent) + in_flight >= policy.declared)
+                or (learner.solo(now) and in_flight)
+                or (max_in_flight is not None and in_flight >= max_in_flight)
+            ):
                 break
             learner.started(now)
+            out.sent_at.append(now)
             heapq.heappush(answers, (now + RTT, seq, now))
             seq += 1
             pending -= 1
@@ -184,11 +201,14 @@ def simulate(
             span = learner.window + margin
             if log:
                 candidates.append(log[0] + span)
+            if sent:
+                candidates.append(sent[0] + policy.window + margin)
         nxt = min(t for t in candidates if t > now) if any(t > now for t in candidates) else now
         now = nxt
         while answers and answers[0][0] <= now:
             at, _, sent_at = heapq.heappop(answers)
             in_flight -= 1
+            sent.append(at)
             # The server decides when the call arrives (half way).
             if server.acquire(sent_at + RTT / 2) is None:
                 out.done += 1
@@ -268,3 +288,40 @@ def test_auto_learns_an_unknown_quota_with_few_refusals() -> None:
     # above the quota costs one 429, and the tries grow apart (2, 4, 8 windows).
     assert out.refused <= 3 + 3
     assert learner.limit(out.makespan) in (12, 13)
+
+
+def test_a_short_server_window_under_a_declared_minute_is_used_within_the_cap() -> None:
+    # The server: 20 per 6 s, sliding, whole-second hints; the manifest: 200 per
+    # minute. The learned 20 per ~7 s is legal; the declared cap still holds.
+    server = SlidingLog(20, 6.0)
+    # (The runner puts at most 4 submits on the wire: the first burst's refusals
+    # count against the declared cap, so a burst of 200 would cost the minute.)
+    out, learner = simulate(
+        server, QuotaPolicy(declared=200, window=60.0), 400, coarse=True, max_in_flight=4
+    )
+    assert out.done == 400
+    assert 6.0 <= learner.window <= 7.5
+    assert out.refused_after_first_window <= 2
+    assert max_in_window(out.sent_at, 61.0) <= 200  # the declared cap, every send counted
+    assert max_in_window(out.accepted_at, 6.0) <= 20
+    # Paced by the server's window, not by a minute: 20 windows of at most 6 + 2 s.
+    assert out.makespan <= (400 / 20) * (6.0 + 2.0)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_fault_429s_with_short_hints_never_push_a_declared_minute_over(seed: int) -> None:
+    # The server keeps the declared 50 per minute, but a fault answers 429 with a
+    # 2 s reset now and then: a short window is learned, and the declared cap holds.
+    real = FixedWindow(50, 60.0)
+    rng = random.Random(seed)
+
+    class Faulty:
+        def acquire(self, now: float) -> float | None:
+            if rng.random() < 0.1:
+                return now + 2.0
+            return real.acquire(now)
+
+    out, _ = simulate(Faulty(), QuotaPolicy(declared=50, window=60.0), 300, seed=seed)
+    assert out.done == 300
+    assert out.refused > 0  # the faults did fire
+    assert max_in_window(out.sent_at, 61.0) <= 50

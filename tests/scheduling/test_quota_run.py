@@ -71,6 +71,16 @@ def most_accepted_in_a_window(emu: InProcess, window: float, limiter: str = "sli
     return best
 
 
+def most_in_a_span(times: list[float], span: float) -> int:
+    """Most of `times` in any half-open `span` seconds."""
+    best, first = 0, 0
+    for last, at in enumerate(times):
+        while at - times[first] >= span:
+            first += 1
+        best = max(best, last - first + 1)
+    return best
+
+
 def split_first_window(times: list[float]) -> tuple[int, int]:
     """429s in the first server window after the first one, and after it."""
     if not times:
@@ -79,11 +89,6 @@ def split_first_window(times: list[float]) -> tuple[int, int]:
     return len(first), len(times) - len(first)
 
 
-@pytest.mark.xfail(
-    reason="since a learned window may not be shorter than the declared one (the "
-    "declared budget is a hard cap), the sliding case's bounds need re-deriving (issue #12)",
-    strict=False,
-)
 @pytest.mark.parametrize("limiter", ["sliding", "fixed"])
 async def test_a_declared_limit_3x_too_loose_is_learned(
     tmp_path: Path, make_emulator: Callable[..., InProcess], limiter: str
@@ -102,19 +107,23 @@ async def test_a_declared_limit_3x_too_loose_is_learned(
 async def test_the_next_run_of_the_folder_starts_from_what_was_learned(
     tmp_path: Path, make_emulator: Callable[..., InProcess]
 ) -> None:
-    declared = 3 * REAL
-    emu = make_emulator(rpm=REAL, limiter="sliding", rate_window=WINDOW, reset_hint="second")
-    first = await run(manifest(tmp_path, 60, declared), emu, tmp_path)
+    # A server tight enough that the first run surely meets it (8 per 6 s): the
+    # store's threads let the virtual clock jump, which can spread a run's
+    # submits over more than 20 per 6 s.
+    real = 8
+    declared = 3 * real
+    emu = make_emulator(rpm=real, limiter="sliding", rate_window=WINDOW, reset_hint="second")
+    first = await run(manifest(tmp_path, 40, declared), emu, tmp_path)
     saved = load_learned(tmp_path / "out")
     assert saved is not None and saved.learned and saved.declared == declared
     assert first.stats.rate is not None
     assert (saved.limit, saved.rate_limited) == (first.stats.rate.limit, len(refusals(emu)))
     # A later run on a fresh server window, new jobs: no first-window storm again.
-    later = make_emulator(rpm=REAL, limiter="sliding", rate_window=WINDOW, reset_hint="second")
-    second = await run(manifest(tmp_path, 60, declared, name="other"), later, tmp_path)
-    assert second.stats.completed == 60
+    later = make_emulator(rpm=real, limiter="sliding", rate_window=WINDOW, reset_hint="second")
+    second = await run(manifest(tmp_path, 40, declared, name="other"), later, tmp_path)
+    assert second.stats.completed == 40
     assert len(refusals(later)) <= 2
-    assert most_accepted_in_a_window(later, WINDOW) <= REAL
+    assert most_accepted_in_a_window(later, WINDOW) <= real
 
 
 async def test_a_limit_declared_right_meets_no_429(
@@ -126,11 +135,6 @@ async def test_a_limit_declared_right_meets_no_429(
     assert refusals(emu) == []
 
 
-@pytest.mark.xfail(
-    reason="the learned rate may end one call above the server's quota per window (the "
-    "careful growth's probe) and varies with thread timing on the virtual clock (issue #12)",
-    strict=False,
-)
 @pytest.mark.parametrize("limiter", ["sliding", "fixed"])
 async def test_auto_learns_an_unknown_quota_with_few_429s(
     tmp_path: Path, make_emulator: Callable[..., InProcess], limiter: str
@@ -138,11 +142,11 @@ async def test_auto_learns_an_unknown_quota_with_few_429s(
     emu = make_emulator(rpm=REAL, limiter=limiter, rate_window=WINDOW, reset_hint="second")
     report = await run(manifest(tmp_path, 90, "auto"), emu, tmp_path)
     assert report.stats.completed == 90
-    # Doubling per round trip overshoots at most once: the last doubling's
-    # excess (under the real quota) is refused, then the learned quota holds.
-    # (The store's threads let the virtual clock jump under load, so a run may
-    # also grow slower and meet no 429 at all; both are bounded here.)
-    assert len(refusals(emu)) <= REAL + 2
+    # Issue #12's target: at most 3 429s per run. Doubling per round trip
+    # overshoots once, and with at most max_submits_in_flight (4) admitted
+    # unsent calls the overshoot's refusals are few; then the learned quota
+    # holds. (A run may also grow slower and meet no 429 at all.)
+    assert len(refusals(emu)) <= 3
     assert most_accepted_in_a_window(emu, WINDOW, limiter) <= REAL
     rate = report.stats.rate
     assert rate is not None and rate.declared is None
@@ -167,3 +171,24 @@ async def test_a_storm_of_injected_429s_is_waited_out_without_a_hot_loop(
     for t in times:
         per_second[int(t)] = per_second.get(int(t), 0) + 1
     assert max(per_second.values()) <= REAL
+
+
+async def test_a_short_server_window_under_a_declared_minute_keeps_both_limits(
+    tmp_path: Path, make_emulator: Callable[..., InProcess]
+) -> None:
+    # The server: 20 per 6 s, sliding, whole-second hints; the manifest: 200 per
+    # real (unscaled) minute. Both limits hold, counted from the server's log:
+    # the server's 20 per 6 s for accepted calls, the declared 200 per 61 s for
+    # every submit it received (refused ones too).
+    emu = make_emulator(rpm=REAL, limiter="sliding", rate_window=WINDOW, reset_hint="second")
+    m = manifest(tmp_path, 120, 200)
+    opts = RunOptions(backend="local", out=tmp_path / "out", time_scale=1.0, seed=1)
+    report = await run_manifest(m, opts, emulator=emu.emulator, **LOCAL)  # type: ignore[arg-type]
+    assert report.stats.completed == 120
+    first, after = split_first_window(refusals(emu))
+    # At most max_submits_in_flight (4) are admitted unsent when a 429 stops the rest.
+    assert first <= 4 + 2
+    assert after <= 2
+    assert most_accepted_in_a_window(emu, WINDOW) <= REAL
+    submits = sorted(c.time for c in emu.emulator.calls("submit"))
+    assert most_in_a_span(submits, 61.0) <= 200

@@ -1,4 +1,9 @@
-"""The rate gate on a virtual clock: no window ever holds more than the budget."""
+"""The rate gate on a virtual clock: no window ever holds more than the budget.
+
+Two constraints hold together (rate.py): the declared cap over every call
+sent, and the learned (quota, window) over accepted calls; the last tests
+count both from the emulator's own limiters' view.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from runner.emulator.limits import FixedWindow, Limiter, SlidingLog
 from runner.scheduling.quota import QuotaStats
 from runner.scheduling.rate import RateGate, RateModel
 
@@ -97,9 +103,10 @@ async def _calls(gate: RateGate, n: int, *, refused: float | None = None) -> Non
 
 def test_429_pauses_everyone_and_learns_what_the_server_accepted() -> None:
     # 4 calls accepted at t=0, the 5th refused at t=10 with a 30 s reset: nobody
-    # goes before t=40, the quota becomes 4 per 40 s (the reset says the server
-    # counts from t=0), and the refused call is not spent, so 4 calls go at the
-    # reset (were it logged at t=10, one of them would wait until t=50).
+    # goes before t=40, and the quota becomes 4 per 40 s (the reset says the
+    # server counts from t=0). Two constraints then hold together: the learned
+    # one (4 accepted per 40 s: the refused call is not spent there) and the
+    # declared cap (8 sent per 60 s, the refused call counted: it was sent).
     async def main() -> tuple[QuotaStats, list[float]]:
         gate = RateGate(8, 60.0, margin=0.0, clock=trio.current_time)
         await _calls(gate, 4)
@@ -117,11 +124,15 @@ def test_429_pauses_everyone_and_learns_what_the_server_accepted() -> None:
         return gate.quota(), sorted(times)
 
     quota, times = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
-    # The hint (a reset 40 s on) never teaches a window shorter than the declared
-    # one: the four go when the first calls leave the declared window, at t=60.
-    assert (quota.limit, quota.window, quota.rate_limited) == (4, 60.0, 1)
-    assert all(60.0 <= t < 60.1 for t in times[:4])
-    assert all(t >= times[0] + 60.0 for t in times[4:])
+    # A window shorter than the declared one is learned (40 s < 60 s).
+    assert (quota.limit, quota.window, quota.rate_limited) == (4, 40.0, 1)
+    # At the reset the declared cap has room for 3 (5 sent since t=0) ...
+    assert all(40.0 <= t < 40.1 for t in times[:3])
+    # ... one more when the t=0 calls leave the declared minute (the learned
+    # window holds 3 of its 4) ...
+    assert 60.0 <= times[3] < 60.1
+    # ... and the rest when the t=40 calls leave the learned window.
+    assert all(t >= times[0] + 40.0 for t in times[4:])
 
 
 def test_grows_back_one_call_after_quiet_windows() -> None:
@@ -279,3 +290,95 @@ def test_a_reset_hint_in_the_past_makes_no_hot_loop() -> None:
         per_second[math.floor(t)] = per_second.get(math.floor(t), 0) + 1
     assert max(per_second.values()) <= 4  # the first burst only; then one at a time
     assert sends[-1] - sends[0] > 30.0  # backed off, not a loop of 0 s waits
+
+
+# -- both constraints, counted from the emulator's limiter's view ------------------
+
+
+def _against_server(
+    server: Limiter,
+    declared: int,
+    calls: int,
+    *,
+    coarse: bool,
+    arrivals: list[float] | None = None,
+    in_flight: int = 4,
+) -> tuple[list[tuple[float, bool]], QuotaStats]:
+    """`calls` callers (at `arrivals`, default all at t=0) send through one gate
+    (declared per 60 s, margin 1 s) to `server`, at most `in_flight` on the wire
+    (the runner's max_submits_in_flight); a refused call is sent again. Returns
+    the server's log: (arrival time, accepted), and what the gate learned."""
+    log: list[tuple[float, bool]] = []
+
+    async def caller(gate: RateGate, wire: trio.CapacityLimiter, at: float) -> None:
+        await trio.sleep(at)
+        while True:
+            async with wire:
+                await gate.acquire()
+                now = trio.current_time()
+                reset = server.acquire(now)
+                log.append((now, reset is None))
+                if reset is not None:
+                    hint = math.floor(reset) if coarse else reset
+                    gate.rate_limited(hint - now, coarse=coarse)
+                gate.finished()
+            if reset is None:
+                return
+
+    async def main() -> QuotaStats:
+        gate = RateGate(declared, 60.0, margin=1.0, clock=trio.current_time, seed=3)
+        wire = trio.CapacityLimiter(in_flight)
+        async with trio.open_nursery() as nursery:
+            for at in arrivals or [0.0] * calls:
+                nursery.start_soon(caller, gate, wire, at)
+        return gate.quota()
+
+    quota = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    return log, quota
+
+
+def test_a_20_per_6s_server_under_a_declared_200_per_minute_is_paced_by_its_window() -> None:
+    # Issue #12's main case: a short learned window is legal under the declared
+    # cap, so 200 jobs take about 10 server windows, not 10 declared minutes.
+    log, quota = _against_server(SlidingLog(20, 6.0), 200, 200, coarse=True)
+    sends = [t for t, _ in log]
+    accepted = [t for t, ok in log if ok]
+    assert len(accepted) == 200
+    assert _max_in_window(sends, 61.0) <= 200  # the declared cap: every send counted
+    assert 6.0 <= quota.window <= 7.5  # the server's window, learned to the second
+    assert quota.limit in (20, 21)
+    assert len(log) - len(accepted) <= 4 + 2  # the first 429 and the calls on the wire
+    assert max(accepted) < 10 * (6.0 + 2.0)  # whole-second hints cost up to 2 s per window
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    quota=st.integers(2, 12),
+    server_window=st.sampled_from([2.0, 6.0, 30.0, 60.0]),
+    loose=st.integers(1, 10),
+    fixed=st.booleans(),
+    coarse=st.booleans(),
+    arrivals=st.lists(st.integers(0, 120_000).map(lambda ms: ms / 1000), min_size=1, max_size=50),
+)
+def test_both_constraints_hold_against_any_server_window(
+    *,
+    quota: int,
+    server_window: float,
+    loose: int,
+    fixed: bool,
+    coarse: bool,
+    arrivals: list[float],
+) -> None:
+    # Whatever the server's window and however loose the declared limit, from
+    # the server's log: the declared cap holds over every send (refused ones
+    # too), every job gets through, and refusals stay few (no hot loop).
+    declared = quota * loose
+    server: Limiter = (
+        FixedWindow(quota, server_window) if fixed else SlidingLog(quota, server_window)
+    )
+    log, _ = _against_server(server, declared, len(arrivals), coarse=coarse, arrivals=arrivals)
+    sends = [t for t, _ in log]
+    assert sum(ok for _, ok in log) == len(arrivals)
+    assert _max_in_window(sends, 61.0) <= declared
+    refused = len(log) - len(arrivals)
+    assert refused <= 4 + len(arrivals) // 2
