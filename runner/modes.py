@@ -28,6 +28,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol
 
+import anyio.lowlevel
+
+from runner.backends.base import Submission
 from runner.errors import UsageError
 from runner.jobs import Job
 from runner.manifest import Manifest
@@ -37,7 +40,7 @@ from runner.resume import Reattach, Rules, Skip, apply, decide, look, work_item
 from runner.scheduling.credits import CreditGuard, Credits
 from runner.scheduling.rate import RateGate, RateLimit
 from runner.scheduling.scheduler import Scheduler, SchedulerConfig, WorkItem, rate_info
-from runner.scheduling.source import WorkSource
+from runner.scheduling.source import Outcome, WorkSource
 from runner.store import Ledger
 from runner.store.calls import CallLog
 from runner.store.learned_rate import LearnedRate, load_learned, save_learned
@@ -186,10 +189,8 @@ class Alone:
     def planned(self) -> int:
         return self._setting.count()
 
-    async def work(
-        self, ledger: Ledger, scheduler: Scheduler, guard: Credits
-    ) -> Iterable[WorkItem]:
-        return _local_items(self._setting, ledger, scheduler, guard)
+    async def work(self, ledger: Ledger, scheduler: Scheduler, guard: Credits) -> WorkSource:
+        return _Batched(_local_items(self._setting, ledger, scheduler, guard))
 
     def ending(self, scheduler: Scheduler, guard: Credits) -> Ending:
         return ending(scheduler.stop_reason, lost=None, credit_stop=guard.stats().stopped)
@@ -247,14 +248,45 @@ class Shared:
         return ending(reason, lost=lost, credit_stop=guard.stats().stopped)
 
 
+class _Batched:
+    """A WorkSource over `_local_items`: items, with a checkpoint at every batch boundary.
+
+    The resume walk is synchronous (ledger reads, stats); a checkpoint every
+    `_LOOKUP_BATCH` jobs lets the jobs already started poll, and a Ctrl-C
+    land, while a long stretch of finished jobs is skipped.
+    """
+
+    def __init__(self, items: Iterator[WorkItem | None]) -> None:
+        self._items = items
+
+    async def next(self) -> WorkItem | None:
+        for item in self._items:
+            if item is not None:
+                return item
+            await anyio.lowlevel.checkpoint()
+        return None
+
+    async def submitting(self, job: Job) -> None:
+        return None
+
+    async def submitted(self, job: Job, submission: Submission, wall: float) -> None:
+        return None
+
+    async def finished(self, job: Job, outcome: Outcome) -> None:
+        return None
+
+
 def _local_items(
     setting: Setting, ledger: Ledger, scheduler: Scheduler, guard: Credits
-) -> Iterator[WorkItem]:
+) -> Iterator[WorkItem | None]:
     """The single-process run's work, lazily: every job through the resume decision.
 
     Jobs an earlier run submitted and the server still keeps come first,
-    before any new submit: their results expire. Then every other job, its
-    rows read in batches.
+    before any new submit: their results expire. They are found from the
+    ledger's rows: the walk of the sweep stops at the last of them (the
+    earlier run walked that far already), never at the manifest's end. Then
+    every other job, its rows read in batches. None marks a batch boundary
+    (see `_Batched`).
     """
     s = setting
     pattern = s.manifest.output.pattern
@@ -263,10 +295,16 @@ def _local_items(
         row.key: row for row in ledger.in_flight() if row.state == "submitted" and row.request_id
     }
     if flying:
+        last, seen = max(row.idx for row in flying.values()), 0
         for job in s.jobs():
+            if job.index > last or seen == len(flying):
+                break
+            if job.index % _LOOKUP_BATCH == 0:
+                yield None
             row = flying.get(job.key)
             if row is None:
                 continue
+            seen += 1
             now = s.wall()
             action = decide(row, look(s.out, job, pattern, row, None), None, now, s.rules)
             if isinstance(action, Reattach):  # the rest is decided in the second pass
@@ -275,6 +313,7 @@ def _local_items(
                 yield work_item(job, action, s.base_url)
     jobs = s.jobs()
     while batch := list(itertools.islice(jobs, _LOOKUP_BATCH)):
+        yield None
         rows = ledger.get_many(job.key for job in batch)
         for job in batch:
             if job.key in taken:
