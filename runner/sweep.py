@@ -24,6 +24,7 @@ import itertools
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Final
 
 from runner.errors import UsageError
 from runner.jobs import ImageInput, Job, Request, make_job
@@ -131,6 +132,9 @@ class SubsetTally:
 def tally_subset(manifest: Manifest, cap: float | None) -> SubsetTally:
     """Count `expand(manifest)` (a restricted manifest) job by job, in O(1) memory per prompt.
 
+    Raises UsageError when the walk passes `MAX_WALKED_JOBS` jobs of the
+    whole expansion (a subset of a huge manifest).
+
     Credits are summed in integer micro-dollars (runner.money), as the credit
     guard reserves them, so a long subset does not drift past the cap.
     """
@@ -138,7 +142,9 @@ def tally_subset(manifest: Manifest, cap: float | None) -> SubsetTally:
     limit = None if cap is None else micros(cap)
     within_jobs, spent, stopped = 0, 0, False
     label = _row_label(manifest)
-    for job in expand(manifest):
+    subset = manifest.subset
+    jobs_in = _expand(manifest) if subset is None else subset.select(_bounded_walk(manifest))
+    for job in jobs_in:
         request = job.request
         cost = micros(price(request.mode, request.resolution, request.n, manifest.prices))
         row = label(job.prompt_id)
@@ -182,6 +188,34 @@ def tally_files(manifest: Manifest, cap: float | None) -> SubsetTally:
         fits, cost = fit_in(manifest, space, Micros(limit - spent))
         within_jobs, spent = within_jobs + fits, spent + cost
     return SubsetTally(tuple(rows.items()), within_jobs, to_usd(spent))
+
+
+MAX_WALKED_JOBS: Final = 1_000_000
+"""Most jobs a subset's plan walks (about a minute at ~50 µs a job) before it refuses."""
+
+
+def _bounded_walk(manifest: Manifest) -> Iterator[Job]:
+    """The whole expansion, for a subset's walk; UsageError past `MAX_WALKED_JOBS` jobs.
+
+    A filter, a limit or a shard has no arithmetic over the units here: its
+    jobs are found by walking the expansion, which on 10^12 jobs would never
+    end. Refusing, naming the limit, is the defined end of that walk.
+    """
+    subset = manifest.subset
+    described = subset.describe() if subset is not None else "all jobs"
+    refusal = UsageError(
+        f"{described}: planning a subset walks the manifest job by job, and it has more"
+        f" than {MAX_WALKED_JOBS:,} jobs (the limit of that walk); plan the whole manifest"
+        " (counted by arithmetic), or narrow it with exclude or fewer values"
+    )
+    # Without a --limit to end it early, a walk past the limit is known at once.
+    whole = sum(tally(manifest, space).jobs for space in spaces(manifest))
+    if subset is not None and subset.limit is None and whole > MAX_WALKED_JOBS:
+        raise refusal
+    for walked, job in enumerate(_expand(manifest)):
+        if walked >= MAX_WALKED_JOBS:
+            raise refusal
+        yield job
 
 
 def _row_label(manifest: Manifest) -> Callable[[str], str]:
