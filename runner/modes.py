@@ -38,7 +38,7 @@ from runner.resume import Reattach, Rules, Skip, Submit, apply, decide, look, wo
 from runner.scheduling.credits import CreditGuard, Credits
 from runner.scheduling.rate import RateGate, RateLimit
 from runner.scheduling.scheduler import Scheduler, SchedulerConfig, WorkItem, rate_info
-from runner.scheduling.source import WorkSource
+from runner.scheduling.source import IterSource, WorkSource
 from runner.store import JobRow, Ledger
 from runner.store.calls import CallLog
 from runner.store.learned_rate import LearnedRate, load_learned, save_learned
@@ -190,10 +190,8 @@ class Alone:
     def planned(self) -> int:
         return self._setting.count()
 
-    async def work(
-        self, ledger: Ledger, scheduler: Scheduler, guard: Credits
-    ) -> Iterable[WorkItem]:
-        return _local_items(self._setting, ledger, scheduler, guard)
+    async def work(self, ledger: Ledger, scheduler: Scheduler, guard: Credits) -> WorkSource:
+        return IterSource(_local_items(self._setting, ledger, scheduler, guard))
 
     def ending(self, scheduler: Scheduler, guard: Credits) -> Ending:
         return ending(scheduler.stop_reason, lost=None, credit_stop=guard.stats().stopped)
@@ -253,12 +251,15 @@ class Shared:
 
 def _local_items(
     setting: Setting, ledger: Ledger, scheduler: Scheduler, guard: Credits
-) -> Iterator[WorkItem]:
+) -> Iterator[WorkItem | None]:
     """The single-process run's work, lazily: every job through the resume decision.
 
     Jobs an earlier run submitted and the server still keeps come first,
-    before any new submit: their results expire. Then every other job, its
-    rows read in batches.
+    before any new submit: their results expire. They are found from the
+    ledger's rows: the walk of the sweep stops at the last of them (the
+    earlier run walked that far already), never at the manifest's end. Then
+    every other job, its rows read in batches. None marks a batch boundary
+    (see `IterSource`).
     """
     s = setting
     pattern = s.manifest.output.pattern
@@ -267,10 +268,16 @@ def _local_items(
         row.key: row for row in ledger.in_flight() if row.state == "submitted" and row.request_id
     }
     if flying:
+        last, seen = max(row.idx for row in flying.values()), 0
         for job in s.jobs():
+            if job.index > last or seen == len(flying):
+                break
+            if job.index % _LOOKUP_BATCH == 0:
+                yield None
             row = flying.get(job.key)
             if row is None:
                 continue
+            seen += 1
             now = s.wall()
             action = decide(row, look(s.out, job, pattern, row, None), None, now, s.rules)
             if isinstance(action, Reattach):  # the rest is decided in the second pass
@@ -279,6 +286,7 @@ def _local_items(
                 yield work_item(job, action, s.base_url)
     jobs = s.jobs()
     while batch := list(itertools.islice(jobs, _LOOKUP_BATCH)):
+        yield None
         rows = ledger.get_many(job.key for job in batch)
         for job in batch:
             if job.key in taken:

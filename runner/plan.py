@@ -20,7 +20,6 @@ and the text.
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -30,8 +29,7 @@ from runner.money import Micros, format_usd, maybe_micros, micros, to_usd
 from runner.sweep import (
     Space,
     Tally,
-    assignments,
-    job_credits,
+    fit_in,
     spaces,
     tally,
     tally_files,
@@ -161,8 +159,8 @@ def _within(
 ) -> tuple[int, Micros]:
     """Jobs and µ$, in expansion order, before the first job that would pass `cap` (µ$).
 
-    Whole prompts are added by their tallies; only the prompt where the cap
-    falls is walked job by job.
+    Whole prompts are added by their tallies; in the prompt where the cap
+    falls, `runner.sweep.fit_in` finds the cut by arithmetic.
     """
     jobs, spent = 0, 0
     for space, t in per_prompt:
@@ -170,12 +168,8 @@ def _within(
         if spent + share <= cap:
             jobs, spent = jobs + t.jobs, spent + share
             continue
-        for values in assignments(space):
-            cost = micros(job_credits(manifest, values, space.prompt))
-            for _ in itertools.repeat(None, manifest.repeat):
-                if spent + cost > cap:
-                    return jobs, Micros(spent)
-                jobs, spent = jobs + 1, spent + cost
+        fits, cost = fit_in(manifest, space, Micros(cap - spent))
+        return jobs + fits, Micros(spent + cost)
     return jobs, Micros(spent)
 
 

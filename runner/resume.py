@@ -39,7 +39,7 @@ from runner.backends.base import submission_for
 from runner.jobs import Job
 from runner.money import Micros
 from runner.scheduling.source import WorkItem
-from runner.store import JobRow, Ledger, finished_files
+from runner.store import JobRow, Ledger, finished_files, recorded_files
 
 FinalState = Literal["completed", "failed", "expired"]
 
@@ -149,9 +149,17 @@ def wants_files(row: JobRow | None, lease: LeaseRecord | None) -> bool:
 def look(
     out: Path, job: Job, pattern: str | None, row: JobRow | None, lease: LeaseRecord | None
 ) -> list[str] | None:
-    """The job's finished files in `out` (relative names), or None; read only when wanted."""
+    """The job's finished files in `out` (relative names), or None; read only when wanted.
+
+    A row the ledger shows completed is trusted for what its files are and
+    only checked to be there (`recorded_files`: two stats per image), so a
+    resume over 100,000 finished jobs reads no sidecar; any other known job
+    has its sidecars read and matched (`finished_files`).
+    """
     if not wants_files(row, lease):
         return None
+    if row is not None and row.state == "completed" and row.files:
+        return recorded_files(out, job, row.files)
     return finished_files(out, job, pattern=pattern)
 
 

@@ -24,11 +24,12 @@ import itertools
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Final
 
 from runner.errors import UsageError
 from runner.jobs import ImageInput, Job, Request, make_job
 from runner.manifest import AXES, Combination, Manifest, Prompt, Unit, Value
-from runner.money import micros, to_usd
+from runner.money import Micros, micros, to_usd
 from runner.params import price
 from runner.providers import provider
 from runner.subset import PARAMS, Subset
@@ -133,6 +134,9 @@ class SubsetTally:
 def tally_subset(manifest: Manifest, cap: float | None) -> SubsetTally:
     """Count `expand(manifest)` (a restricted manifest) job by job, in O(1) memory per prompt.
 
+    Raises UsageError when the walk passes `MAX_WALKED_JOBS` jobs of the
+    whole expansion (a subset of a huge manifest).
+
     Credits are summed in integer micro-dollars (runner.money), as the credit
     guard reserves them, so a long subset does not drift past the cap.
     """
@@ -140,7 +144,9 @@ def tally_subset(manifest: Manifest, cap: float | None) -> SubsetTally:
     limit = None if cap is None else micros(cap)
     within_jobs, spent, stopped = 0, 0, False
     label = _row_label(manifest)
-    for job in expand(manifest):
+    subset = manifest.subset
+    jobs_in = _expand(manifest) if subset is None else subset.select(_bounded_walk(manifest))
+    for job in jobs_in:
         request = job.request
         cost = micros(
             price(request.mode, request.resolution, request.billed_images, manifest.prices)
@@ -167,7 +173,7 @@ def tally_files(manifest: Manifest, cap: float | None) -> SubsetTally:
 
     Each prompt is counted by arithmetic (`tally`) as it streams by, so a
     file of a million prompts plans in the memory of one; only the prompt
-    where `cap` (USD) falls is walked job by job, in micro-dollars.
+    where `cap` (USD) falls is cut, by arithmetic too (`fit_in`), in micro-dollars.
     """
     rows: dict[str, Tally] = {}
     limit = None if cap is None else micros(cap)
@@ -183,15 +189,37 @@ def tally_files(manifest: Manifest, cap: float | None) -> SubsetTally:
             within_jobs, spent = within_jobs + t.jobs, spent + micros(t.credits)
             continue
         stopped = True
-        for values in assignments(space):
-            cost = micros(job_credits(manifest, values, space.prompt))
-            fits = min(
-                manifest.repeat, max(0, (limit - spent) // cost) if cost else manifest.repeat
-            )
-            within_jobs, spent = within_jobs + fits, spent + fits * cost
-            if fits < manifest.repeat:
-                break
+        fits, cost = fit_in(manifest, space, Micros(limit - spent))
+        within_jobs, spent = within_jobs + fits, spent + cost
     return SubsetTally(tuple(rows.items()), within_jobs, to_usd(spent))
+
+
+MAX_WALKED_JOBS: Final = 1_000_000
+"""Most jobs a subset's plan walks (about a minute at ~50 µs a job) before it refuses."""
+
+
+def _bounded_walk(manifest: Manifest) -> Iterator[Job]:
+    """The whole expansion, for a subset's walk; UsageError past `MAX_WALKED_JOBS` jobs.
+
+    A filter, a limit or a shard has no arithmetic over the units here: its
+    jobs are found by walking the expansion, which on 10^12 jobs would never
+    end. Refusing, naming the limit, is the defined end of that walk.
+    """
+    subset = manifest.subset
+    described = subset.describe() if subset is not None else "all jobs"
+    refusal = UsageError(
+        f"{described}: planning a subset walks the manifest job by job, and it has more"
+        f" than {MAX_WALKED_JOBS:,} jobs (the limit of that walk); plan the whole manifest"
+        " (counted by arithmetic), or narrow it with exclude or fewer values"
+    )
+    # Without a --limit to end it early, a walk past the limit is known at once.
+    whole = sum(tally(manifest, space).jobs for space in spaces(manifest))
+    if subset is not None and subset.limit is None and whole > MAX_WALKED_JOBS:
+        raise refusal
+    for walked, job in enumerate(_expand(manifest)):
+        if walked >= MAX_WALKED_JOBS:
+            raise refusal
+        yield job
 
 
 def _row_label(manifest: Manifest) -> Callable[[str], str]:
@@ -264,6 +292,101 @@ def tally(manifest: Manifest, space: Space) -> Tally:
         total.images * manifest.repeat,
         total.credits * manifest.repeat,
     )
+
+
+def fit_in(manifest: Manifest, space: Space, left: Micros) -> tuple[int, Micros]:
+    """Jobs and µ$ of the prompt's leading jobs, in expansion order, that fit in `left` µ$.
+
+    The jobs before the first that would pass `left`, as the credit guard
+    reserves them, by arithmetic: a subtree of the odometer (the units after
+    a fixed prefix) is added whole by its tally when it fits, and descended
+    into only where the cap falls, so a cap inside a prompt of 10^12 jobs
+    costs about (units x values per unit) tallies, not a walk of the jobs.
+    """
+    named = {name for entry in (*space.exclude, *space.include) for name, _ in entry.values}
+    deciding = named | set(_PRICED)
+    jobs, spent, stopped = _fit(
+        space.units, dict(space.prompt.base), deciding, manifest, space, left=left
+    )
+    if stopped:
+        return jobs, Micros(spent)
+    for values in _included(space, space.prompt.vars):
+        fits, cost = _fits_repeats(manifest, space.prompt, values, left - spent)
+        jobs, spent = jobs + fits, spent + fits * cost
+        if fits < manifest.repeat:
+            break
+    return jobs, Micros(spent)
+
+
+def _fit(
+    units: Sequence[Unit],
+    start: Assignment,
+    deciding: set[str],
+    manifest: Manifest,
+    space: Space,
+    *,
+    left: int,
+) -> tuple[int, int, bool]:
+    """(jobs, µ$, stopped) of the leading jobs of the product of `units` under `start`."""
+    if not units:
+        if _excluded(space, start):
+            return 0, 0, False
+        fits, cost = _fits_repeats(manifest, space.prompt, start, left)
+        return fits, fits * cost, fits < manifest.repeat
+    head, rest = units[0], units[1:]
+    jobs = spent = 0
+    rows: Iterable[tuple[Value, ...]] = head.values
+    if not deciding.intersection(head.names):
+        # Every value of this unit leads to the same subtree: skip whole copies at once.
+        per_jobs, per_cost = _micro_tally(rest, deciding, {**start}, manifest, space)
+        copies = len(head.values) if per_cost == 0 else min(len(head.values), left // per_cost)
+        if copies == len(head.values):
+            return copies * per_jobs, copies * per_cost, False
+        jobs, spent = copies * per_jobs, copies * per_cost
+        rows = itertools.islice(head.values, copies, None)
+    for row in rows:
+        values = {**start, **dict(zip(head.names, row, strict=True))}
+        sub_jobs, sub_cost = _micro_tally(rest, deciding, values, manifest, space)
+        if spent + sub_cost <= left:
+            jobs, spent = jobs + sub_jobs, spent + sub_cost
+            continue
+        more, cost, _ = _fit(rest, values, deciding, manifest, space, left=left - spent)
+        return jobs + more, spent + cost, True
+    return jobs, spent, False
+
+
+def _fits_repeats(
+    manifest: Manifest, prompt: Prompt, values: Assignment, left: int
+) -> tuple[int, int]:
+    """How many of one combination's `repeat` jobs fit in `left` µ$, and one job's µ$."""
+    cost = micros(job_credits(manifest, values, prompt))
+    if cost == 0:
+        return manifest.repeat, 0
+    return min(manifest.repeat, max(0, left // cost)), cost
+
+
+def _micro_tally(
+    units: Sequence[Unit],
+    deciding: set[str],
+    start: Assignment,
+    manifest: Manifest,
+    space: Space,
+) -> tuple[int, int]:
+    """(jobs, µ$) of the product of `units` under `start`, repeat included, in integers.
+
+    As `_walk`, walking only the units that decide a price or an exclude.
+    """
+    walked = [u for u in units if deciding.intersection(u.names)]
+    times = math.prod(len(u.values) for u in units if not deciding.intersection(u.names))
+    jobs = cost = 0
+    for rows in _product(walked):
+        values = dict(start)
+        for unit, row in zip(walked, rows, strict=True):
+            values.update(zip(unit.names, row, strict=True))
+        if not _excluded(space, values):
+            jobs += times
+            cost += times * micros(job_credits(manifest, values, space.prompt))
+    return jobs * manifest.repeat, cost * manifest.repeat
 
 
 def job_credits(

@@ -108,11 +108,19 @@ def test_non_utf8_is_named(tmp_path: Path) -> None:
 
 
 def test_alias_bomb_is_cheap(tmp_path: Path) -> None:
-    # Nine levels of nine aliases: 9**9 strings if expanded. Walked once per node.
+    # Nine levels of nine aliases: 9**9 strings if expanded. Walked once per node,
+    # and refused for its expanded size before anything is built from it.
     bomb = "&a0 [x, x, x, x, x, x, x, x, x]"
     for i in range(1, 9):
         bomb = f"&a{i} [{bomb}, " + ", ".join([f"*a{i - 1}"] * 8) + "]"
     text = f"name: t\nprompts:\n  - id: a\n    prompt: a {{x}}\n    vars:\n      x: {bomb}\n"
+    message = _fails(tmp_path, text)
+    assert "with its YAML aliases expanded the manifest is 387,42" in message
+    # Small aliases stay fine: the same nesting three levels deep is 729 characters.
+    small = "&a0 [x, x, x, x, x, x, x, x, x]"
+    for i in range(1, 3):
+        small = f"&a{i} [{small}, " + ", ".join([f"*a{i - 1}"] * 8) + "]"
+    text = f"name: t\nprompts:\n  - id: a\n    prompt: a {{x}}\n    vars:\n      x: {small}\n"
     assert "expected a single value" in _fails(tmp_path, text)
 
 

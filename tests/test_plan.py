@@ -6,15 +6,18 @@ import json
 import math
 import subprocess
 import sys
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
+from runner.errors import UsageError
 from runner.manifest import Manifest, load_manifest, parse_manifest
 from runner.money import micros
 from runner.params import price
 from runner.plan import make_plan, plan_json, render_text, shortest_duration, usd
-from runner.sweep import expand
+from runner.subset import parse_subset
+from runner.sweep import MAX_WALKED_JOBS, expand, restrict
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "manifests" / "sweep-demo.yaml"
@@ -208,3 +211,44 @@ def test_plan_of_a_million_jobs_keeps_memory_flat(tmp_path: Path) -> None:
     assert isinstance(budget["jobs_within"], int) and 0 < budget["jobs_within"] < 1_000_000
     # Counting is arithmetic: a million jobs cost no more memory than one (KiB).
     assert big_peak < small_peak + 20_000
+
+
+def _trillion(extra: str = "") -> Manifest:
+    values = "[" + ", ".join(f"v{i}" for i in range(100)) + "]"
+    names = [f"x{i}" for i in range(6)]
+    text = (
+        "name: huge\nprompts:\n  - id: a\n    prompt: '"
+        + " ".join("{" + n + "}" for n in names)
+        + "'\n    vars:\n"
+        + "".join(f"      {n}: {values}\n" for n in names)
+        + "sweep:\n  mode: [standard, quality]\n"
+        + "exclude:\n  - {x0: v3}\n  - {mode: quality, x5: v1}\n"
+        + extra
+    )
+    return parse_manifest(text, path="huge.yaml")
+
+
+def test_a_trillion_jobs_with_excludes_and_a_cap_plan_in_bounded_memory() -> None:
+    manifest = _trillion("budget: {max_credits: 1000000000}\n")
+    tracemalloc.start()
+    try:
+        plan = make_plan(manifest)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # 99 x0 values x 100^4 x (100 standard + 99 quality) jobs.
+    assert plan.jobs == 99 * 100**4 * 199
+    assert plan.fits is False
+    assert plan.credits_within_budget is not None
+    assert plan.credits_within_budget <= micros(1e9)
+    assert plan.jobs_within_budget is not None and plan.jobs_within_budget > 28 * 10**9
+    assert peak < 5_000_000  # bytes
+
+
+def test_a_filter_over_a_trillion_jobs_is_refused_naming_the_limit() -> None:
+    manifest = restrict(_trillion(), parse_subset(["x5=v1"], None))
+    with pytest.raises(UsageError, match=f"more than {MAX_WALKED_JOBS:,} jobs"):
+        make_plan(manifest)
+    # With a --limit the walk ends when the limit is met.
+    limited = make_plan(restrict(_trillion(), parse_subset(["x5=v1"], 3)))
+    assert limited.jobs == 3

@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 
 from runner.jobs import Job
 from runner.manifest import AXES, Manifest, parse_manifest
+from runner.money import Micros, micros
 from runner.params import ASPECT_RATIOS, MODES, OUTPUT_FORMATS, RESOLUTIONS, price
-from runner.sweep import count_jobs, expand, spaces, tally
+from runner.sweep import count_jobs, expand, fit_in, spaces, tally
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -456,3 +457,46 @@ def test_expansion_properties(doc: dict[str, Any]) -> None:
     assert sum(t.images for t in totals) == sum(j.request.n for j in jobs)
     credits = sum(price(j.request.mode, j.request.resolution, j.request.n) for j in jobs)
     assert math.isclose(sum(t.credits for t in totals), credits, abs_tol=1e-9)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(manifest_docs(), st.integers(0, 400_000))
+def test_the_cut_under_a_cap_is_the_walks(doc: dict[str, Any], cap: int) -> None:
+    # fit_in (arithmetic) against the plain walk: jobs in order before the first that passes.
+    m = parse_manifest(yaml.safe_dump(doc, sort_keys=False), path="prop.yaml")
+    for space in spaces(m):
+        jobs = [j for j in expand(m) if j.prompt_id == space.prompt.id]
+        walked, spent = 0, 0
+        for job in jobs:
+            cost = micros(price(job.request.mode, job.request.resolution, job.request.n))
+            if spent + cost > cap:
+                break
+            walked, spent = walked + 1, spent + cost
+        assert fit_in(m, space, Micros(cap)) == (walked, spent)
+
+
+def test_a_cap_inside_a_trillion_jobs_is_cut_by_arithmetic() -> None:
+    values = "[" + ", ".join(f"v{i}" for i in range(100)) + "]"
+    names = [f"x{i}" for i in range(6)]
+    text = (
+        "name: huge\nprompts:\n  - id: a\n    prompt: '"
+        + " ".join("{" + n + "}" for n in names)
+        + "'\n    vars:\n"
+        + "".join(f"      {n}: {values}\n" for n in names)
+        + "sweep:\n  mode: [standard, quality]\n"
+        + "exclude:\n  - {x0: v3}\n  - {mode: quality, x5: v1}\n"
+    )
+    m = _m(text)
+    (space,) = spaces(m)
+    tracemalloc.start()
+    try:
+        # $1e9 is 5e10 standard jobs' worth: a walk would take weeks.
+        jobs, spent = fit_in(m, space, micros(1e9))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert spent <= micros(1e9)
+    # Each x5 step is (standard $0.02, quality $0.05) but for v1 (quality excluded).
+    per_x4 = 100 * 20_000 + 99 * 50_000  # µ$ of one value of x4: 100 x5 values
+    assert jobs > 0 and spent > micros(1e9) - per_x4
+    assert peak < 2_000_000  # bytes

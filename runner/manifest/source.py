@@ -30,7 +30,20 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from runner.errors import ManifestError
 
 MAX_MANIFEST_BYTES: Final = 10 * 1024 * 1024
-"""A manifest larger than this (10 MiB) is refused before it is parsed."""
+"""A manifest larger than this (10 MiB) is refused before it is parsed.
+
+The same cap holds for its size with every YAML alias expanded (each use of
+an anchor counts the anchored text again), so an alias cannot make a small
+file into a huge manifest.
+"""
+
+MAX_PROMPT_CHARS: Final = 10_000
+"""Longest prompt text, and longest var value, in characters.
+
+The vendor page (grok-imagine-image) states no limit; 10,000 characters is
+far above any useful prompt (the page's example has 260) and keeps a job's
+request, its sidecar and its ledger row small, whatever the manifest says.
+"""
 
 Loc = tuple[str | int, ...]
 
@@ -189,8 +202,35 @@ def read_source(path: Path, *, display: str | None = None) -> Source:
     )
 
 
+_QUICK_CHECK_CHARS: Final = 256 * 1024
+"""From this size on, the caps are checked by libyaml's parser before the full parse."""
+
+
+def _quick_caps(text: str, path: str) -> None:
+    """Refuse a large text over the size or prompt caps, with libyaml's fast parser.
+
+    PyYAML's pure-Python scanner takes minutes over a few MiB of scalar text
+    (a hostile manifest); libyaml composes it in about a second. Only the
+    caps are checked here (`_Walk.caps`); any YAML error is left to the full
+    parse, which words it and places it. Without libyaml this does nothing.
+    """
+    fast = getattr(yaml, "CSafeLoader", None)
+    if fast is None or len(text) < _QUICK_CHECK_CHARS:
+        return
+    loader = fast(text)
+    try:
+        node = loader.get_single_node()
+    except (yaml.YAMLError, RecursionError):
+        return
+    finally:
+        loader.dispose()
+    if node is not None:
+        _Walk(path).caps(node)
+
+
 def parse_source(text: str, *, path: str, base_dir: Path, sha256: str = "") -> Source:
     """Parse YAML text into a Source; no file access."""
+    _quick_caps(text, path)
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
@@ -201,7 +241,7 @@ def parse_source(text: str, *, path: str, base_dir: Path, sha256: str = "") -> S
                 hint="start from manifests/example.yaml; `name` and `prompts` are required",
             )
         walk = _Walk(path)
-        walk.node(node, ())
+        walk.caps(node)
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as err:
         raise _yaml_error(err, path) from None
@@ -293,12 +333,50 @@ class _Walk:
         # An aliased node is walked once: the places of its first use are kept,
         # and an alias bomb (nested anchors) costs nothing to walk.
         self._seen: set[int] = set()
+        # Each node's text size with its aliases expanded, computed once.
+        self._sizes: dict[int, int] = {}
+
+    def caps(self, node: Node) -> None:
+        """Refuse `node` (the document) over the expanded size cap; then walk it (`node`)."""
+        expanded = self.expanded_size(node)
+        if expanded > MAX_MANIFEST_BYTES:
+            raise ManifestError(
+                f"with its YAML aliases expanded the manifest is {expanded:,} characters,"
+                f" over the limit of {MAX_MANIFEST_BYTES:,} (each use of an anchor counts"
+                " its text again)",
+                path=self.path,
+                hint="write fewer aliases of large values, or move the data to a vars_from file",
+            )
+        self.node(node, ())
+
+    def expanded_size(self, node: Node) -> int:
+        """Characters of `node`'s scalars and keys, every alias counted at each use.
+
+        Memoised by node, so an alias bomb (anchors nesting anchors) costs
+        one visit per node while its size multiplies.
+        """
+        known = self._sizes.get(id(node))
+        if known is not None:
+            return known
+        self._sizes[id(node)] = 0  # a recursive alias (not valid YAML) counts nothing twice
+        if isinstance(node, ScalarNode):
+            size = len(node.value)
+        elif isinstance(node, SequenceNode):
+            size = sum(self.expanded_size(item) for item in node.value)
+        elif isinstance(node, MappingNode):
+            size = sum(self.expanded_size(k) + self.expanded_size(v) for k, v in node.value)
+        else:
+            size = 0
+        self._sizes[id(node)] = size
+        return size
 
     def node(self, node: Node, loc: Loc) -> None:
         self.values.setdefault(loc, _mark(node))
         if id(node) in self._seen:
             return
         self._seen.add(id(node))
+        if isinstance(node, ScalarNode) and _is_prompt_text(loc):
+            self._prompt_text(node, loc)
         if isinstance(node, SequenceNode):
             for i, item in enumerate(node.value):
                 self.node(item, (*loc, i))
@@ -335,6 +413,36 @@ class _Walk:
                     key = _key(key_node)
                     self.keys.setdefault((*loc, key), _mark(key_node))
                     self.node(item, (*loc, key))
+
+    def _prompt_text(self, node: ScalarNode, loc: Loc) -> None:
+        length = len(node.value)
+        if length <= MAX_PROMPT_CHARS:
+            return
+        where = _mark(node)
+        what = "a prompt" if loc[-1] == "prompt" else "a var value"
+        raise ManifestError(
+            f"{_dotted(loc)}: {what} of {length:,} characters is over the limit of"
+            f" {MAX_PROMPT_CHARS:,}",
+            path=self.path,
+            line=where.line,
+            column=where.column,
+            hint="shorten it; a prompt is sent whole with every job of it",
+        )
+
+
+def _is_prompt_text(loc: Loc) -> bool:
+    """Whether `loc` is a prompt's text or one of its var values (capped at MAX_PROMPT_CHARS)."""
+    if len(loc) < 3 or loc[0] != "prompts" or not isinstance(loc[1], int):
+        return False
+    return (len(loc) == 3 and loc[2] == "prompt") or (len(loc) >= 5 and loc[2] == "vars")
+
+
+def _dotted(loc: Loc) -> str:
+    """`loc` as pydantic's messages write it: ``prompts[1].vars.color[0]``."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text
 
 
 def _key(node: Node) -> str | int:

@@ -24,6 +24,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
+import anyio.lowlevel
+
 from runner.backends.base import Submission
 from runner.jobs import Job
 from runner.scheduling.lifecycle import (
@@ -80,14 +82,22 @@ class WorkSource(Protocol):
 
 
 class IterSource:
-    """A WorkSource over an iterable of items, pulled lazily: the single-process run."""
+    """A WorkSource over an iterable of items, pulled lazily: the single-process run.
 
-    def __init__(self, items: Iterable[WorkItem]) -> None:
-        self._items: Iterator[WorkItem] = iter(items)
+    A None among the items is a checkpoint, not an item: a long synchronous
+    stretch of the iterable (the resume walk skipping finished jobs) yields
+    one now and then so that running jobs poll and a Ctrl-C lands.
+    """
+
+    def __init__(self, items: Iterable[WorkItem | None]) -> None:
+        self._items: Iterator[WorkItem | None] = iter(items)
 
     async def next(self) -> WorkItem | None:
-        # No await: pulling stays exactly as cheap as the plain loop it replaces.
-        return next(self._items, None)
+        for item in self._items:
+            if item is not None:
+                return item
+            await anyio.lowlevel.checkpoint()
+        return None
 
     async def after_stop(self) -> WorkItem | None:
         # The run's own re-attachments come first in its items: none is left over.

@@ -54,7 +54,14 @@ from runner.store.sidecar import (
     write_sidecar,
 )
 from runner.store.status import RETENTION_S, FolderStatus, folder_status, render_status
-from runner.store.verify import VerifyReport, check_pair, finished_files, render_verify, verify
+from runner.store.verify import (
+    VerifyReport,
+    check_pair,
+    finished_files,
+    recorded_files,
+    render_verify,
+    verify,
+)
 
 __all__ = [
     "DEFAULT_PATTERN",
@@ -89,6 +96,7 @@ __all__ = [
     "is_temp_name",
     "ledger_path",
     "read_sidecar",
+    "recorded_files",
     "relative_name",
     "remove_temp_files",
     "render_status",

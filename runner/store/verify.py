@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -128,6 +129,24 @@ def finished_files(
             return None
         names.append(relative_name(out_dir, image))
     return names
+
+
+def recorded_files(out_dir: Path, job: Job, files: Sequence[str]) -> list[str] | None:
+    """The files a completed ledger row names, if each image and its sidecar is on disk; else None.
+
+    For resume over a finished folder: the ledger recorded these files after
+    they were checked and written (sidecar last), so two `stat` calls per
+    image stand in for re-reading every sidecar (`finished_files`); a
+    changed file is `runner verify`'s to find. A row that names fewer than
+    the job's n images is not trusted (None).
+    """
+    if len(files) != job.request.n:
+        return None
+    for name in files:
+        image = out_dir / name
+        if not (image.is_file() and sidecar_path(image).is_file()):
+            return None
+    return list(files)
 
 
 def _walk(out_dir: Path) -> tuple[list[Path], list[Path], list[Path]]:
