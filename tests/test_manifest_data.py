@@ -165,6 +165,7 @@ def _error(tmp_path: Path, manifest: str, files: dict[str, str]) -> str:
 
 VARS = 'name: t\nprompts:\n  - id: a\n    prompt: "{x} {y}"\n    vars_from: %s\n'
 PROMPTS = "name: t\nprompts_from: p.jsonl\n"
+LONG = "y" * 10_001  # one past the prompt cap (runner.manifest.source.MAX_PROMPT_CHARS)
 
 
 @pytest.mark.parametrize(
@@ -227,6 +228,11 @@ PROMPTS = "name: t\nprompts_from: p.jsonl\n"
             ["p.jsonl:1:", "also an id under the manifest's `prompts`"],
         ),
         (PROMPTS, {"p.jsonl": ""}, ["p.jsonl:1:", "no prompts"]),
+        (
+            PROMPTS,
+            {"p.jsonl": '{"id": "b", "prompt": "x"}\n{"id": "a", "prompt": "%s"}\n' % LONG},
+            ["p.jsonl:2:", "prompt", "at most 10000 characters"],
+        ),
         ("name: t\n", {}, ["m.yaml:1:1:", "`prompts` is required", "prompts_from"]),
         (
             VARS % "d.csv" + "include:\n  - {x: 9, y: 9}\n",

@@ -46,7 +46,7 @@ from runner.manifest.images import load_image
 from runner.manifest.model import Prompt, Value
 from runner.manifest.rows import VAR_FORMATS, DataFile, Format, locate, read_rows
 from runner.manifest.schema import ImageSource, ParamsModel, SafeId
-from runner.manifest.source import describe, shorten
+from runner.manifest.source import MAX_PROMPT_CHARS, describe, shorten
 
 __all__ = [
     "VAR_FORMATS",
@@ -241,7 +241,8 @@ class PromptLineModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     id: SafeId
-    prompt: str = Field(min_length=1)
+    # The same cap as a prompt written in the manifest (runner.manifest.source).
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
     params: ParamsModel = Field(default_factory=ParamsModel)
     image: ImageSource | None = None
 
