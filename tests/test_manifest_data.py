@@ -230,7 +230,7 @@ LONG = "y" * 10_001  # one past the prompt cap (runner.manifest.source.MAX_PROMP
         (PROMPTS, {"p.jsonl": ""}, ["p.jsonl:1:", "no prompts"]),
         (
             PROMPTS,
-            {"p.jsonl": '{"id": "b", "prompt": "x"}\n{"id": "a", "prompt": "%s"}\n' % LONG},
+            {"p.jsonl": '{"id": "b", "prompt": "x"}\n{"id": "a", "prompt": "' + LONG + '"}\n'},
             ["p.jsonl:2:", "prompt", "at most 10000 characters"],
         ),
         ("name: t\n", {}, ["m.yaml:1:1:", "`prompts` is required", "prompts_from"]),
