@@ -27,9 +27,10 @@ SCHEMA_FILE = ROOT / "manifests" / "manifest.schema.json"
 
 NOT_A_DOCUMENT: Final = frozenset(
     {"bad-indent", "bad-yaml", "duplicate-key", "empty", "multiple-documents", "not-a-mapping",
-     "python-tag"}
+     "python-tag", "alias-bomb", "prompt-too-long", "var-value-too-long"}
 )  # fmt: skip
-"""Refused while reading the YAML: there is no document for a schema to check."""
+"""Refused while reading the YAML (its syntax, or its size and text caps, checked before the
+document is built): there is no document for a schema to check."""
 
 SCHEMA_CANNOT: Final = {
     "axis-in-sweep-and-zip": "an axis in both sweep and zip: a rule across two keys",
