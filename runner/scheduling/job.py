@@ -47,6 +47,10 @@ from runner.scheduling.source import WorkItem
 T = TypeVar("T")
 
 
+# Poll by this share of the server's retention at the latest (see `_poll`).
+_RETENTION_SHARE = 0.98
+
+
 class _Switched(Exception):
     """The backend stopped polling results mid-poll (not a RunnerError: no retry sees it)."""
 
@@ -175,7 +179,12 @@ class JobRunner:
         polls = ctx.polls.job()
         try:
             while True:
-                target = await polls.next_age(anyio.current_time() - started)
+                age = anyio.current_time() - started
+                target = await polls.next_age(age)
+                # Never past the server's retention: a job re-attached at 59
+                # minutes must be asked before its result is gone, whatever
+                # step the latency model would take.
+                target = min(target, max(age, ctx.config.retention * _RETENTION_SHARE))
                 await anyio.sleep(max(0.0, started + target - anyio.current_time()))
                 try:
                     answer = await self._ask(job, submission, started)
