@@ -158,7 +158,10 @@ async def test_what_one_worker_learns_every_worker_applies(tmp_path: Path, redis
     # Two quiet windows after the 429 the learner tries one call more (quota.py's
     # careful growth): the limit each admission was made under, never the declared 8.
     assert max(applied) <= 4
-    assert max_in_window(admitted, window + MARGIN) <= max(applied)
+    # The learned window may be shorter than the declared one (quota.py learns it
+    # from the accepted calls and the reset hint), so the declared span holds at
+    # most the declared cap, the hard limit of every window of its length.
+    assert max_in_window(admitted, window + MARGIN) <= config.rpm
 
 
 async def test_reservations_of_all_workers_stay_within_one_budget(
