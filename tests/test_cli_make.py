@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -10,9 +11,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def planned(target: str, venv: Path) -> list[str]:
     """The commands `make -n TARGET` would run for a venv at `venv` (nothing is run)."""
+    # Not a sub-make of the `make test` running this suite (CI): MAKELEVEL > 0
+    # would add "make[1]: Entering directory" lines and MAKEFLAGS the outer flags.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     done = subprocess.run(
-        ["make", "-n", target, f"VENV={venv}"],
+        ["make", "--no-print-directory", "-n", target, f"VENV={venv}"],
         cwd=ROOT,
+        env=env,
         capture_output=True,
         text=True,
         check=True,

@@ -90,7 +90,9 @@ async def test_a_limit_declared_3x_too_loose_is_learned_from_the_429s(
     assert most_accepted_per_window(emu, provider) <= REAL
     rate = report.stats.rate
     assert rate is not None and rate.learned and rate.limit is not None
-    assert rate.limit <= REAL
+    # At most one above the server's quota: the careful growth's probe (quota.py)
+    # may be accepted when a sliding count has just dropped.
+    assert rate.limit <= REAL + 1
     saved = load_learned(tmp_path / "out")
     assert saved is not None and saved.learned and saved.declared == declared
     assert (saved.limit, saved.rate_limited) == (rate.limit, len(times))
