@@ -5,8 +5,9 @@
 Loading runs in one direction, a module per step:
 
     source.py   safe YAML (1.2 scalars), the file:line:column of every value, size cap
-    schema.py   pydantic models (extra keys forbidden): shapes, types, allowed values;
-                pydantic's errors in plain words with "did you mean"; the JSON Schema
+    fields.py   the value types: each field's check (message and hint) and JSON Schema
+    schema.py   pydantic models of those (extra keys forbidden); the JSON Schema
+    messages.py pydantic's errors in plain words with "did you mean"
     build.py    checks across keys (templates and vars, zip lengths, include/exclude,
                 axes set twice), input images, and the frozen values
     images.py   input images: a file next to the manifest, an http(s) URL, a data URI
