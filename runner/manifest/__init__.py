@@ -4,7 +4,8 @@
 
 Loading runs in one direction, a module per step:
 
-    source.py   safe YAML (1.2 scalars), the file:line:column of every value, size cap
+    source.py   safe YAML, the file:line:column of every value, size cap
+    yaml12.py   the YAML loader with 1.2 core-schema scalars (`16:9` stays text)
     fields.py   the value types: each field's check (message and hint) and JSON Schema
     schema.py   pydantic models of those (extra keys forbidden); the JSON Schema
     messages.py pydantic's errors in plain words with "did you mean"
