@@ -11,8 +11,8 @@ from collections.abc import Iterable, Sequence
 
 from runner.manifest import Manifest, Prompt, Unit, Value
 from runner.money import Micros, micros
-from runner.sweep.space import Assignment, Space, combine, excluded, included
-from runner.sweep.tally import deciding_names, job_credits, split_units
+from runner.sweep.space import Assignment, Space, excluded, included
+from runner.sweep.tally import deciding_names, job_credits, weighted
 
 
 def fit_in(manifest: Manifest, space: Space, left: Micros) -> tuple[int, Micros]:
@@ -96,10 +96,8 @@ def _micro_tally(
 
     As `tally`, walking only the units that decide a price or an exclude.
     """
-    walked, times = split_units(units, deciding)
     jobs = cost = 0
-    for values in combine(start, walked):
-        if not excluded(space, values):
-            jobs += times
-            cost += times * micros(job_credits(manifest, values, space.prompt))
+    for values, times in weighted(space, units, deciding, start):
+        jobs += times
+        cost += times * micros(job_credits(manifest, values, space.prompt))
     return jobs * manifest.repeat, cost * manifest.repeat

@@ -8,7 +8,7 @@ length. So `runner plan` of a million jobs walks only those units.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from runner.manifest import Manifest, Prompt, Unit, Value
@@ -80,12 +80,26 @@ def deciding_names(space: Space) -> set[str]:
     return _entry_names(space) | set(_PRICED)
 
 
-def split_units(units: Iterable[Unit], deciding: set[str]) -> tuple[list[Unit], int]:
-    """The units that name a `deciding` key (to walk), and the product of the others' lengths
-    (how many jobs each walked combination stands for)."""
+def weighted(
+    space: Space,
+    units: Sequence[Unit],
+    deciding: set[str],
+    start: Assignment,
+    *,
+    included: int | None = None,
+) -> Iterator[tuple[Assignment, int]]:
+    """The kept combinations of the product of `units` over `start`, each with the number of
+    jobs it stands for (before repeat).
+
+    Only the units that name a `deciding` key are walked; the others multiply.
+    Kept: not excluded, or with `included`, new to that include entry.
+    """
     walked = [u for u in units if deciding.intersection(u.names)]
-    skipped = [u for u in units if not deciding.intersection(u.names)]
-    return walked, math.prod(len(u.values) for u in skipped)
+    times = math.prod(len(u.values) for u in units if not deciding.intersection(u.names))
+    for values in combine(start, walked):
+        keep = not excluded(space, values) if included is None else is_new(space, included, values)
+        if keep:
+            yield values, times
 
 
 def job_credits(
@@ -103,7 +117,7 @@ def _entry_names(space: Space) -> set[str]:
 
 
 def _walk(
-    units: Iterable[Unit],
+    units: Sequence[Unit],
     deciding: set[str],
     start: Assignment,
     manifest: Manifest,
@@ -112,13 +126,10 @@ def _walk(
     included: int | None,
 ) -> Tally:
     """Sum over the product of `units`, walking only those that name a `deciding` key."""
-    walked, times = split_units(units, deciding)
     jobs = images = 0
     credits = 0.0
-    for values in combine(start, walked):
-        keep = not excluded(space, values) if included is None else is_new(space, included, values)
-        if keep:
-            jobs += times
-            images += times * n_of(values)
-            credits += times * job_credits(manifest, values, space.prompt)
+    for values, times in weighted(space, units, deciding, start, included=included):
+        jobs += times
+        images += times * n_of(values)
+        credits += times * job_credits(manifest, values, space.prompt)
     return Tally(jobs, images, credits)
