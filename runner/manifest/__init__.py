@@ -4,11 +4,19 @@
 
 Loading runs in one direction, a module per step:
 
-    source.py   safe YAML (1.2 scalars), the file:line:column of every value, size cap
-    schema.py   pydantic models (extra keys forbidden): shapes, types, allowed values;
-                pydantic's errors in plain words with "did you mean"; the JSON Schema
-    build.py    checks across keys (templates and vars, zip lengths, include/exclude,
-                axes set twice), input images, and the frozen values
+    source.py   safe YAML, the file:line:column of every value, size cap
+    yaml12.py   the YAML loader with 1.2 core-schema scalars (`16:9` stays text)
+    fields.py   the value types: each field's check (message and hint) and JSON Schema
+    schema.py   pydantic models of those (extra keys forbidden); the JSON Schema
+    messages.py pydantic's errors in plain words with "did you mean"
+    build.py    load, validate, check across keys, and the frozen values; the checks
+                across keys, a module per section, share checker.py (the problems
+                found so far, the input images loaded):
+      axes.py     sweep and zip groups: lists, zip lengths, axes set twice
+      prompts.py  ids, vars and templates, a prompt's images, vars_from / prompts_from
+      entries.py  include and exclude: keys, values, targets
+      output.py   output.dir, the name template, no two jobs on one file name
+    hosting.py  the provider a manifest is for, and the limits the checks read from it
     images.py   input images: a file next to the manifest, an http(s) URL, a data URI
     rows.py     data files read row by row (CSV, JSON Lines, YAML), with their lines
     data.py     data files (vars_from rows, prompts_from lines): checked in one pass,

@@ -42,10 +42,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from runner.errors import ManifestError
 from runner.jobs import ImageInput
+from runner.manifest.fields import ImageSource, SafeId
 from runner.manifest.images import load_image
 from runner.manifest.model import Prompt, Value
 from runner.manifest.rows import VAR_FORMATS, DataFile, Format, locate, read_rows
-from runner.manifest.schema import ImageSource, ParamsModel, SafeId
+from runner.manifest.schema import ParamsModel
 from runner.manifest.source import MAX_PROMPT_CHARS, describe, shorten
 
 __all__ = [

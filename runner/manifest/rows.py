@@ -24,7 +24,8 @@ import yaml
 
 from runner.errors import ManifestError
 from runner.manifest.images import resolve_local
-from runner.manifest.source import _Loader, _parse_int, describe, shorten
+from runner.manifest.source import describe, shorten
+from runner.manifest.yaml12 import CoreLoader, parse_int
 
 Format = Literal["csv", "jsonl", "yaml"]
 
@@ -147,11 +148,11 @@ def _jsonl_rows(data: DataFile) -> Iterator[tuple[int, dict[str, object]]]:
 
 def _yaml_rows(data: DataFile) -> Iterator[tuple[int, dict[str, object]]]:
     """A YAML list of flat mappings, read event by event (never composed whole)."""
-    resolver = _Loader("")
+    resolver = CoreLoader("")
     rows = _YamlRows(data, resolver)
     with data.path.open(encoding="utf-8-sig") as handle:
         try:
-            for event in yaml.parse(handle, Loader=_Loader):
+            for event in yaml.parse(handle, Loader=CoreLoader):
                 row = rows.feed(event)
                 if row is not None:
                     yield row
@@ -168,7 +169,7 @@ class _YamlRows:
 
     _FRAME = (yaml.StreamStartEvent, yaml.StreamEndEvent, yaml.DocumentEndEvent)
 
-    def __init__(self, data: DataFile, resolver: _Loader) -> None:
+    def __init__(self, data: DataFile, resolver: CoreLoader) -> None:
         self.data, self.resolver = data, resolver
         self.depth, self.line = 0, 0
         self.row: dict[str, object] = {}
@@ -210,13 +211,13 @@ class _YamlRows:
             self.row[self.key], self.key = value, None
 
 
-def _yaml_scalar(resolver: _Loader, event: yaml.ScalarEvent) -> object:
+def _yaml_scalar(resolver: CoreLoader, event: yaml.ScalarEvent) -> object:
     # The manifest's own scalar rules (YAML 1.2 core schema), so `2.50` is "2.5" in both.
     if event.style is not None or not event.implicit[0]:
         return event.value
     tag = str(resolver.resolve(yaml.ScalarNode, event.value, (True, False)))  # type: ignore[no-untyped-call]
     if tag.endswith(":int"):
-        return _parse_int(event.value)
+        return parse_int(event.value)
     if tag.endswith(":float"):
         return float(event.value)
     if tag.endswith(":bool"):

@@ -1,47 +1,67 @@
 """The manifest's YAML schema: pydantic models at the edge.
 
 The models check shapes, types and allowed values (with messages that list
-the allowed ones); `runner.manifest.build` then checks what spans several
-keys and builds the frozen `Manifest`. Every model forbids unknown keys, so
-a typo is an error with a "did you mean" hint (`messages.py`) instead of a
-silently ignored setting.
+the allowed ones); their value types, each with its check and its JSON
+Schema, are in `runner.manifest.fields`. `runner.manifest.build` then checks
+what spans several keys and builds the frozen `Manifest`. Every model
+forbids unknown keys, so a typo is an error with a "did you mean" hint
+(`messages.py`) instead of a silently ignored setting.
 `manifest_json_schema()` is what `runner schema` prints and
 `manifests/manifest.schema.json` holds.
 """
 
 from __future__ import annotations
 
-import difflib
-import re
-from collections.abc import Callable
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationInfo, WithJsonSchema
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, ConfigDict, Field
 
-from runner.manifest.model import AXES
-from runner.manifest.source import describe, shorten
-from runner.params import (
-    ALLOWED,
-    ASPECT_RATIOS,
-    DEFAULT_MODEL,
-    MODES,
-    N_MAX,
-    N_MIN,
-    OUTPUT_FORMATS,
-    RESOLUTIONS,
+from runner.manifest.fields import (
+    ID_RULE,
+    RESERVED_VARS,
+    VAR_NAME,
+    AspectRatio,
+    BaseUrl,
+    DataPath,
+    EntryValue,
+    ImageSource,
+    ImagesPerRequest,
+    InFlight,
+    Mode,
+    OutputFormat,
+    RedisUrl,
+    Resolution,
+    Rpm,
+    SafeId,
+    SafeName,
+    Slug,
+    VarValue,
+    param_problem,
 )
-from runner.providers import DEFAULT_PROVIDER, MAX_INPUT_IMAGES, N_LIMIT, PROVIDERS
+from runner.params import DEFAULT_MODEL
+from runner.providers import DEFAULT_PROVIDER, MAX_INPUT_IMAGES
 
-ID_RULE: Final = "1-64 characters from A-Z a-z 0-9 . _ -, starting with a letter or digit"
-# No ".." anywhere: the lookahead lets the JSON Schema say it too (ECMA 262 has lookaheads).
-_ID = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-
-VAR_NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-"""A var's name: it is a `{field}` of the prompt text (and a column of a vars_from file)."""
-
-RESERVED_VARS: Final = frozenset((*AXES, "prompt"))
-"""Names a var cannot have: the request params, `image` and `prompt`."""
+# ID_RULE, RESERVED_VARS, VAR_NAME, ImageSource, SafeId and param_problem live in
+# runner.manifest.fields; they stay importable from here, where they used to be.
+__all__ = [
+    "ID_RULE",
+    "RESERVED_VARS",
+    "VAR_NAME",
+    "ApiModel",
+    "AxesModel",
+    "BudgetModel",
+    "CoordinatorModel",
+    "ImageSource",
+    "ManifestModel",
+    "OutputModel",
+    "ParamsModel",
+    "PromptModel",
+    "SafeId",
+    "SweepModel",
+    "manifest_json_schema",
+    "manifest_schema_text",
+    "param_problem",
+]
 
 # What `validate` checks that the JSON Schema can say as well, for editors and CI outside
 # the repo (tests/test_manifest_schema.py holds the two to agreement on tests/manifests_bad).
@@ -52,228 +72,10 @@ _VAR_KEY_PATTERN: Final = (
 _TEMPLATE_PATTERN: Final = r"^(?:[^{}]|\{\{|\}\}|\{[A-Za-z_][A-Za-z0-9_]*\})*$"
 # A name template: relative, '/' between folders, and {i} somewhere.
 _NAME_PATTERN: Final = r"^(?!/)[^\\]*\{i\}[^\\]*$"
-# An input image: a base64 data URI of a known type, an http(s) URL, a Windows drive path,
-# or anything without a URL scheme (a path relative to the manifest).
-_IMAGE_PATTERN: Final = (
-    r"^(?:data:image/(?:png|jpeg|jpg|webp);base64,[A-Za-z0-9+/=\s]+"
-    r"|https?://[^/\s]+\S*"
-    r"|[A-Za-z]:[\\/].*"
-    r"|(?![A-Za-z][A-Za-z0-9+.-]*:).+)$"
-)
 # pydantic's own alias, not re-exported: a JSON object as json_schema_extra takes it.
 JsonDict = dict[str, "JsonValue"]
 JsonValue = int | float | str | bool | None | list["JsonValue"] | JsonDict
 _LISTED: Final[JsonDict] = {"minItems": 1}
-_SLUG = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
-
-Scalar = str | int | float
-
-
-def _fail(message: str, hint: str | None = None) -> PydanticCustomError:
-    # The message goes through the context so braces in it are never a template.
-    return PydanticCustomError("bad_value", "{message}", {"message": message, "hint": hint or ""})
-
-
-def _more_elsewhere(n_max: int) -> str:
-    """Which providers allow more images per request than `n_max`, for a hint."""
-    more = [
-        f"api.provider {p.name} allows up to {p.n_max}"
-        for p in PROVIDERS.values()
-        if p.n_max > n_max
-    ]
-    return f"; {', '.join(more)}" if more else ""
-
-
-def param_problem(name: str, value: object, *, n_max: int = N_MAX) -> tuple[str, str] | None:
-    """Why `value` is not allowed for request param `name` (message, hint), or None if it is.
-
-    `n_max` is the provider's most images per request (runner.providers).
-    """
-    if name == "n":
-        if isinstance(value, bool) or not isinstance(value, int):
-            return (
-                f"expected an integer from {N_MIN} to {n_max}, got {describe(value)}",
-                "n is the number of images per request",
-            )
-        if not N_MIN <= value <= n_max:
-            return (
-                f"{value} is out of range: n must be {N_MIN} to {n_max}",
-                f"allowed: {N_MIN}..{n_max}; for more images of one combination use `repeat`"
-                + _more_elsewhere(n_max),
-            )
-        return None
-    if name == "image":
-        if not isinstance(value, str):
-            return (
-                f"expected a path, an http(s) URL or a data URI, got {describe(value)}",
-                "e.g. image: inputs/photo.jpg",
-            )
-        return None
-    allowed = ALLOWED[name]
-    if isinstance(value, str) and value in allowed:
-        return None
-    hint = f"allowed: {', '.join(allowed)}"
-    if isinstance(value, str):
-        close = difflib.get_close_matches(value, allowed, n=1, cutoff=0.5)
-        if close:
-            hint = f"did you mean `{close[0]}`? {hint}"
-    if name == "aspect_ratio" and isinstance(value, int | float) and not isinstance(value, bool):
-        hint += '; quote ratios like "16:9"'
-    return f"{describe(value)} is not an allowed {name}", hint
-
-
-def _param(name: str) -> PlainValidator:
-    def check(value: object, info: ValidationInfo) -> object:
-        # The provider's limits come in the validation context (build.py).
-        context = info.context if isinstance(info.context, dict) else {}
-        problem = param_problem(name, value, n_max=int(context.get("n_max", N_MAX)))
-        if problem is not None:
-            raise _fail(*problem)
-        return value
-
-    return PlainValidator(check)
-
-
-def _enum(values: tuple[str, ...], what: str) -> WithJsonSchema:
-    return WithJsonSchema({"type": "string", "enum": list(values), "description": what})
-
-
-Mode = Annotated[str, _param("mode"), _enum(MODES, "standard is fast; quality costs more")]
-AspectRatio = Annotated[str, _param("aspect_ratio"), _enum(ASPECT_RATIOS, "width:height")]
-Resolution = Annotated[str, _param("resolution"), _enum(RESOLUTIONS, "output resolution")]
-OutputFormat = Annotated[str, _param("output_format"), _enum(OUTPUT_FORMATS, "image format")]
-ImagesPerRequest = Annotated[
-    int,
-    _param("n"),
-    WithJsonSchema(
-        {
-            "type": "integer",
-            "minimum": N_MIN,
-            "maximum": N_LIMIT,
-            "description": f"images per request (segmind: up to {N_MAX}; see api.provider)",
-        }
-    ),
-]
-ImageSource = Annotated[
-    str,
-    _param("image"),
-    WithJsonSchema(
-        {
-            "type": "string",
-            "pattern": _IMAGE_PATTERN,
-            "description": "path relative to the manifest, http(s) URL or data URI",
-        }
-    ),
-]
-
-
-def _check_id(what: str) -> Callable[[object], object]:
-    def check(value: object) -> object:
-        if not isinstance(value, str):
-            hint = f'quote it: "{value}"' if isinstance(value, int | float) else ID_RULE
-            raise _fail(f"expected a string, got {describe(value)}", hint)
-        if not _ID.match(value):
-            raise _fail(
-                f"`{shorten(value)}` is not a safe {what}: it names a folder, so it must be"
-                f" {ID_RULE}"
-                " (no slashes, no `..`)",
-                "e.g. snow-leopard_2",
-            )
-        return value
-
-    return check
-
-
-SafeId = Annotated[
-    str,
-    PlainValidator(_check_id("id")),
-    WithJsonSchema({"type": "string", "pattern": _ID.pattern, "description": ID_RULE}),
-]
-SafeName = Annotated[
-    str,
-    PlainValidator(_check_id("name")),
-    WithJsonSchema({"type": "string", "pattern": _ID.pattern, "description": ID_RULE}),
-]
-
-
-def _check_slug(value: object) -> object:
-    if not isinstance(value, str) or not _SLUG.match(value):
-        raise _fail(
-            f"{describe(value)} is not a model slug",
-            f"a slug is lower-case letters, digits, . _ -, e.g. {DEFAULT_MODEL}",
-        )
-    return value
-
-
-def _check_scalar(value: object) -> object:
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise _fail(
-            f"expected a single value (text or a number), got {describe(value)}",
-            "write one value per key; lists belong under sweep or vars",
-        )
-    return value
-
-
-def _check_var_value(value: object) -> object:
-    _check_scalar(value)
-    return str(value)
-
-
-def _check_in_flight(value: object) -> object:
-    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
-        return value
-    raise _fail(
-        f"expected a positive integer or `auto`, got {describe(value)}",
-        "auto derives it from the rate and the observed latency",
-    )
-
-
-def _check_rpm(value: object) -> object:
-    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
-        return value
-    raise _fail(
-        f"expected a whole number at least 1, or `auto`, got {describe(value)}",
-        "use 1 or more (the API key's requests per minute), or auto to learn it at run time",
-    )
-
-
-def _check_base_url(value: object) -> object:
-    if isinstance(value, str) and re.match(r"^https?://[^/\s]+(/\S*)?$", value):
-        return value
-    raise _fail(f"{describe(value)} is not an http(s) URL", "e.g. https://api.segmind.com")
-
-
-Slug = Annotated[
-    str, PlainValidator(_check_slug), WithJsonSchema({"type": "string", "pattern": _SLUG.pattern})
-]
-BaseUrl = Annotated[
-    str, PlainValidator(_check_base_url), WithJsonSchema({"type": "string", "format": "uri"})
-]
-VarValue = Annotated[
-    str, PlainValidator(_check_var_value), WithJsonSchema({"type": ["string", "number"]})
-]
-EntryValue = Annotated[
-    Scalar, PlainValidator(_check_scalar), WithJsonSchema({"type": ["string", "number"]})
-]
-InFlight = Annotated[
-    int | Literal["auto"],
-    PlainValidator(_check_in_flight),
-    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 1}, {"const": "auto"}]}),
-]
-
-Rpm = Annotated[
-    int | Literal["auto"],
-    PlainValidator(_check_rpm),
-    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 1}, {"const": "auto"}]}),
-]
-
-DataPath = Annotated[
-    str,
-    Field(min_length=1),
-    WithJsonSchema(
-        {"type": "string", "minLength": 1, "description": "path relative to the manifest"}
-    ),
-]
 
 _CONFIG = ConfigDict(extra="forbid", frozen=True, strict=True)
 
@@ -412,21 +214,6 @@ class OutputModel(BaseModel):
         json_schema_extra={"pattern": _NAME_PATTERN},
         description="the older spelling of `name` (give one of them)",
     )
-
-
-def _check_redis_url(value: object) -> object:
-    if isinstance(value, str) and re.match(r"^(rediss?://[^/\s]+(/\d+)?|unix:///\S+)$", value):
-        return value
-    raise _fail(
-        f"{describe(value)} is not a Redis URL",
-        "e.g. redis://127.0.0.1:6379/0 (rediss:// for TLS); keep a password out of the "
-        "manifest: pass it with --coordinator or $RUNNER_COORDINATOR",
-    )
-
-
-RedisUrl = Annotated[
-    str, PlainValidator(_check_redis_url), WithJsonSchema({"type": "string", "format": "uri"})
-]
 
 
 class CoordinatorModel(BaseModel):

@@ -5,19 +5,15 @@ PyYAML's node tree first; walking that tree records the start mark of every
 value and every mapping key by its path (``("prompts", 1, "params", "n")``),
 the same tuples pydantic reports as an error's ``loc``.
 
-Plain scalars resolve by YAML 1.2's core schema, not PyYAML's YAML 1.1 rules:
-under 1.1 an unquoted ``16:9`` is the base-60 integer 969, ``9:19.5`` a float,
-``yes`` a boolean and ``2024-01-01`` a date, which would turn a valid aspect
-ratio or id into a puzzling type error. Only the safe constructors exist, so
-``!!python/...`` tags fail. Explicitly written duplicate keys are an error
-(PyYAML would silently keep the last); keys brought in by a ``<<`` merge may
-be overridden, as YAML intends.
+Plain scalars resolve by YAML 1.2's core schema (`yaml12.CoreLoader`), and
+only the safe constructors exist. Explicitly written duplicate keys are an
+error (PyYAML would silently keep the last); keys brought in by a ``<<``
+merge may be overridden, as YAML intends.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +24,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from runner.errors import ManifestError
+from runner.manifest.yaml12 import INT_TAG, MERGE_TAG, CoreLoader, parse_int
 
 MAX_MANIFEST_BYTES: Final = 10 * 1024 * 1024
 """A manifest larger than this (10 MiB) is refused before it is parsed.
@@ -46,53 +43,6 @@ request, its sidecar and its ledger row small, whatever the manifest says.
 """
 
 Loc = tuple[str | int, ...]
-
-_BOOL = "tag:yaml.org,2002:bool"
-_INT = "tag:yaml.org,2002:int"
-_FLOAT = "tag:yaml.org,2002:float"
-_MERGE = "tag:yaml.org,2002:merge"
-# YAML 1.1 only: sexagesimal numbers, yes/no/on/off, timestamps, the `=` value key.
-_DROPPED = {_BOOL, _INT, _FLOAT, "tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:value"}
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 core-schema scalars (see the module docstring)."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag not in _DROPPED]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(
-    _BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-_Loader.add_implicit_resolver(
-    _INT, re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789")
-)
-_Loader.add_implicit_resolver(
-    _FLOAT,
-    re.compile(
-        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
-        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
-    ),
-    list("-+0123456789."),
-)
-
-
-def _parse_int(text: str) -> int:
-    # Core schema: a leading 0 is decimal (PyYAML would read 010 as octal 8).
-    if text.startswith("0o"):
-        return int(text[2:], 8)
-    if text.startswith("0x"):
-        return int(text[2:], 16)
-    return int(text, 10)
-
-
-def _construct_int(loader: yaml.SafeLoader, node: Node) -> int:
-    return _parse_int(str(loader.construct_scalar(node)))  # type: ignore[arg-type]
-
-
-_Loader.add_constructor(_INT, _construct_int)
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,7 +181,7 @@ def _quick_caps(text: str, path: str) -> None:
 def parse_source(text: str, *, path: str, base_dir: Path, sha256: str = "") -> Source:
     """Parse YAML text into a Source; no file access."""
     _quick_caps(text, path)
-    loader = _Loader(text)
+    loader = CoreLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -386,7 +336,7 @@ class _Walk:
     def _mapping(self, node: MappingNode, loc: Loc) -> None:
         written: dict[Any, Node] = {}
         for key_node, value_node in node.value:
-            if key_node.tag == _MERGE:
+            if key_node.tag == MERGE_TAG:
                 self._merge(value_node, loc)
                 continue
             key = _key(key_node)
@@ -448,7 +398,7 @@ def _dotted(loc: Loc) -> str:
 def _key(node: Node) -> str | int:
     """A mapping key as pydantic will report it in a `loc`."""
     if isinstance(node, ScalarNode):
-        if node.tag == _INT:
-            return _parse_int(str(node.value))
+        if node.tag == INT_TAG:
+            return parse_int(str(node.value))
         return str(node.value)
     return f"<{type(node).__name__}>"
