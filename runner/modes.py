@@ -147,11 +147,6 @@ async def open_mode(setting: Setting) -> AsyncIterator[Mode]:
         raise UsageError("--shard and --coordinator do not mix: workers of a run claim jobs")
     if setting.cache is not None:
         raise UsageError("--cache and --coordinator do not mix yet: run the cached jobs alone")
-    if setting.config.rpm_auto:
-        # The shared gate does not learn yet: without a number it would not limit at all.
-        raise UsageError(
-            "requests_per_minute: auto is not supported with --coordinator: give the key's limit"
-        )
     from runner.coordination import DEFAULT_LEASE_S, CoordinatorSpec, join_run
 
     manifest = setting.manifest

@@ -50,15 +50,17 @@ def stream_id(text: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-def policy_for(limit: int | None, window: float) -> QuotaPolicy:
+def policy_for(limit: int | None, window: float, *, auto: bool = False) -> QuotaPolicy:
     """The learner's policy of a declared `limit` per `window` clock seconds.
 
     The same starting belief as runner/scheduling/rate.py's RateGate: the
     declared window is a (time-scaled) minute, so one real second on Redis's
-    clock is `window / 60` of it, and the back-off starts there.
+    clock is `window / 60` of it, and the back-off starts there. `auto`: no
+    declared limit (`limit` is ignored): one call, doubled per round trip.
     """
     second = window / 60.0
-    return QuotaPolicy(declared=limit, window=window, second=second, backoff=second)
+    declared = None if auto else limit
+    return QuotaPolicy(declared=declared, window=window, auto=auto, second=second, backoff=second)
 
 
 class SharedBelief:

@@ -120,19 +120,24 @@ class SharedRateGate:
         member: str,
         spawn: Spawn,
         peers: Callable[[], int],
+        auto: bool = False,
     ) -> None:
         if limit is not None and limit < 1:
             raise ValueError("limit must be at least 1")
         self._link = link
         self._keys = keys
-        self._limit = limit
+        # `auto`: no declared limit, yet limited: the shared learner starts
+        # from one call across the whole group and doubles per round trip
+        # until the first 429, as the local gate's does.
+        self._limit = None if auto else limit
+        self._limited = auto or limit is not None
         self._window = window
         self._margin = margin
         self._model = model
         self._member = member
         self._spawn = spawn
         self._peers = peers
-        self._belief = SharedBelief(policy_for(limit, window))
+        self._belief = SharedBelief(policy_for(self._limit, window, auto=auto))
         self._seq = itertools.count()
         self._heap: list[tuple[int, int]] = []
         self._changed: anyio.Event | None = None
@@ -178,7 +183,7 @@ class SharedRateGate:
     @property
     def effective_limit(self) -> int | None:
         """The limit the gate applies now (the shared learner's); None when unlimited."""
-        if self._limit is None:
+        if not self._limited:
             return None
         return self._belief.learner.limit(self._redis_now())
 
@@ -190,7 +195,7 @@ class SharedRateGate:
             client: Any = self._link.client
             return client.time(), list(client.xrange(keys.events, f"({self._belief.seen}", "+"))
 
-        if self._limit is not None and self._link.lost is None:
+        if self._limited and self._link.lost is None:
             with contextlib.suppress(Unreachable):
                 (seconds, micros), entries = await self._link.run(read)
                 # Redis's clock, as `_ask` keeps it: the learner's times are Redis's.
@@ -201,9 +206,12 @@ class SharedRateGate:
     def _local(self) -> RateGate:
         if self._fallback is None:
             peers = max(1, self._peers())
-            share = None if self._limit is None else max(1, self._limit // peers)
-            learned = None
             stats = self._belief.stats()
+            share = None if self._limit is None else max(1, self._limit // peers)
+            if self._limited and self._limit is None and stats.limit is not None:
+                # auto: the allowance the group had reached, shared.
+                share = max(1, stats.limit // peers)
+            learned = None
             if stats.learned and stats.limit is not None:
                 learned = (max(1, stats.limit // peers), stats.window)
             self._fallback = RateGate(
@@ -235,7 +243,7 @@ class SharedRateGate:
 
     async def admit(self, priority: int = 0) -> float | None:
         """`acquire`, returning the admission's Redis server time (None: not via Redis)."""
-        if self._limit is None:
+        if not self._limited:
             return None
         if self._link.lost is not None:
             await self._fall_back(priority)
@@ -271,7 +279,7 @@ class SharedRateGate:
         if ready > now:
             return None, ready - now  # the learner's pause: no need to ask Redis
         limit = learner.limit(now)
-        assert limit is not None  # a declared limit stays a limit
+        assert limit is not None  # a declared limit stays a limit; auto starts from one
         member = f"{self._member}:{next(self._seq)}"
         keys = self._keys
         status, wait, at, unfinished, epoch, entries, started = await self._link.script(
@@ -365,7 +373,7 @@ class SharedRateGate:
         past: the learner backs off instead); `coarse`: good only to the second.
         """
         self.rate_limited_count += 1
-        if self._limit is None:
+        if not self._limited:
             return  # no limit to learn: the call's own retry waits
         call = _ADMISSION.get()
         if self._link.lost is not None or call is None or call == _LOCAL:

@@ -369,6 +369,7 @@ async def join_run(
                 member=worker,
                 spawn=spawn,
                 peers=lambda: peers[0],
+                auto=config.rpm_auto,
             )
             coord = Coordination(
                 link,

@@ -172,13 +172,16 @@ async def test_credit_sequences_answer_alike(
 
 
 @asynccontextmanager
-async def gate_of(kind: str, limit: int, tmp: Path, url: str | None) -> AsyncIterator[Any]:
-    """The gate of `kind`: a local RateGate, or one worker's SharedRateGate."""
+async def gate_of(
+    kind: str, limit: int | None, tmp: Path, url: str | None, *, window: float = WINDOW
+) -> AsyncIterator[Any]:
+    """The gate of `kind`: a local RateGate, or one worker's SharedRateGate (None: auto)."""
+    auto = limit is None
     if kind == "local":
-        yield RateGate(limit, WINDOW, margin=MARGIN)
+        yield RateGate(limit, window, margin=MARGIN, auto=auto)
         return
     assert url is not None
-    config = SchedulerConfig(rpm=limit, window=WINDOW, margin=MARGIN)
+    config = SchedulerConfig(rpm=limit, window=window, margin=MARGIN, rpm_auto=auto)
     async with workers(url, manifest_of(tmp, 1), 1, tmp, config=config) as (coord,):
         yield coord.gate
 
@@ -267,3 +270,40 @@ async def test_a_burst_of_the_limit_then_one_more_a_span_after_the_first_end(
         admitted = anyio.current_time()
     # Each call counts from its end: the fourth waits a whole span after the first.
     assert admitted - ends[0] >= WINDOW + MARGIN
+
+
+# `requests_per_minute: auto`: (name, answers of calls made one after another,
+# expected (limit, learned, cuts, rate_limited)). An answer is "ok" or the
+# reset hint of a 429 in seconds (0: a reset in the past). The window is long
+# enough that every call of a sequence falls in one (real time on Redis's side).
+AUTO_WINDOW = 5.0
+AUTO_SEQUENCES: list[tuple[str, list[str | float], tuple[int, bool, int, int]]] = [
+    ("from one call, doubled per round trip", ["ok"] * 7, (8, False, 0, 0)),
+    ("the first 429 ends the growth at what was accepted", ["ok"] * 5 + [0.2], (5, True, 1, 1)),
+    ("a reset in the past: the same cut", ["ok"] * 3 + [0.0], (3, True, 1, 1)),
+    ("a refused first call: the quota is one", [0.1], (1, True, 1, 1)),
+]
+
+
+async def one_call(gate: Any, answer: str | float) -> None:
+    """One call admitted, answered `answer` a moment later, ended."""
+    await gate.acquire()
+    await anyio.sleep(CALL_S)
+    if answer != "ok":
+        gate.rate_limited(float(answer))
+    gate.finished()
+
+
+@pytest.mark.parametrize("sequence", AUTO_SEQUENCES, ids=[s[0] for s in AUTO_SEQUENCES])
+async def test_auto_sequences_are_learned_alike(
+    kind: str, url: str | None, tmp_path: Path, sequence: tuple[str, list[str | float], Any]
+) -> None:
+    _, answers, expected = sequence
+    async with gate_of(kind, None, tmp_path, url, window=AUTO_WINDOW) as gate:
+        first = gate.effective_limit
+        for answer in answers:
+            with anyio.fail_after(10):
+                await one_call(gate, answer)
+        stats = await learned(gate)
+    assert first == 1  # the whole group starts from one call
+    assert (stats.limit, stats.learned, stats.cuts, stats.rate_limited) == expected
