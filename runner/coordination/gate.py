@@ -62,10 +62,17 @@ from typing import Any, Final
 
 import anyio
 
-from runner.coordination.belief import ACCEPTED, REFUSED, STARTED, SharedBelief, policy_for
+from runner.coordination.belief import (
+    ACCEPTED,
+    REFUSED,
+    STARTED,
+    SharedBelief,
+    policy_for,
+    snapshot,
+)
 from runner.coordination.client import RedisLink, ScriptArg, Unreachable
 from runner.coordination.identity import RateKeys
-from runner.coordination.scripts import GATE_ACQUIRE, GATE_DONE
+from runner.coordination.scripts import GATE_ACQUIRE, GATE_CHECKPOINT, GATE_DONE
 from runner.scheduling.quota import QuotaStats
 from runner.scheduling.rate import RateGate, RateModel
 
@@ -191,15 +198,23 @@ class SharedRateGate:
         """Apply every event of the key's stream to this worker's learner; its snapshot."""
         keys = self._keys
 
-        def read() -> tuple[Any, list[Any]]:
+        def read() -> list[Any]:
             client: Any = self._link.client
-            return client.time(), list(client.xrange(keys.events, f"({self._belief.seen}", "+"))
+            # One transaction: no checkpoint (and trim) between the reads.
+            pipe = client.pipeline(transaction=True)
+            pipe.time()
+            pipe.hmget(keys.belief, ["id", "state"])
+            pipe.xrange(keys.events, f"({self._belief.seen}", "+")
+            answers: list[Any] = pipe.execute()
+            return answers
 
         if self._limited and self._link.lost is None:
             with contextlib.suppress(Unreachable):
-                (seconds, micros), entries = await self._link.run(read)
+                (seconds, micros), (cp_id, cp_state), entries = await self._link.run(read)
                 # Redis's clock, as `_ask` keeps it: the learner's times are Redis's.
                 self._offset = int(seconds) + int(micros) / 1e6 - anyio.current_time()
+                if cp_id:
+                    self._belief.load(str(cp_id), str(cp_state))
                 self._belief.apply(entries)
         return self._belief.stats()
 
@@ -253,6 +268,10 @@ class SharedRateGate:
         try:
             while True:
                 delay = math.inf
+                # Taken before asking: a call that ends (or an outcome recorded)
+                # while the script runs sets this event, and the wait below
+                # returns at once rather than sleeping its whole delay.
+                changed = self._event()
                 if self._heap[0] == entry and not self._unrecorded:
                     try:
                         at, delay = await self._ask()
@@ -261,7 +280,7 @@ class SharedRateGate:
                     if at is not None:
                         return at
                 with anyio.move_on_after(delay):
-                    await self._event().wait()
+                    await changed.wait()
         finally:
             if entry in self._heap:
                 self._heap.remove(entry)
@@ -284,7 +303,7 @@ class SharedRateGate:
         keys = self._keys
         status, wait, at, unfinished, epoch, entries, started = await self._link.script(
             GATE_ACQUIRE,
-            [keys.log, keys.state, keys.inflight, keys.epoch, keys.events],
+            [keys.log, keys.state, keys.inflight, keys.epoch, keys.events, keys.belief],
             [
                 limit,
                 learner.window,
@@ -305,6 +324,11 @@ class SharedRateGate:
             self._belief.forget_stream()
         self._epoch = epoch
         status = int(status)
+        if status == 3:
+            # Behind the checkpoint: the entries before it may be trimmed.
+            cp_id, cp_state = entries
+            self._belief.load(str(cp_id), str(cp_state))
+            return None, 0.0
         if status == 2:
             self._belief.apply((i, _fields(f)) for i, f in entries)
             return None, 0.0
@@ -347,11 +371,15 @@ class SharedRateGate:
             try:
                 with contextlib.suppress(Unreachable):
                     args.append(self._belief.seen)
-                    entries = await self._link.script(
-                        GATE_DONE, [keys.log, keys.inflight, keys.events], args
+                    cp_id, cp_state, entries = await self._link.script(
+                        GATE_DONE, [keys.log, keys.inflight, keys.events, keys.belief], args
                     )
+                    if cp_id:
+                        self._belief.load(str(cp_id), str(cp_state))
                     # Every event up to this outcome, so the next admission need not ask first.
                     self._belief.apply((i, _fields(f)) for i, f in entries)
+                    if self._belief.checkpoint_due():
+                        await self._checkpoint()
             finally:
                 self._sending -= 1
                 if call.refused:
@@ -360,6 +388,18 @@ class SharedRateGate:
 
         self._sending += 1  # counted now: `recorded` must not miss a task not started yet
         self._spawn(record)
+
+    async def _checkpoint(self) -> None:
+        """Store this worker's learner as of its last entry, and trim the stream before it."""
+        belief = self._belief
+        keys = self._keys
+        await self._link.script(
+            GATE_CHECKPOINT,
+            [keys.events, keys.belief],
+            [belief.seen, snapshot(belief.learner), self._keep_ms()],
+        )
+        # Stored, or another worker's is as new: either way, not due again yet.
+        belief.checkpointed()
 
     async def recorded(self) -> None:
         """Wait until every outcome this worker sent is in the stream (or the link is lost)."""

@@ -20,6 +20,7 @@ import pytest
 import trio.testing
 from coord_helpers import manifest_of, workers
 
+from runner.coordination.belief import CHECKPOINT_EVERY
 from runner.money import maybe_micros, micros
 from runner.scheduling.credits import CreditGuard, Credits
 from runner.scheduling.quota import QuotaStats
@@ -307,3 +308,30 @@ async def test_auto_sequences_are_learned_alike(
         stats = await learned(gate)
     assert first == 1  # the whole group starts from one call
     assert (stats.limit, stats.learned, stats.cuts, stats.rate_limited) == expected
+
+
+async def test_a_long_run_keeps_the_stream_short_and_learns_alike(
+    kind: str, url: str | None, tmp_path: Path
+) -> None:
+    # 150 calls grow the allowance to 256, the 151st is refused: the quota is
+    # the 150 accepted (one window holds them all). The stream of a shared
+    # gate is trimmed to its last checkpoint meanwhile, and a worker joining
+    # only now learns the same belief from it.
+    answers: list[str | float] = ["ok"] * 150 + [0.2]
+    async with gate_of(kind, None, tmp_path, url, window=60.0) as gate:
+        for answer in answers:
+            with anyio.fail_after(10):
+                await one_call(gate, answer)
+        stats = await learned(gate)
+        if kind == "shared":
+            length = gate._link.client.xlen(gate._keys.events)
+            (tmp_path / "late").mkdir()
+            manifest = manifest_of(tmp_path / "late", 1)
+            config = SchedulerConfig(rpm=None, window=60.0, margin=MARGIN, rpm_auto=True)
+            async with workers(url, manifest, 1, tmp_path / "late", config=config) as (late,):
+                joined = await late.gate.sync()
+            # 301 events (150 calls started and answered, one refused): kept to
+            # about one checkpoint's worth.
+            assert length <= CHECKPOINT_EVERY + 10
+            assert joined == stats
+    assert (stats.limit, stats.learned, stats.cuts, stats.rate_limited) == (150, True, 1, 1)
