@@ -22,7 +22,7 @@ import runner.coordination.
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -121,6 +121,14 @@ class Mode(Protocol):
         """Why the run stopped, once the scheduler returned."""
         ...
 
+    async def finished_elsewhere(self, ledger: Ledger) -> Mapping[str, int]:
+        """Jobs unfinished in this folder that another worker finished, by folder state.
+
+        They count as done for the exit code (runner/reporting/exit_codes.py
+        gets the folder's counts less these). Alone: none.
+        """
+        ...
+
 
 @asynccontextmanager
 async def open_mode(setting: Setting) -> AsyncIterator[Mode]:
@@ -139,11 +147,6 @@ async def open_mode(setting: Setting) -> AsyncIterator[Mode]:
         raise UsageError("--shard and --coordinator do not mix: workers of a run claim jobs")
     if setting.cache is not None:
         raise UsageError("--cache and --coordinator do not mix yet: run the cached jobs alone")
-    if setting.config.rpm_auto:
-        # The shared gate does not learn yet: without a number it would not limit at all.
-        raise UsageError(
-            "requests_per_minute: auto is not supported with --coordinator: give the key's limit"
-        )
     from runner.coordination import DEFAULT_LEASE_S, CoordinatorSpec, join_run
 
     manifest = setting.manifest
@@ -196,6 +199,9 @@ class Alone:
     def ending(self, scheduler: Scheduler, guard: Credits) -> Ending:
         return ending(scheduler.stop_reason, lost=None, credit_stop=guard.stats().stopped)
 
+    async def finished_elsewhere(self, ledger: Ledger) -> Mapping[str, int]:
+        return {}
+
     def close(self) -> None:
         """Close the call log and keep what the gate learned (the run is over)."""
         if self._calls is not None:
@@ -247,6 +253,11 @@ class Shared:
         other = coord.source.stop_reason if coord.source is not None else None
         reason = scheduler.stop_reason or lost or other
         return ending(reason, lost=lost, credit_stop=guard.stats().stopped)
+
+    async def finished_elsewhere(self, ledger: Ledger) -> Mapping[str, int]:
+        # A job this worker lost to a taker (it stalled past its lease) ended
+        # in the run's record: done, for this worker's exit code too.
+        return await self._coord.finished_elsewhere(ledger)
 
 
 def _local_items(

@@ -15,7 +15,7 @@ import shlex
 import signal
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -100,6 +100,9 @@ class RunReport:
     stop_reason: str | None
     resume_command: str = ""
     whole: bool = True
+    # Jobs unfinished in the folder that another worker of the run finished,
+    # by folder state (a shared run only): done, as far as the exit code goes.
+    elsewhere: Mapping[str, int] = field(default_factory=dict)
 
 
 def output_dir(manifest: Manifest, options: RunOptions) -> Path:
@@ -364,6 +367,7 @@ class _Run:
             ledger.end_run(run_id, outcome=f"error: {type(fatal).__name__}", at=wall())
             raise fatal
         end = mode.ending(scheduler, guard)
+        elsewhere = await mode.finished_elsewhere(ledger)
         if self.cache is not None:
             # After the run, off the jobs' path: the folder's finished jobs, earlier ones too.
             added = self.cache.add(out, ledger.rows("completed"))
@@ -378,6 +382,7 @@ class _Run:
             stop_reason=end.reason,
             resume_command=resume_command(manifest, options),
             whole=mode.whole,
+            elsewhere=elsewhere,
         )
 
 

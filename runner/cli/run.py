@@ -32,6 +32,8 @@ from runner.redact import redact_argv
 from runner.subset import add_subset_arguments, subset_from
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from runner.cli.args import Subparsers
     from runner.manifest import Manifest
     from runner.plan import Plan
@@ -476,8 +478,16 @@ def _report(
     # The reason repeats the kind for a plain Ctrl-C: "interrupted: interrupted".
     reason = "" if report.stop_reason == report.stop else report.stop_reason or ""
     decision = decide_exit(
-        summary.jobs.by_state, stop=report.stop, stop_reason=reason, max_failures=tolerance
+        _counts_for_exit(summary.jobs.by_state, report.elsewhere),
+        stop=report.stop,
+        stop_reason=reason,
+        max_failures=tolerance,
     )
+    if sum(report.elsewhere.values()):
+        n = sum(report.elsewhere.values())
+        decision = replace(
+            decision, reason=f"{decision.reason} ({n} of them finished by another worker)"
+        )
     summary = with_exit(summary, decision)
     write_summary(out, summary)
     write_gallery(out, jobs=jobs, prices=manifest.prices, title=manifest.name)
@@ -510,3 +520,18 @@ def _report(
 
         detach_stdout()
     return decision.code
+
+
+def _counts_for_exit(by_state: Mapping[str, int], elsewhere: Mapping[str, int]) -> dict[str, int]:
+    """The folder's jobs by state, those another worker finished counted as done (shared runs).
+
+    A worker that lost a job to a taker (it stalled past its lease) keeps it
+    unfinished in its folder; the run's record says it ended, so it counts
+    as completed for the exit code, not as work left.
+    """
+    counts = dict(by_state)
+    for state, n in elsewhere.items():
+        moved = min(n, counts.get(state, 0))
+        counts[state] = counts.get(state, 0) - moved
+        counts["completed"] = counts.get("completed", 0) + moved
+    return counts

@@ -62,10 +62,17 @@ from typing import Any, Final
 
 import anyio
 
-from runner.coordination.belief import ACCEPTED, REFUSED, STARTED, SharedBelief, policy_for
+from runner.coordination.belief import (
+    ACCEPTED,
+    REFUSED,
+    STARTED,
+    SharedBelief,
+    policy_for,
+    snapshot,
+)
 from runner.coordination.client import RedisLink, ScriptArg, Unreachable
 from runner.coordination.identity import RateKeys
-from runner.coordination.scripts import GATE_ACQUIRE, GATE_DONE
+from runner.coordination.scripts import GATE_ACQUIRE, GATE_CHECKPOINT, GATE_DONE
 from runner.scheduling.quota import QuotaStats
 from runner.scheduling.rate import RateGate, RateModel
 
@@ -120,19 +127,24 @@ class SharedRateGate:
         member: str,
         spawn: Spawn,
         peers: Callable[[], int],
+        auto: bool = False,
     ) -> None:
         if limit is not None and limit < 1:
             raise ValueError("limit must be at least 1")
         self._link = link
         self._keys = keys
-        self._limit = limit
+        # `auto`: no declared limit, yet limited: the shared learner starts
+        # from one call across the whole group and doubles per round trip
+        # until the first 429, as the local gate's does.
+        self._limit = None if auto else limit
+        self._limited = auto or limit is not None
         self._window = window
         self._margin = margin
         self._model = model
         self._member = member
         self._spawn = spawn
         self._peers = peers
-        self._belief = SharedBelief(policy_for(limit, window))
+        self._belief = SharedBelief(policy_for(self._limit, window, auto=auto))
         self._seq = itertools.count()
         self._heap: list[tuple[int, int]] = []
         self._changed: anyio.Event | None = None
@@ -178,7 +190,7 @@ class SharedRateGate:
     @property
     def effective_limit(self) -> int | None:
         """The limit the gate applies now (the shared learner's); None when unlimited."""
-        if self._limit is None:
+        if not self._limited:
             return None
         return self._belief.learner.limit(self._redis_now())
 
@@ -186,24 +198,35 @@ class SharedRateGate:
         """Apply every event of the key's stream to this worker's learner; its snapshot."""
         keys = self._keys
 
-        def read() -> tuple[Any, list[Any]]:
+        def read() -> list[Any]:
             client: Any = self._link.client
-            return client.time(), list(client.xrange(keys.events, f"({self._belief.seen}", "+"))
+            # One transaction: no checkpoint (and trim) between the reads.
+            pipe = client.pipeline(transaction=True)
+            pipe.time()
+            pipe.hmget(keys.belief, ["id", "state"])
+            pipe.xrange(keys.events, f"({self._belief.seen}", "+")
+            answers: list[Any] = pipe.execute()
+            return answers
 
-        if self._limit is not None and self._link.lost is None:
+        if self._limited and self._link.lost is None:
             with contextlib.suppress(Unreachable):
-                (seconds, micros), entries = await self._link.run(read)
+                (seconds, micros), (cp_id, cp_state), entries = await self._link.run(read)
                 # Redis's clock, as `_ask` keeps it: the learner's times are Redis's.
                 self._offset = int(seconds) + int(micros) / 1e6 - anyio.current_time()
+                if cp_id:
+                    self._belief.load(str(cp_id), str(cp_state))
                 self._belief.apply(entries)
         return self._belief.stats()
 
     def _local(self) -> RateGate:
         if self._fallback is None:
             peers = max(1, self._peers())
-            share = None if self._limit is None else max(1, self._limit // peers)
-            learned = None
             stats = self._belief.stats()
+            share = None if self._limit is None else max(1, self._limit // peers)
+            if self._limited and self._limit is None and stats.limit is not None:
+                # auto: the allowance the group had reached, shared.
+                share = max(1, stats.limit // peers)
+            learned = None
             if stats.learned and stats.limit is not None:
                 learned = (max(1, stats.limit // peers), stats.window)
             self._fallback = RateGate(
@@ -235,7 +258,7 @@ class SharedRateGate:
 
     async def admit(self, priority: int = 0) -> float | None:
         """`acquire`, returning the admission's Redis server time (None: not via Redis)."""
-        if self._limit is None:
+        if not self._limited:
             return None
         if self._link.lost is not None:
             await self._fall_back(priority)
@@ -245,6 +268,10 @@ class SharedRateGate:
         try:
             while True:
                 delay = math.inf
+                # Taken before asking: a call that ends (or an outcome recorded)
+                # while the script runs sets this event, and the wait below
+                # returns at once rather than sleeping its whole delay.
+                changed = self._event()
                 if self._heap[0] == entry and not self._unrecorded:
                     try:
                         at, delay = await self._ask()
@@ -253,7 +280,7 @@ class SharedRateGate:
                     if at is not None:
                         return at
                 with anyio.move_on_after(delay):
-                    await self._event().wait()
+                    await changed.wait()
         finally:
             if entry in self._heap:
                 self._heap.remove(entry)
@@ -271,12 +298,12 @@ class SharedRateGate:
         if ready > now:
             return None, ready - now  # the learner's pause: no need to ask Redis
         limit = learner.limit(now)
-        assert limit is not None  # a declared limit stays a limit
+        assert limit is not None  # a declared limit stays a limit; auto starts from one
         member = f"{self._member}:{next(self._seq)}"
         keys = self._keys
         status, wait, at, unfinished, epoch, entries, started = await self._link.script(
             GATE_ACQUIRE,
-            [keys.log, keys.state, keys.inflight, keys.epoch, keys.events],
+            [keys.log, keys.state, keys.inflight, keys.epoch, keys.events, keys.belief],
             [
                 limit,
                 learner.window,
@@ -297,6 +324,11 @@ class SharedRateGate:
             self._belief.forget_stream()
         self._epoch = epoch
         status = int(status)
+        if status == 3:
+            # Behind the checkpoint: the entries before it may be trimmed.
+            cp_id, cp_state = entries
+            self._belief.load(str(cp_id), str(cp_state))
+            return None, 0.0
         if status == 2:
             self._belief.apply((i, _fields(f)) for i, f in entries)
             return None, 0.0
@@ -339,11 +371,15 @@ class SharedRateGate:
             try:
                 with contextlib.suppress(Unreachable):
                     args.append(self._belief.seen)
-                    entries = await self._link.script(
-                        GATE_DONE, [keys.log, keys.inflight, keys.events], args
+                    cp_id, cp_state, entries = await self._link.script(
+                        GATE_DONE, [keys.log, keys.inflight, keys.events, keys.belief], args
                     )
+                    if cp_id:
+                        self._belief.load(str(cp_id), str(cp_state))
                     # Every event up to this outcome, so the next admission need not ask first.
                     self._belief.apply((i, _fields(f)) for i, f in entries)
+                    if self._belief.checkpoint_due():
+                        await self._checkpoint()
             finally:
                 self._sending -= 1
                 if call.refused:
@@ -352,6 +388,18 @@ class SharedRateGate:
 
         self._sending += 1  # counted now: `recorded` must not miss a task not started yet
         self._spawn(record)
+
+    async def _checkpoint(self) -> None:
+        """Store this worker's learner as of its last entry, and trim the stream before it."""
+        belief = self._belief
+        keys = self._keys
+        await self._link.script(
+            GATE_CHECKPOINT,
+            [keys.events, keys.belief],
+            [belief.seen, snapshot(belief.learner), self._keep_ms()],
+        )
+        # Stored, or another worker's is as new: either way, not due again yet.
+        belief.checkpointed()
 
     async def recorded(self) -> None:
         """Wait until every outcome this worker sent is in the stream (or the link is lost)."""
@@ -365,7 +413,7 @@ class SharedRateGate:
         past: the learner backs off instead); `coarse`: good only to the second.
         """
         self.rate_limited_count += 1
-        if self._limit is None:
+        if not self._limited:
             return  # no limit to learn: the call's own retry waits
         call = _ADMISSION.get()
         if self._link.lost is not None or call is None or call == _LOCAL:

@@ -145,6 +145,11 @@ class RateKeys:
         return f"{KEY_ROOT}:rate:{{{self.gate}}}:inflight"
 
     @property
+    def belief(self) -> str:
+        """Hash: id, state: the learner as of one `events` entry (entries before it are trimmed)."""
+        return f"{KEY_ROOT}:rate:{{{self.gate}}}:belief"
+
+    @property
     def events(self) -> str:
         """Stream: every counted call's admission and outcome, replayed by each worker's learner."""
         return f"{KEY_ROOT}:rate:{{{self.gate}}}:events"

@@ -29,6 +29,14 @@ local function now()
   return tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
 local function fmt(x) return string.format('%.6f', x) end
+-- Stream ids ("<ms>-<seq>", or "0") in Redis's order: whether a comes before b.
+local function before(a, b)
+  local am, as = string.match(a, '^(%d+)-?(%d*)$')
+  local bm, bs = string.match(b, '^(%d+)-?(%d*)$')
+  am, bm = tonumber(am), tonumber(bm)
+  if am ~= bm then return am < bm end
+  return (tonumber(as) or 0) < (tonumber(bs) or 0)
+end
 """
 
 GATE_ACQUIRE: Final = (
@@ -43,14 +51,16 @@ GATE_ACQUIRE: Final = (
 -- in flight (for at most one span): the server saw it at some time before
 -- its answer came back, so the next call in its slot is admitted one span
 -- after that answer at the earliest, however late the call went out.
--- KEYS: log, state, inflight, epoch, events. ARGV: limit, window, margin,
+-- KEYS: log, state, inflight, epoch, events, belief. ARGV: limit, window, margin,
 -- model, member, keep_ms, the epoch the caller knows ('' before its first
 -- call), a fresh epoch, the learner's pause end (Redis time), 1 when the
 -- call must go alone (a probe), the last event id the caller applied.
 -- Returns {status, wait seconds, now, unfinished, epoch, entries, id}:
 -- status 1 admitted (id: its "started" event), 0 wait (unfinished 1 when a
 -- call in flight sets the wait: it may end sooner), 2 events to apply first
--- (entries, as XRANGE answers them).
+-- (entries, as XRANGE answers them), 3 the learner's checkpoint to load
+-- first (entries: {its entry id, its state}; the entries before it may be
+-- trimmed).
 local t = now()
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
@@ -62,6 +72,9 @@ if not epoch then
   -- admitted until a whole span has passed with no admission.
   epoch = ARGV[8]
   redis.call('SET', KEYS[4], epoch, 'PX', ARGV[6])
+  -- A new epoch starts a new stream: what is left of an expired one, and its
+  -- checkpoint, would be replayed by callers starting again from '0'.
+  redis.call('DEL', KEYS[5], KEYS[6])
   if ARGV[7] ~= '' then
     redis.call('HSET', KEYS[2], 'paused_until', t + span, 'last_admit', t)
   end
@@ -69,6 +82,10 @@ end
 if ARGV[7] ~= '' and ARGV[7] ~= epoch then
   -- A new epoch: the caller starts its replay again from the new stream.
   return {0, '0', fmt(t), 0, epoch, {}, ''}
+end
+local cp = redis.call('HMGET', KEYS[6], 'id', 'state')
+if cp[1] and before(ARGV[11], cp[1]) then
+  return {3, '0', fmt(t), 0, epoch, {cp[1], cp[2]}, ''}
 end
 local unseen = redis.call('XRANGE', KEYS[5], '(' .. ARGV[11], '+', 'COUNT', 1000)
 if #unseen > 0 then
@@ -118,7 +135,7 @@ redis.call('ZADD', KEYS[1], t, ARGV[5])
 redis.call('ZADD', KEYS[3], t, ARGV[5])
 redis.call('HSET', KEYS[2], 'last_admit', t)
 local id = redis.call('XADD', KEYS[5], '*', 'k', 's', 'at', fmt(t))
-for i = 1, 5 do redis.call('PEXPIRE', KEYS[i], ARGV[6]) end
+for i = 1, 6 do redis.call('PEXPIRE', KEYS[i], ARGV[6]) end
 return {1, '0', fmt(t), 0, epoch, {}, id}
 """
 )
@@ -130,11 +147,12 @@ GATE_DONE: Final = (
 -- key's event stream (belief.py), and an accepted call counts from now on;
 -- a refused one (429) is not spent and leaves the log (the server did not
 -- count it either).
--- KEYS: log, inflight, events. ARGV: member, 'a' (accepted) or 'r' (refused),
--- its admission time, the reset hint in seconds or '', 1 when the hint is
--- good only to the second, keep_ms, the last event id the caller applied.
--- Returns the entries after that id (this one included), for the caller to
--- apply at once.
+-- KEYS: log, inflight, events, belief. ARGV: member, 'a' (accepted) or 'r'
+-- (refused), its admission time, the reset hint in seconds or '', 1 when the
+-- hint is good only to the second, keep_ms, the last event id the caller
+-- applied. Returns {checkpoint id, checkpoint state, entries}: the entries
+-- after that id (this one included), for the caller to apply at once, after
+-- the learner's checkpoint when the caller is behind it ('' and '' if not).
 local t = now()
 if ARGV[2] == 'r' then
   redis.call('ZREM', KEYS[2], ARGV[1])
@@ -145,7 +163,31 @@ end
 redis.call('XADD', KEYS[3], '*', 'k', ARGV[2], 'at', ARGV[3], 'now', fmt(t),
            'wait', ARGV[4], 'c', ARGV[5])
 redis.call('PEXPIRE', KEYS[3], ARGV[6])
-return redis.call('XRANGE', KEYS[3], '(' .. ARGV[7], '+', 'COUNT', 1000)
+local cp = redis.call('HMGET', KEYS[4], 'id', 'state')
+local after = ARGV[7]
+local cp_id, cp_state = '', ''
+if cp[1] and before(after, cp[1]) then
+  cp_id, cp_state, after = cp[1], cp[2], cp[1]
+end
+return {cp_id, cp_state, redis.call('XRANGE', KEYS[3], '(' .. after, '+', 'COUNT', 1000)}
+"""
+)
+
+GATE_CHECKPOINT: Final = (
+    _NOW
+    + """
+-- Store the learner's state as of entry ARGV[1] (belief.py) and trim the
+-- entries before it: a replay behind the checkpoint loads it instead.
+-- Only forward, and only for an entry of this stream (not one of a stream
+-- an empty restart or an expiry replaced).
+-- KEYS: events, belief. ARGV: entry id, state, keep_ms. Returns 1 if stored.
+local known = redis.call('HGET', KEYS[2], 'id')
+if known and not before(known, ARGV[1]) then return 0 end
+if #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], 'id', ARGV[1], 'state', ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+redis.call('XTRIM', KEYS[1], 'MINID', ARGV[1])
+return 1
 """
 )
 

@@ -52,12 +52,13 @@ from runner.manifest import Manifest
 from runner.money import Micros
 from runner.params import DEFAULT_PRICES
 from runner.scheduling.scheduler import SchedulerConfig
-from runner.store import Ledger
+from runner.store import JobRow, Ledger
 
 DEFAULT_LEASE_S: Final = 15.0
 """Seconds a claimed job stays this worker's without a heartbeat (real time, not scaled)."""
 MIN_LEASE_S: Final = 1.0
 _BATCH: Final = 200
+_UNFINISHED: Final = ("planned", "submitting", "submitted")
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +208,43 @@ class Coordination:
                     charged = known.charged if known is not None else None
                     await self.guard.reconcile(self.jobs[idx].key, state, charged)
 
+    async def finished_elsewhere(self, ledger: Ledger) -> dict[str, int]:
+        """Jobs this folder left unfinished whose end another worker recorded, by folder state.
+
+        A job this worker claimed and lost (it stalled past its lease, and the
+        taker finished it) stays planned, submitting or submitted here; the
+        run's `done` hash (set once, HSETNX) says it ended. Such a job counts
+        as done for this worker's exit code (runner/modes.py feeds it there).
+        Empty when the coordinator is lost: the run's record cannot be read.
+        """
+        unfinished = [
+            row
+            for row in ledger.rows()
+            if row.state in _UNFINISHED
+            and 0 <= row.idx < len(self.jobs)
+            and self.jobs[row.idx].key == row.key
+        ]
+        if not unfinished or self.link.lost is not None:
+            return {}
+        keys = self.keys
+
+        def read(part: list[JobRow]) -> list[Any]:
+            client: Any = self.link.client
+            found: list[Any] = client.hmget(keys.done, [str(row.idx) for row in part])
+            return found
+
+        by_state: dict[str, int] = {}
+        for start in range(0, len(unfinished), _BATCH):
+            part = unfinished[start : start + _BATCH]
+            try:
+                found = await self.link.run(functools.partial(read, part))
+            except Unreachable:
+                return {}
+            for row, raw in zip(part, found, strict=True):
+                if raw:
+                    by_state[row.state] = by_state.get(row.state, 0) + 1
+        return by_state
+
     async def _requeue(self, states: list[str]) -> None:
         keys = self.keys
 
@@ -331,6 +369,7 @@ async def join_run(
                 member=worker,
                 spawn=spawn,
                 peers=lambda: peers[0],
+                auto=config.rpm_auto,
             )
             coord = Coordination(
                 link,

@@ -19,7 +19,7 @@ def write_manifest(
     folder: Path,
     jobs: int,
     *,
-    rpm: int = 10,
+    rpm: int | str = 10,  # or "auto"
     max_credits: float | None = None,
     lease: float | None = None,
     extra_prompts: str = "",

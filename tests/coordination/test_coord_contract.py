@@ -20,6 +20,7 @@ import pytest
 import trio.testing
 from coord_helpers import manifest_of, workers
 
+from runner.coordination.belief import CHECKPOINT_EVERY
 from runner.money import maybe_micros, micros
 from runner.scheduling.credits import CreditGuard, Credits
 from runner.scheduling.quota import QuotaStats
@@ -172,13 +173,16 @@ async def test_credit_sequences_answer_alike(
 
 
 @asynccontextmanager
-async def gate_of(kind: str, limit: int, tmp: Path, url: str | None) -> AsyncIterator[Any]:
-    """The gate of `kind`: a local RateGate, or one worker's SharedRateGate."""
+async def gate_of(
+    kind: str, limit: int | None, tmp: Path, url: str | None, *, window: float = WINDOW
+) -> AsyncIterator[Any]:
+    """The gate of `kind`: a local RateGate, or one worker's SharedRateGate (None: auto)."""
+    auto = limit is None
     if kind == "local":
-        yield RateGate(limit, WINDOW, margin=MARGIN)
+        yield RateGate(limit, window, margin=MARGIN, auto=auto)
         return
     assert url is not None
-    config = SchedulerConfig(rpm=limit, window=WINDOW, margin=MARGIN)
+    config = SchedulerConfig(rpm=limit, window=window, margin=MARGIN, rpm_auto=auto)
     async with workers(url, manifest_of(tmp, 1), 1, tmp, config=config) as (coord,):
         yield coord.gate
 
@@ -267,3 +271,67 @@ async def test_a_burst_of_the_limit_then_one_more_a_span_after_the_first_end(
         admitted = anyio.current_time()
     # Each call counts from its end: the fourth waits a whole span after the first.
     assert admitted - ends[0] >= WINDOW + MARGIN
+
+
+# `requests_per_minute: auto`: (name, answers of calls made one after another,
+# expected (limit, learned, cuts, rate_limited)). An answer is "ok" or the
+# reset hint of a 429 in seconds (0: a reset in the past). The window is long
+# enough that every call of a sequence falls in one (real time on Redis's side).
+AUTO_WINDOW = 5.0
+AUTO_SEQUENCES: list[tuple[str, list[str | float], tuple[int, bool, int, int]]] = [
+    ("from one call, doubled per round trip", ["ok"] * 7, (8, False, 0, 0)),
+    ("the first 429 ends the growth at what was accepted", ["ok"] * 5 + [0.2], (5, True, 1, 1)),
+    ("a reset in the past: the same cut", ["ok"] * 3 + [0.0], (3, True, 1, 1)),
+    ("a refused first call: the quota is one", [0.1], (1, True, 1, 1)),
+]
+
+
+async def one_call(gate: Any, answer: str | float) -> None:
+    """One call admitted, answered `answer` a moment later, ended."""
+    await gate.acquire()
+    await anyio.sleep(CALL_S)
+    if answer != "ok":
+        gate.rate_limited(float(answer))
+    gate.finished()
+
+
+@pytest.mark.parametrize("sequence", AUTO_SEQUENCES, ids=[s[0] for s in AUTO_SEQUENCES])
+async def test_auto_sequences_are_learned_alike(
+    kind: str, url: str | None, tmp_path: Path, sequence: tuple[str, list[str | float], Any]
+) -> None:
+    _, answers, expected = sequence
+    async with gate_of(kind, None, tmp_path, url, window=AUTO_WINDOW) as gate:
+        first = gate.effective_limit
+        for answer in answers:
+            with anyio.fail_after(10):
+                await one_call(gate, answer)
+        stats = await learned(gate)
+    assert first == 1  # the whole group starts from one call
+    assert (stats.limit, stats.learned, stats.cuts, stats.rate_limited) == expected
+
+
+async def test_a_long_run_keeps_the_stream_short_and_learns_alike(
+    kind: str, url: str | None, tmp_path: Path
+) -> None:
+    # 150 calls grow the allowance to 256, the 151st is refused: the quota is
+    # the 150 accepted (one window holds them all). The stream of a shared
+    # gate is trimmed to its last checkpoint meanwhile, and a worker joining
+    # only now learns the same belief from it.
+    answers: list[str | float] = ["ok"] * 150 + [0.2]
+    async with gate_of(kind, None, tmp_path, url, window=60.0) as gate:
+        for answer in answers:
+            with anyio.fail_after(10):
+                await one_call(gate, answer)
+        stats = await learned(gate)
+        if kind == "shared":
+            length = gate._link.client.xlen(gate._keys.events)
+            (tmp_path / "late").mkdir()
+            manifest = manifest_of(tmp_path / "late", 1)
+            config = SchedulerConfig(rpm=None, window=60.0, margin=MARGIN, rpm_auto=True)
+            async with workers(url, manifest, 1, tmp_path / "late", config=config) as (late,):
+                joined = await late.gate.sync()
+            # 301 events (150 calls started and answered, one refused): kept to
+            # about one checkpoint's worth.
+            assert length <= CHECKPOINT_EVERY + 10
+            assert joined == stats
+    assert (stats.limit, stats.learned, stats.cuts, stats.rate_limited) == (150, True, 1, 1)

@@ -266,8 +266,14 @@ async def test_a_stalled_workers_submit_of_a_job_taken_over_is_not_sent(
             await taker.submitting(taken.job)
             await taker.submitted(taken.job, submission("req-1"), 1_800_000_000.0)
             assert await b.guard.settle(taken.job.key, micros(0.02)) == micros(0.02)
+            job = item.job
+            la.plan(job.key, job.index, job.prompt_id, 0.02)  # back to planned in its folder
+            assert await a.finished_elsewhere(la) == {}  # not ended yet: work left
             await taker.finished(taken.job, "completed")
             assert a.lost is None
+            # Its taker's end is in the run's record: done, for its exit code too.
+            elsewhere = await a.finished_elsewhere(la)
             await b.guard.refresh()
             s = b.guard.stats()
+    assert elsewhere == {"planned": 1}
     assert (s.reserved, s.spent, s.refunded) == (0, micros(0.02), 0)

@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 
 from runner.cli import main
-from runner.coordination.belief import ACCEPTED, REFUSED, STARTED, SharedBelief, policy_for
+from runner.coordination.belief import (
+    ACCEPTED,
+    REFUSED,
+    STARTED,
+    SharedBelief,
+    policy_for,
+    restore,
+    snapshot,
+)
 from runner.coordination.handover import LeaseRecord
 from runner.coordination.identity import (
     check_run_id,
@@ -179,3 +187,23 @@ def test_a_stream_lost_with_an_empty_redis_keeps_what_was_learned() -> None:
     shared.forget_stream()
     stats = shared.stats()
     assert (shared.seen, stats.limit, stats.learned, stats.rate_limited) == ("0", 5, True, 0)
+
+
+def test_a_checkpoint_is_the_state_its_entries_give() -> None:
+    # Two replays of one stream: one applies every entry, the other loads a
+    # checkpoint taken halfway (the entries before it trimmed) and goes on.
+    policy = policy_for(8, 3.0)
+    entries = stream_of(EVENTS)
+    whole, late = SharedBelief(policy), SharedBelief(policy)
+    whole.apply(entries[:6])
+    taken_at, state = whole.seen, snapshot(whole.learner)
+    whole.apply(entries[6:])
+    assert late.load(taken_at, state)
+    assert not late.load(taken_at, state)  # not behind it any more: kept as it is
+    late.apply(entries)  # the entries it already holds are skipped
+    assert late.seen == whole.seen and late.stats() == whole.stats()
+    # Every field of the learner, the jitter's draws included, went across exactly.
+    assert snapshot(late.learner) == snapshot(whole.learner)
+    again = restore(policy, snapshot(whole.learner))
+    assert vars(again).keys() == vars(whole.learner).keys()
+    assert again._rng.random() == whole.learner._rng.random()

@@ -99,6 +99,31 @@ def test_three_workers_share_the_rate_and_the_budget_and_run_each_job_once(
     assert (report.completed, report.verify.checked) == (JOBS, JOBS)
 
 
+def test_three_workers_learn_a_quota_they_are_not_told_with_few_429s(
+    tmp_path: Path, redis_url: str, emulator: Served
+) -> None:
+    # requests_per_minute: auto; the server allows RPM per window. The group
+    # starts from one call and doubles per round trip: one overshoot, then
+    # the learned quota holds for every worker (one learner, replayed).
+    manifest = write_manifest(tmp_path, JOBS, rpm="auto", max_credits=1.0)
+    with start_workers(
+        manifest,
+        3,
+        coordinator=redis_url,
+        out_root=tmp_path,
+        base_url=emulator.base_url,
+        time_scale=SCALE,
+    ) as workers:
+        codes = [w.wait(TIMEOUT) for w in workers]
+    assert codes == [0, 0, 0], [w.stderr[-2000:] for w in workers]
+    refused = [c for c in emulator.emulator.calls() if c.status == 429]
+    assert len(refused) <= 3  # issue #12's target, across the whole group
+    per_job = submits_per_job(emulator)
+    assert len(per_job) == JOBS and set(per_job.values()) == {1}
+    (run,) = coordinator_status(redis_url)
+    assert (run.completed, run.failed, run.total) == (JOBS, 0, JOBS)
+
+
 def test_the_budget_is_one_budget_across_workers(
     tmp_path: Path, redis_url: str, emulator: Served
 ) -> None:
@@ -361,12 +386,15 @@ def test_a_stalled_worker_resumed_after_its_lease_settles_nothing_twice(
     assert taker_code == 0, taker.stderr[-2000:]
     # Its late finish and settle are refused: no error, no lost coordinator. A
     # job it claimed and had not sent yet was taken over meanwhile: it goes
-    # back to planned in its folder rather than being paid again (exit 1 says
-    # so when the stall caught one there).
-    assert stalled_code in (0, 1), printed[-2000:]
+    # back to planned in its folder rather than being paid again, and since
+    # its taker's end is in the run's record, it counts as done: exit 0.
+    assert stalled_code == 0, printed[-2000:]
     assert "lost the coordinator" not in printed and "Traceback" not in printed
-    if stalled_code == 1:
-        assert "unfinished; run again to resume" in printed
+    assert "unfinished" not in printed
+    with Ledger.open_readonly(stalled.out) as ledger:
+        left = sum(n for state, n in ledger.counts().items() if state != "completed")
+    if left:  # the stall caught a job it had not sent: the summary names the taker's part
+        assert "finished by another worker" in printed
     (run,) = coordinator_status(redis_url)
     assert (run.completed, run.failed, run.total) == (JOBS, 0, JOBS)
     assert run.takeovers >= 1

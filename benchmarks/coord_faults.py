@@ -1,6 +1,6 @@
-"""Measure each fault of a shared run, for issue #18's closing note (not a test: a script).
+"""Measure each fault of a shared run (issue #18's figures; docs/distributed.md "Faults, measured").
 
-    PYTHONPATH=. python tests/coordination/coord_faults_measure.py [--repeat N]
+    python -m benchmarks.coord_faults [--repeat N]      # needs redis-server; a few minutes
 
 Three `runner run --coordinator` processes on one API key against a loopback
 emulator (a sliding 4-per-window limit, 10 s jobs, time scale 0.05: a window
@@ -27,8 +27,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from coord_helpers import write_manifest
-
 from benchmarks.local_redis import LocalRedis, local_redis
 from benchmarks.workers import Event, Worker, start_workers, wait_any
 from runner.coordination.status import coordinator_status
@@ -44,6 +42,24 @@ LEASE = 3.0
 TIMEOUT = 120.0
 
 
+def write_manifest(
+    folder: Path, jobs: int, *, max_credits: float, lease: float, rpm: int | str = RPM
+) -> Path:
+    """A manifest of `jobs` jobs (one prompt, one var) at `rpm` per minute, as folder/m.yaml."""
+    things = ", ".join(f"thing{i}" for i in range(jobs))
+    path = folder / "m.yaml"
+    path.write_text(
+        "name: coord-faults\n"
+        'defaults: {resolution: 1k, aspect_ratio: "1:1", output_format: jpeg}\n'
+        f'prompts: [{{id: p, prompt: "a picture of {{thing}}", vars: {{thing: [{things}]}}}}]\n'
+        f"budget: {{requests_per_minute: {rpm}, max_credits: {max_credits}}}\n"
+        f"output: {{dir: {folder / 'out'}}}\n"
+        f"coordinator: {{lease: {lease}}}\n",
+        encoding="utf-8",
+    )
+    return path
+
+
 @contextmanager
 def emulator() -> Iterator[Served]:
     config = EmulatorConfig(
@@ -55,7 +71,7 @@ def emulator() -> Iterator[Served]:
 
 def submitted(count: int) -> Callable[[list[Event]], bool]:
     def seen(events: list[Event]) -> bool:
-        return sum(e.get("event") == "submitted" for e in events) >= count
+        return bool(sum(e.get("event") == "submitted" for e in events) >= count)
 
     return seen
 
@@ -65,10 +81,24 @@ def extra_paid(served: Served) -> int:
     return sum(n - 1 for n in per_job.values())
 
 
+def most_accepted(served: Served) -> int:
+    """Most submits the server accepted in any window (half-open, as max_in_window)."""
+    times = sorted(c.time for c in served.emulator.calls("submit") if c.status != 429)
+    best, first = 0, 0
+    for last, at in enumerate(times):
+        while at - times[first] >= WINDOW:
+            first += 1
+        best = max(best, last - first + 1)
+    return best
+
+
 def rate_figures(served: Served) -> str:
     most = served.emulator.max_in_window(WINDOW, ("submit",))
     refused = sum(1 for c in served.emulator.calls() if c.status == 429)
-    return f"most submits in a window {most} (limit {RPM}), 429s {refused}"
+    return (
+        f"most submits in a window {most}, {most_accepted(served)} accepted (limit {RPM}), "
+        f"429s {refused}"
+    )
 
 
 def resume(worker: Worker) -> int:
@@ -86,7 +116,7 @@ def resume(worker: Worker) -> int:
 
 def redis_lost(tmp: Path, server: LocalRedis) -> str:
     with emulator() as served:
-        manifest = write_manifest(tmp, JOBS, rpm=RPM, max_credits=1.0, lease=LEASE)
+        manifest = write_manifest(tmp, JOBS, max_credits=1.0, lease=LEASE)
         with start_workers(
             manifest,
             WORKERS,
@@ -113,7 +143,7 @@ def redis_lost(tmp: Path, server: LocalRedis) -> str:
 
 def empty_restart(tmp: Path, server: LocalRedis) -> str:
     with emulator() as served:
-        manifest = write_manifest(tmp, JOBS, rpm=RPM, max_credits=1.0, lease=LEASE)
+        manifest = write_manifest(tmp, JOBS, max_credits=1.0, lease=LEASE)
         with start_workers(
             manifest,
             WORKERS,
@@ -135,7 +165,7 @@ def empty_restart(tmp: Path, server: LocalRedis) -> str:
 def aof_restart(tmp: Path) -> str:
     (tmp / "aof").mkdir()
     with local_redis(tmp / "aof", appendonly=True) as server, emulator() as served:
-        manifest = write_manifest(tmp, JOBS, rpm=RPM, max_credits=1.0, lease=LEASE)
+        manifest = write_manifest(tmp, JOBS, max_credits=1.0, lease=LEASE)
         with start_workers(
             manifest,
             WORKERS,
@@ -160,7 +190,7 @@ def aof_restart(tmp: Path) -> str:
 
 def kills_in_a_burst(tmp: Path, server: LocalRedis, kills: int) -> str:
     with emulator() as served:
-        manifest = write_manifest(tmp, JOBS, rpm=RPM, max_credits=1.0, lease=LEASE)
+        manifest = write_manifest(tmp, JOBS, max_credits=1.0, lease=LEASE)
         with start_workers(
             manifest,
             WORKERS,
@@ -190,7 +220,7 @@ def kills_in_a_burst(tmp: Path, server: LocalRedis, kills: int) -> str:
 def budget_stop_with_a_kill(tmp: Path, server: LocalRedis) -> str:
     budget = round(JOBS / 2 * 0.02, 2)
     with emulator() as served:
-        manifest = write_manifest(tmp, JOBS, rpm=RPM, max_credits=budget, lease=LEASE)
+        manifest = write_manifest(tmp, JOBS, max_credits=budget, lease=LEASE)
         with start_workers(
             manifest,
             WORKERS,
@@ -215,7 +245,7 @@ def budget_stop_with_a_kill(tmp: Path, server: LocalRedis) -> str:
 
 def stall(tmp: Path, server: LocalRedis, seconds: float = 8.0) -> str:
     with emulator() as served:
-        manifest = write_manifest(tmp, JOBS, rpm=RPM, max_credits=1.0, lease=LEASE)
+        manifest = write_manifest(tmp, JOBS, max_credits=1.0, lease=LEASE)
         with start_workers(
             manifest,
             WORKERS,
@@ -238,6 +268,27 @@ def stall(tmp: Path, server: LocalRedis, seconds: float = 8.0) -> str:
         f"(stalled worker {stalled.index}, lost the coordinator: {lost}), "
         f"{run.completed}/{JOBS} done, {run.takeovers} take-overs, extra paid {extra}, "
         f"reserved at the end {format_usd(run.reserved)}"
+    )
+
+
+def auto_quota(tmp: Path, server: LocalRedis) -> str:
+    with emulator() as served:
+        manifest = write_manifest(tmp, JOBS, max_credits=1.0, lease=LEASE, rpm="auto")
+        with start_workers(
+            manifest,
+            WORKERS,
+            coordinator=server.url,
+            out_root=tmp,
+            base_url=served.base_url,
+            time_scale=SCALE,
+        ) as workers:
+            codes = [w.wait(TIMEOUT) for w in workers]
+        (run,) = coordinator_status(server.url)
+        figures = rate_figures(served)
+        extra = extra_paid(served)
+    return (
+        f"requests_per_minute: auto (server {RPM} per window, not told): exit codes {codes}, "
+        f"{run.completed}/{JOBS} done, extra paid {extra}; {figures} (bound: 429s <= 3)"
     )
 
 
@@ -265,6 +316,7 @@ def main() -> None:
                     kills_in_a_burst(fresh("burst2", i), server, 2),
                     budget_stop_with_a_kill(fresh("budget", i), server),
                     stall(fresh("stall", i), server),
+                    auto_quota(fresh("auto", i), server),
                 ):
                     print(line, flush=True)
 
