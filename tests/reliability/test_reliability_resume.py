@@ -15,8 +15,6 @@ from typing import Any
 
 import anyio
 import pytest
-import trio
-import trio.testing
 from provider_cases import ProviderCase
 
 from runner.emulator import InProcess
@@ -33,13 +31,6 @@ pytestmark = pytest.mark.anyio
 
 EPOCH = 1_800_000_000.0  # the wall clock at virtual time 0 (conftest's TEST_UTC)
 HOUR = 3600.0
-
-
-# Store writes run in a worker thread; a clock that jumps whenever every task waits
-# (threshold 0) would jump while a write is in the thread and let a job finish
-# before the "crash". Jumping only after 0.1 s of real idleness waits the writes out.
-def thread_safe_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0.1)
 
 
 def wall() -> float:
@@ -106,7 +97,9 @@ def states(tmp_path: Path) -> dict[str, int]:
         return {k: v for k, v in ledger.counts().items() if v}
 
 
-@pytest.mark.parametrize("anyio_backend", [("trio", {"clock": thread_safe_clock()})])
+# Store writes run in a worker thread: a clock that jumped while one is in it would let
+# a job finish before the "crash" (conftest.thread_aware_clock waits them out).
+@pytest.mark.store_threads
 async def test_resume_within_retention_reattaches_and_pays_nothing_twice(
     tmp_path: Path, make_emulator: Callable[..., InProcess]
 ) -> None:
@@ -123,7 +116,7 @@ async def test_resume_within_retention_reattaches_and_pays_nothing_twice(
     assert verify(tmp_path / "out").clean
 
 
-@pytest.mark.parametrize("anyio_backend", [("trio", {"clock": thread_safe_clock()})])
+@pytest.mark.store_threads
 async def test_resume_after_retention_expires_and_resubmits_only_with_the_flag(
     tmp_path: Path, make_emulator: Callable[..., InProcess]
 ) -> None:

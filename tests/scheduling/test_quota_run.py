@@ -20,7 +20,7 @@ from runner.manifest import Manifest, parse_manifest
 from runner.run import RunOptions, RunReport, run_manifest
 from runner.store.learned_rate import load_learned
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.store_threads]
 
 LOCAL = {"env": {}}
 # A 6 s server window: the runner's minute is scaled by 0.1 to match it.
@@ -192,13 +192,3 @@ async def test_a_short_server_window_under_a_declared_minute_keeps_both_limits(
     assert most_accepted_in_a_window(emu, WINDOW) <= REAL
     submits = sorted(c.time for c in emu.emulator.calls("submit"))
     assert most_in_a_span(submits, 61.0) <= 200
-
-
-@pytest.fixture
-def anyio_backend() -> Any:
-    """The virtual clock, jumping after 10 ms of real idleness: these runs wait on the
-    store's worker thread often, and a clock that jumps at once makes trio's guest loop
-    spin against that thread (minutes of CPU per run instead of seconds)."""
-    import trio.testing
-
-    return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0.01)})

@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trio
-import trio.testing
 from provider_cases import ProviderCase
 
 from runner.emulator import FaultRate, InProcess, Latency
@@ -244,10 +242,8 @@ async def test_submit_dropped_before_acceptance_is_retried_like_any_lost_answer(
 
 # The store writes in a worker thread; with a zero autojump threshold the
 # virtual clock would jump during each write and polls would see latencies
-# that no server has. 100 ms of real idleness before a jump keeps them apart.
-@pytest.mark.parametrize(
-    "anyio_backend", [("trio", {"clock": trio.testing.MockClock(autojump_threshold=0.1)})]
-)
+# that no server has (conftest.thread_aware_clock never jumps while a thread runs).
+@pytest.mark.store_threads
 async def test_latency_aware_polling_beats_a_fixed_cadence(
     tmp_path: Path, make_emulator: Callable[..., InProcess]
 ) -> None:
