@@ -11,89 +11,35 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
+from quota_runs import (
+    REAL,
+    SCALE,
+    WINDOW,
+    manifest,
+    most_accepted_in_a_window,
+    most_in_a_span,
+    refusals,
+    run,
+    split_first_window,
+)
 
 from runner.emulator import InProcess
-from runner.manifest import Manifest, parse_manifest
-from runner.run import RunOptions, RunReport, run_manifest
+from runner.emulator.config import LimiterKind
+from runner.run import RunOptions, run_manifest
 from runner.store.learned_rate import load_learned
 
 pytestmark = [pytest.mark.anyio, pytest.mark.store_threads]
 
-LOCAL = {"env": {}}
-# A 6 s server window: the runner's minute is scaled by 0.1 to match it.
-WINDOW = 6.0
-SCALE = WINDOW / 60.0
-REAL = 20
 
-
-def manifest(tmp_path: Path, jobs: int, rpm: int | str, *, name: str = "thing") -> Manifest:
-    things = ", ".join(f"{name}{i}" for i in range(jobs))
-    text = f"""
-name: quota
-defaults: {{resolution: 1k, aspect_ratio: "1:1", output_format: jpeg}}
-prompts:
-  - id: p
-    prompt: "a picture of {{thing}}"
-    vars: {{thing: [{things}]}}
-budget:
-  requests_per_minute: {rpm}
-output: {{dir: {tmp_path / "out"}}}
-"""
-    return parse_manifest(text, path=str(tmp_path / "m.yaml"), base_dir=tmp_path)
-
-
-async def run(m: Manifest, emu: InProcess, tmp_path: Path, **options: Any) -> RunReport:
-    opts = RunOptions(backend="local", out=tmp_path / "out", time_scale=SCALE, seed=1, **options)
-    return await run_manifest(m, opts, emulator=emu.emulator, **LOCAL)  # type: ignore[arg-type]
-
-
-def refusals(emu: InProcess) -> list[float]:
-    return [c.time for c in emu.emulator.calls("submit") if c.status == 429]
-
-
-def most_accepted_in_a_window(emu: InProcess, window: float, limiter: str = "sliding") -> int:
-    """Most accepted submits in one server window: any half-open `window` seconds
-    (sliding), or each `window` from clock zero (fixed: the test UTC is whole minutes)."""
-    times = sorted(c.time for c in emu.emulator.calls("submit") if c.status == 200)
-    if limiter == "fixed":
-        buckets: dict[int, int] = {}
-        for at in times:
-            buckets[int(at // window)] = buckets.get(int(at // window), 0) + 1
-        return max(buckets.values(), default=0)
-    best, first = 0, 0
-    for last, at in enumerate(times):
-        while at - times[first] >= window:
-            first += 1
-        best = max(best, last - first + 1)
-    return best
-
-
-def most_in_a_span(times: list[float], span: float) -> int:
-    """Most of `times` in any half-open `span` seconds."""
-    best, first = 0, 0
-    for last, at in enumerate(times):
-        while at - times[first] >= span:
-            first += 1
-        best = max(best, last - first + 1)
-    return best
-
-
-def split_first_window(times: list[float]) -> tuple[int, int]:
-    """429s in the first server window after the first one, and after it."""
-    if not times:
-        return 0, 0
-    first = [t for t in times if t < times[0] + WINDOW]
-    return len(first), len(times) - len(first)
-
-
-@pytest.mark.parametrize("limiter", ["sliding", "fixed"])
+# The fixed limiter's 3x too loose run is tests/test_run_providers.py's, for each
+# provider's billed route; the sliding one's is here.
 async def test_a_declared_limit_3x_too_loose_is_learned(
-    tmp_path: Path, make_emulator: Callable[..., InProcess], limiter: str
+    tmp_path: Path, make_emulator: Callable[..., InProcess]
 ) -> None:
     declared = 3 * REAL
+    limiter: LimiterKind = "sliding"
     emu = make_emulator(rpm=REAL, limiter=limiter, rate_window=WINDOW, reset_hint="second")
     report = await run(manifest(tmp_path, 90, declared), emu, tmp_path)
     assert report.stats.completed == 90
@@ -107,9 +53,7 @@ async def test_a_declared_limit_3x_too_loose_is_learned(
 async def test_the_next_run_of_the_folder_starts_from_what_was_learned(
     tmp_path: Path, make_emulator: Callable[..., InProcess]
 ) -> None:
-    # A server tight enough that the first run surely meets it (8 per 6 s): the
-    # store's threads let the virtual clock jump, which can spread a run's
-    # submits over more than 20 per 6 s.
+    # A server tight enough that the first run surely meets it (8 per 6 s).
     real = 8
     declared = 3 * real
     emu = make_emulator(rpm=real, limiter="sliding", rate_window=WINDOW, reset_hint="second")
@@ -137,7 +81,7 @@ async def test_a_limit_declared_right_meets_no_429(
 
 @pytest.mark.parametrize("limiter", ["sliding", "fixed"])
 async def test_auto_learns_an_unknown_quota_with_few_429s(
-    tmp_path: Path, make_emulator: Callable[..., InProcess], limiter: str
+    tmp_path: Path, make_emulator: Callable[..., InProcess], limiter: LimiterKind
 ) -> None:
     emu = make_emulator(rpm=REAL, limiter=limiter, rate_window=WINDOW, reset_hint="second")
     report = await run(manifest(tmp_path, 90, "auto"), emu, tmp_path)
@@ -183,7 +127,7 @@ async def test_a_short_server_window_under_a_declared_minute_keeps_both_limits(
     emu = make_emulator(rpm=REAL, limiter="sliding", rate_window=WINDOW, reset_hint="second")
     m = manifest(tmp_path, 120, 200)
     opts = RunOptions(backend="local", out=tmp_path / "out", time_scale=1.0, seed=1)
-    report = await run_manifest(m, opts, emulator=emu.emulator, **LOCAL)  # type: ignore[arg-type]
+    report = await run_manifest(m, opts, env={}, emulator=emu.emulator)
     assert report.stats.completed == 120
     first, after = split_first_window(refusals(emu))
     # At most max_submits_in_flight (4) are admitted unsent when a 429 stops the rest.
