@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from provider_cases import CASES, ProviderCase
-from quota_runs import REAL, WINDOW, manifest, most_accepted_in_a_window, refusals, run
+from whole_runs import REAL, WINDOW, jobs_manifest, most_accepted_in_a_window, refusals, run
 
 from runner.emulator import InProcess, Latency, Served, hash_key
 from runner.run import RunOptions, run_manifest
@@ -40,7 +40,7 @@ async def test_a_limit_declared_3x_too_loose_is_learned_from_the_429s(
         reset_hint="second",
         latency=Latency("fixed", 0.5, 0.0),
     )
-    report = await run(manifest(tmp_path, 90, declared, provider=provider), emu, tmp_path)
+    report = await run(jobs_manifest(tmp_path, 90, rpm=declared, provider=provider), emu, tmp_path)
     assert report.stats.completed == 90
     times = refusals(emu, provider.billed)
     assert times, "the server never refused: nothing was learned"
@@ -67,7 +67,7 @@ async def test_a_limit_declared_right_meets_no_429(
     emu = make_emulator(
         rpm=REAL, limiter="fixed", rate_window=WINDOW, latency=Latency("fixed", 0.5, 0.0)
     )
-    report = await run(manifest(tmp_path, 50, REAL, provider=provider), emu, tmp_path)
+    report = await run(jobs_manifest(tmp_path, 50, rpm=REAL, provider=provider), emu, tmp_path)
     assert report.stats.completed == 50
     assert refusals(emu, provider.billed) == []
     # Within the quota, and not starved: the runner's own windows need not line up
@@ -86,7 +86,7 @@ async def test_a_key_travels_only_in_its_own_providers_header_and_is_never_writt
     env = {**provider.env(secret, served.base_url), **other.env(stray, served.base_url)}
     out = tmp_path / "out"
     report = await run_manifest(
-        manifest(tmp_path, 3, 60, provider=provider),
+        jobs_manifest(tmp_path, 3, rpm=60, provider=provider),
         RunOptions(out=out, time_scale=0.001),
         env=env,
     )

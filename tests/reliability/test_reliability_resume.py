@@ -16,11 +16,12 @@ from typing import Any
 import anyio
 import pytest
 from provider_cases import ProviderCase
+from whole_runs import jobs_manifest
 
 from runner.emulator import InProcess
 from runner.errors import UsageError
 from runner.events import Event, Listener, RunStats
-from runner.manifest import Manifest, parse_manifest
+from runner.manifest import Manifest
 from runner.reporting.exit_codes import decide_exit
 from runner.run import RunOptions, RunReport, run_manifest
 from runner.store import Ledger, folder_status, verify
@@ -43,20 +44,8 @@ def make_manifest(
     budget: float | None = None,
     provider: ProviderCase | None = None,
 ) -> Manifest:
-    things = ", ".join(f"t{i}" for i in range(jobs))
-    credits = f", max_credits: {budget}" if budget is not None else ""
-    api = provider.api_line if provider is not None else ""
-    text = f"""name: resume
-{api}
-defaults: {{resolution: 1k, aspect_ratio: "1:1", output_format: jpeg}}
-prompts:
-  - id: p
-    prompt: "a picture of {{thing}}"
-    vars: {{thing: [{things}]}}
-budget: {{requests_per_minute: 50{credits}}}
-output: {{dir: {tmp_path / "out"}}}
-"""
-    return parse_manifest(text, path=str(tmp_path / "m.yaml"), base_dir=tmp_path)
+    """`jobs` jobs at 50 a minute (a cap of `budget` USD)."""
+    return jobs_manifest(tmp_path, jobs, rpm=50, max_credits=budget, provider=provider, prefix="t")
 
 
 async def run(

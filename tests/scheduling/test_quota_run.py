@@ -13,11 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from quota_runs import (
+from whole_runs import (
     REAL,
     SCALE,
     WINDOW,
-    manifest,
+    jobs_manifest,
     most_accepted_in_a_window,
     most_in_a_span,
     refusals,
@@ -41,7 +41,7 @@ async def test_a_declared_limit_3x_too_loose_is_learned(
     declared = 3 * REAL
     limiter: LimiterKind = "sliding"
     emu = make_emulator(rpm=REAL, limiter=limiter, rate_window=WINDOW, reset_hint="second")
-    report = await run(manifest(tmp_path, 90, declared), emu, tmp_path)
+    report = await run(jobs_manifest(tmp_path, 90, rpm=declared), emu, tmp_path)
     assert report.stats.completed == 90
     first, after = split_first_window(refusals(emu))
     assert first <= (declared - REAL) + 2
@@ -57,14 +57,14 @@ async def test_the_next_run_of_the_folder_starts_from_what_was_learned(
     real = 8
     declared = 3 * real
     emu = make_emulator(rpm=real, limiter="sliding", rate_window=WINDOW, reset_hint="second")
-    first = await run(manifest(tmp_path, 40, declared), emu, tmp_path)
+    first = await run(jobs_manifest(tmp_path, 40, rpm=declared), emu, tmp_path)
     saved = load_learned(tmp_path / "out")
     assert saved is not None and saved.learned and saved.declared == declared
     assert first.stats.rate is not None
     assert (saved.limit, saved.rate_limited) == (first.stats.rate.limit, len(refusals(emu)))
     # A later run on a fresh server window, new jobs: no first-window storm again.
     later = make_emulator(rpm=real, limiter="sliding", rate_window=WINDOW, reset_hint="second")
-    second = await run(manifest(tmp_path, 40, declared, name="other"), later, tmp_path)
+    second = await run(jobs_manifest(tmp_path, 40, rpm=declared, prefix="other"), later, tmp_path)
     assert second.stats.completed == 40
     assert len(refusals(later)) <= 2
     assert most_accepted_in_a_window(later, WINDOW) <= real
@@ -74,7 +74,7 @@ async def test_a_limit_declared_right_meets_no_429(
     tmp_path: Path, make_emulator: Callable[..., InProcess]
 ) -> None:
     emu = make_emulator(rpm=REAL, limiter="sliding", rate_window=WINDOW, reset_hint="second")
-    report = await run(manifest(tmp_path, 50, REAL), emu, tmp_path)
+    report = await run(jobs_manifest(tmp_path, 50, rpm=REAL), emu, tmp_path)
     assert report.stats.completed == 50
     assert refusals(emu) == []
 
@@ -84,7 +84,7 @@ async def test_auto_learns_an_unknown_quota_with_few_429s(
     tmp_path: Path, make_emulator: Callable[..., InProcess], limiter: LimiterKind
 ) -> None:
     emu = make_emulator(rpm=REAL, limiter=limiter, rate_window=WINDOW, reset_hint="second")
-    report = await run(manifest(tmp_path, 90, "auto"), emu, tmp_path)
+    report = await run(jobs_manifest(tmp_path, 90, rpm="auto"), emu, tmp_path)
     assert report.stats.completed == 90
     # Issue #12's target: at most 3 429s per run. Doubling per round trip
     # overshoots once, and with at most max_submits_in_flight (4) admitted
@@ -108,7 +108,7 @@ async def test_a_storm_of_injected_429s_is_waited_out_without_a_hot_loop(
     # (A reset hint in the past, a 0 s wait, is tested on the gate: test_rate.py.)
     emu = make_emulator(rpm=REAL, limiter="sliding", rate_window=WINDOW)
     emu.emulator.faults.script("submit", "429", times=30)
-    report = await run(manifest(tmp_path, 10, REAL), emu, tmp_path)
+    report = await run(jobs_manifest(tmp_path, 10, rpm=REAL), emu, tmp_path)
     assert report.stats.completed == 10
     times = sorted(c.time for c in emu.emulator.calls("submit"))
     per_second: dict[int, int] = {}
@@ -125,7 +125,7 @@ async def test_a_short_server_window_under_a_declared_minute_keeps_both_limits(
     # the server's 20 per 6 s for accepted calls, the declared 200 per 61 s for
     # every submit it received (refused ones too).
     emu = make_emulator(rpm=REAL, limiter="sliding", rate_window=WINDOW, reset_hint="second")
-    m = manifest(tmp_path, 120, 200)
+    m = jobs_manifest(tmp_path, 120, rpm=200)
     opts = RunOptions(backend="local", out=tmp_path / "out", time_scale=1.0, seed=1)
     report = await run_manifest(m, opts, env={}, emulator=emu.emulator)
     assert report.stats.completed == 120

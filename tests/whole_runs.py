@@ -1,10 +1,12 @@
-"""Whole runs paced against the in-process emulator's rate windows (issue #12).
+"""Whole runs on the in-process emulator: the manifest of N one-image jobs, and runs
+paced against the emulator's rate windows (issue #12).
 
-The manifest of `jobs` one-image jobs, the run on the virtual clock with the
-runner's minute scaled to the server's 6 s window, and what the server's
-request log counts: 429s, and accepted billed calls per window. Shared by
-tests/scheduling/test_quota_run.py (Segmind, both limiters) and
-tests/test_run_providers.py (each provider's billed route).
+`jobs_manifest` is the manifest of the scheduler, resume and quota tests. The
+paced part runs on the virtual clock with the runner's minute scaled to the
+server's 6 s window, and counts what the server's request log holds: 429s,
+and accepted billed calls per window. Shared by tests/scheduling/
+test_quota_run.py (Segmind, both limiters) and tests/test_run_providers.py
+(each provider's billed route).
 """
 
 from __future__ import annotations
@@ -25,29 +27,38 @@ SCALE = WINDOW / 60.0
 REAL = 20  # the server's quota per WINDOW in these tests
 
 
-def manifest(
+def jobs_manifest(
     tmp_path: Path,
     jobs: int,
-    rpm: int | str,
     *,
-    name: str = "thing",
+    rpm: int | str = 10,
+    max_credits: float | None = None,
+    rate_scope: str = "submit",
+    rate_model: str = "window",
+    extra_prompts: str = "",
     provider: ProviderCase | None = None,
+    prefix: str = "thing",
 ) -> Manifest:
-    """`jobs` jobs (`{name}0`, `{name}1`, ...) at `rpm`, writing to tmp_path/out.
-
-    Segmind unless `provider` says otherwise."""
-    things = ", ".join(f"{name}{i}" for i in range(jobs))
+    """`jobs` one-image jobs of prompt "a picture of {prefix}N" at `rpm` (a cap of
+    `max_credits` USD), writing to tmp_path/out; Segmind unless `provider` says otherwise.
+    `extra_prompts`: more YAML items of the prompts list."""
+    things = ", ".join(f"{prefix}{i}" for i in range(jobs))
+    credits = f"max_credits: {max_credits}" if max_credits is not None else ""
     api = provider.api_line if provider is not None else ""
     text = f"""
-name: quota
+name: jobs
 {api}
 defaults: {{resolution: 1k, aspect_ratio: "1:1", output_format: jpeg}}
 prompts:
   - id: p
     prompt: "a picture of {{thing}}"
     vars: {{thing: [{things}]}}
+{extra_prompts}
 budget:
   requests_per_minute: {rpm}
+  rate_scope: {rate_scope}
+  rate_model: {rate_model}
+  {credits}
 output: {{dir: {tmp_path / "out"}}}
 """
     return parse_manifest(text, path=str(tmp_path / "m.yaml"), base_dir=tmp_path)
