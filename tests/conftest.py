@@ -4,8 +4,8 @@
   `anyio.sleep(60)` returns at once with the clock 60 s later. A test marked
   ``@pytest.mark.store_threads`` (a whole run whose store writes go through a
   worker thread) gets `thread_aware_clock()` instead: it never jumps while a
-  thread job is running, so a write takes no virtual time however slow the disk. A test that
-  needs asyncio says so with ``@pytest.mark.parametrize("anyio_backend",
+  thread job is running, so a write takes no virtual time however slow the
+  disk. A test that needs asyncio says so with ``@pytest.mark.parametrize("anyio_backend",
   ["asyncio"])`` (or a module overrides this fixture). Tests that talk to a
   loopback server must not use the virtual clock (it would jump past real
   network waits and fire timeouts): use asyncio or a sync client there.
@@ -70,7 +70,8 @@ def thread_aware_clock() -> dict[str, Any]:
     hides the jumps until the disk is slower than it, and costs that much
     real time at every jump. So the threshold is 0 (jump at once) while no
     thread runs, and infinite (trio waits in its I/O poll, without spinning,
-    for the thread's result to wake it) while one does.
+    for the thread's result to wake it) while one does. (Threads are the only
+    real waits of these runs: the in-process emulator has no sockets.)
     """
     clock = trio.testing.MockClock(autojump_threshold=0)
     return {"clock": clock, "instruments": [_HoldWhileThreadsRun(clock)]}
