@@ -3,34 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.test_cli_run import KEY, manifest, runner
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.test_cli_run import KEY, manifest, runner, start_runner
 
 
 @pytest.fixture
 def logged_emulator(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """`runner emulator --port 0 --log FILE` as a user starts it: (base URL, log file)."""
     log = tmp_path / "requests.jsonl"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SEGMIND_")}
-    command = [sys.executable, "-m", "runner", "emulator", "--port", "0", "--time-scale", "0.01"]
-    proc = subprocess.Popen(
-        [*command, "--api-key", KEY, "--log", str(log)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
+    command = ["emulator", "--port", "0", "--time-scale", "0.01"]
+    proc = start_runner(*command, "--api-key", KEY, "--log", str(log))
     try:
         assert proc.stdout is not None
         base_url = proc.stdout.readline().strip()  # printed once it listens

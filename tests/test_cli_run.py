@@ -23,19 +23,37 @@ ROOT = Path(__file__).resolve().parents[1]
 KEY = "sk-test-cli-run-0123456789"
 
 
+def cli_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without any provider's key or API root, plus `env`."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("SEGMIND_", "XAI_"))}
+    full_env.update(env or {})
+    return full_env
+
+
 def runner(
     *args: str, env: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("SEGMIND_", "XAI_"))}
-    full_env.update(env or {})
+    """`python -m runner ARGS` run to its end (`timeout` seconds at most) from the repo root."""
     return subprocess.run(
         [sys.executable, "-m", "runner", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=full_env,
+        env=cli_env(env),
         cwd=ROOT,
         check=False,
+    )
+
+
+def start_runner(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """`python -m runner ARGS` started from the repo root, its output in text pipes."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "runner", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(env),
+        cwd=ROOT,
     )
 
 
@@ -183,16 +201,7 @@ def test_ctrl_c_stops_records_and_resumes_without_paying_twice(
         "0.01",
         "--no-progress",
     ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SEGMIND_")}
-    env["SEGMIND_API_KEY"] = KEY
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "runner", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
+    proc = start_runner(*args, env={"SEGMIND_API_KEY": KEY})
     try:
         # Wait (bounded) for the condition: every job accepted by the server.
         deadline = time.monotonic() + 60

@@ -10,59 +10,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from provider_cases import CASES, ProviderCase
+from whole_runs import REAL, WINDOW, jobs_manifest, most_accepted_in_a_window, refusals, run
 
 from runner.emulator import InProcess, Latency, Served, hash_key
-from runner.manifest import Manifest, parse_manifest
-from runner.run import RunOptions, RunReport, run_manifest
+from runner.run import RunOptions, run_manifest
 from runner.store.learned_rate import load_learned
 
-pytestmark = pytest.mark.anyio
-
-# A 6 s server window: the runner's minute is scaled by 0.1 to match it.
-WINDOW = 6.0
-SCALE = WINDOW / 60.0
-REAL = 20
-
-
-def manifest(
-    tmp_path: Path, provider: ProviderCase, jobs: int, rpm: int | str, *, name: str = "thing"
-) -> Manifest:
-    things = ", ".join(f"{name}{i}" for i in range(jobs))
-    text = f"""
-name: providers
-{provider.api_line}
-defaults: {{resolution: 1k, aspect_ratio: "1:1", output_format: jpeg}}
-prompts:
-  - id: p
-    prompt: "a picture of {{thing}}"
-    vars: {{thing: [{things}]}}
-budget:
-  requests_per_minute: {rpm}
-output: {{dir: {tmp_path / "out"}}}
-"""
-    return parse_manifest(text, path=str(tmp_path / "m.yaml"), base_dir=tmp_path)
-
-
-async def run(m: Manifest, emu: InProcess, tmp_path: Path, **options: Any) -> RunReport:
-    opts = RunOptions(backend="local", out=tmp_path / "out", time_scale=SCALE, seed=1, **options)
-    return await run_manifest(m, opts, env={}, emulator=emu.emulator)
-
-
-def refusals(emu: InProcess, provider: ProviderCase) -> list[float]:
-    return [c.time for c in emu.emulator.calls(provider.billed) if c.status == 429]
+# The in-process runs write through the store's worker threads (conftest.thread_aware_clock).
+pytestmark = [pytest.mark.anyio, pytest.mark.store_threads]
 
 
 def most_accepted_per_window(emu: InProcess, provider: ProviderCase) -> int:
-    """Most accepted billed calls in one fixed server window (the test UTC is whole minutes)."""
-    buckets: dict[int, int] = {}
-    for call in emu.emulator.calls(provider.billed):
-        if call.status == 200:
-            buckets[int(call.time // WINDOW)] = buckets.get(int(call.time // WINDOW), 0) + 1
-    return max(buckets.values(), default=0)
+    """Most accepted billed calls in one fixed server window."""
+    return most_accepted_in_a_window(emu, WINDOW, "fixed", provider.billed)
 
 
 async def test_a_limit_declared_3x_too_loose_is_learned_from_the_429s(
@@ -77,9 +40,9 @@ async def test_a_limit_declared_3x_too_loose_is_learned_from_the_429s(
         reset_hint="second",
         latency=Latency("fixed", 0.5, 0.0),
     )
-    report = await run(manifest(tmp_path, provider, 90, declared), emu, tmp_path)
+    report = await run(jobs_manifest(tmp_path, 90, rpm=declared, provider=provider), emu, tmp_path)
     assert report.stats.completed == 90
-    times = refusals(emu, provider)
+    times = refusals(emu, provider.billed)
     assert times, "the server never refused: nothing was learned"
     assert report.stats.rate_limited == len(times)
     # The first window refuses what the declared limit sends over the real one; the
@@ -104,9 +67,9 @@ async def test_a_limit_declared_right_meets_no_429(
     emu = make_emulator(
         rpm=REAL, limiter="fixed", rate_window=WINDOW, latency=Latency("fixed", 0.5, 0.0)
     )
-    report = await run(manifest(tmp_path, provider, 50, REAL), emu, tmp_path)
+    report = await run(jobs_manifest(tmp_path, 50, rpm=REAL, provider=provider), emu, tmp_path)
     assert report.stats.completed == 50
-    assert refusals(emu, provider) == []
+    assert refusals(emu, provider.billed) == []
     # Within the quota, and not starved: the runner's own windows need not line up
     # with the server's fixed ones, so a server window may get less than all of it.
     assert REAL // 2 <= most_accepted_per_window(emu, provider) <= REAL
@@ -123,7 +86,7 @@ async def test_a_key_travels_only_in_its_own_providers_header_and_is_never_writt
     env = {**provider.env(secret, served.base_url), **other.env(stray, served.base_url)}
     out = tmp_path / "out"
     report = await run_manifest(
-        manifest(tmp_path, provider, 3, 60),
+        jobs_manifest(tmp_path, 3, rpm=60, provider=provider),
         RunOptions(out=out, time_scale=0.001),
         env=env,
     )

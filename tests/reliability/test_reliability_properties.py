@@ -40,6 +40,7 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
+from whole_runs import most_in_a_span
 
 from runner.emulator import EmulatorConfig, InProcess
 from runner.errors import (
@@ -70,13 +71,7 @@ def on_virtual_clock(fn: Callable[[], Awaitable[None]]) -> None:
 
 def most_in_any_window(times: list[float], window: float) -> int:
     """Most of `times` in any half-open interval of length `window`."""
-    ordered = sorted(times)
-    best, first = 0, 0
-    for last, at in enumerate(ordered):
-        while at - ordered[first] >= window:
-            first += 1
-        best = max(best, last - first + 1)
-    return best
+    return most_in_a_span(sorted(times), window)
 
 
 # -- the rate gate ------------------------------------------------------------------

@@ -15,14 +15,13 @@ from typing import Any
 
 import anyio
 import pytest
-import trio
-import trio.testing
 from provider_cases import ProviderCase
+from whole_runs import jobs_manifest
 
 from runner.emulator import InProcess
 from runner.errors import UsageError
 from runner.events import Event, Listener, RunStats
-from runner.manifest import Manifest, parse_manifest
+from runner.manifest import Manifest
 from runner.reporting.exit_codes import decide_exit
 from runner.run import RunOptions, RunReport, run_manifest
 from runner.store import Ledger, folder_status, verify
@@ -35,13 +34,6 @@ EPOCH = 1_800_000_000.0  # the wall clock at virtual time 0 (conftest's TEST_UTC
 HOUR = 3600.0
 
 
-# Store writes run in a worker thread; a clock that jumps whenever every task waits
-# (threshold 0) would jump while a write is in the thread and let a job finish
-# before the "crash". Jumping only after 0.1 s of real idleness waits the writes out.
-def thread_safe_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0.1)
-
-
 def wall() -> float:
     return EPOCH + anyio.current_time()
 
@@ -52,20 +44,8 @@ def make_manifest(
     budget: float | None = None,
     provider: ProviderCase | None = None,
 ) -> Manifest:
-    things = ", ".join(f"t{i}" for i in range(jobs))
-    credits = f", max_credits: {budget}" if budget is not None else ""
-    api = provider.api_line if provider is not None else ""
-    text = f"""name: resume
-{api}
-defaults: {{resolution: 1k, aspect_ratio: "1:1", output_format: jpeg}}
-prompts:
-  - id: p
-    prompt: "a picture of {{thing}}"
-    vars: {{thing: [{things}]}}
-budget: {{requests_per_minute: 50{credits}}}
-output: {{dir: {tmp_path / "out"}}}
-"""
-    return parse_manifest(text, path=str(tmp_path / "m.yaml"), base_dir=tmp_path)
+    """`jobs` jobs at 50 a minute (a cap of `budget` USD)."""
+    return jobs_manifest(tmp_path, jobs, rpm=50, max_credits=budget, provider=provider, prefix="t")
 
 
 async def run(
@@ -106,7 +86,9 @@ def states(tmp_path: Path) -> dict[str, int]:
         return {k: v for k, v in ledger.counts().items() if v}
 
 
-@pytest.mark.parametrize("anyio_backend", [("trio", {"clock": thread_safe_clock()})])
+# Store writes run in a worker thread: a clock that jumped while one is in it would let
+# a job finish before the "crash" (conftest.thread_aware_clock waits them out).
+@pytest.mark.store_threads
 async def test_resume_within_retention_reattaches_and_pays_nothing_twice(
     tmp_path: Path, make_emulator: Callable[..., InProcess]
 ) -> None:
@@ -123,7 +105,7 @@ async def test_resume_within_retention_reattaches_and_pays_nothing_twice(
     assert verify(tmp_path / "out").clean
 
 
-@pytest.mark.parametrize("anyio_backend", [("trio", {"clock": thread_safe_clock()})])
+@pytest.mark.store_threads
 async def test_resume_after_retention_expires_and_resubmits_only_with_the_flag(
     tmp_path: Path, make_emulator: Callable[..., InProcess]
 ) -> None:

@@ -37,11 +37,9 @@ pytestmark = pytest.mark.anyio
 
 # The store writes in a worker thread; with a zero autojump threshold the
 # virtual clock would jump during each write and a job's first poll would
-# wait for the next rate window. 20 ms of real idleness before a jump (fast_dir keeps
-# commits shorter than that).
-REAL_IDLE = pytest.mark.parametrize(
-    "anyio_backend", [("trio", {"clock": trio.testing.MockClock(autojump_threshold=0.02)})]
-)
+# wait for the next rate window: conftest.thread_aware_clock never jumps while
+# a thread runs.
+REAL_IDLE = pytest.mark.store_threads
 
 
 @pytest.fixture
@@ -49,8 +47,8 @@ def fast_dir(tmp_path: Path) -> Iterator[Path]:
     """An output folder in memory where there is one (/dev/shm), else tmp_path.
 
     On the virtual clock a job's first poll waits for its `submitted` row to
-    be committed (in a worker thread); an fsync slower than REAL_IDLE lets
-    the clock jump to the next rate window meanwhile, which no server did.
+    be committed (in a worker thread), which the clock waits for (REAL_IDLE):
+    a faster disk is a faster test.
     """
     shm = Path("/dev/shm")
     if not shm.is_dir():

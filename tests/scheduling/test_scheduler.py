@@ -14,13 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trio
-import trio.testing
 from provider_cases import ProviderCase
+from whole_runs import jobs_manifest
 
 from runner.emulator import FaultRate, InProcess, Latency
 from runner.errors import AuthError
-from runner.manifest import Manifest, parse_manifest
+from runner.manifest import Manifest
 from runner.reporting.exit_codes import decide_exit
 from runner.run import RunOptions, RunReport, run_manifest
 from runner.shard import Shard, ShardBudget, shard_of, split_budget
@@ -29,40 +28,10 @@ from runner.sweep import count_jobs, expand
 
 pytestmark = pytest.mark.anyio
 
+# The manifest of N one-image jobs (tests/test_polling.py imports it from here too).
+make_manifest = jobs_manifest
+
 LOCAL = {"env": {}}
-
-
-def make_manifest(
-    tmp_path: Path,
-    jobs: int,
-    *,
-    rpm: int = 10,
-    max_credits: float | None = None,
-    rate_scope: str = "submit",
-    rate_model: str = "window",
-    extra_prompts: str = "",
-    provider: ProviderCase | None = None,
-) -> Manifest:
-    things = ", ".join(f"thing{i}" for i in range(jobs))
-    credits = f"max_credits: {max_credits}" if max_credits is not None else ""
-    api = provider.api_line if provider is not None else ""
-    text = f"""
-name: sched
-{api}
-defaults: {{resolution: 1k, aspect_ratio: "1:1", output_format: jpeg}}
-prompts:
-  - id: p
-    prompt: "a picture of {{thing}}"
-    vars: {{thing: [{things}]}}
-{extra_prompts}
-budget:
-  requests_per_minute: {rpm}
-  rate_scope: {rate_scope}
-  rate_model: {rate_model}
-  {credits}
-output: {{dir: {tmp_path / "out"}}}
-"""
-    return parse_manifest(text, path=str(tmp_path / "m.yaml"), base_dir=tmp_path)
 
 
 async def run(manifest: Manifest, emu: InProcess, tmp_path: Path, **options: Any) -> RunReport:
@@ -244,10 +213,8 @@ async def test_submit_dropped_before_acceptance_is_retried_like_any_lost_answer(
 
 # The store writes in a worker thread; with a zero autojump threshold the
 # virtual clock would jump during each write and polls would see latencies
-# that no server has. 100 ms of real idleness before a jump keeps them apart.
-@pytest.mark.parametrize(
-    "anyio_backend", [("trio", {"clock": trio.testing.MockClock(autojump_threshold=0.1)})]
-)
+# that no server has (conftest.thread_aware_clock never jumps while a thread runs).
+@pytest.mark.store_threads
 async def test_latency_aware_polling_beats_a_fixed_cadence(
     tmp_path: Path, make_emulator: Callable[..., InProcess]
 ) -> None:

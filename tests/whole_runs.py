@@ -1,0 +1,111 @@
+"""Whole runs on the in-process emulator: the manifest of N one-image jobs, and runs
+paced against the emulator's rate windows (issue #12).
+
+`jobs_manifest` is the manifest of the scheduler, resume and quota tests. The
+paced part runs on the virtual clock with the runner's minute scaled to the
+server's 6 s window, and counts what the server's request log holds: 429s,
+and accepted billed calls per window. Shared by tests/scheduling/
+test_quota_run.py (Segmind, both limiters) and tests/test_run_providers.py
+(each provider's billed route).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from provider_cases import ProviderCase
+
+from runner.emulator import InProcess
+from runner.emulator.config import EndpointKind, LimiterKind
+from runner.manifest import Manifest, parse_manifest
+from runner.run import RunOptions, RunReport, run_manifest
+
+# A 6 s server window: the runner's minute is scaled by 0.1 to match it.
+WINDOW = 6.0
+SCALE = WINDOW / 60.0
+REAL = 20  # the server's quota per WINDOW in these tests
+
+
+def jobs_manifest(
+    tmp_path: Path,
+    jobs: int,
+    *,
+    rpm: int | str = 10,
+    max_credits: float | None = None,
+    rate_scope: str = "submit",
+    rate_model: str = "window",
+    extra_prompts: str = "",
+    provider: ProviderCase | None = None,
+    prefix: str = "thing",
+) -> Manifest:
+    """`jobs` one-image jobs of prompt "a picture of {prefix}N" at `rpm` (a cap of
+    `max_credits` USD), writing to tmp_path/out; Segmind unless `provider` says otherwise.
+    `extra_prompts`: more YAML items of the prompts list."""
+    things = ", ".join(f"{prefix}{i}" for i in range(jobs))
+    credits = f"max_credits: {max_credits}" if max_credits is not None else ""
+    api = provider.api_line if provider is not None else ""
+    text = f"""
+name: jobs
+{api}
+defaults: {{resolution: 1k, aspect_ratio: "1:1", output_format: jpeg}}
+prompts:
+  - id: p
+    prompt: "a picture of {{thing}}"
+    vars: {{thing: [{things}]}}
+{extra_prompts}
+budget:
+  requests_per_minute: {rpm}
+  rate_scope: {rate_scope}
+  rate_model: {rate_model}
+  {credits}
+output: {{dir: {tmp_path / "out"}}}
+"""
+    return parse_manifest(text, path=str(tmp_path / "m.yaml"), base_dir=tmp_path)
+
+
+async def run(m: Manifest, emu: InProcess, tmp_path: Path, **options: Any) -> RunReport:
+    """A local run of `m` against `emu` with the minute scaled to WINDOW (`options`: RunOptions)."""
+    opts = RunOptions(backend="local", out=tmp_path / "out", time_scale=SCALE, seed=1, **options)
+    return await run_manifest(m, opts, env={}, emulator=emu.emulator)
+
+
+def refusals(emu: InProcess, kind: EndpointKind = "submit") -> list[float]:
+    """Server times (s) of the 429s on the billed route `kind`."""
+    return [c.time for c in emu.emulator.calls(kind) if c.status == 429]
+
+
+def most_in_a_span(times: list[float], span: float) -> int:
+    """Most of the sorted `times` in any half-open `span` seconds."""
+    best, first = 0, 0
+    for last, at in enumerate(times):
+        while at - times[first] >= span:
+            first += 1
+        best = max(best, last - first + 1)
+    return best
+
+
+def most_accepted_in_a_window(
+    emu: InProcess,
+    window: float = WINDOW,
+    limiter: LimiterKind = "sliding",
+    kind: EndpointKind = "submit",
+) -> int:
+    """Most accepted calls of `kind` in one server window: any half-open `window`
+    seconds (sliding), or each `window` from clock zero (fixed: the test UTC is whole
+    minutes)."""
+    times = sorted(c.time for c in emu.emulator.calls(kind) if c.status == 200)
+    if limiter == "fixed":
+        buckets: dict[int, int] = {}
+        for at in times:
+            buckets[int(at // window)] = buckets.get(int(at // window), 0) + 1
+        return max(buckets.values(), default=0)
+    return most_in_a_span(times, window)
+
+
+def split_first_window(times: list[float]) -> tuple[int, int]:
+    """429s in the server window from the first one, and after it."""
+    if not times:
+        return 0, 0
+    first = [t for t in times if t < times[0] + WINDOW]
+    return len(first), len(times) - len(first)
