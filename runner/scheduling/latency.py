@@ -63,7 +63,9 @@ class PollTiming:
     polls every this share of the job's age (the detection delay it allows).
     `scout_ratio`: the scout's geometric step; `scout_start`: its first poll
     as a share of the prior. `tail_share`: the step of a job older than all
-    but `tail_survival` of the jobs.
+    but `tail_survival` of the jobs. `retention`: how long the server keeps
+    a job (seconds; inf: for ever); no poll is placed past `retention_share`
+    of it (`latest`).
     """
 
     prior: float = 10.0
@@ -76,6 +78,19 @@ class PollTiming:
     scout_start: float = 0.125
     tail_survival: float = 0.03
     tail_share: float = 0.2
+    retention: float = math.inf
+    retention_share: float = 0.98
+
+
+def latest(timing: PollTiming, age: float, target: float) -> float:
+    """`target` (a poll's age, seconds), brought forward to the retention's share.
+
+    Whatever step the model or the scout would take, a job is asked before
+    the server forgets it: one re-attached at 59 minutes of Segmind's hour is
+    asked at once (never before `age`, now), not a geometric step later when
+    its paid result is gone.
+    """
+    return min(target, max(age, timing.retention * timing.retention_share))
 
 
 def server_latency(
