@@ -55,8 +55,8 @@ class PollPolicy:
     """
 
     prior: float = 10.0
-    first_quantile: float = 0.5
-    first_margin: float = 1.04
+    first_quantile: float = 0.45
+    first_margin: float = 1.075
     step_share: float = 0.095
     min_step: float = 0.1
     max_step: float = 15.0
