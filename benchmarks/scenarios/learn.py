@@ -57,7 +57,7 @@ LATENCY_JOBS = 60
 LATENCY_SPAN = 4.0
 # Its scale: at least this many real seconds per job, so that the runner's own
 # milliseconds per call stay small against a 10 % detection delay.
-LATENCY_REAL_S = 1.0
+LATENCY_REAL_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,13 +260,16 @@ def _sigma(c: dict[str, Any]) -> float:
     return float(str(c["latency"]).rsplit(",", 1)[1])
 
 
-def _latency_met(c: dict[str, Any]) -> bool:
+def _medians_met(c: dict[str, Any]) -> bool:
     return bool(
         c["status_calls_median_warm"] <= 1.5
         and c["detection_ratio_median_warm"] <= 0.10
-        and c["api_calls_per_job"] <= 3.2
         and c["lost"] == 0
     )
+
+
+def _latency_met(c: dict[str, Any]) -> bool:
+    return _medians_met(c) and bool(c["api_calls_per_job"] <= 3.2)
 
 
 def _section(results: list[dict[str, Any]], seconds: float) -> Section:
@@ -303,7 +306,8 @@ def _section(results: list[dict[str, Any]], seconds: float) -> Section:
         ),
     )
     latency_table = Table(
-        f"Polling with a wrong latency prior (10 s): after the first {WARM_UP} completions",
+        f"Polling by status with the latency prior (10 s) right or 5x off: after the first "
+        f"{WARM_UP} completions",
         (
             "case",
             "job latency",
@@ -359,15 +363,27 @@ def _section(results: list[dict[str, Any]], seconds: float) -> Section:
     if timed:
         targets.append(
             Target(
-                "polling with the prior 5x off",
-                "<= 1.5 status calls/job, <= 10 % delay, <= 3.2 API calls/job",
+                "polling with the prior right or 5x off (status path)",
+                "<= 1.5 status calls/job and <= 10 % delay (medians, after 5 completions)",
                 "; ".join(
                     f"{c['label']}: {c['status_calls_median_warm']:g}, "
-                    f"{100 * c['detection_ratio_median_warm']:.1f} %, "
-                    f"{c['api_calls_per_job']:.2f}"
+                    f"{100 * c['detection_ratio_median_warm']:.1f} %"
                     for c in timed
                 ),
-                all(_latency_met(c) for c in timed),
+                all(_medians_met(c) for c in timed),
+            )
+        )
+        targets.append(
+            Target(
+                "API calls per job on the status path",
+                "<= 3.2 (least any schedule needs: "
+                + ", ".join(
+                    f"{status_floor(sigma):.2f} at sigma {sigma:g}"
+                    for sigma in sorted({_sigma(c) for c in timed}, reverse=True)
+                )
+                + ")",
+                "; ".join(f"{c['label']}: {c['api_calls_per_job']:.2f}" for c in timed),
+                all(c["api_calls_per_job"] <= 3.2 for c in timed),
             )
         )
     minute = 60 * min((c["time_scale"] for c in rated), default=LEARN_SCALE)
