@@ -7,20 +7,29 @@ The manifest does not tell the truth, and the server does not say much:
   the whole second; and a server of 20 per 6 s under a declared 200 per
   minute (the same average rate, a much shorter window);
 - (b) no limit declared at all (`requests_per_minute: auto`);
-- (c) the latency prior (10 s) 5x too long (jobs take 2 s) and 5x too short
-  (jobs take 50 s), with the limit declared right.
+- (c) the latency prior (10 s) right, 5x too long (jobs take 2 s) and 5x
+  too short (jobs take 50 s), at the emulator's spread (lognormal, sigma
+  0.25) and at a narrow one (sigma 0.05); submits paced evenly (`smooth`),
+  about four jobs' worth per latency, so that most jobs are submitted after
+  the first five are done and poll with what those taught.
 
 Each case is one `runner run` against a fresh loopback emulator; every
 figure is counted from the emulator's own request log: 429s in the first
 server window (from the first 429) and after it, makespan against the ideal
 bound of the *real* limit (benchmarks.bounds), status calls per job after
-the first five completions, and the detection delay.
+the first five completions, and the detection delay. The runner talks to the
+emulator as to a remote host (`--backend segmind --base-url`), so it polls
+by status and fetches the result after COMPLETED: at least three API calls a
+job (submit, status, result).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
+from functools import cache
+from statistics import NormalDist
 from typing import Any, Literal
 
 from benchmarks.bounds import ratio, windowed_bound
@@ -39,9 +48,16 @@ Limiter = Literal["fixed", "sliding"]
 LEARN_SCALE = 0.15
 QUICK_SCALE = 0.1
 LATENCY_S = 10.0  # nominal seconds per job in the rate cases
-# Status calls are counted after this many completions (issue #12: "once 5 jobs
-# have completed"): the first jobs teach the latency.
+# Status calls are counted over the jobs submitted after this many completions
+# were noticed (issue #12: "once 5 jobs have completed"): the first jobs teach
+# the latency, and a job submitted before they did cannot poll with it.
 WARM_UP = 5
+# A latency case's jobs, submitted over this many latencies (smooth pacing).
+LATENCY_JOBS = 60
+LATENCY_SPAN = 4.0
+# Its scale: at least this many real seconds per job, so that the runner's own
+# milliseconds per call stay small against a 10 % detection delay.
+LATENCY_REAL_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +75,18 @@ class Case:
     latency: str = f"fixed:{LATENCY_S:g}"
     latency_s: float = LATENCY_S  # nominal, for the bound
     reset_hint: Literal["exact", "second", "none"] = "second"
+    rate_model: Literal["window", "smooth"] = "window"
+
+
+def latency_case(
+    label: str, median_s: float, sigma: float, small_scale: float, jobs: int = LATENCY_JOBS
+) -> Case:
+    """A polling case: jobs of `median_s` nominal seconds, submitted evenly over 4 latencies."""
+    rpm = round(60.0 * jobs / (LATENCY_SPAN * median_s))
+    scale = max(small_scale, LATENCY_REAL_S / median_s)
+    return Case(label, "latency", "fixed", None, rpm, jobs, scale,
+                latency=f"lognormal:{median_s:g},{sigma:g}", latency_s=median_s,
+                rate_model="smooth")  # fmt: skip
 
 
 def cases(settings: Settings) -> list[Case]:
@@ -69,16 +97,22 @@ def cases(settings: Settings) -> list[Case]:
     # The 6 s window runs unscaled (a hint's whole second is a sixth of it already);
     # its jobs take the prior's 10 s, so that polling is not what it measures.
     short = Case("20 per 6 s under 200/min", "loose", "sliding", 20, 200, 60, 1.0, 6.0)
-    too_long = Case("prior 5x too long", "latency", "fixed", None, 50, 20, settings.small_scale,
-                    latency="lognormal:2,0.25", latency_s=2.0)  # fmt: skip
-    too_short = Case("prior 5x too short", "latency", "fixed", None, 50, 20, settings.small_scale,
-                     latency="lognormal:50,0.25", latency_s=50.0)  # fmt: skip
+    timed = [
+        latency_case(f"prior {name}, sigma {sigma:g}", median_s, sigma, settings.small_scale)
+        for sigma in (0.25, 0.05)
+        for name, median_s in (("right", 10.0), ("5x too long", 2.0), ("5x too short", 50.0))
+    ]
+    # --quick: the prior 5x off either way at the emulator's spread, fewer jobs.
+    quick_timed = [
+        latency_case(f"prior {name}, sigma 0.25", median_s, 0.25, settings.small_scale, jobs=40)
+        for name, median_s in (("5x too long", 2.0), ("5x too short", 50.0))
+    ]
     if settings.quick:
         return [
             Case("declared 3x", "loose", "sliding", real, 3 * real, jobs, scale),
             Case(short.label, "loose", "sliding", 20, 200, 40, 1.0, 6.0),
             Case("auto", "auto", "sliding", real, "auto", jobs, scale),
-            too_long,
+            *quick_timed,
         ]
     limiters: tuple[Limiter, ...] = ("sliding", "fixed")
     out: list[Case] = []
@@ -90,7 +124,7 @@ def cases(settings: Settings) -> list[Case]:
     # (auto under a fixed window is tested, tests/scheduling/test_quota_run.py; one
     # case here keeps `make bench` within minutes)
     out.append(Case("auto", "auto", "sliding", real, "auto", jobs, scale))
-    out += [too_long, too_short]
+    out += timed
     return out
 
 
@@ -107,7 +141,8 @@ def run_case(case: Case) -> dict[str, Any]:
         reset_hint=case.reset_hint,
     )
     with scratch("learn") as folder, served(config) as server:
-        manifest = write_manifest(Batch(jobs=case.jobs, rpm=case.declared), folder)
+        batch = Batch(jobs=case.jobs, rpm=case.declared, rate_model=case.rate_model)
+        manifest = write_manifest(batch, folder)
         result = run_runner(server, manifest, folder / "out", case.scale)
         refused = sorted(c.time for c in server.emulator.calls() if c.status == 429)
         learned = load_learned(folder / "out")
@@ -141,6 +176,7 @@ def run_case(case: Case) -> dict[str, Any]:
         "makespan_s": makespan,
         "ratio": ratio(makespan, bound),
         "api_calls_per_job": view.api_calls_per_job(case.jobs),
+        "measured_jobs": len(warm),
         "status_calls_median_warm": median([float(t.status_calls) for t in warm]),
         "detection_ratio_median_warm": median(
             [r for t in warm if (r := t.detection_ratio) is not None]
@@ -162,9 +198,16 @@ def _split(refused: list[float], window: float) -> tuple[int, int]:
 
 
 def _after_warm_up(view: ServerView) -> list[Any]:
-    """The jobs that ended after the first WARM_UP ended (all of them if there are few)."""
-    ordered = sorted(view.traces, key=lambda t: t.finished)
-    return ordered[WARM_UP:] or ordered
+    """The jobs submitted after the first WARM_UP completions were noticed (all if none was).
+
+    A completion is noticed at the first status call that came after the
+    job's end, on the server's clock.
+    """
+    noticed = sorted(t.noticed for t in view.traces if t.noticed is not None)
+    if len(noticed) < WARM_UP:
+        return list(view.traces)
+    warm = noticed[WARM_UP - 1]
+    return [t for t in view.traces if t.submitted > warm] or list(view.traces)
 
 
 def run(settings: Settings) -> Section:
@@ -191,13 +234,49 @@ def _rate_met(c: dict[str, Any]) -> bool:
     return ok_429 and bool(c["ratio"] <= times) and c["lost"] == 0
 
 
-def _latency_met(c: dict[str, Any]) -> bool:
+@cache
+def status_floor(sigma: float, delay: float = 0.10) -> float:
+    """The fewest API calls per job on the status path that find half the jobs within `delay`.
+
+    For jobs of a lognormal latency of shape `sigma` (any median), polled
+    independently: submit + result + the expected status calls of the best
+    schedule of a family (a first poll, then steps of `delay`, then
+    doubling) that finds at least half the jobs within `delay` of their
+    latency (issue 12's median target). A reference for the measured calls,
+    not the runner's own rule.
+    """
+    unit = NormalDist()
+    width = math.log(1.0 + delay) / sigma  # a poll's window of "found in time", in sigmas
+    best = math.inf
+    for first in range(-150, 200):
+        for fine in range(0, 16):
+            polls = [first / 50.0 + k * width for k in range(fine + 1)]
+            while polls[-1] < 6.0:
+                polls.append(polls[-1] + math.log(2.0) / sigma)
+            found, cost, previous = 0.0, 1.0, -math.inf
+            for k, at in enumerate(polls):
+                found += unit.cdf(at) - unit.cdf(max(previous, at - width))
+                cost += 1.0 - unit.cdf(at) if k + 1 < len(polls) else 0.0
+                previous = at
+            if found >= 0.5:
+                best = min(best, cost)
+    return 2.0 + best
+
+
+def _sigma(c: dict[str, Any]) -> float:
+    return float(str(c["latency"]).rsplit(",", 1)[1])
+
+
+def _medians_met(c: dict[str, Any]) -> bool:
     return bool(
         c["status_calls_median_warm"] <= 1.5
         and c["detection_ratio_median_warm"] <= 0.10
-        and c["api_calls_per_job"] <= 3.2
         and c["lost"] == 0
     )
+
+
+def _latency_met(c: dict[str, Any]) -> bool:
+    return _medians_met(c) and bool(c["api_calls_per_job"] <= 3.2)
 
 
 def _section(results: list[dict[str, Any]], seconds: float) -> Section:
@@ -234,7 +313,8 @@ def _section(results: list[dict[str, Any]], seconds: float) -> Section:
         ),
     )
     latency_table = Table(
-        f"Polling with a wrong latency prior (10 s): after the first {WARM_UP} completions",
+        f"Polling by status with the latency prior (10 s) right or 5x off: after the first "
+        f"{WARM_UP} completions",
         (
             "case",
             "job latency",
@@ -242,6 +322,7 @@ def _section(results: list[dict[str, Any]], seconds: float) -> Section:
             "status calls/job, median (<= 1.5)",
             "detection delay, median (<= 10 %)",
             "API calls/job (<= 3.2)",
+            "least any schedule needs at this spread",
             "done",
             "",
         ),
@@ -249,10 +330,11 @@ def _section(results: list[dict[str, Any]], seconds: float) -> Section:
             (
                 c["label"],
                 c["latency"],
-                c["jobs"],
+                f"{c['jobs']} ({c['measured_jobs']} measured)",
                 c["status_calls_median_warm"],
                 f"{100 * c['detection_ratio_median_warm']:.1f} %",
                 c["api_calls_per_job"],
+                f"{status_floor(_sigma(c)):.2f}",
                 f"{c['completed']}/{c['jobs']}",
                 "met" if _latency_met(c) else "**missed**",
             )
@@ -288,15 +370,27 @@ def _section(results: list[dict[str, Any]], seconds: float) -> Section:
     if timed:
         targets.append(
             Target(
-                "polling with the prior 5x off",
-                "<= 1.5 status calls/job, <= 10 % delay, <= 3.2 API calls/job",
+                "polling with the prior right or 5x off (status path)",
+                "<= 1.5 status calls/job and <= 10 % delay (medians, after 5 completions)",
                 "; ".join(
                     f"{c['label']}: {c['status_calls_median_warm']:g}, "
-                    f"{100 * c['detection_ratio_median_warm']:.1f} %, "
-                    f"{c['api_calls_per_job']:.2f}"
+                    f"{100 * c['detection_ratio_median_warm']:.1f} %"
                     for c in timed
                 ),
-                all(_latency_met(c) for c in timed),
+                all(_medians_met(c) for c in timed),
+            )
+        )
+        targets.append(
+            Target(
+                "API calls per job on the status path",
+                "<= 3.2 (least any schedule needs: "
+                + ", ".join(
+                    f"{status_floor(sigma):.2f} at sigma {sigma:g}"
+                    for sigma in sorted({_sigma(c) for c in timed}, reverse=True)
+                )
+                + ")",
+                "; ".join(f"{c['label']}: {c['api_calls_per_job']:.2f}" for c in timed),
+                all(c["api_calls_per_job"] <= 3.2 for c in timed),
             )
         )
     minute = 60 * min((c["time_scale"] for c in rated), default=LEARN_SCALE)
@@ -309,8 +403,13 @@ def _section(results: list[dict[str, Any]], seconds: float) -> Section:
         '"Learned" is what the run wrote to OUT/.runner for the next run: calls per window '
         '(real seconds), or "-" when no 429 taught anything.',
         "The latency cases have no server limit (the limit declared right is not in question "
-        "here); their figures are counted over the jobs that ended after the first "
-        f"{WARM_UP}.",
+        "here); their status calls and delays are counted over the jobs submitted after the "
+        f'first {WARM_UP} completions were noticed ("measured"), API calls over every job. '
+        "The runner polls them by status (a remote host), so a job costs at least three calls; "
+        '"least any schedule needs" is the fewest calls per job with which any poll schedule '
+        "(a first poll, 10 % steps, then doubling) finds half the jobs within 10 % of their "
+        "latency at that lognormal spread: the issue's 3.2 is reachable at a narrow spread, "
+        "not at the emulator's sigma of 0.25.",
     )
     return Section(
         key="learn",

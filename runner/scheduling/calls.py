@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable
-from typing import Literal, TypeVar
+from dataclasses import dataclass
+from typing import Generic, Literal, TypeVar
 
 import anyio
 
@@ -44,6 +45,21 @@ _NAMES: dict[BilledOp, str] = {"submit": "submit", "sync": "sync call"}
 
 class Stopped(Exception):
     """The run is stopping before this job's billed call went out: back to planned."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answered(Generic[T]):
+    """A billed call's answer and when it came.
+
+    `clock`: the run's clock (anyio, seconds) when the answer arrived, from
+    which a v2 job's age counts (not from after its record is written, so a
+    slow disk does not shorten the latencies polls see); `wall`: the same
+    moment as a wall-clock stamp (UTC seconds, `RunContext.wall`).
+    """
+
+    value: T
+    clock: float
+    wall: float
 
 
 async def call(
@@ -161,9 +177,9 @@ async def billed_send(
     job: Job,
     send: Callable[[], Awaitable[T]],
     *,
-    accepted: Callable[[T], Awaitable[None]] | None = None,
-) -> T | Failed:
-    """Send the job's billed call; its answer, or the `Failed` record that ends the job.
+    accepted: Callable[[Answered[T]], Awaitable[None]] | None = None,
+) -> Answered[T] | Failed:
+    """Send the job's billed call; its answer with when it came, or the `Failed` that ends it.
 
     `accepted` records what the answer must not lose (the v2 request id)
     while the send still holds its place on the wire. Raises `Stopped` when
@@ -175,13 +191,14 @@ async def billed_send(
     marks = _Marks(ctx, job, estimate)
     tried_again = False
 
-    async def on_the_wire() -> T:
+    async def on_the_wire() -> Answered[T]:
         # The call's place on the wire (config.max_submits_in_flight, taken
         # in `_admit` before the gate) spans the `submitting` mark, the send
         # and the record of its answer: a kill then finds at most that many
         # jobs marked, and costs at most that many unrecorded paid submits.
         await marks.before()
-        answer = await send()
+        value = await send()
+        answer = Answered(value, anyio.current_time(), ctx.wall())
         if accepted is not None:
             await accepted(answer)
         return answer

@@ -25,7 +25,7 @@ from runner.backends.base import Media, Result, State, Submission
 from runner.errors import ApiError, DownloadError, NotFound, RetryableError, RunnerError
 from runner.jobs import Job
 from runner.money import ZERO
-from runner.scheduling.calls import Stopped, billed_send, call
+from runner.scheduling.calls import Answered, Stopped, billed_send, call
 from runner.scheduling.context import RunContext
 from runner.scheduling.inflight import auto_cap
 from runner.scheduling.lifecycle import (
@@ -45,10 +45,6 @@ from runner.scheduling.sink import JobSink
 from runner.scheduling.source import WorkItem
 
 T = TypeVar("T")
-
-
-# Poll by this share of the server's retention at the latest (see `_poll`).
-_RETENTION_SHARE = 0.98
 
 
 class _Switched(Exception):
@@ -119,26 +115,21 @@ class JobRunner:
             return await self._finish(job, item.resume, item.submitted_wall)
         if job.endpoint == "v1":
             return await self._run_sync(job)
-        # (clock, wall) when the submit was answered: the job's age counts
-        # from there, not from after its record is written, so a slow disk
-        # does not shorten the latencies polls see.
-        answers: list[tuple[float, float]] = []
 
-        async def record(accepted: Submission) -> None:
-            answers.append((anyio.current_time(), ctx.wall()))
-            await ctx.publish(Submitted(job, accepted, answers[-1][1]))
+        async def record(accepted: Answered[Submission]) -> None:
+            await ctx.publish(Submitted(job, accepted.value, accepted.wall))
 
-        submission = await billed_send(
+        sent = await billed_send(
             ctx,
             "submit",
             job,
             lambda: ctx.backend.submit(job.model, job.request),
             accepted=record,
         )
-        if isinstance(submission, Failed):
-            return submission
-        answered, wall = answers[-1]
-        return await self._finish(job, submission, wall, answered)
+        if isinstance(sent, Failed):
+            return sent
+        # The job's age counts from the submit's answer (`Answered.clock`).
+        return await self._finish(job, sent.value, sent.wall, sent.clock)
 
     # -- v2: poll, result, download -------------------------------------------
 
@@ -180,11 +171,8 @@ class JobRunner:
         try:
             while True:
                 age = anyio.current_time() - started
+                # Never past the server's retention (polling.py decides).
                 target = await polls.next_age(age)
-                # Never past the server's retention: a job re-attached at 59
-                # minutes must be asked before its result is gone, whatever
-                # step the latency model would take.
-                target = min(target, max(age, ctx.config.retention * _RETENTION_SHARE))
                 await anyio.sleep(max(0.0, started + target - anyio.current_time()))
                 try:
                     answer = await self._ask(job, submission, started)
@@ -286,11 +274,12 @@ class JobRunner:
     async def _run_sync(self, job: Job) -> JobEnd:
         ctx = self._ctx
         started = anyio.current_time()
-        answer = await billed_send(
+        sent = await billed_send(
             ctx, "sync", job, lambda: ctx.backend.run_sync(job.model, job.request)
         )
-        if isinstance(answer, Failed):
-            return answer
+        if isinstance(sent, Failed):
+            return sent
+        answer = sent.value
         result = Result(
             state="COMPLETED",
             media=answer.media,

@@ -14,9 +14,10 @@ it teaches instead of guessing; a scout that ends without teaching (failed,
 lost) hands the role to the next job that asks. So a wrong prior costs a
 few polls of one job, not of all of them.
 
-`JobPolls.next_age` is the one decision (what age to poll at next); the
-caller sleeps and polls. Ages are seconds since the job's submit was
-answered, on the run's (time-scaled) clock.
+`JobPolls.next_age` is the one decision (what age to poll at next, never
+past the server's retention: `latency.latest`); the caller sleeps and
+polls. Ages are seconds since the job's submit was answered, on the run's
+(time-scaled) clock.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from runner.scheduling.latency import (
     LatencyModel,
     PollTiming,
     first_poll,
+    latest,
     next_poll,
     observed,
     scout_schedule,
@@ -44,8 +46,8 @@ class PollPolicy:
     """Polling settings; durations in seconds before `scale`, shares of a latency.
 
     `prior`: the latency believed before any job finished. `first_quantile`,
-    `first_margin`,    `step_share`, `min_step`, `max_step`, `scout_ratio`, `scout_start`,
-    `tail_survival`, `tail_share`: see
+    `first_margin`, `step_share`, `min_step`, `max_step`, `scout_ratio`,
+    `scout_start`, `tail_survival`, `tail_share`, `retention_share`: see
     runner.scheduling.latency.PollTiming. `jitter`: the share by which a
     poll may come later than planned (never earlier: an early poll is a
     wasted call), so jobs submitted together do not poll together.
@@ -53,8 +55,8 @@ class PollPolicy:
     """
 
     prior: float = 10.0
-    first_quantile: float = 0.5
-    first_margin: float = 1.04
+    first_quantile: float = 0.45
+    first_margin: float = 1.075
     step_share: float = 0.095
     min_step: float = 0.1
     max_step: float = 15.0
@@ -62,14 +64,15 @@ class PollPolicy:
     scout_start: float = 0.125
     tail_survival: float = 0.03
     tail_share: float = 0.2
+    retention_share: float = 0.98
     jitter: float = 0.02
     deadline: float = 1800.0
     # Multiplies every duration: a run against a time-scaled emulator polls
     # in the same proportion.
     scale: float = 1.0
 
-    def timing(self) -> PollTiming:
-        """The model's settings, durations scaled."""
+    def timing(self, retention: float = math.inf) -> PollTiming:
+        """The model's settings, durations scaled; `retention` is already scaled (seconds)."""
         return PollTiming(
             prior=self.prior * self.scale,
             first_quantile=self.first_quantile,
@@ -81,16 +84,28 @@ class PollPolicy:
             scout_start=self.scout_start,
             tail_survival=self.tail_survival,
             tail_share=self.tail_share,
+            retention=retention,
+            retention_share=self.retention_share,
         )
 
 
 class Polling:
-    """The run's latency model and its one scout; hands out a `JobPolls` per job."""
+    """The run's latency model and its one scout; hands out a `JobPolls` per job.
 
-    def __init__(self, policy: PollPolicy, rng: random.Random, size: int = 128) -> None:
+    `retention`: how long the server keeps a job, seconds (already scaled).
+    """
+
+    def __init__(
+        self,
+        policy: PollPolicy,
+        rng: random.Random,
+        size: int = 128,
+        *,
+        retention: float = math.inf,
+    ) -> None:
         self._policy = policy
         self._rng = rng
-        self.model = LatencyModel(policy.timing(), size=size)
+        self.model = LatencyModel(policy.timing(retention), size=size)
         self._scout: JobPolls | None = None
         self._changed: anyio.Event | None = None
         # Jobs polling now, for what their "not yet" answers say (right-censoring).
@@ -151,9 +166,10 @@ class Polling:
             self._changed = None
 
     def _later(self, age: float, target: float) -> float:
-        """`target`, moved later by up to `jitter` of the wait from `age`."""
+        """`target`, moved later by up to `jitter` of the wait from `age` (never past `latest`)."""
         wait = max(0.0, target - age)
-        return target + wait * self._rng.uniform(0.0, self._policy.jitter)
+        late = target + wait * self._rng.uniform(0.0, self._policy.jitter)
+        return latest(self.model.timing, age, late)
 
 
 class JobPolls:
@@ -186,9 +202,11 @@ class JobPolls:
 
         Returns at once when the model knows something or this job scouts;
         otherwise waits until the scout (or another job) teaches something,
-        or the scout's role is free.
+        the scout's role is free, or the retention's share is reached (then
+        that age). Never past the retention's share (`latency.latest`).
         """
         polling = self._polling
+        started = anyio.current_time() - age
         while True:
             model = polling.model
             if model.count > 0:
@@ -198,8 +216,13 @@ class JobPolls:
                 target = next_poll(model, self._lo, queued=self._queued)
                 return polling._later(age, max(age, target))
             if polling._claim_scout(self):
-                return self._scout_age(age)
-            await polling._changes()
+                return latest(model.timing, age, self._scout_age(age))
+            cutoff = latest(model.timing, age, math.inf)
+            if cutoff <= age:
+                return age
+            with anyio.move_on_after(cutoff - age):
+                await polling._changes()
+            age = max(age, anyio.current_time() - started)
 
     def _scout_age(self, age: float) -> float:
         timing = self._polling.model.timing
