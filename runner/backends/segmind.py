@@ -41,6 +41,7 @@ from runner.backends.base import Media, Result, StatusReport, Submission, SyncRe
 from runner.backends.bounded import AnswerLimits, UnreadableBody, read_body
 from runner.backends.guard import RefusedUrl, UrlGuard
 from runner.backends.media import decode_inline, media_kind
+from runner.backends.netstream import with_cached_sockets
 from runner.clock import utc_datetime
 from runner.errors import (
     BadRequest,
@@ -231,15 +232,17 @@ class SegmindBackend:
         self._guard = media_guard
         self._url_guard = url_guard
         self._utc_now = utc_now
+        # The network's transports as httpx would make them, with each
+        # connection's socket looked up once (netstream.py: CPU per request).
         self._api = httpx.AsyncClient(
-            transport=transport,
+            transport=transport or with_cached_sockets(httpx.AsyncHTTPTransport(limits=pool)),
             follow_redirects=False,
             timeout=timeouts.api(),
             cookies=_no_cookies(),
             limits=pool,
         )
         self._media = httpx.AsyncClient(
-            transport=media_transport,
+            transport=media_transport or with_cached_sockets(httpx.AsyncHTTPTransport(limits=pool)),
             follow_redirects=True,
             max_redirects=MAX_MEDIA_REDIRECTS,
             timeout=timeouts.api(),
