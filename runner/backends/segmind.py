@@ -293,7 +293,10 @@ class SegmindBackend:
         limits = self._timeouts.sync() if sync else self._timeouts.api()
         deadline = self._timeouts.sync_deadline if sync else self._timeouts.deadline
         started = anyio.current_time()
-        shown = f"{request.method} {safe_url(request.url)}"
+
+        def shown() -> str:  # only when logged: the URL's parse is a cost per call
+            return f"{request.method} {safe_url(request.url)}"
+
         try:
             with anyio.fail_after(deadline):
                 async with self._api.stream(
@@ -545,12 +548,18 @@ def connection_limits(connections: int | None) -> httpx.Limits:
     return httpx.Limits(max_connections=size, max_keepalive_connections=size)
 
 
-def _log_call(shown: str, outcome: str, started: float, headers: Iterable[tuple[str, str]]) -> None:
-    """One DEBUG line on runner.http: `shown` is METHOD and a query-free URL."""
+def _log_call(
+    shown: str | Callable[[], str],
+    outcome: str,
+    started: float,
+    headers: Iterable[tuple[str, str]],
+) -> None:
+    """One DEBUG line on runner.http: `shown` (or what it returns) is METHOD and a
+    query-free URL."""
     if HTTP_LOG.isEnabledFor(logging.DEBUG):
         HTTP_LOG.debug(
             "%s -> %s in %.3f s [%s]",
-            shown,
+            shown if isinstance(shown, str) else shown(),
             outcome,
             anyio.current_time() - started,
             redact_headers(headers),
