@@ -41,6 +41,7 @@ from runner.backends.base import Media, Result, StatusReport, Submission, SyncRe
 from runner.backends.bounded import AnswerLimits, UnreadableBody, read_body
 from runner.backends.guard import RefusedUrl, UrlGuard
 from runner.backends.media import decode_inline, media_kind
+from runner.backends.netstream import with_cached_sockets
 from runner.clock import utc_datetime
 from runner.errors import (
     BadRequest,
@@ -231,15 +232,17 @@ class SegmindBackend:
         self._guard = media_guard
         self._url_guard = url_guard
         self._utc_now = utc_now
+        # The network's transports as httpx would make them, with each
+        # connection's socket looked up once (netstream.py: CPU per request).
         self._api = httpx.AsyncClient(
-            transport=transport,
+            transport=transport or with_cached_sockets(httpx.AsyncHTTPTransport(limits=pool)),
             follow_redirects=False,
             timeout=timeouts.api(),
             cookies=_no_cookies(),
             limits=pool,
         )
         self._media = httpx.AsyncClient(
-            transport=media_transport,
+            transport=media_transport or with_cached_sockets(httpx.AsyncHTTPTransport(limits=pool)),
             follow_redirects=True,
             max_redirects=MAX_MEDIA_REDIRECTS,
             timeout=timeouts.api(),
@@ -290,7 +293,10 @@ class SegmindBackend:
         limits = self._timeouts.sync() if sync else self._timeouts.api()
         deadline = self._timeouts.sync_deadline if sync else self._timeouts.deadline
         started = anyio.current_time()
-        shown = f"{request.method} {safe_url(request.url)}"
+
+        def shown() -> str:  # only when logged: the URL's parse is a cost per call
+            return f"{request.method} {safe_url(request.url)}"
+
         try:
             with anyio.fail_after(deadline):
                 async with self._api.stream(
@@ -542,12 +548,18 @@ def connection_limits(connections: int | None) -> httpx.Limits:
     return httpx.Limits(max_connections=size, max_keepalive_connections=size)
 
 
-def _log_call(shown: str, outcome: str, started: float, headers: Iterable[tuple[str, str]]) -> None:
-    """One DEBUG line on runner.http: `shown` is METHOD and a query-free URL."""
+def _log_call(
+    shown: str | Callable[[], str],
+    outcome: str,
+    started: float,
+    headers: Iterable[tuple[str, str]],
+) -> None:
+    """One DEBUG line on runner.http: `shown` (or what it returns) is METHOD and a
+    query-free URL."""
     if HTTP_LOG.isEnabledFor(logging.DEBUG):
         HTTP_LOG.debug(
             "%s -> %s in %.3f s [%s]",
-            shown,
+            shown if isinstance(shown, str) else shown(),
             outcome,
             anyio.current_time() - started,
             redact_headers(headers),

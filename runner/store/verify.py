@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,11 +143,22 @@ def recorded_files(out_dir: Path, job: Job, files: Sequence[str]) -> list[str] |
     """
     if len(files) != job.request.n:
         return None
+    # Strings and os.stat, not Path objects: a resume calls this once per
+    # finished job, and pathlib's objects cost more than the two stats.
+    base = os.fspath(out_dir)
     for name in files:
-        image = out_dir / name
-        if not (image.is_file() and sidecar_path(image).is_file()):
+        image = os.path.join(base, name)
+        if not (_is_file(image) and _is_file(os.path.splitext(image)[0] + SIDECAR_SUFFIX)):
             return None
     return list(files)
+
+
+def _is_file(path: str) -> bool:
+    """`Path.is_file` of a string path: a regular file (symlinks followed)."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
 
 
 def _walk(out_dir: Path) -> tuple[list[Path], list[Path], list[Path]]:
