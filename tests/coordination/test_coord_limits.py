@@ -105,7 +105,7 @@ async def test_a_429_met_by_one_worker_pauses_the_others(tmp_path: Path, redis_u
 async def test_what_one_worker_learns_every_worker_applies(tmp_path: Path, redis_url: str) -> None:
     # A longer window than the other tests: the learned quota counts the calls of
     # the window before the 429, which a busy machine must not stretch past it.
-    window = 1.5
+    window = 3.0
     config = SchedulerConfig(rpm=8, window=window, margin=MARGIN)
     manifest = manifest_of(tmp_path, 1)
     async with workers(redis_url, manifest, 2, tmp_path, config=config) as (one, two):
