@@ -2,7 +2,7 @@
 
 A run holds nothing per finished job: whatever its end needs is counted as
 jobs finish or read back from the ledger. Two runs of the same shape, N=200
-and N=2,000 jobs, on the in-process emulator (virtual clock, zero latency),
+and N=1,200 jobs, on the in-process emulator (virtual clock, zero latency),
 each measured at its `finished` event: the bytes the process holds that the
 emulator does not (the emulator keeps every job it served, as Segmind keeps
 results for an hour; the runner must not). The larger run may hold more only
@@ -31,10 +31,10 @@ from runner.events import Event, RunStats
 from runner.manifest import parse_manifest
 from runner.run import RunOptions, run_manifest
 
-pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.store_threads]
 
 EPOCH = 1_800_000_000.0  # the wall clock at virtual time 0 (conftest's TEST_UTC)
-SMALL, LARGE = 200, 2_000
+SMALL, LARGE = 200, 1_200
 # Bytes a job may add to what the run holds at its end. Bounded caches (the
 # naming module's lru_cache of folded values, the rate gate's window of call
 # times, all inside one window at zero latency) fill with the larger run's
