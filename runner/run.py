@@ -31,14 +31,14 @@ from runner.events import Listener, RunStats
 from runner.jobs import Job
 from runner.manifest import Manifest
 from runner.modes import INTERRUPTED, Mode, Setting, open_mode
-from runner.money import format_usd, maybe_micros, micros
+from runner.money import Micros, format_usd, maybe_micros, micros
 from runner.plan import make_plan
 from runner.recorder import Recorder, RecorderConfig
 from runner.reporting.exit_codes import StopKind
 from runner.resume import Rules
 from runner.scheduling.inflight import max_cap
 from runner.scheduling.polling import PollPolicy
-from runner.scheduling.prices import book_for
+from runner.scheduling.prices import PriceBook, book_for, recall_charges
 from runner.scheduling.retry import RetryPolicy
 from runner.scheduling.scheduler import Scheduler, SchedulerConfig
 from runner.shard import Shard, shard_of
@@ -330,7 +330,7 @@ class _Run:
             listeners=listeners,
             wall=wall,
             gate=gate,
-            prices=book_for(manifest.prices, guard.stats().budget),
+            prices=_price_book(manifest, options, ledger, guard.stats().budget),
         )
         planned = mode.planned()
         # When the limit counts every call, the balance read would spend one
@@ -387,6 +387,24 @@ class _Run:
 
 
 _FINAL_BATCH = 10_000
+
+
+def _price_book(
+    manifest: Manifest, options: RunOptions, ledger: Ledger, budget: Micros | None
+) -> PriceBook:
+    """The run's price book; on a resume that re-attaches jobs, taught the folder's charges.
+
+    A re-attached job is held whatever the budget (runner.scheduling.dispatch),
+    at the book's reservation: it must be what the crashed run, which knew the
+    price, reserved, not an unobserved class's `safety` x the table.
+    """
+    book = book_for(manifest.prices, budget)
+    if budget is not None and any(row.state == "submitted" for row in ledger.in_flight()):
+        charges = {
+            row.key: row.charged for row in ledger.rows("completed") if row.charged is not None
+        }
+        recall_charges(book, run_jobs(manifest, options.shard), charges)
+    return book
 
 
 def _nothing_to_send(

@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
 from runner.jobs import Job
-from runner.money import Micros, format_usd, micros
+from runner.money import ZERO, Micros, format_usd, micros, to_usd
 from runner.params import DEFAULT_PRICES
 
 PriceClass = tuple[str, str, int]
@@ -134,6 +134,20 @@ class PriceBook:
         if self._scouts[cls] > 0:
             self._scouts[cls] -= 1
 
+    def recall(self, job: Job, charged: Micros) -> bool:
+        """An earlier run of the folder was charged `charged` µ$ for `job`: believe it.
+
+        Learned as that run's answer taught it, but silently (that run said
+        any surprise). True when it was learned (a believable charge).
+        """
+        n = job.request.n
+        if not believable(to_usd(charged), n, self._policy):
+            return False
+        cls = price_class(job)
+        self._knowledge[cls] = "observed"
+        self._seen[cls] = max(self._seen.get(cls, ZERO), Micros(math.ceil(charged / n)))
+        return True
+
     def charged(self, job: Job, reported: float | None, held: Micros) -> Charge:
         """The job completed, the API reporting `reported` USD (None: not stated).
 
@@ -167,6 +181,29 @@ class PriceBook:
                 )
                 self._surprises.append(surprise)
         return Charge(amount, reported=True, surprise=surprise)
+
+
+def recall_charges(book: PriceBook, jobs: Iterable[Job], charges: Mapping[str, Micros]) -> int:
+    """Teach `book` the folder's charges (µ$ by job key) of `jobs`; how many were learned.
+
+    A resumed run's book would otherwise start unobserved and hold each job it
+    re-attaches at `safety` x the table, although the crashed run had learned
+    the price and reserved it at that: a hold the budget cannot refuse (the job
+    may be billed already) then committed past the cap. The walk of `jobs`
+    stops once every charge is matched.
+    """
+    learned = matched = 0
+    if not charges:
+        return 0
+    for job in jobs:
+        charge = charges.get(job.key)
+        if charge is None:
+            continue
+        learned += book.recall(job, charge)
+        matched += 1
+        if matched == len(charges):
+            break
+    return learned
 
 
 def book_for(

@@ -30,7 +30,7 @@ import anyio
 import anyio.lowlevel
 import trio
 import trio.testing
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -462,6 +462,19 @@ def _durable(rows: dict[str, JobRow]) -> dict[str, tuple[Any, ...]]:
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(scenario=scenarios)
+@example(
+    # Found by hypothesis: a 500 on submit then a crash; the resume's budget
+    # counted one job's money twice ('$0.0600 committed over $0.0410').
+    scenario={
+        "jobs": 2,
+        "blocked": 0,
+        "cap": 1,
+        "budget_jobs": 2,
+        "faults": [(("submit", "500"), 1), (("submit", "500"), 1)],
+        "crashes": [6],
+        "seed": 0,
+    }
+)
 def test_runs_with_faults_and_crashes_keep_their_invariants(scenario: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         _check_scenario(Path(tmp), scenario)

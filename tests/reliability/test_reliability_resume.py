@@ -202,6 +202,38 @@ async def test_a_resumed_run_counts_reattached_jobs_against_the_budget(
     assert emu.emulator.charged_total() <= 0.05
 
 
+@pytest.mark.store_threads  # the crash must find the second job submitted
+async def test_a_resumed_run_holds_a_reattached_job_at_the_price_the_folder_learned(
+    tmp_path: Path, make_emulator: Callable[..., InProcess]
+) -> None:
+    # Room for the scout's 2 x $0.02 and then two jobs at the $0.02 it was charged.
+    # The first run completes one job, submits the other (reserved at $0.02) and
+    # dies; the resume re-attaches it. Held at an unobserved class's 2 x the
+    # table on top of the $0.02 spent, $0.06 was committed under a $0.041 cap
+    # (found by the property test, tests/reliability/test_reliability_properties.py).
+    emu = make_emulator()
+    budget = 0.041
+    manifest = make_manifest(tmp_path, jobs=2, budget=budget)
+    seen: list[float] = []
+
+    def committed(event: Event, stats: RunStats) -> None:
+        seen.append(stats.credits_reserved + stats.credits_spent + stats.credits_ambiguous)
+
+    with anyio.CancelScope() as scope:
+
+        def second_submit(event: Event, stats: RunStats) -> None:
+            committed(event, stats)
+            if event.kind == "submitted" and stats.completed == 1:
+                scope.cancel()
+
+        await run(manifest, emu, tmp_path, listener=second_submit, max_in_flight=1)
+    assert states(tmp_path) == {"completed": 1, "submitted": 1}
+    again = await run(manifest, emu, tmp_path, listener=committed)
+    assert again.stats.completed == 1
+    assert max(seen) <= budget + 1e-9, seen
+    assert len(emu.emulator.accepted_submits()) == 2  # re-attached, not paid again
+
+
 async def test_a_paid_result_that_could_not_be_downloaded_is_fetched_by_a_resume(
     tmp_path: Path, make_emulator: Callable[..., InProcess]
 ) -> None:
