@@ -7,15 +7,20 @@ image and sidecar files: a resume only checks that they are there), then
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from runner.backends.select import LOCAL_BASE_URL
 from runner.manifest import load_manifest
 from runner.money import Micros
+from runner.reporting.progress import ProgressBar
 from runner.resume import COMPLETED, batch_message, failed_message
+from runner.run import RunOptions, run_manifest
 from runner.store import Ledger
 from runner.store.layout import image_path, relative_name, sidecar_path
 from runner.sweep import expand
@@ -90,3 +95,27 @@ def test_a_batch_message_counts_each_message_and_folds_the_rest() -> None:
     text = batch_message({COMPLETED: 1_500, **many})
     assert text.startswith(f"1,500 {COMPLETED}; 1 {failed_message('reason 0')}")
     assert text.endswith("; 3 skipped for other reasons")  # five messages shown, three folded
+
+
+class _Terminal(io.StringIO):
+    """A text stream that says it is a terminal, so the progress bar draws its bar."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.anyio
+async def test_the_bar_advances_by_each_batch_to_every_job(tmp_path: Path) -> None:
+    manifest = load_manifest(str(finished_folder(tmp_path, FINISHED)))
+    screen = _Terminal()
+    bar = ProgressBar(stream=screen)
+    report = await run_manifest(
+        manifest,
+        RunOptions(backend="local", out=tmp_path / "out", time_scale=0.01, seed=1),
+        env={},
+        listeners=[bar],
+    )
+    bar.close()
+    assert report.stats.skipped == FINISHED and report.stats.completed == 1
+    # tqdm's last drawing of the bar: every job of the run done, the batches included.
+    assert f"{FINISHED + 1}/{FINISHED + 1}" in screen.getvalue().rsplit("\r", 1)[-1]
