@@ -17,7 +17,7 @@ from typing import Literal
 
 EventKind = Literal[
     "started",  # the run began (detail: how many jobs are planned, if known)
-    "skipped",  # already done in an earlier run (resume)
+    "skipped",  # already done in an earlier run (resume): `count` jobs at once
     "cached",  # served from the cache of finished jobs (--cache): nothing sent
     "submitted",  # the server accepted the job (detail: request id)
     "reattached",  # polling a request id recorded by an earlier run
@@ -35,7 +35,13 @@ EventKind = Literal[
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One thing that happened. `at` is the anyio clock; `wall` is UTC epoch seconds."""
+    """One thing that happened. `at` is the anyio clock; `wall` is UTC epoch seconds.
+
+    `count` is how many jobs the event stands for: 1, except a "skipped"
+    event, which the resume walk sends once per batch of finished jobs (no
+    key then; its detail says what they were), not once per job: a resume
+    over 100,000 finished jobs would spend more on its events than on its walk.
+    """
 
     kind: EventKind
     at: float
@@ -44,6 +50,7 @@ class Event:
     prompt_id: str | None = None
     detail: str = ""
     credits: float | None = None
+    count: int = 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ import runner.coordination.
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
@@ -34,7 +35,17 @@ from runner.jobs import Job
 from runner.manifest import Manifest
 from runner.money import Micros, total
 from runner.reporting.exit_codes import StopKind
-from runner.resume import Reattach, Rules, Skip, Submit, apply, decide, look, work_item
+from runner.resume import (
+    Reattach,
+    Rules,
+    Skip,
+    Submit,
+    apply,
+    batch_message,
+    decide,
+    look,
+    work_item,
+)
 from runner.scheduling.credits import CreditGuard, Credits
 from runner.scheduling.rate import RateGate, RateLimit
 from runner.scheduling.scheduler import Scheduler, SchedulerConfig, WorkItem, rate_info
@@ -272,31 +283,57 @@ def _local_items(
     every other job, its rows read in batches. None marks a batch boundary
     (see `IterSource`).
     """
-    s = setting
-    pattern = s.manifest.output.pattern
     taken: set[str] = set()
+    yield from _reattachments(setting, ledger, guard, taken)
+    yield from _the_rest(setting, ledger, scheduler, guard, taken)
+
+
+def _reattachments(
+    s: Setting, ledger: Ledger, guard: Credits, taken: set[str]
+) -> Iterator[WorkItem | None]:
+    """The jobs an earlier run left submitted, re-attached (their keys added to `taken`)."""
+    pattern = s.manifest.output.pattern
     flying = {
         row.key: row for row in ledger.in_flight() if row.state == "submitted" and row.request_id
     }
-    if flying:
-        last, seen = max(row.idx for row in flying.values()), 0
-        for job in s.jobs():
-            if job.index > last or seen == len(flying):
-                break
-            if job.index % _LOOKUP_BATCH == 0:
-                yield None
-            row = flying.get(job.key)
-            if row is None:
-                continue
-            seen += 1
-            now = s.wall()
-            action = decide(row, look(s.out, job, pattern, row, None), None, now, s.rules)
-            if isinstance(action, Reattach):  # the rest is decided in the second pass
-                taken.add(job.key)
-                apply(action, job, ledger, estimate=guard.estimate(job), now=now)
-                yield work_item(job, action, s.base_url)
+    if not flying:
+        return
+    last, seen = max(row.idx for row in flying.values()), 0
+    for job in s.jobs():
+        if job.index > last or seen == len(flying):
+            break
+        if job.index % _LOOKUP_BATCH == 0:
+            yield None
+        row = flying.get(job.key)
+        if row is None:
+            continue
+        seen += 1
+        now = s.wall()
+        action = decide(row, look(s.out, job, pattern, row, None), None, now, s.rules)
+        if isinstance(action, Reattach):  # the rest is decided in the second pass
+            taken.add(job.key)
+            apply(action, job, ledger, estimate=guard.estimate(job), now=now)
+            yield work_item(job, action, s.base_url)
+
+
+def _the_rest(
+    s: Setting, ledger: Ledger, scheduler: Scheduler, guard: Credits, taken: set[str]
+) -> Iterator[WorkItem | None]:
+    """Every job not in `taken`, its row read in batches, through the resume decision."""
+    pattern = s.manifest.output.pattern
     jobs = s.jobs()
+    # Skipped jobs are told in one event per batch (and before any item
+    # goes out), not one each: at 100,000 finished jobs an event, its stats
+    # snapshot and its JSON line per job cost more than the walk itself.
+    skipped: Counter[str] = Counter()
+
+    def tell_skipped() -> None:
+        if skipped:
+            scheduler.skipped(None, batch_message(skipped), count=skipped.total())
+            skipped.clear()
+
     while batch := list(itertools.islice(jobs, _LOOKUP_BATCH)):
+        tell_skipped()
         yield None
         rows = ledger.get_many(job.key for job in batch)
         for job in batch:
@@ -305,13 +342,16 @@ def _local_items(
             row = rows.get(job.key)
             now = s.wall()
             action = decide(row, look(s.out, job, pattern, row, None), None, now, s.rules)
-            apply(action, job, ledger, estimate=guard.estimate(job), now=now)
+            if action.moves:  # most finished jobs have none: no estimate to work out
+                apply(action, job, ledger, estimate=guard.estimate(job), now=now)
             if isinstance(action, Submit) and _served_from_cache(s, ledger, job, row, action):
                 scheduler.cached(job)
             elif isinstance(action, Skip):
-                scheduler.skipped(job, action.message)
+                skipped[action.message] += 1
             else:
+                tell_skipped()
                 yield work_item(job, action, s.base_url)
+    tell_skipped()
 
 
 def _served_from_cache(

@@ -30,7 +30,7 @@ them. `look` is the one place that reads the folder for the decision.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
@@ -63,6 +63,24 @@ LOST: Final = "its files are gone and the server's copy expired (--resubmit-expi
 def failed_message(reason: str | None) -> str:
     """The message of a job skipped because it failed earlier for `reason`."""
     return f"failed earlier: {reason} (--retry-failed)"
+
+
+_BATCH_MESSAGES: Final = 5  # distinct messages one batch's text names; the rest are counted
+
+
+def batch_message(messages: Mapping[str, int]) -> str:
+    """The text of one event for a batch of skipped jobs: `messages` -> how many. Pure.
+
+    Each message with its count, in the order given: ``"498 completed
+    earlier; 2 failed earlier: ... (--retry-failed)"``; past five distinct
+    messages (failure reasons differ), the rest as one count.
+    """
+    shown = list(messages.items())[:_BATCH_MESSAGES]
+    parts = [f"{count:,} {message}" for message, count in shown]
+    rest = sum(messages.values()) - sum(count for _, count in shown)
+    if rest:
+        parts.append(f"{rest:,} skipped for other reasons")
+    return "; ".join(parts)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 
 import pytest
 
@@ -131,3 +133,43 @@ def test_make_job_carries_its_origin() -> None:
     )
     with pytest.raises(dataclasses.FrozenInstanceError):
         job.index = 8  # type: ignore[misc]
+
+
+def _reference_key(model: str, endpoint: str, prompt_id: str, request: Request, repeat: int) -> str:
+    """Scheme k1 as the module docstring states it: sha256 of json.dumps's canonical text."""
+    params: dict[str, object] = dict(request.params())
+    shas = [image.sha256 for image in request.images]
+    params["image"] = shas if len(shas) > 1 else shas[0] if shas else None
+    doc = {
+        "endpoint": endpoint,
+        "model": model,
+        "params": params,
+        "prompt_id": prompt_id,
+        "repeat": repeat,
+    }
+    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "k1:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+TWO_IMAGES = dataclasses.replace(EDIT, more_images=(dataclasses.replace(BEACH, sha256="ab" * 32),))
+ODD = dataclasses.replace(
+    LEOPARD,
+    prompt='quotes " and \\ backslash, \n newline, \t tab, \x01 control, \u2028 sep, 🐆',
+    n=10,
+)
+
+
+@pytest.mark.parametrize("request_", [LEOPARD, EDIT, TWO_IMAGES, ODD])
+@pytest.mark.parametrize(("prompt_id", "repeat"), [("leopard", 0), ('ïd "q"', 12)])
+def test_the_key_text_is_json_dumps_of_the_documented_document(
+    request_: Request, prompt_id: str, repeat: int
+) -> None:
+    # job_key writes the canonical text itself (it is on every job's path);
+    # it must be byte for byte what json.dumps makes of the documented doc.
+    for endpoint in ("v2", "v1"):
+        fields = {"model": "grok-imagine-image", "prompt_id": prompt_id, "repeat": repeat}
+        assert job_key(endpoint=endpoint, request=request_, **fields) == _reference_key(  # type: ignore[arg-type]
+            endpoint=endpoint,
+            request=request_,
+            **fields,  # type: ignore[arg-type]
+        )

@@ -68,7 +68,7 @@ class ProgressBar:
         bar = self._bar
         bar.set_postfix_str(f"{_counters(stats)} ${stats.credits_spent:.2f}", refresh=False)
         if event.kind in _FINAL:
-            bar.update(1)
+            bar.update(event.count)  # a batch of skipped jobs is one event
         if event.kind in _TOLD:
             bar.write(f"{event.kind}: {event.detail}", file=self._stream)
 
@@ -120,7 +120,14 @@ def _is_terminal(stream: IO[str]) -> bool:
 
 
 class JsonEvents:
-    """One JSON object per line for pipelines (`runner run --json`)."""
+    """One JSON object per line for pipelines (`runner run --json`).
+
+    Each line: the event (`event`, `wall`, `key`, `prompt_id`, `detail`,
+    `credits`, `count`: the jobs it stands for, more than 1 for a batch of
+    skipped jobs) and the run's counters as they were (`completed`, `failed`,
+    `skipped`, `in_flight`, `waiting`, `credits_spent`); see docs/store.md
+    "Resume".
+    """
 
     def __init__(self, stream: IO[str] | None = None) -> None:
         self._stream = stream or sys.stdout
@@ -133,8 +140,10 @@ class JsonEvents:
             "prompt_id": event.prompt_id,
             "detail": event.detail,
             "credits": event.credits,
+            "count": event.count,
             "completed": stats.completed,
             "failed": stats.failed,
+            "skipped": stats.skipped,
             "in_flight": stats.in_flight,
             "waiting": stats.waiting,
             "credits_spent": round(stats.credits_spent, 6),

@@ -184,10 +184,14 @@ class Scheduler:
             price_surprises=ctx.prices.surprises,
         )
 
-    def skipped(self, job: Job, detail: str = "") -> None:
-        """Count a job an earlier run finished (the caller decided to skip it)."""
-        self._ctx.tally.counts["skipped"] += 1
-        self._emit("skipped", job, detail)
+    def skipped(self, job: Job | None, detail: str = "", *, count: int = 1) -> None:
+        """Count `count` jobs an earlier run finished (the caller decided to skip them).
+
+        One event for all of them: `job` is the one job of a single skip
+        (a shared run's claim), None for a batch of the resume walk.
+        """
+        self._ctx.tally.counts["skipped"] += count
+        self._emit("skipped", job, detail, count=count)
 
     def cached(self, job: Job) -> None:
         """Count a job the caller served from the cache of finished jobs (nothing sent)."""
@@ -286,6 +290,7 @@ class Scheduler:
         detail: str = "",
         *,
         credits: float | None = None,
+        count: int = 1,
     ) -> None:
         if not self._listeners:
             return
@@ -297,6 +302,7 @@ class Scheduler:
             prompt_id=job.prompt_id if job else None,
             detail=detail,
             credits=credits,
+            count=count,
         )
         if self._broadcast is not None:
             self._broadcast.send(event, self.stats())

@@ -8,7 +8,7 @@ combination yields `repeat` jobs (repeat index innermost). A subset
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 
 from runner.errors import UsageError
@@ -52,11 +52,13 @@ def restrict(manifest: Manifest, subset: Subset | None) -> Manifest:
 def expand_all(manifest: Manifest) -> Iterator[Job]:
     """Every job of the whole expansion, ignoring `manifest.subset`."""
     index = 0
+    # Looked up once, not per job: a resume walks every job of the manifest.
+    billed = provider(manifest.api.provider).billed_images
     for space in spaces(manifest):
         names = space.prompt.var_names
         for values in assignments(space):
             var_values = tuple((name, str(values[name])) for name in names)
-            request = _request(manifest, space.prompt, values, dict(var_values))
+            request = _request(manifest, space.prompt, values, dict(var_values), billed)
             sweep = tuple((name, _value(values, name)) for name in space.varying)
             for repeat in range(manifest.repeat):
                 yield make_job(
@@ -73,7 +75,11 @@ def expand_all(manifest: Manifest) -> Iterator[Job]:
 
 
 def _request(
-    manifest: Manifest, prompt: Prompt, values: Assignment, var_values: Mapping[str, str]
+    manifest: Manifest,
+    prompt: Prompt,
+    values: Assignment,
+    var_values: Mapping[str, str],
+    billed: Callable[[int, int], int],
 ) -> Request:
     text = prompt.render(var_values)
     image = values["image"]
@@ -88,7 +94,7 @@ def _request(
         output_format=str(values["output_format"]),
         image=_image(manifest, prompt, str(image)) if image is not None else None,
         more_images=more,
-        billed_sources=provider(manifest.api.provider).billed_images(0, sources),
+        billed_sources=billed(0, sources),
     )
 
 
