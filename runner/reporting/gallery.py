@@ -28,7 +28,7 @@ from runner.clock import wall_time
 from runner.errors import StoreError, UsageError
 from runner.money import format_usd
 from runner.params import DEFAULT_PRICES, PARAM_NAMES
-from runner.reporting.gallery_page import render_page
+from runner.reporting.gallery_page import embed_json, render_embedded
 from runner.reporting.gallery_select import DigestSet, Smallest
 from runner.reporting.jobinfo import (
     JobCatalog,
@@ -93,6 +93,7 @@ class GalleryItem:
     thumb: Thumb | None = None
     reason: str | None = None
     details: tuple[tuple[str, str], ...] = ()
+    lazy: bool = False  # details come from the image's sidecar when the page is written
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +244,7 @@ def _ledger_rows(out: Path, jobs: RunJobs | None, prices: Prices) -> Iterator[Jo
     if not ledger_path(out).is_file():
         return
     with Ledger.open_readonly(out) as ledger:
-        yield from run_rows(ledger.rows(), jobs, prices=prices)
+        yield from run_rows(ledger.stream_rows(), jobs, prices=prices)
 
 
 def _entries(
@@ -314,8 +315,20 @@ def _image_item(out: Path, name: str) -> GalleryItem | None:
         image_index=sidecar.index,
         image=name,
         sha256=sidecar.file.sha256,
-        details=_image_details(sidecar),
+        # Details are read again as the page is written (`_details`): they are most of an
+        # entry's memory (~3.5 KB of 5), and the page holds them as text instead.
+        lazy=True,
     )
+
+
+def _details(out: Path | None, item: GalleryItem) -> tuple[tuple[str, str], ...]:
+    """An entry's detail rows: its own, or for a `lazy` image its sidecar's, read now."""
+    if not item.lazy or out is None or item.image is None:
+        return item.details
+    try:
+        return _image_details(read_sidecar(sidecar_path(out / item.image)))
+    except (ValueError, StoreError):
+        return item.details  # gone since it was collected: the page shows the rest
 
 
 def _group(pick: _Pick) -> str:
@@ -466,8 +479,10 @@ def _url(name: str) -> str:
     return quote(name, safe="/")
 
 
-def page_data(items: list[GalleryItem], *, title: str, meta: list[tuple[str, str]]) -> Any:
-    """The JSON the page reads: axes with two or more values, and the items."""
+def _layout(items: list[GalleryItem], *, title: str, meta: list[tuple[str, str]]) -> Any:
+    """The page's data but its items: title, meta, axes with two or more values, the
+    default rows and columns.
+    """
     values = [axis_values(item) for item in items]
     axes: list[dict[str, Any]] = []
     for axis in _axis_order(items):
@@ -477,7 +492,6 @@ def page_data(items: list[GalleryItem], *, title: str, meta: list[tuple[str, str
             if axis.startswith("var:") and label in (*PARAM_NAMES, "prompt", "repeat"):
                 label = f"var {label}"
             axes.append({"id": axis, "label": label, "values": list(seen)})
-    index = [{value: i for i, value in enumerate(axis["values"])} for axis in axes]
     swept = {name for item in items if item.facts for name, _ in item.facts.sweep}
     ids = [axis["id"] for axis in axes]
     cols = next((a for a in ids if a in swept), None) or next(
@@ -487,35 +501,78 @@ def page_data(items: list[GalleryItem], *, title: str, meta: list[tuple[str, str
     rows = "prompt" if "prompt" in rest else (rest[0] if rest else None)
     if cols is None and rows is not None:
         cols = next((a for a in ids if a not in (rows, "repeat")), None)
-    out_items = []
-    for item, item_values in zip(items, values, strict=True):
-        label = item.facts.label() if item.facts else f"job {item.order} [{key8(item.key)}]"
-        if item.facts is not None and dict(item.facts.params).get("n", 1) != 1:
-            label += f" image {item.image_index + 1}"
-        out_items.append(
-            {
-                "k": item.key,
-                "s": item.state,
-                "i": item.image_index,
-                "a": [index[a][item_values.get(axis["id"], "")] for a, axis in enumerate(axes)],
-                "t": _url(item.thumb.name) if item.thumb else None,
-                "tw": item.thumb.width if item.thumb else None,
-                "th": item.thumb.height if item.thumb else None,
-                "f": _url(item.image) if item.image else None,
-                "r": item.reason,
-                "l": label,
-                "p": item.facts.prompt if item.facts else "",
-                "d": item.details,  # pairs: JSON arrays, without a copy as lists
-            }
-        )
+    return {"title": title, "meta": meta, "axes": axes, "rows": rows or "", "cols": cols or ""}
+
+
+def _page_item(
+    item: GalleryItem,
+    axes: list[dict[str, Any]],
+    index: list[dict[str, int]],
+    out: Path | None = None,
+) -> Any:
+    """One entry as the page reads it (`a`: its value's index on each axis); `out` is the
+    folder a `lazy` entry's sidecar is read from.
+    """
+    values = axis_values(item)
+    label = item.facts.label() if item.facts else f"job {item.order} [{key8(item.key)}]"
+    if item.facts is not None and dict(item.facts.params).get("n", 1) != 1:
+        label += f" image {item.image_index + 1}"
     return {
-        "title": title,
-        "meta": meta,
-        "axes": axes,
-        "rows": rows or "",
-        "cols": cols or "",
-        "items": out_items,
+        "k": item.key,
+        "s": item.state,
+        "i": item.image_index,
+        "a": [index[a][values.get(axis["id"], "")] for a, axis in enumerate(axes)],
+        "t": _url(item.thumb.name) if item.thumb else None,
+        "tw": item.thumb.width if item.thumb else None,
+        "th": item.thumb.height if item.thumb else None,
+        "f": _url(item.image) if item.image else None,
+        "r": item.reason,
+        "l": label,
+        "p": item.facts.prompt if item.facts else "",
+        "d": _details(out, item),  # pairs: JSON arrays, without a copy as lists
     }
+
+
+def _indexes(axes: list[dict[str, Any]]) -> list[dict[str, int]]:
+    return [{value: i for i, value in enumerate(axis["values"])} for axis in axes]
+
+
+def page_data(
+    items: list[GalleryItem],
+    *,
+    title: str,
+    meta: list[tuple[str, str]],
+    out: Path | None = None,
+) -> Any:
+    """The JSON the page reads: axes with two or more values, and the items (`out`: the
+    folder `lazy` entries' details are read from).
+    """
+    data = _layout(items, title=title, meta=meta)
+    index = _indexes(data["axes"])
+    data["items"] = [_page_item(item, data["axes"], index, out) for item in items]
+    return data
+
+
+def page_json(
+    items: list[GalleryItem], *, title: str, meta: list[tuple[str, str]], out: Path
+) -> str:
+    """`page_data` as the page embeds it (gallery_page.embed_json), built entry by entry.
+
+    Consumes `items` (the list is empty after): each entry is dropped as its
+    JSON is made, so the page's text (~1 KB an entry) replaces the entries
+    (~5 KB each) instead of adding to them.
+    """
+    data = _layout(items, title=title, meta=meta)
+    axes, index = data["axes"], _indexes(data["axes"])
+    data["items"] = []
+    head = embed_json(data)
+    empty = '"items":[]}'
+    assert head.endswith(empty)  # dict order puts the items last
+    items.reverse()
+    parts = []
+    while items:
+        parts.append(embed_json(_page_item(items.pop(), axes, index, out)))
+    return f'{head[: -len(empty)]}"items":[{",".join(parts)}]}}'
 
 
 def _meta(
@@ -540,8 +597,16 @@ def _meta(
 
 
 def _title(out: Path, items: list[GalleryItem]) -> str:
+    """The manifest's name as an entry's details state it (of `lazy` ones, the first's
+    sidecar only: read once, not per image), else the folder's name.
+    """
+    read_one = False
     for item in items:
-        for name, value in item.details:
+        if item.lazy:
+            if read_one:
+                continue
+            read_one = True
+        for name, value in _details(out, item):
             if name == "manifest":
                 return Path(value).stem
     return out.resolve().name
@@ -580,10 +645,13 @@ def write_gallery(
     meta = _meta(out, totals, len(items), subset)
     meta.append(("made", utc_stamp(wall_time() if now is None else now)))
     page_title = title or _title(out, items)
-    data = page_data(items, title=page_title, meta=meta)
+    shown = len(items)
+    data = page_json(items, title=page_title, meta=meta, out=out)  # empties `items`
     path = out / GALLERY_NAME
-    write_atomic(path, render_page(f"{page_title} · runner gallery", data).encode("utf-8"))
+    page = render_embedded(f"{page_title} · runner gallery", data)
+    del data
+    write_atomic(path, page.encode("utf-8"))
     return GalleryResult(
-        path=path, images=images, unfinished=len(items) - images, thumbs_made=made,
+        path=path, images=images, unfinished=shown - images, thumbs_made=made,
         total=totals[0] + totals[1] + totals[2],
     )  # fmt: skip
