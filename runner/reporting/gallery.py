@@ -8,6 +8,9 @@ their cells by the facts `jobinfo.JobCatalog` finds for them.
 The grid shows only thumbnails (thumbnails.py: at most 256 pixels, in
 ``OUT/.gallery/thumbs/``); the full image opens on click.
 
+A page shows at most `GALLERY_MAX_ITEMS` entries, chosen as the sidecars and
+ledger rows stream past (`collect`): memory follows the cap, not the folder.
+
 The page itself (HTML, CSS, script) is gallery_page.py; this module builds
 its data: the axes a user may lay out along rows and columns (prompt id,
 each template var, each request param and the repeat index that take two
@@ -575,9 +578,7 @@ def page_json(
     return f'{head[: -len(empty)]}"items":[{",".join(parts)}]}}'
 
 
-def _meta(
-    out: Path, totals: tuple[int, int, int], shown: int, subset: Subset | None
-) -> list[tuple[str, str]]:
+def _meta(out: Path, totals: tuple[int, int, int], shown: int) -> list[tuple[str, str]]:
     """The page header's counts (of every entry, shown or not) and, when the cap left some
     out, how many are shown and the command that shows another part.
     """
@@ -642,7 +643,7 @@ def write_gallery(
     items, made = add_thumbnails(out, found.items, px=thumb_px)
     del found  # the items with thumbnails replace these
     images = sum(1 for item in items if item.state == "completed")
-    meta = _meta(out, totals, len(items), subset)
+    meta = _meta(out, totals, len(items))
     meta.append(("made", utc_stamp(wall_time() if now is None else now)))
     page_title = title or _title(out, items)
     shown = len(items)
