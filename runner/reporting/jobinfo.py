@@ -13,7 +13,7 @@ never goes stale; the file is only pruned to the jobs still without images.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -265,16 +265,18 @@ class JobCatalog:
 
 def run_rows(
     rows: Iterable[JobRow], jobs: RunJobs | None, *, prices: Prices = DEFAULT_PRICES
-) -> list[JobRow]:
+) -> Iterator[JobRow]:
     """The rows a report covers: every ledger row, or with `jobs`, exactly the run's jobs.
 
-    With `jobs`, the result follows their order; a job the ledger has not
+    Lazy: without `jobs` the rows pass through one by one (a report over a
+    big folder never holds them all). With `jobs`, the result follows their
+    order (the run's rows are looked up by key); a job the ledger has not
     seen gets a `planned` row (estimate from `prices`, µ$; `updated_at` 0).
     """
     if jobs is None:
-        return list(rows)
+        yield from rows
+        return
     found = {row.key: row for row in rows if row.key in jobs}
-    result: list[JobRow] = []
     for key, job in jobs.items():
         row = found.get(key)
         if row is None:
@@ -283,5 +285,4 @@ def run_rows(
                 key, job.index, job.prompt_id, "planned", None, None, None, estimate,
                 None, None, 0, 0, (), 0.0,
             )  # fmt: skip
-        result.append(row)
-    return result
+        yield row

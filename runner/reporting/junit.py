@@ -145,6 +145,6 @@ def write_junit(
     """
     with Ledger.open_readonly(out) as ledger:
         text = junit_xml(
-            ledger.rows(), out, jobs=jobs, prices=prices, name=name, timestamp=timestamp
+            ledger.stream_rows(), out, jobs=jobs, prices=prices, name=name, timestamp=timestamp
         )
     write_atomic(path, text.encode("utf-8"))

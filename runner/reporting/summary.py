@@ -197,7 +197,7 @@ def summarize_folder(
     with Ledger.open_readonly(out) as ledger:
         return build_summary(
             out,
-            ledger.rows(),
+            ledger.stream_rows(),
             meta=ledger.meta,
             stats=stats,
             jobs=jobs,

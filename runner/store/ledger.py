@@ -580,6 +580,16 @@ class Ledger:
                 ).fetchall()
         return map(_row, fetched)
 
+    def stream_rows(self, *, batch: int = 1000) -> Iterator[JobRow]:
+        """All rows in expansion order (idx), read `batch` at a time: a report over a big
+        ledger holds one batch, not every row. Holds this ledger's lock until the
+        iteration ends, so use it on a ledger of your own (`open_readonly`), as reports do.
+        """
+        with self._db() as db:
+            cursor = db.execute(f"{self._select} ORDER BY idx, key")
+            while fetched := cursor.fetchmany(batch):
+                yield from map(_row, fetched)
+
     def in_flight(self) -> list[JobRow]:
         """Rows in submitting or submitted, oldest submit first (unconfirmed ones first)."""
         with self._db() as db:

@@ -69,9 +69,9 @@ def test_run_rows_cover_exactly_the_runs_jobs(tmp_path: Path) -> None:
                          not_run=frozenset(), ambiguous={}, size=(32, 32))  # fmt: skip
     with Ledger.open_readonly(folder.out) as ledger:
         every = list(ledger.rows())
-    assert run_rows(every, None) == every
+    assert list(run_rows(every, None)) == every
     run = {job.key: job for job in jobs[2:10]}
-    rows = run_rows(every, run)
+    rows = list(run_rows(every, run))
     assert [row.key for row in rows] == list(run)  # jobs 0-1 are not this run's
     assert [row.state for row in rows] == ["completed"] * 2 + ["planned"] * 6
     assert rows[2].estimate == micros(0.02)
