@@ -15,7 +15,7 @@ import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Final
+from typing import BinaryIO, Final
 
 from runner.errors import StoreError
 
@@ -119,6 +119,35 @@ def write_atomic(path: Path, data: bytes) -> None:
         if created:
             with contextlib.suppress(OSError):
                 temp.unlink()
+        raise store_error(err, path) from None
+
+
+@contextlib.contextmanager
+def open_atomic(path: Path) -> Iterator[BinaryIO]:
+    """A binary file to stream into; on a clean exit it becomes `path` atomically and durably.
+
+    For output too big to hold as one bytes object (`write_atomic`'s rule,
+    written in pieces): on an exception or an OSError the temp file is
+    removed and `path` is untouched; an OSError becomes a StoreError naming `path`.
+    """
+    ensure_dir(path.parent)
+    temp = path.with_name(_temp_name(path.name))
+    try:
+        with temp.open("xb") as file:
+            try:
+                yield file
+                file.flush()
+                os.fsync(file.fileno())
+            except BaseException:
+                file.close()
+                with contextlib.suppress(OSError):
+                    temp.unlink()
+                raise
+        os.replace(temp, path)
+        fsync_dir(path.parent)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            temp.unlink()
         raise store_error(err, path) from None
 
 

@@ -589,6 +589,7 @@ class Ledger:
             cursor = db.execute(f"{self._select} ORDER BY idx, key")
             while fetched := cursor.fetchmany(batch):
                 yield from map(_row, fetched)
+                del fetched  # else it lives on while the next batch is fetched: two in memory
 
     def in_flight(self) -> list[JobRow]:
         """Rows in submitting or submitted, oldest submit first (unconfirmed ones first)."""

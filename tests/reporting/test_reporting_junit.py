@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 from reporting_helpers import Folder, make_folder, make_sweep_folder, sweep_jobs
 
 from runner.errors import StoreError, UsageError
+from runner.money import Micros
 from runner.reporting.junit import junit_xml, write_junit
 from runner.store import Ledger
 
@@ -118,3 +120,59 @@ def test_errors_name_the_place(tmp_path: Path, folder: Folder) -> None:
     blocker.write_text("x", encoding="utf-8")
     with pytest.raises(StoreError, match="file"):
         write_junit(blocker / "junit.xml", folder.out)
+
+
+def _planned_folder(out: Path, count: int, prompts: int) -> Path:
+    """A ledger of `count` jobs whose prompt ids interleave (`prompts` of them); 1 in 10 failed."""
+    with Ledger.open(out, backend="local", base_url="http://127.0.0.1:9") as ledger:
+        keys = [f"{i:064x}" for i in range(count)]
+        ledger.plan_many((key, i, f"p{i % prompts}", Micros(20_000)) for i, key in enumerate(keys))
+        with ledger.transaction():
+            for key in keys[::10]:
+                ledger.failed(key, "moderation: <flagged> & refused")
+    return out
+
+
+def test_suites_collect_their_cases_when_prompt_ids_interleave(tmp_path: Path) -> None:
+    # 40 prompt ids, one after another: more suites than spool files kept open.
+    out = _planned_folder(tmp_path / "out", 400, prompts=40)
+    path = tmp_path / "junit.xml"
+    write_junit(path, out, timestamp=1_700_000_000.0)
+    root = ET.parse(path).getroot()  # noqa: S314 (our own file)
+    suites = root.findall("testsuite")
+    assert [s.get("name") for s in suites] == [f"p{i}" for i in range(40)]
+    for number, suite in enumerate(suites):
+        idxs = [int(c.get("name", "").split()[1]) for c in suite.findall("testcase")]
+        assert idxs == list(range(number, 400, 40))  # every case, in expansion order
+        assert {c.get("classname") for c in suite.findall("testcase")} == {f"p{number}"}
+        assert int(suite.get("tests", "-1")) == 10
+        assert int(suite.get("failures", "-1")) == len(suite.findall("testcase/failure"))
+        assert int(suite.get("skipped", "-1")) == len(suite.findall("testcase/skipped"))
+        assert suite.get("timestamp") == "2023-11-14T22:13:20"
+    assert root.get("tests") == "400"
+    assert root.get("failures") == "40"
+    assert root.get("skipped") == "360"
+    assert root.findall(".//failure")[0].get("message") == "moderation: <flagged> & refused"
+    # The spool is gone, and the atomic write left no temp file beside the output.
+    assert sorted(p.name for p in (out / ".runner").iterdir() if p.name.startswith("junit-")) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["junit.xml", "out"]
+
+
+def _junit_peak(out: Path, path: Path) -> int:
+    tracemalloc.start()
+    try:
+        write_junit(path, out)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_memory_does_not_grow_with_the_number_of_jobs(tmp_path: Path) -> None:
+    small = _planned_folder(tmp_path / "small", 1_000, prompts=40)
+    big = _planned_folder(tmp_path / "big", 3_000, prompts=40)
+    write_junit(tmp_path / "warm.xml", small)  # imports and caches before measuring
+    small_peak = _junit_peak(small, tmp_path / "small.xml")
+    big_peak = _junit_peak(big, tmp_path / "big.xml")
+    big_root = ET.parse(tmp_path / "big.xml").getroot()  # noqa: S314 (our own file)
+    assert big_root.get("tests") == "3000"  # the big one did write every case
+    assert big_peak <= 1.5 * small_peak, (small_peak, big_peak)

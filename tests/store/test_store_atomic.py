@@ -12,6 +12,7 @@ from runner.errors import StoreError
 from runner.store.atomic import (
     ensure_dir,
     is_temp_name,
+    open_atomic,
     remove_temp_files,
     store_error,
     temp_files,
@@ -30,6 +31,20 @@ def test_write_creates_folders_and_leaves_no_temp(tmp_path: Path) -> None:
     write_atomic(target, b"second, longer")
     assert target.read_bytes() == b"second, longer"
     assert everything(tmp_path) == ["fox", "fox/deep", "fox/deep/a-1234abcd-0.png"]
+
+
+def test_open_atomic_streams_into_place_or_leaves_the_old_file(tmp_path: Path) -> None:
+    target = tmp_path / "reports" / "junit.xml"
+    with open_atomic(target) as file:
+        file.write(b"<a>")
+        assert not target.exists()  # nothing under the final name until the end
+        file.write(b"</a>")
+    assert target.read_bytes() == b"<a></a>"
+    with pytest.raises(RuntimeError, match="half way"), open_atomic(target) as file:
+        file.write(b"<b>")
+        raise RuntimeError("half way")
+    assert target.read_bytes() == b"<a></a>"  # the old file stays whole
+    assert everything(tmp_path) == ["reports", "reports/junit.xml"]  # the temp is gone
 
 
 def test_a_very_long_name_still_gets_a_valid_temp_name(tmp_path: Path) -> None:
