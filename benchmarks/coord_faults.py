@@ -31,6 +31,7 @@ from benchmarks.local_redis import LocalRedis, local_redis
 from benchmarks.workers import Event, Worker, start_workers, wait_any
 from runner.coordination.status import coordinator_status
 from runner.emulator import EmulatorConfig, Latency, Served, serve_in_thread
+from runner.emulator.log import most_in_window
 from runner.money import format_usd
 
 SCALE = 0.05
@@ -83,13 +84,9 @@ def extra_paid(served: Served) -> int:
 
 def most_accepted(served: Served) -> int:
     """Most submits the server accepted in any window (half-open, as max_in_window)."""
-    times = sorted(c.time for c in served.emulator.calls("submit") if c.status != 429)
-    best, first = 0, 0
-    for last, at in enumerate(times):
-        while at - times[first] >= WINDOW:
-            first += 1
-        best = max(best, last - first + 1)
-    return best
+    return most_in_window(
+        (c.time for c in served.emulator.calls("submit") if c.status != 429), WINDOW
+    )
 
 
 def rate_figures(served: Served) -> str:

@@ -18,6 +18,7 @@ from provider_cases import ProviderCase
 
 from runner.emulator import InProcess
 from runner.emulator.config import EndpointKind, LimiterKind
+from runner.emulator.log import most_in_window
 from runner.manifest import Manifest, parse_manifest
 from runner.run import RunOptions, RunReport, run_manifest
 
@@ -77,12 +78,7 @@ def refusals(emu: InProcess, kind: EndpointKind = "submit") -> list[float]:
 
 def most_in_a_span(times: list[float], span: float) -> int:
     """Most of the sorted `times` in any half-open `span` seconds."""
-    best, first = 0, 0
-    for last, at in enumerate(times):
-        while at - times[first] >= span:
-            first += 1
-        best = max(best, last - first + 1)
-    return best
+    return most_in_window(times, span)
 
 
 def most_accepted_in_a_window(

@@ -67,13 +67,18 @@ class RequestLog:
 
         Windows are half-open, so calls exactly `window` apart fall in different ones.
         """
-        times = sorted(c.time for c in self.calls(kinds))
-        best, first = 0, 0
-        for last, at in enumerate(times):
-            while at - times[first] >= window:
-                first += 1
-            best = max(best, last - first + 1)
-        return best
+        return most_in_window((c.time for c in self.calls(kinds)), window)
+
+
+def most_in_window(times: Iterable[float], window: float) -> int:
+    """Most of `times` (seconds, any order) in any half-open window of `window` seconds."""
+    ordered = sorted(times)
+    best, first = 0, 0
+    for last, at in enumerate(ordered):
+        while at - ordered[first] >= window:
+            first += 1
+        best = max(best, last - first + 1)
+    return best
 
 
 def log_line(call: CallRecord) -> str:

@@ -14,6 +14,7 @@ import pytest
 from coord_helpers import manifest_of, workers
 
 from benchmarks.local_redis import LocalRedis
+from runner.emulator.log import most_in_window
 from runner.money import micros
 from runner.scheduling.scheduler import SchedulerConfig
 
@@ -23,14 +24,7 @@ WINDOW = 0.4
 MARGIN = 0.05
 
 
-def max_in_window(times: list[float], window: float) -> int:
-    times = sorted(times)
-    best = first = 0
-    for last, at in enumerate(times):
-        while at - times[first] >= window:
-            first += 1
-        best = max(best, last - first + 1)
-    return best
+max_in_window = most_in_window
 
 
 async def test_three_workers_never_pass_the_limit_together(tmp_path: Path, redis_url: str) -> None:
