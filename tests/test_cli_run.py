@@ -350,10 +350,18 @@ def test_a_shard_plans_and_runs_its_own_jobs_under_its_share(tmp_path: Path) -> 
     dry = runner("run", str(path), "--shard", "2/3", "--dry-run")
     assert re.search(r"^total +2 ", dry.stdout, re.M)
     assert share.replace("1/3 runs", "2/3 runs") in dry.stdout
-    done = runner("run", str(path), "--shard", "1/3", "--no-progress")
+    junit = tmp_path / "s1.xml"
+    done = runner("run", str(path), "--shard", "1/3", "--no-progress", "--junit", str(junit))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "3 of 3 jobs done" in done.stdout
+    assert "shard 1/3: 3 of 3 jobs done" in done.stdout
     assert share in done.stderr and share in done.stdout  # before the run, and in its summary
+    # Every report's heading names the shard, so three shards' reports never read alike.
+    out = tmp_path / "out"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["shard"] == {"index": 1, "count": 3, "budget": "split"}
+    assert (out / "summary.md").read_text().splitlines()[0].endswith("(shard 1/3)")
+    assert "(shard 1/3)" in (out / "gallery.html").read_text()
+    assert 'name="cli (shard 1/3)"' in junit.read_text()
 
 
 def test_a_log_gets_status_lines_with_sent_jobs_apart_from_waiting_ones(tmp_path: Path) -> None:

@@ -240,8 +240,14 @@ def money(usd: float) -> str:
 span = duration
 
 
+def shard_label(s: Summary) -> str:
+    """The words naming a shard in its reports' headings ("shard 1/3"); empty for a whole run."""
+    return f"shard {s.shard.index}/{s.shard.count}" if s.shard is not None else ""
+
+
 def _headline(s: Summary) -> str:
-    parts = [f"{s.jobs.done:,} of {s.jobs.total:,} jobs done"]
+    head = f"{shard_label(s)}: " if s.shard is not None else ""
+    parts = [f"{head}{s.jobs.done:,} of {s.jobs.total:,} jobs done"]
     if s.jobs.failed:
         parts.append(f"{s.jobs.failed:,} failed")
     if s.jobs.not_run:
@@ -319,6 +325,8 @@ def render_markdown(summary: Summary, *, title: str | None = None) -> str:
     """summary.md: a short report for people (and for the GitHub step summary)."""
     s = summary
     heading = title or (f"runner: {s.manifest}" if s.manifest else "runner run")
+    if s.shard is not None:
+        heading += f" ({shard_label(s)})"
     lines = [f"## {_md_cell(heading)}", ""]
     if s.exit is not None:
         mark = "✅" if s.exit.code == 0 else "❌"
