@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -166,3 +167,23 @@ def test_python_m_runner_bad_manifest() -> None:
     assert done.returncode == 2
     assert done.stderr.startswith("error: tests/manifests_bad/python-tag.yaml:6:13:")
     assert "Traceback" not in done.stderr
+
+
+def test_a_job_list_into_a_closed_pipe_is_no_traceback(tmp_path: Path) -> None:
+    # `runner plan M --jobs --csv | head`: the reader leaves long before the
+    # 2,000 lines (more than a pipe's buffer) are written.
+    things = ", ".join(f"thing{i}" for i in range(2000))
+    path = tmp_path / "m.yaml"
+    path.write_text(f"name: m\nprompts:\n  - {{id: p, prompt: 'a {{t}}', vars: {{t: [{things}]}}}}\n")
+    for fmt in ("", "--csv", "--json"):
+        done = subprocess.run(
+            f"{shlex.quote(sys.executable)} -m runner plan {shlex.quote(str(path))} --jobs "
+            f"{fmt} | head -c 100 >/dev/null; exit ${{PIPESTATUS[0]}}",
+            shell=True,
+            executable="/bin/bash",
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert (done.returncode, done.stderr) == (0, ""), (fmt, done.stderr)

@@ -232,7 +232,12 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     if args.jobs or args.csv:
         from runner.joblist import write_jobs
 
-        write_jobs(manifest, sys.stdout, "csv" if args.csv else "json" if args.json else "text")
+        try:
+            fmt = "csv" if args.csv else "json" if args.json else "text"
+            write_jobs(manifest, sys.stdout, fmt)
+            sys.stdout.flush()
+        except BrokenPipeError:  # `runner plan M --jobs --csv | head` is not an error
+            write(sys.stdout, "")
         return EXIT_OK
     max_credits, rpm, share = shard_share(manifest, args, args.max_credits, args.rpm)
     shard = parse_shard(args.shard) if args.shard else None
