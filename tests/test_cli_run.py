@@ -85,6 +85,7 @@ def test_example_manifest_runs_on_the_embedded_emulator(tmp_path: Path) -> None:
     # "no credits spent" in the notice is not followed by "$0.21 spent".
     assert "credits: $0.21 emulated, no credits spent;" in done.stdout
     assert " spent (" not in done.stdout
+    assert "| spent (emulated: nothing billed) |" in (out / "summary.md").read_text()
     assert (out / "gallery.html").is_file()
     assert json.loads((out / "summary.json").read_text())["run"]["completed"] == 6
     assert len(list(out.glob("*/*.jpg"))) == 6

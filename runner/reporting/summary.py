@@ -256,11 +256,16 @@ def _headline(s: Summary) -> str:
     return ", ".join(parts)
 
 
+def _emulated(s: Summary) -> bool:
+    """The folder was made on the embedded emulator: its money is emulated, nothing was billed."""
+    return s.backend is not None and s.backend.name == "local"
+
+
 def _money_line(s: Summary) -> str:
     c = s.credits
     # The embedded emulator bills nothing: its figures are labelled so that
     # "no credits spent" in the notice is never followed by "$0.54 spent".
-    emulated = s.backend is not None and s.backend.name == "local"
+    emulated = _emulated(s)
     spent = "emulated, no credits spent;" if emulated else "spent ("
     text = f"{money(c.spent_usd)} {spent}"
     text += f"{' ' if emulated else ''}est. {money(c.estimated_usd)} for all jobs"
@@ -331,8 +336,10 @@ def render_markdown(summary: Summary, *, title: str | None = None) -> str:
     if s.exit is not None:
         mark = "✅" if s.exit.code == 0 else "❌"
         lines += [f"{mark} **exit {s.exit.code}**: {_md_cell(s.exit.reason)}", ""]
+    # The embedded emulator's figures say so here too (summary.md lands in CI step summaries).
+    spent = "spent (emulated: nothing billed)" if _emulated(s) else "spent"
     lines += [
-        "| jobs | done | failed | not run | images | spent | estimated |",
+        f"| jobs | done | failed | not run | images | {spent} | estimated |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         f"| {s.jobs.total:,} | {s.jobs.done:,} | {s.jobs.failed:,} | {s.jobs.not_run:,} "
         f"| {s.images.total:,} | {money(s.credits.spent_usd)} "
