@@ -91,6 +91,11 @@ class RunStats:
     stopped: str | None = None
     elapsed: float = 0.0
     rate: RateInfo | None = None  # the learned limit (None: the gate is not a local one)
+    # While jobs wait for the rate window (run clock seconds; None: none wait,
+    # or the gate cannot say): until the gate admits the next call, and until
+    # it has admitted every job not yet sent, at the limit it applies now.
+    next_slot_s: float | None = None
+    rate_eta_s: float | None = None
     # Each time the API charged more than the price table (runner.scheduling.prices).
     price_surprises: tuple[str, ...] = ()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -174,16 +173,19 @@ def test_a_job_list_into_a_closed_pipe_is_no_traceback(tmp_path: Path) -> None:
     # 2,000 lines (more than a pipe's buffer) are written.
     things = ", ".join(f"thing{i}" for i in range(2000))
     path = tmp_path / "m.yaml"
-    path.write_text(f"name: m\nprompts:\n  - {{id: p, prompt: 'a {{t}}', vars: {{t: [{things}]}}}}\n")
-    for fmt in ("", "--csv", "--json"):
-        done = subprocess.run(
-            f"{shlex.quote(sys.executable)} -m runner plan {shlex.quote(str(path))} --jobs "
-            f"{fmt} | head -c 100 >/dev/null; exit ${{PIPESTATUS[0]}}",
-            shell=True,
-            executable="/bin/bash",
+    path.write_text(
+        f"name: m\nprompts:\n  - {{id: p, prompt: 'a {{t}}', vars: {{t: [{things}]}}}}\n"
+    )
+    for fmt in ([], ["--csv"], ["--json"]):
+        with subprocess.Popen(
+            [sys.executable, "-m", "runner", "plan", str(path), "--jobs", *fmt],
             cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert (done.returncode, done.stderr) == (0, ""), (fmt, done.stderr)
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        ) as child:
+            assert child.stdout is not None and child.stderr is not None
+            assert child.stdout.read(100)
+            child.stdout.close()
+            stderr = child.stderr.read().decode()
+            code = child.wait(timeout=60)
+        assert (code, stderr) == (0, ""), (fmt, stderr)

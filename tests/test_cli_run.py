@@ -371,10 +371,14 @@ def test_a_log_gets_status_lines_with_sent_jobs_apart_from_waiting_ones(tmp_path
     done = runner("run", str(manifest(tmp_path, 4, rpm=2)), "--status-every", "1000")
     assert done.returncode == 0, done.stdout + done.stderr
     lines = [line for line in done.stderr.splitlines() if line.startswith("status: ")]
-    states = [line.removeprefix("status: ").split(";")[0] for line in lines]
+    states = [line.removeprefix("status: ").split(";")[0].split(" (")[0] for line in lines]
     # One line per change of state (the interval is longer than the run).
     assert states[0] == "running" and states[-1] == "finished", lines
     assert "waiting for the rate window" in states, lines
     assert all(a != b for a, b in itertools.pairwise(states)), lines
     assert any("in flight 0 waiting 2" in line for line in lines), lines
+    # A wait says when the window opens and when, at that rate, the sends are done.
+    waits = [line for line in lines if line.startswith("status: waiting for the rate window")]
+    slot = r"\((next slot in \d+ s, ETA by the rate ~\d+ s|next slot when a call on the wire ends)"
+    assert waits and all(re.search(slot, w) for w in waits), waits
     assert "4/4 done" in lines[-1]

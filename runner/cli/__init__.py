@@ -233,8 +233,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         from runner.joblist import write_jobs
 
         try:
-            fmt = "csv" if args.csv else "json" if args.json else "text"
-            write_jobs(manifest, sys.stdout, fmt)
+            write_jobs(manifest, sys.stdout, "csv" if args.csv else "json" if args.json else "text")
             sys.stdout.flush()
         except BrokenPipeError:  # `runner plan M --jobs --csv | head` is not an error
             write(sys.stdout, "")
