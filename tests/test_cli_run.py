@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
 
@@ -286,11 +287,15 @@ def test_hints_say_what_to_type_next(tmp_path: Path) -> None:
     path.write_text(
         text.replace("vars: {thing: [thing0, thing1, thing2, thing3]}", "vars: {thing: [thing0]}")
     )
-    failed = runner("run", str(path), "--no-progress")
+    junit = tmp_path / "junit.xml"
+    failed = runner("run", str(path), "--no-progress", "--junit", str(junit))
     assert failed.returncode == 1, failed.stdout + failed.stderr
     # Started as `python -m runner`: the hint says so, and offers the retry.
     assert "resume with: python -m runner run " in failed.stdout
     assert failed.stdout.rstrip().endswith("--retry-failed"), failed.stdout
+    # The failed case's time is the job's, from its submit to its failure.
+    case = ET.parse(junit).getroot().find(".//testcase[failure]")  # noqa: S314 (our own file)
+    assert case is not None and float(case.get("time", "0")) > 0, junit.read_text()
 
 
 def test_a_budget_stop_hint_names_a_cap_that_is_enough(tmp_path: Path) -> None:
