@@ -189,3 +189,18 @@ def test_a_job_list_into_a_closed_pipe_is_no_traceback(tmp_path: Path) -> None:
             stderr = child.stderr.read().decode()
             code = child.wait(timeout=60)
         assert (code, stderr) == (0, ""), (fmt, stderr)
+
+
+def test_plan_says_what_a_run_without_a_key_does(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The plan's "2 min 10 s" at the host's pace is ~13 s on the embedded emulator.
+    monkeypatch.delenv("SEGMIND_API_KEY", raising=False)
+    assert main(["plan", str(DEMO)]) == 0
+    out = capsys.readouterr().out
+    assert "duration: at least ~2 min 10 s" in out
+    local = "SEGMIND_API_KEY is not set: `run` goes to the embedded emulator at 10x speed"
+    assert f"{local}: no credits spent, at least ~13 s\n" in out
+    monkeypatch.setenv("SEGMIND_API_KEY", "sk-test-0123456789")
+    assert main(["plan", str(DEMO)]) == 0
+    assert "embedded emulator" not in capsys.readouterr().out
