@@ -208,7 +208,7 @@ def _local_speed(plan: Plan, options: RunOptions, provider: str) -> str | None:
     """For a run on the embedded emulator: its speed and what the plan's duration becomes."""
     from runner.backends.select import choose_backend
     from runner.plan import duration
-    from runner.run import LOCAL_TIME_SCALE
+    from runner.providers import LOCAL_TIME_SCALE
 
     choice = choose_backend(
         options.backend,
