@@ -71,8 +71,15 @@ class ProgressBar:
         bar.set_postfix_str(
             f"{_counters(stats)} ${stats.credits_spent:.2f}{_rate_note(stats)}", refresh=False
         )
-        if event.kind in _FINAL:
-            bar.update(event.count)  # a batch of skipped jobs is one event
+        if event.kind == "skipped":
+            # Jobs an earlier run finished: on the bar, but not in its rate and
+            # ETA (tqdm counts from `initial`), which are this run's alone.
+            bar.n += event.count
+            bar.last_print_n += event.count
+            bar.initial += event.count
+            bar.refresh()
+        elif event.kind in _FINAL:
+            bar.update(event.count)
         if event.kind in _TOLD:
             bar.write(f"{event.kind}: {event.detail}", file=self._stream)
 

@@ -66,3 +66,27 @@ async def test_a_status_line_every_interval_of_the_run_clock(tmp_path: Path) -> 
     for (a, t0), (b, t1) in itertools.pairwise(pairs):
         assert a != b or t1 - t0 >= 29.5, lines
     assert times[-1] > 120 and len(lines) >= 4, lines
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.anyio
+async def test_on_a_terminal_a_resume_leaves_earlier_jobs_out_of_the_rate(tmp_path: Path) -> None:
+    manifest = load_manifest(str(_manifest(tmp_path, 6, rpm=60)))
+    options = RunOptions(backend="local", out=tmp_path / "out", time_scale=1.0)
+    config = EmulatorConfig(time_scale=1.0, latency=Latency("fixed", 2.0))
+    first = await run_manifest(manifest, options, env={}, emulator_config=config)
+    assert first.stats.completed == 6
+    screen = _Terminal()
+    bar = ProgressBar(stream=screen)
+    again = await run_manifest(manifest, options, env={}, listeners=[bar], emulator_config=config)
+    bar.close()
+    assert again.stats.skipped == 6
+    text = screen.getvalue()
+    # The six done earlier fill the bar; this run did nothing, so it has no rate
+    # (was "6/6 [00:00<00:00, 410.17job/s]": the earlier jobs counted as this run's).
+    assert "6/6" in text, text
+    assert not re.search(r"[1-9][\d.e+]*job/s", text), text
