@@ -84,7 +84,8 @@ class RunStats:
     ambiguous: int = 0
     rate_limited: int = 0
     retries: int = 0
-    credits_spent: float = 0.0
+    credits_spent: float = 0.0  # the folder's, earlier runs' charges included (the budget's view)
+    credits_earlier: float = 0.0  # of credits_spent: what earlier runs of the folder were charged
     credits_reserved: float = 0.0
     credits_ambiguous: float = 0.0
     calls: dict[str, int] = field(default_factory=dict)

@@ -94,7 +94,10 @@ def test_example_manifest_runs_on_the_embedded_emulator(tmp_path: Path) -> None:
     again = runner("run", "manifests/example.yaml", "--out", str(out), "--no-progress")
     assert again.returncode == 0
     assert "6 done by an earlier run" in again.stdout
-    assert json.loads((out / "summary.json").read_text())["run"]["skipped"] == 6
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["run"]["skipped"] == 6
+    # The folder's spend stays $0.21; this run, which sent nothing, spent nothing.
+    assert (summary["credits"]["spent_usd"], summary["credits"]["spent_this_run_usd"]) == (0.21, 0)
 
 
 def test_loopback_backend_gives_the_same_images(

@@ -171,7 +171,10 @@ def build_summary(
             ambiguous_submits=ambiguous,
             possible_duplicate_usd=to_usd(duplicate),
             # RunStats states USD already (converted once, by the scheduler).
-            spent_this_run_usd=stats.credits_spent if stats else None,
+            # Earlier runs' charges count toward the budget, not toward this run.
+            spent_this_run_usd=(
+                round(stats.credits_spent - stats.credits_earlier, 6) if stats else None
+            ),
             reserved_usd=stats.credits_reserved if stats else None,
             ambiguous_this_run_usd=stats.credits_ambiguous if stats else None,
         ),

@@ -179,6 +179,7 @@ class Scheduler:
             rate_limited=counts["rate_limited"],
             retries=counts["retry"],
             credits_spent=to_usd(credit.spent),
+            credits_earlier=to_usd(credit.earlier),
             credits_reserved=to_usd(credit.reserved),
             credits_ambiguous=to_usd(credit.ambiguous),
             calls=dict(ctx.tally.calls),
