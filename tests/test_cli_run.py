@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from provider_cases import ProviderCase
 
-from runner.emulator import Latency, Served
+from runner.emulator import FaultRate, Latency, Served
 from runner.store import Ledger, verify
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -381,7 +381,7 @@ def test_a_log_gets_status_lines_with_sent_jobs_apart_from_waiting_ones(tmp_path
     lines = [line for line in done.stderr.splitlines() if line.startswith("status: ")]
     states = [line.removeprefix("status: ").split(";")[0].split(" (")[0] for line in lines]
     # One line per change of state (the interval is longer than the run).
-    assert states[0] == "running" and states[-1] == "finished", lines
+    assert states[:2] == ["starting", "running"] and states[-1] == "finished", lines
     assert "waiting for the rate window" in states, lines
     assert all(a != b for a, b in itertools.pairwise(states)), lines
     assert any("in flight 0 waiting 2" in line for line in lines), lines
@@ -390,3 +390,22 @@ def test_a_log_gets_status_lines_with_sent_jobs_apart_from_waiting_ones(tmp_path
     slot = r"\((next slot in \d+ s, ETA by the rate ~\d+ s|next slot when a call on the wire ends)"
     assert waits and all(re.search(slot, w) for w in waits), waits
     assert "4/4 done" in lines[-1]
+
+
+def test_a_line_comes_before_a_slow_first_answer(
+    tmp_path: Path, serve_emulator: Callable[..., Served]
+) -> None:
+    # The key and balance check is held for a minute: the run says it started anyway,
+    # while that first call is unanswered and nothing has been submitted.
+    faults = (FaultRate("credits", "slow", 1.0),)
+    served = serve_emulator(faults=faults, slow_delay=60.0, time_scale=1.0)
+    remote = ["--backend", "segmind", "--base-url", served.base_url]
+    child = start_runner("run", str(manifest(tmp_path, 3)), *remote, env={"SEGMIND_API_KEY": KEY})
+    try:
+        assert child.stderr is not None
+        first = child.stderr.readline()
+        assert first == "status: starting; 3 job(s), the first request on its way\n", first
+        assert served.emulator.calls("submit") == []
+    finally:
+        child.kill()
+        child.wait(timeout=30)

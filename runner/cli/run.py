@@ -379,6 +379,8 @@ async def _run(  # noqa: PLR0917 (called through functools.partial for anyio.run
     def notice(text: str) -> None:
         print(f"note: {text}", file=sys.stderr)
 
+    if isinstance(listener, ProgressBar):
+        listener.opening(plan.jobs)
     started = wall_time()
     try:
         report = await run_manifest(manifest, options, listeners=[listener], notice=notice)

@@ -61,6 +61,16 @@ class ProgressBar:
             leave=True,
         )
 
+    def opening(self, planned: int | None) -> None:
+        """One line at once, before the run's first call: a slow first answer (the
+        key and balance check against a remote host) would otherwise leave the
+        user with nothing on the screen or in the log for as long as it takes."""
+        if not self._enabled:
+            return
+        jobs = f"{planned:,} job(s)" if planned is not None else "the jobs"
+        self._stream.write(f"status: starting; {jobs}, the first request on its way\n")
+        self._stream.flush()
+
     def __call__(self, event: Event, stats: RunStats) -> None:
         if self._lines:
             self._status(event, stats)
