@@ -36,11 +36,14 @@ if TYPE_CHECKING:
     from runner.store import FolderStatus, VerifyReport
 
 
-def load_manifest(path: str | PathLike[str]) -> Manifest:
-    """Read and check a manifest file (YAML). Raises ManifestError naming file:line and fix."""
+def load_manifest(path: str | PathLike[str], *, provider: str | None = None) -> Manifest:
+    """Read and check a manifest file (YAML). Raises ManifestError naming file:line and fix.
+
+    `provider` ("segmind", "xai") overrides its api.provider, as `--provider` does.
+    """
     from runner.manifest import load_manifest as load
 
-    return load(path)
+    return load(path, provider=provider)
 
 
 def plan(
@@ -65,22 +68,26 @@ def run(
     manifest: Manifest | str | PathLike[str],
     *,
     out: str | PathLike[str] | None = None,
-    backend: Literal["auto", "segmind", "local"] = "auto",
+    backend: Literal["auto", "segmind", "xai", "local"] = "auto",
     filter: Iterable[str] = (),
     limit: int | None = None,
     max_credits: float | None = None,
     rpm: int | None = None,
     retry_failed: bool = False,
+    cache: str | PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
 ) -> RunReport:
     """Run the manifest's jobs (or a subset) into `out` and return the report. Blocks.
 
-    `out` defaults to the manifest's output.dir; `backend` "auto" is Segmind
-    when SEGMIND_API_KEY is set in `env` (default: os.environ), else the
-    embedded emulator. `max_credits` is USD. A second call resumes: finished
-    jobs are skipped, jobs in flight re-attached. No signal handlers are
-    installed and nothing is printed; the report's `counts` and `stats` say
-    what happened.
+    `out` defaults to the manifest's output.dir; `backend` "auto" is the
+    manifest's provider (api.provider) when its key (SEGMIND_API_KEY,
+    XAI_API_KEY) is set in `env` (default: os.environ), else the embedded
+    emulator of its API. `max_credits` is USD. `cache` is the CLI's
+    `--cache DIR`: jobs whose verified images it holds are copied, not paid
+    for, and finished jobs are added ($RUNNER_CACHE is the CLI's, not read
+    here). A second call resumes: finished jobs are skipped, jobs in flight
+    re-attached. No signal handlers are installed and nothing is printed; the
+    report's `counts` and `stats` say what happened.
     """
     import anyio
 
@@ -92,6 +99,7 @@ def run(
         max_credits=max_credits,
         rpm=rpm,
         retry_failed=retry_failed,
+        cache=None if cache is None else Path(cache),
     )
     restricted = _subset(manifest, filter, limit)
 

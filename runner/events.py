@@ -84,13 +84,19 @@ class RunStats:
     ambiguous: int = 0
     rate_limited: int = 0
     retries: int = 0
-    credits_spent: float = 0.0
+    credits_spent: float = 0.0  # the folder's, earlier runs' charges included (the budget's view)
+    credits_earlier: float = 0.0  # of credits_spent: what earlier runs of the folder were charged
     credits_reserved: float = 0.0
     credits_ambiguous: float = 0.0
     calls: dict[str, int] = field(default_factory=dict)
     stopped: str | None = None
     elapsed: float = 0.0
     rate: RateInfo | None = None  # the learned limit (None: the gate is not a local one)
+    # While jobs wait for the rate window (run clock seconds; None: none wait,
+    # or the gate cannot say): until the gate admits the next call, and until
+    # it has admitted every job not yet sent, at the limit it applies now.
+    next_slot_s: float | None = None
+    rate_eta_s: float | None = None
     # Each time the API charged more than the price table (runner.scheduling.prices).
     price_surprises: tuple[str, ...] = ()
 

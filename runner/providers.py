@@ -23,6 +23,12 @@ from runner.params import N_MAX
 ProviderName = Literal["segmind", "xai"]
 DEFAULT_PROVIDER: Final[ProviderName] = "segmind"
 
+# The embedded emulator (of either provider) runs ten times faster than the
+# host: a "10 s" job takes 1 s and a rate window 6 s, so a demo run shows real
+# pacing without the wait. Here, not in runner.run, so that `runner plan` can
+# say so without loading the run's stack.
+LOCAL_TIME_SCALE: Final = 0.1
+
 
 @dataclass(frozen=True, slots=True)
 class Provider:

@@ -33,6 +33,7 @@ from runner.manifest import Manifest
 from runner.modes import INTERRUPTED, Mode, Setting, open_mode
 from runner.money import Micros, format_usd, maybe_micros, micros
 from runner.plan import make_plan
+from runner.providers import LOCAL_TIME_SCALE
 from runner.recorder import Recorder, RecorderConfig
 from runner.reporting.exit_codes import StopKind
 from runner.resume import Rules
@@ -48,9 +49,6 @@ from runner.sweep import count_jobs, expand
 if TYPE_CHECKING:
     from runner.emulator import Emulator, EmulatorConfig
 
-# The embedded emulator runs ten times faster than Segmind: a "10 s" job takes
-# 1 s and a rate window 6 s, so a demo run shows real pacing without the wait.
-LOCAL_TIME_SCALE = 0.1
 RETENTION_S = 3600.0
 # Requests per minute the embedded emulator keeps when the run learns its limit (auto).
 AUTO_EMULATOR_RPM = 10

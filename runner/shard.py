@@ -50,13 +50,21 @@ def split_budget(
     """The 1/N share of a run's budget for one of N shards (rpm at least 1 per minute;
     ``auto`` stays auto: each shard learns its own share).
 
-    The cap is rounded down to the micro-dollar, so N shares never add up to
-    more than the whole.
+    Whole micro-dollars and whole requests per minute, the remainder going
+    one unit each to the first shards, so the N shares add up to exactly the
+    whole (10 rpm over 3 shards: 4, 3, 3), never more (but for the floor of
+    1 rpm when there are more shards than requests per minute).
     """
     cap = None
     if max_credits is not None:
-        cap = to_usd(micros(max_credits) // shard.count)
-    return ShardBudget(cap, rpm if rpm == "auto" else max(1, rpm // shard.count))
+        cap = to_usd(_share(micros(max_credits), shard))
+    return ShardBudget(cap, rpm if rpm == "auto" else max(1, _share(rpm, shard)))
+
+
+def _share(whole: int, shard: Shard) -> int:
+    """Shard K's part of `whole` units over N: the quotient, one more for K <= the remainder."""
+    base, extra = divmod(whole, shard.count)
+    return base + (1 if shard.index <= extra else 0)
 
 
 def shard_of(manifest: Manifest, shard: Shard | None) -> Manifest:

@@ -85,10 +85,12 @@ jobs:
       - uses: actions/checkout@v4
       - uses: actions/setup-python@v5
         with: {{python-version: "3.11"}}
-      - run: pip install runner   # or: pip install git+https://github.com/<you>/runner
+      # runner itself, from where you keep it (a fork, a tag, a wheel)
+      - run: pip install "git+https://github.com/<you>/runner"
       - run: runner validate manifest.yaml
-      - run: runner plan manifest.yaml
-      - run: runner run manifest.yaml --yes --no-progress --max-failures 5% --junit junit.xml
+      - run: runner plan manifest.yaml --check   # exit 1 when the budget does not fit
+      # Without a terminal the run prints a status line at each change and every 30 s.
+      - run: runner run manifest.yaml --yes --max-failures 5% --junit junit.xml
         env:
           SEGMIND_API_KEY: ${{{{ secrets.SEGMIND_API_KEY }}}}
       - run: runner grid outputs/{name} --rows prompt --cols mode -o grid.png

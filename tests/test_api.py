@@ -59,3 +59,16 @@ def test_the_api_names_are_documented() -> None:
         function = getattr(runner, name)
         assert callable(function) and function.__doc__, name
         assert f"{name}(" in (runner.__doc__ or "")
+
+
+def test_a_cache_serves_a_second_folder_and_xai_runs_through_the_same_call(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    first = runner.run(DEMO, out=tmp_path / "a", backend="local", limit=2, cache=cache, env={})
+    assert first.stats.completed == 2
+    second = runner.run(DEMO, out=tmp_path / "b", backend="local", limit=2, cache=cache, env={})
+    assert (second.stats.cached, second.stats.completed) == (2, 0)
+    assert "submit" not in second.stats.calls  # served from the cache: nothing paid
+    assert runner.open_output(tmp_path / "b").verify().clean
+    xai = runner.load_manifest(DEMO, provider="xai")
+    report = runner.run(xai, out=tmp_path / "x", limit=1, env={})
+    assert report.counts.get("completed") == 1 and "sync" in report.stats.calls

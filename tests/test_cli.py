@@ -166,3 +166,41 @@ def test_python_m_runner_bad_manifest() -> None:
     assert done.returncode == 2
     assert done.stderr.startswith("error: tests/manifests_bad/python-tag.yaml:6:13:")
     assert "Traceback" not in done.stderr
+
+
+def test_a_job_list_into_a_closed_pipe_is_no_traceback(tmp_path: Path) -> None:
+    # `runner plan M --jobs --csv | head`: the reader leaves long before the
+    # 2,000 lines (more than a pipe's buffer) are written.
+    things = ", ".join(f"thing{i}" for i in range(2000))
+    path = tmp_path / "m.yaml"
+    path.write_text(
+        f"name: m\nprompts:\n  - {{id: p, prompt: 'a {{t}}', vars: {{t: [{things}]}}}}\n"
+    )
+    for fmt in ([], ["--csv"], ["--json"]):
+        with subprocess.Popen(
+            [sys.executable, "-m", "runner", "plan", str(path), "--jobs", *fmt],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        ) as child:
+            assert child.stdout is not None and child.stderr is not None
+            assert child.stdout.read(100)
+            child.stdout.close()
+            stderr = child.stderr.read().decode()
+            code = child.wait(timeout=60)
+        assert (code, stderr) == (0, ""), (fmt, stderr)
+
+
+def test_plan_says_what_a_run_without_a_key_does(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The plan's "2 min 10 s" at the host's pace is ~13 s on the embedded emulator.
+    monkeypatch.delenv("SEGMIND_API_KEY", raising=False)
+    assert main(["plan", str(DEMO)]) == 0
+    out = capsys.readouterr().out
+    assert "duration: at least ~2 min 10 s" in out
+    local = "SEGMIND_API_KEY is not set: `run` goes to the embedded emulator at 10x speed"
+    assert f"{local}: no credits spent, at least ~13 s\n" in out
+    monkeypatch.setenv("SEGMIND_API_KEY", "sk-test-0123456789")
+    assert main(["plan", str(DEMO)]) == 0
+    assert "embedded emulator" not in capsys.readouterr().out

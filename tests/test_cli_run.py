@@ -10,13 +10,14 @@ import signal
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from provider_cases import ProviderCase
 
-from runner.emulator import Latency, Served
+from runner.emulator import FaultRate, Latency, Served
 from runner.store import Ledger, verify
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,6 +86,7 @@ def test_example_manifest_runs_on_the_embedded_emulator(tmp_path: Path) -> None:
     # "no credits spent" in the notice is not followed by "$0.21 spent".
     assert "credits: $0.21 emulated, no credits spent;" in done.stdout
     assert " spent (" not in done.stdout
+    assert "| spent (emulated: nothing billed) |" in (out / "summary.md").read_text()
     assert (out / "gallery.html").is_file()
     assert json.loads((out / "summary.json").read_text())["run"]["completed"] == 6
     assert len(list(out.glob("*/*.jpg"))) == 6
@@ -92,7 +94,10 @@ def test_example_manifest_runs_on_the_embedded_emulator(tmp_path: Path) -> None:
     again = runner("run", "manifests/example.yaml", "--out", str(out), "--no-progress")
     assert again.returncode == 0
     assert "6 done by an earlier run" in again.stdout
-    assert json.loads((out / "summary.json").read_text())["run"]["skipped"] == 6
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["run"]["skipped"] == 6
+    # The folder's spend stays $0.21; this run, which sent nothing, spent nothing.
+    assert (summary["credits"]["spent_usd"], summary["credits"]["spent_this_run_usd"]) == (0.21, 0)
 
 
 def test_loopback_backend_gives_the_same_images(
@@ -285,11 +290,15 @@ def test_hints_say_what_to_type_next(tmp_path: Path) -> None:
     path.write_text(
         text.replace("vars: {thing: [thing0, thing1, thing2, thing3]}", "vars: {thing: [thing0]}")
     )
-    failed = runner("run", str(path), "--no-progress")
+    junit = tmp_path / "junit.xml"
+    failed = runner("run", str(path), "--no-progress", "--junit", str(junit))
     assert failed.returncode == 1, failed.stdout + failed.stderr
     # Started as `python -m runner`: the hint says so, and offers the retry.
     assert "resume with: python -m runner run " in failed.stdout
     assert failed.stdout.rstrip().endswith("--retry-failed"), failed.stdout
+    # The failed case's time is the job's, from its submit to its failure.
+    case = ET.parse(junit).getroot().find(".//testcase[failure]")  # noqa: S314 (our own file)
+    assert case is not None and float(case.get("time", "0")) > 0, junit.read_text()
 
 
 def test_a_budget_stop_hint_names_a_cap_that_is_enough(tmp_path: Path) -> None:
@@ -350,10 +359,18 @@ def test_a_shard_plans_and_runs_its_own_jobs_under_its_share(tmp_path: Path) -> 
     dry = runner("run", str(path), "--shard", "2/3", "--dry-run")
     assert re.search(r"^total +2 ", dry.stdout, re.M)
     assert share.replace("1/3 runs", "2/3 runs") in dry.stdout
-    done = runner("run", str(path), "--shard", "1/3", "--no-progress")
+    junit = tmp_path / "s1.xml"
+    done = runner("run", str(path), "--shard", "1/3", "--no-progress", "--junit", str(junit))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "3 of 3 jobs done" in done.stdout
+    assert "shard 1/3: 3 of 3 jobs done" in done.stdout
     assert share in done.stderr and share in done.stdout  # before the run, and in its summary
+    # Every report's heading names the shard, so three shards' reports never read alike.
+    out = tmp_path / "out"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["shard"] == {"index": 1, "count": 3, "budget": "split"}
+    assert (out / "summary.md").read_text().splitlines()[0].endswith("(shard 1/3)")
+    assert "(shard 1/3)" in (out / "gallery.html").read_text()
+    assert 'name="cli (shard 1/3)"' in junit.read_text()
 
 
 def test_a_log_gets_status_lines_with_sent_jobs_apart_from_waiting_ones(tmp_path: Path) -> None:
@@ -362,10 +379,33 @@ def test_a_log_gets_status_lines_with_sent_jobs_apart_from_waiting_ones(tmp_path
     done = runner("run", str(manifest(tmp_path, 4, rpm=2)), "--status-every", "1000")
     assert done.returncode == 0, done.stdout + done.stderr
     lines = [line for line in done.stderr.splitlines() if line.startswith("status: ")]
-    states = [line.removeprefix("status: ").split(";")[0] for line in lines]
+    states = [line.removeprefix("status: ").split(";")[0].split(" (")[0] for line in lines]
     # One line per change of state (the interval is longer than the run).
-    assert states[0] == "running" and states[-1] == "finished", lines
+    assert states[:2] == ["starting", "running"] and states[-1] == "finished", lines
     assert "waiting for the rate window" in states, lines
     assert all(a != b for a, b in itertools.pairwise(states)), lines
     assert any("in flight 0 waiting 2" in line for line in lines), lines
+    # A wait says when the window opens and when, at that rate, the sends are done.
+    waits = [line for line in lines if line.startswith("status: waiting for the rate window")]
+    slot = r"\((next slot in \d+ s, ETA by the rate ~\d+ s|next slot when a call on the wire ends)"
+    assert waits and all(re.search(slot, w) for w in waits), waits
     assert "4/4 done" in lines[-1]
+
+
+def test_a_line_comes_before_a_slow_first_answer(
+    tmp_path: Path, serve_emulator: Callable[..., Served]
+) -> None:
+    # The key and balance check is held for a minute: the run says it started anyway,
+    # while that first call is unanswered and nothing has been submitted.
+    faults = (FaultRate("credits", "slow", 1.0),)
+    served = serve_emulator(faults=faults, slow_delay=60.0, time_scale=1.0)
+    remote = ["--backend", "segmind", "--base-url", served.base_url]
+    child = start_runner("run", str(manifest(tmp_path, 3)), *remote, env={"SEGMIND_API_KEY": KEY})
+    try:
+        assert child.stderr is not None
+        first = child.stderr.readline()
+        assert first == "status: starting; 3 job(s), the first request on its way\n", first
+        assert served.emulator.calls("submit") == []
+    finally:
+        child.kill()
+        child.wait(timeout=30)

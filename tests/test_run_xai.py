@@ -299,3 +299,35 @@ def test_plan_compare_shows_segminds_refusal_of_a_multi_image_edit(tmp_path: Pat
     assert segmind.plan is None and segmind.problem is not None
     assert "Segmind takes at most 1" in segmind.problem
     assert xai.plan is not None and xai.plan.credits == micros((4 + 2) * 0.02)
+
+
+async def test_a_prompts_file_line_may_be_a_multi_image_edit(tmp_path: Path) -> None:
+    # The same two prompts as MULTI, from a prompts_from file: the same jobs and keys.
+    source_images(tmp_path)
+    lines = [
+        {"id": "merge", "prompt": "<IMAGE_0> and <IMAGE_1> and <IMAGE_2> on a bench",
+         "images": ["in/a.png", "in/b.png", "in/c.png"]},
+        {"id": "one", "prompt": "a bench", "image": "in/a.png"},
+    ]  # fmt: skip
+    (tmp_path / "prompts.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    head = MULTI.split("prompts:", maxsplit=1)[0]
+    from_file = parse_manifest(head + "prompts_from: prompts.jsonl\n", base_dir=tmp_path)
+    inline = parse_manifest(MULTI, base_dir=tmp_path)
+    assert [j.key for j in expand(from_file)] == [j.key for j in expand(inline)]
+    emu = emulator()
+    out = tmp_path / "out"
+    report = await run_manifest(
+        from_file, RunOptions(out=out, backend="local"), env={}, emulator=emu
+    )
+    assert report.counts.get("completed") == 2
+    (merged,) = [json.loads(p.read_text()) for p in out.glob("merge/*.json")]
+    assert len(merged["params"]["more_images"]) == 2
+    assert merged["credits"]["charged_usd"] == pytest.approx(4 * CHARGED["standard"], abs=1e-9)
+    # Segmind takes one source image: refused at load time, at the file's line.
+    segmind = head.replace("api: {provider: xai}", "api: {provider: segmind}")
+    with pytest.raises(ManifestError, match=r"prompts.jsonl:1.*Segmind takes at most 1"):
+        parse_manifest(segmind + "prompts_from: prompts.jsonl\n", base_dir=tmp_path)
+    lines[1]["images"] = ["in/b.png"]
+    (tmp_path / "prompts.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    with pytest.raises(ManifestError, match=r"prompts.jsonl:2.*`image` and `images` are both set"):
+        parse_manifest(head + "prompts_from: prompts.jsonl\n", base_dir=tmp_path)

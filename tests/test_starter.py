@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,6 +37,25 @@ def test_init_writes_a_manifest_that_validates_with_its_schema_beside_it(
     runs = [step.get("run", "") for step in workflow["jobs"]["images"]["steps"]]
     assert "runner validate manifest.yaml" in runs
     assert any(r.startswith("runner grid outputs/My-Shots") for r in runs)
+
+
+def test_the_next_step_is_written_as_the_user_started_runner(tmp_path: Path) -> None:
+    project = tmp_path / "my shots"
+    done = subprocess.run(
+        [sys.executable, "-m", "runner", "init", str(project)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    hint = done.stdout.splitlines()[-1]
+    manifest = shlex.quote(str(project / "manifest.yaml"))
+    assert hint == (
+        f"next: python -m runner validate {manifest} && python -m runner plan {manifest}"
+    )
+    # The workflow example keeps the CI log talking and gates on the budget.
+    workflow = (project / ".github" / "workflows" / "images.yml").read_text()
+    assert "--no-progress" not in workflow and "plan manifest.yaml --check" in workflow
 
 
 def test_init_keeps_existing_files_unless_forced(tmp_path: Path) -> None:

@@ -232,7 +232,11 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     if args.jobs or args.csv:
         from runner.joblist import write_jobs
 
-        write_jobs(manifest, sys.stdout, "csv" if args.csv else "json" if args.json else "text")
+        try:
+            write_jobs(manifest, sys.stdout, "csv" if args.csv else "json" if args.json else "text")
+            sys.stdout.flush()
+        except BrokenPipeError:  # `runner plan M --jobs --csv | head` is not an error
+            write(sys.stdout, "")
         return EXIT_OK
     max_credits, rpm, share = shard_share(manifest, args, args.max_credits, args.rpm)
     shard = parse_shard(args.shard) if args.shard else None
@@ -240,8 +244,23 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     if args.json:
         write(sys.stdout, json.dumps(plan_json(plan), indent=2) + "\n")
     else:
-        write(sys.stdout, render_text(plan) + (f"{share}\n" if share else ""))
+        local = _without_a_key(plan, manifest.api.provider)
+        write(sys.stdout, render_text(plan) + "".join(f"{s}\n" for s in (share, local) if s))
     return _budget_check(plan) if args.check else EXIT_OK
+
+
+def _without_a_key(plan: Plan, provider: str) -> str | None:
+    """What `runner run` does without the provider's key: the embedded emulator, faster."""
+    from runner.plan import duration
+    from runner.providers import LOCAL_TIME_SCALE, PROVIDERS
+
+    key = PROVIDERS[provider].key_env
+    if os.environ.get(key):
+        return None
+    return (
+        f"{key} is not set: `run` goes to the embedded emulator at {1 / LOCAL_TIME_SCALE:g}x "
+        f"speed: no credits spent, at least ~{duration(plan.min_duration_s * LOCAL_TIME_SCALE)}"
+    )
 
 
 def _add_schema(sub: Subparsers) -> None:

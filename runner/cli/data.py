@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -133,6 +134,10 @@ def cmd_init(args: argparse.Namespace) -> int:
         print(f"wrote {path}")
     for path in result.kept:
         print(f"kept  {path} (exists; --force to overwrite)")
-    manifest = args.dir / "manifest.yaml"
-    print(f"next: runner validate {manifest} && runner plan {manifest}")
+    from runner.cli.run import invocation
+
+    # Started the way the user started this command (`.venv/bin/runner` after `make run`).
+    manifest = shlex.quote(str(args.dir / "manifest.yaml"))
+    me = invocation(sys.argv[0])
+    print(f"next: {me} validate {manifest} && {me} plan {manifest}")
     return 0

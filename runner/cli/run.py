@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from runner.manifest import Manifest
     from runner.plan import Plan
     from runner.reporting.exit_codes import FailureTolerance
+    from runner.reporting.summary_model import ShardInfo
     from runner.run import RunOptions, RunReport
 
 # How often a run logging to a non-terminal prints its status (runner.reporting.progress).
@@ -207,7 +208,7 @@ def _local_speed(plan: Plan, options: RunOptions, provider: str) -> str | None:
     """For a run on the embedded emulator: its speed and what the plan's duration becomes."""
     from runner.backends.select import choose_backend
     from runner.plan import duration
-    from runner.run import LOCAL_TIME_SCALE
+    from runner.providers import LOCAL_TIME_SCALE
 
     choice = choose_backend(
         options.backend,
@@ -378,6 +379,8 @@ async def _run(  # noqa: PLR0917 (called through functools.partial for anyio.run
     def notice(text: str) -> None:
         print(f"note: {text}", file=sys.stderr)
 
+    if isinstance(listener, ProgressBar):
+        listener.opening(plan.jobs)
     started = wall_time()
     try:
         report = await run_manifest(manifest, options, listeners=[listener], notice=notice)
@@ -397,6 +400,21 @@ async def _run(  # noqa: PLR0917 (called through functools.partial for anyio.run
         plan=plan,
         share=share,
     )
+
+
+def shard_info(options: RunOptions, args: argparse.Namespace) -> ShardInfo | None:
+    """summary.json's `shard` for a `--shard K/N` run (None for a whole run)."""
+    from runner.reporting.summary_model import ShardInfo
+
+    if options.shard is None:
+        return None
+    return ShardInfo(index=options.shard.index, count=options.shard.count, budget=args.shard_budget)
+
+
+def report_title(name: str, options: RunOptions) -> str:
+    """The gallery's title and the JUnit file's name: the manifest's name, and a shard's K/N."""
+    shard = options.shard
+    return name if shard is None else f"{name} (shard {shard.index}/{shard.count})"
 
 
 def _report_error(
@@ -430,10 +448,12 @@ def _report_error(
         summary = summarize_folder(
             out, jobs=jobs, prices=manifest.prices, manifest=manifest.path, started_at=started
         )
+        summary = summary.model_copy(update={"shard": shard_info(options, args)})
         decision = ExitDecision(exit_code(err), f"error: {err}")
         write_summary(out, with_exit(summary, decision))
         if args.junit:
-            write_junit(args.junit, out, jobs=jobs, prices=manifest.prices, name=manifest.name)
+            name = report_title(manifest.name, options)
+            write_junit(args.junit, out, jobs=jobs, prices=manifest.prices, name=name)
     except Exception as failure:  # the run's own error is what the user must see
         print(f"note: the reports of {out} were not written: {failure}", file=sys.stderr)
 
@@ -474,7 +494,7 @@ def _report(
         prices=manifest.prices,
         manifest=manifest.path,
         started_at=started,
-    )
+    ).model_copy(update={"shard": shard_info(options, args)})
     # The reason repeats the kind for a plain Ctrl-C: "interrupted: interrupted".
     reason = "" if report.stop_reason == report.stop else report.stop_reason or ""
     decision = decide_exit(
@@ -490,9 +510,10 @@ def _report(
         )
     summary = with_exit(summary, decision)
     write_summary(out, summary)
-    write_gallery(out, jobs=jobs, prices=manifest.prices, title=manifest.name)
+    title = report_title(manifest.name, options)
+    write_gallery(out, jobs=jobs, prices=manifest.prices, title=title)
     if args.junit:
-        write_junit(args.junit, out, jobs=jobs, prices=manifest.prices, name=manifest.name)
+        write_junit(args.junit, out, jobs=jobs, prices=manifest.prices, name=title)
     try:
         if args.json:
             sys.stdout.write(summary_event(summary))

@@ -161,7 +161,6 @@ class Emulator:
         self._lock = threading.RLock()
         self._utc_offset = self.config.utc_offset
         self._latency_rng = Random(f"latency-{self.config.seed}")
-        self._id_rng = Random(f"ids-{self.config.seed}")
         self._blocks = [re.compile(p) for p in self.config.block_patterns]
         self.faults = FaultInjector(
             self.config.faults, seed=self.config.seed, burst_429=self.config.burst_429
@@ -257,7 +256,9 @@ class Emulator:
             end = start + latency
             heapq.heappush(self._workers, end)
             record = _Job(
-                request_id=str(uuid.UUID(int=self._id_rng.getrandbits(128), version=4)),
+                # From the OS's entropy, not the seed: two emulators (two runs'
+                # embedded ones, shards) never hand out one id, as Segmind never does.
+                request_id=str(uuid.uuid4()),
                 key_hash=key_hash,
                 endpoint=endpoint,
                 params=job,

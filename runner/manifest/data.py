@@ -43,11 +43,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from runner.errors import ManifestError
 from runner.jobs import ImageInput
 from runner.manifest.fields import ImageSource, SafeId
+from runner.manifest.hosting import input_images_problem
 from runner.manifest.images import load_image
 from runner.manifest.model import Prompt, Value
 from runner.manifest.rows import VAR_FORMATS, DataFile, Format, locate, read_rows
 from runner.manifest.schema import ParamsModel
 from runner.manifest.source import MAX_PROMPT_CHARS, describe, shorten
+from runner.providers import SEGMIND, Provider
 
 __all__ = [
     "VAR_FORMATS",
@@ -246,6 +248,8 @@ class PromptLineModel(BaseModel):
     prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
     params: ParamsModel = Field(default_factory=ParamsModel)
     image: ImageSource | None = None
+    # A multi-image edit, as a manifest prompt's `images:` (the first is `image`).
+    images: list[ImageSource] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +267,8 @@ class PromptRows:
     base: Mapping[str, Value | None]
     base_dir: Path
     roots: tuple[Path, ...]
+    # The provider that takes the edits (how many source images one may have).
+    host: Provider = SEGMIND
 
     @property
     def shown(self) -> str:
@@ -282,13 +288,15 @@ class PromptRows:
                 message, hint = _line_problem(err)
                 raise self.file.error(message, line, hint) from None
             own: dict[str, Value | None] = dict(model.params.model_dump(exclude_none=True))
+            sources = self._sources(model, line)
             images: dict[str, ImageInput] = {}
-            if model.image is not None:
+            for text in sources:
                 try:
-                    images[model.image] = load_image(model.image, self.base_dir, self.roots)
+                    images[text] = load_image(text, self.base_dir, self.roots)
                 except ManifestError as err:
                     raise self.file.error(err.message, line, err.hint) from None
-                own["image"] = model.image
+            if sources:
+                own["image"] = sources[0]
             clash = sorted(swept.intersection(own))
             if clash:
                 raise self.file.error(
@@ -299,7 +307,30 @@ class PromptRows:
             # Literal text: a file prompt has no vars, so braces are doubled for `render`.
             template = model.prompt.replace("{", "{{").replace("}", "}}")
             base = MappingProxyType({**self.base, **own})
-            yield line, Prompt(model.id, template, (), base, MappingProxyType(images))
+            more = tuple(images[text] for text in sources[1:])
+            yield (
+                line,
+                Prompt(model.id, template, (), base, MappingProxyType(images), more_images=more),
+            )
+
+    def _sources(self, model: PromptLineModel, line: int) -> list[str]:
+        """A line's source images in order (`image`, or the `images` list), checked."""
+        if model.images is None:
+            return [] if model.image is None else [model.image]
+        if model.image is not None:
+            raise self.file.error(
+                "`image` and `images` are both set",
+                line,
+                "keep one: `image` for one source image, `images` for a multi-image edit",
+            )
+        problem = input_images_problem(len(model.images), self.host)
+        if problem is not None:
+            raise self.file.error(problem[0], line, problem[1])
+        if len(set(model.images)) < len(model.images):
+            raise self.file.error(
+                "`images` names one image twice", line, "list each source image once"
+            )
+        return model.images
 
 
 def scan_prompts(
@@ -310,12 +341,14 @@ def scan_prompts(
     roots: Sequence[Path],
     swept: frozenset[str],
     inline_ids: Sequence[str],
+    host: Provider = SEGMIND,
 ) -> PromptRows:
     """Check every line of a `prompts_from` file in one pass; the lazy prompts it describes.
 
-    Ids must be unique across the file and the manifest's own `prompts`.
+    Ids must be unique across the file and the manifest's own `prompts`;
+    `host` is the provider whose limit on source images an edit must keep.
     """
-    source = PromptRows(data, 0, "", MappingProxyType(dict(base)), base_dir, tuple(roots))
+    source = PromptRows(data, 0, "", MappingProxyType(dict(base)), base_dir, tuple(roots), host)
     repeats = _Repeats()
     for i in inline_ids:
         repeats.add(_digest([i]))
@@ -336,7 +369,7 @@ def scan_prompts(
             line,
             "give each prompt its own id: the id names its output folder",
         )
-    return PromptRows(data, count, _file_sha256(data), source.base, base_dir, tuple(roots))
+    return PromptRows(data, count, _file_sha256(data), source.base, base_dir, tuple(roots), host)
 
 
 def _line_problem(err: ValidationError) -> tuple[str, str | None]:
@@ -346,7 +379,7 @@ def _line_problem(err: ValidationError) -> tuple[str, str | None]:
     message = str(ctx.get("message") or first["msg"])
     hint = str(ctx.get("hint") or "") or None
     if first["type"] == "extra_forbidden":
-        message, hint = f"unknown key `{loc}`", "a line holds id, prompt, params and image"
+        message, hint = f"unknown key `{loc}`", "a line holds id, prompt, params, image or images"
     elif first["type"] == "missing":
         message, hint = f"`{loc}` is required but missing", 'e.g. {"id": "a", "prompt": "..."}'
     return (f"{loc}: {message}" if loc else message), hint

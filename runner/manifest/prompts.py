@@ -68,6 +68,7 @@ def prompt_files(
             roots=ck.roots,
             swept=frozenset(name for unit in (*sweep, *zipped) for name in unit.names),
             inline_ids=[p.id for p in prompts],
+            host=ck.host,
         ),
     )
 

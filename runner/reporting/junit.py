@@ -55,9 +55,14 @@ def _xml_text(text: str) -> str:
 
 
 def _seconds(row: JobRow) -> float:
-    if row.submitted_at is None or row.completed_at is None:
+    # A failed or expired job has no completed_at: it ended when its row last changed.
+    end = row.completed_at if row.state == "completed" else row.updated_at
+    if row.submitted_at is None or end is None or row.state not in _ENDED:
         return 0.0
-    return max(row.completed_at - row.submitted_at, 0.0)
+    return max(end - row.submitted_at, 0.0)
+
+
+_ENDED: Final = frozenset({"completed", "failed", "expired"})
 
 
 # Spool files of suites kept open at once: rows come in expansion order,

@@ -8,6 +8,7 @@ reach back into the run. The scheduler calls them from their own tasks
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from typing import IO, Never
@@ -15,6 +16,7 @@ from typing import IO, Never
 from tqdm import tqdm
 
 from runner.events import Event, RunStats
+from runner.plan import duration
 
 _FINAL = frozenset({"completed", "failed", "skipped", "cached", "expired"})
 
@@ -59,6 +61,16 @@ class ProgressBar:
             leave=True,
         )
 
+    def opening(self, planned: int | None) -> None:
+        """One line at once, before the run's first call: a slow first answer (the
+        key and balance check against a remote host) would otherwise leave the
+        user with nothing on the screen or in the log for as long as it takes."""
+        if not self._enabled:
+            return
+        jobs = f"{planned:,} job(s)" if planned is not None else "the jobs"
+        self._stream.write(f"status: starting; {jobs}, the first request on its way\n")
+        self._stream.flush()
+
     def __call__(self, event: Event, stats: RunStats) -> None:
         if self._lines:
             self._status(event, stats)
@@ -66,9 +78,18 @@ class ProgressBar:
         if self._bar is None:
             self._bar = self._open(stats.planned)
         bar = self._bar
-        bar.set_postfix_str(f"{_counters(stats)} ${stats.credits_spent:.2f}", refresh=False)
-        if event.kind in _FINAL:
-            bar.update(event.count)  # a batch of skipped jobs is one event
+        bar.set_postfix_str(
+            f"{_counters(stats)} ${stats.credits_spent:.2f}{_rate_note(stats)}", refresh=False
+        )
+        if event.kind == "skipped":
+            # Jobs an earlier run finished: on the bar, but not in its rate and
+            # ETA (tqdm counts from `initial`), which are this run's alone.
+            bar.n += event.count
+            bar.last_print_n += event.count
+            bar.initial += event.count
+            bar.refresh()
+        elif event.kind in _FINAL:
+            bar.update(event.count)
         if event.kind in _TOLD:
             bar.write(f"{event.kind}: {event.detail}", file=self._stream)
 
@@ -82,7 +103,7 @@ class ProgressBar:
         self._last_state, self._last_at = state, event.at
         done = f"{stats.done:,}" + (f"/{stats.planned:,}" if stats.planned is not None else "")
         self._stream.write(
-            f"status: {state}; {done} done ({_counters(stats)}; "
+            f"status: {state}{_rate_note(stats)}; {done} done ({_counters(stats)}; "
             f"${stats.credits_spent:.2f}); {stats.elapsed:.0f} s\n"
         )
         self._stream.flush()
@@ -105,6 +126,18 @@ def run_state(event: Event, stats: RunStats) -> str:
     if stats.waiting and not stats.in_flight:
         return "waiting for the rate window"
     return "running"
+
+
+def _rate_note(stats: RunStats) -> str:
+    """While jobs wait for the window: " (next slot in 12 s, ETA by the rate ~2 min 10 s)"."""
+    if not stats.waiting or stats.next_slot_s is None:
+        return ""
+    if not math.isfinite(stats.next_slot_s):
+        return " (next slot when a call on the wire ends)"
+    note = f"next slot in {stats.next_slot_s:.0f} s"
+    if stats.rate_eta_s is not None:
+        note += f", ETA by the rate ~{duration(stats.rate_eta_s)}"
+    return f" ({note})"
 
 
 def _counters(stats: RunStats) -> str:

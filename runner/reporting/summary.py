@@ -171,7 +171,10 @@ def build_summary(
             ambiguous_submits=ambiguous,
             possible_duplicate_usd=to_usd(duplicate),
             # RunStats states USD already (converted once, by the scheduler).
-            spent_this_run_usd=stats.credits_spent if stats else None,
+            # Earlier runs' charges count toward the budget, not toward this run.
+            spent_this_run_usd=(
+                round(stats.credits_spent - stats.credits_earlier, 6) if stats else None
+            ),
             reserved_usd=stats.credits_reserved if stats else None,
             ambiguous_this_run_usd=stats.credits_ambiguous if stats else None,
         ),
@@ -240,8 +243,14 @@ def money(usd: float) -> str:
 span = duration
 
 
+def shard_label(s: Summary) -> str:
+    """The words naming a shard in its reports' headings ("shard 1/3"); empty for a whole run."""
+    return f"shard {s.shard.index}/{s.shard.count}" if s.shard is not None else ""
+
+
 def _headline(s: Summary) -> str:
-    parts = [f"{s.jobs.done:,} of {s.jobs.total:,} jobs done"]
+    head = f"{shard_label(s)}: " if s.shard is not None else ""
+    parts = [f"{head}{s.jobs.done:,} of {s.jobs.total:,} jobs done"]
     if s.jobs.failed:
         parts.append(f"{s.jobs.failed:,} failed")
     if s.jobs.not_run:
@@ -250,11 +259,16 @@ def _headline(s: Summary) -> str:
     return ", ".join(parts)
 
 
+def _emulated(s: Summary) -> bool:
+    """The folder was made on the embedded emulator: its money is emulated, nothing was billed."""
+    return s.backend is not None and s.backend.name == "local"
+
+
 def _money_line(s: Summary) -> str:
     c = s.credits
     # The embedded emulator bills nothing: its figures are labelled so that
     # "no credits spent" in the notice is never followed by "$0.54 spent".
-    emulated = s.backend is not None and s.backend.name == "local"
+    emulated = _emulated(s)
     spent = "emulated, no credits spent;" if emulated else "spent ("
     text = f"{money(c.spent_usd)} {spent}"
     text += f"{' ' if emulated else ''}est. {money(c.estimated_usd)} for all jobs"
@@ -319,12 +333,16 @@ def render_markdown(summary: Summary, *, title: str | None = None) -> str:
     """summary.md: a short report for people (and for the GitHub step summary)."""
     s = summary
     heading = title or (f"runner: {s.manifest}" if s.manifest else "runner run")
+    if s.shard is not None:
+        heading += f" ({shard_label(s)})"
     lines = [f"## {_md_cell(heading)}", ""]
     if s.exit is not None:
         mark = "✅" if s.exit.code == 0 else "❌"
         lines += [f"{mark} **exit {s.exit.code}**: {_md_cell(s.exit.reason)}", ""]
+    # The embedded emulator's figures say so here too (summary.md lands in CI step summaries).
+    spent = "spent (emulated: nothing billed)" if _emulated(s) else "spent"
     lines += [
-        "| jobs | done | failed | not run | images | spent | estimated |",
+        f"| jobs | done | failed | not run | images | {spent} | estimated |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         f"| {s.jobs.total:,} | {s.jobs.done:,} | {s.jobs.failed:,} | {s.jobs.not_run:,} "
         f"| {s.images.total:,} | {money(s.credits.spent_usd)} "

@@ -118,6 +118,16 @@ class Backend(_Model):
     base_url: str
 
 
+class ShardInfo(_Model):
+    """The part of the manifest a `--shard K/N` run did, and the share of the budget it had."""
+
+    index: int = Field(ge=1, description="K: this shard, counted from 1.")
+    count: int = Field(ge=1, description="N: the number of shards.")
+    budget: Literal["split", "full"] = Field(
+        description="split: 1/N of max_credits and requests_per_minute; full: all of it."
+    )
+
+
 class Summary(_Model):
     """``OUT/summary.json``: what a run left in its folder."""
 
@@ -127,6 +137,7 @@ class Summary(_Model):
     generated_at: str = Field(description="ISO-8601 UTC.")
     folder: str
     manifest: str | None = None
+    shard: ShardInfo | None = Field(default=None, description="Set when the run was one shard.")
     backend: Backend | None = None
     exit: ExitInfo | None = None
     jobs: JobCounts

@@ -47,6 +47,8 @@ class CreditStats:
     ambiguous: Micros
     refunded: Micros
     stopped: str | None
+    # Of `spent`: what earlier runs of the folder were charged (`add_spent`).
+    earlier: Micros = ZERO
 
     @property
     def committed(self) -> Micros:
@@ -111,6 +113,7 @@ class CreditGuard:
         self._held: dict[str, Micros] = {}
         self._reserved = ZERO
         self._spent = ZERO
+        self._earlier = ZERO
         self._ambiguous = ZERO
         self._refunded = ZERO
         self._stopped: str | None = None
@@ -191,6 +194,7 @@ class CreditGuard:
         submits): it is held as ambiguous spend.
         """
         self._spent = Micros(self._spent + charged)
+        self._earlier = Micros(self._earlier + charged)
         self._ambiguous = Micros(self._ambiguous + possible)
 
     def stats(self) -> CreditStats:
@@ -202,4 +206,5 @@ class CreditGuard:
             ambiguous=self._ambiguous,
             refunded=self._refunded,
             stopped=self._stopped,
+            earlier=self._earlier,
         )

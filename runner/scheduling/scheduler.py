@@ -29,6 +29,7 @@ as submitted, to be re-attached by the next run while the server keeps them.
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -158,9 +159,12 @@ class Scheduler:
         # A job that has ended may hold its cap slot a moment longer: never
         # count more jobs waiting than are left.
         waiting = ctx.cap.used - sent
+        unsent = None
         if ctx.tally.planned is not None:
             ended = sum(counts[k] for k in ("completed", "failed", "skipped", "cached", "expired"))
             waiting = min(waiting, ctx.tally.planned - ended - sent)
+            unsent = ctx.tally.planned - ended - sent
+        next_slot, eta = rate_wait(ctx.gate, waiting=waiting, unsent=unsent)
         return RunStats(
             planned=ctx.tally.planned,
             completed=counts["completed"],
@@ -175,12 +179,15 @@ class Scheduler:
             rate_limited=counts["rate_limited"],
             retries=counts["retry"],
             credits_spent=to_usd(credit.spent),
+            credits_earlier=to_usd(credit.earlier),
             credits_reserved=to_usd(credit.reserved),
             credits_ambiguous=to_usd(credit.ambiguous),
             calls=dict(ctx.tally.calls),
             stopped=ctx.stop.state.reason or credit.stopped,
             elapsed=anyio.current_time() - self._start if self._start is not None else 0.0,
             rate=rate_info(ctx.gate, config=ctx.config),
+            next_slot_s=next_slot,
+            rate_eta_s=eta,
             price_surprises=ctx.prices.surprises,
         )
 
@@ -340,6 +347,30 @@ def _listener_event(event: JobEvent) -> tuple[EventKind, str] | None:
             return "expired", f"request {request_id} is gone from the server"
         case _:
             return None
+
+
+def rate_wait(
+    gate: RateLimit, *, waiting: int, unsent: int | None
+) -> tuple[float | None, float | None]:
+    """For the progress while jobs wait on a local gate: (seconds until it admits the
+    next call, seconds until it has admitted all `unsent` jobs), on the run's clock.
+
+    (None, None) when nothing waits or the gate cannot say (a shared gate);
+    the second is None when the count is unknown or no limit applies; the
+    first is infinite while the gate waits for a call on the wire to end.
+    """
+    if waiting <= 0 or not isinstance(gate, RateGate):
+        return None, None
+    now = anyio.current_time()
+    wait = max(0.0, gate.next_slot(now) - now)
+    if not math.isfinite(wait):
+        return math.inf, None
+    limit = gate.effective_limit
+    if unsent is None or not limit:
+        return wait, None
+    # The next call at `wait`, then `limit` more per window: a lower bound
+    # (it leaves out each job's own latency after its send).
+    return wait, wait + max(0, -(-unsent // limit) - 1) * gate.span
 
 
 def rate_info(gate: RateLimit, *, config: SchedulerConfig) -> RateInfo | None:

@@ -240,7 +240,7 @@ def test_workers_schedule_jobs_deterministically() -> None:
     assert emu.balance() == pytest.approx(1000.0 - 0.04)
 
 
-def test_same_seed_same_ids_and_latencies() -> None:
+def test_same_seed_same_latencies_and_never_the_same_ids() -> None:
     def run(seed: int) -> list[tuple[str, float]]:
         clock = Clock()
         emu = Emulator(EmulatorConfig(seed=seed), clock=clock)
@@ -250,8 +250,12 @@ def test_same_seed_same_ids_and_latencies() -> None:
             for v in (emu.accept("-", job, "v2", 0.0) for _ in range(3))
         ]
 
-    assert run(1) == run(1)
-    assert run(1) != run(2)
+    first, again, other = run(1), run(1), run(2)
+    assert [end for _, end in first] == [end for _, end in again]
+    assert [end for _, end in first] != [end for _, end in other]
+    # Two emulators with one seed (two runs' embedded ones, or shards') share no id.
+    ids = [rid for rows in (first, again, other) for rid, _ in rows]
+    assert len(set(ids)) == len(ids) == 9
 
 
 def test_reservations_prevent_overspending() -> None:

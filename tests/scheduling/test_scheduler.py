@@ -20,6 +20,7 @@ from whole_runs import jobs_manifest
 from runner.emulator import FaultRate, InProcess, Latency
 from runner.errors import AuthError
 from runner.manifest import Manifest
+from runner.money import micros
 from runner.reporting.exit_codes import decide_exit
 from runner.run import RunOptions, RunReport, run_manifest
 from runner.shard import Shard, ShardBudget, shard_of, split_budget
@@ -259,5 +260,10 @@ def test_shard_sizes_differ_by_at_most_one(tmp_path: Path) -> None:
 
 
 def test_a_shard_gets_its_share_of_the_budget() -> None:
-    assert split_budget(Shard(1, 3), 1.0, 10) == ShardBudget(0.333333, 3)
+    assert split_budget(Shard(1, 3), 1.0, 10) == ShardBudget(0.333334, 4)
+    assert split_budget(Shard(3, 3), 1.0, 10) == ShardBudget(0.333333, 3)
     assert split_budget(Shard(3, 3), None, 2) == ShardBudget(None, 1)
+    # The N shares add up to the manifest's budget and rate exactly.
+    shares = [split_budget(Shard(k, 3), 1.0, 10) for k in (1, 2, 3)]
+    assert sum(micros(s.max_credits or 0) for s in shares) == micros(1.0)
+    assert sum(int(s.rpm) for s in shares) == 10
