@@ -1,6 +1,6 @@
 """The ledger's values and their codec: a job's row, the folder's meta, totals per state.
 
-Pure: no connection here. `decode_row` turns one SELECT of `SELECT_COLUMNS`
+Pure: no connection here. `decode_row` turns one row of `SELECT`
 (or `SELECT_USD` on an older runner's folder) into a `JobRow`.
 """
 
