@@ -10,8 +10,8 @@ The grid shows only thumbnails (thumbnails.py: at most 256 pixels, in
 
 A page shows at most `GALLERY_MAX_ITEMS` entries, chosen as the sidecars and
 ledger rows stream past: memory follows the cap, not the folder, and each
-sidecar is read once (without `--limit`; with it, once more to find the
-first jobs). This module builds the page from its parts::
+sidecar is read once (with `--limit`, twice when its jobs have more than the
+cap's worth of entries). This module builds the page from its parts::
 
     gallery_items.py    an entry (image or job without one) and its detail rows
     gallery_select.py   the cap, and the bounded selection (a heap, digest sets)

@@ -5,15 +5,16 @@ beside its image), then the ledger's rows (the jobs without images), and
 keeps only the entries the page shows: at most its cap (gallery_select.py),
 those that need attention first, then images in job order. An entry is made
 (gallery_items.py) from what the walk read, and only when the selection
-admits it: nothing is read again to show it. A `--limit` needs one pass more,
-to find its first jobs before their entries are chosen.
+admits it: nothing is read again to show it. A `--limit` finds its first
+jobs in the same pass, holding their entries up to the cap's worth; only
+past that does it take one pass more.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from runner.errors import StoreError
@@ -82,9 +83,12 @@ class _Entry:
     sidecar: Sidecar | None = None
     row: JobRow | None = None
     gone: str | None = None  # a completed row's missing file
+    made: GalleryItem | None = None  # its item, made already (the sidecar then dropped)
 
     def item(self, *, details: bool) -> GalleryItem:
         """The entry's `GalleryItem`; `details` False leaves an image's detail rows out."""
+        if self.made is not None:
+            return self.made
         if self.row is not None:
             return row_item(self.row, self.gone, self.facts)
         assert self.image is not None and self.sidecar is not None and self.facts is not None
@@ -163,24 +167,51 @@ def _entries(
 
 
 def _first_jobs(
-    out: Path,
-    catalog: JobCatalog,
-    jobs: RunJobs | None,
-    prices: Prices,
-    *,
-    subset: Subset | None,
-    read: SidecarReader,
-) -> Smallest[tuple[int, str]] | None:
-    """With a `--limit N`, the (order, key) of the first N jobs with entries in the subset
-    (one pass over the entries, holding N of them); else None.
+    entries: Iterable[_Entry], limit: int, held_max: int | None, *, details: bool
+) -> tuple[Smallest[tuple[int, str]], list[_Entry] | None]:
+    """The (order, key) of the first `limit` jobs among `entries` (holding `limit` of
+    them), and those jobs' entries with their items made, in walk order: or None when
+    they passed `held_max` (None: no bound), for another pass to collect them.
+
+    A job pushed out of the first is never let in again (gallery_select.Smallest), so
+    a job that stays has every entry held since its first.
     """
-    if subset is None or subset.limit is None:
-        return None
-    first: Smallest[tuple[int, str]] = Smallest(subset.limit, distinct=True)
-    for entry in _entries(out, catalog, jobs, prices, read):
-        if subset.matches(entry.prompt_id, facts_values(entry.facts)):
-            first.offer((entry.rank[1], entry.rank[2]))
-    return first
+    first: Smallest[tuple[int, str]] = Smallest(limit, distinct=True)
+    held: dict[tuple[int, str], list[tuple[int, _Entry]]] | None = {}
+    count = 0
+    for seq, entry in enumerate(entries):
+        job = (entry.rank[1], entry.rank[2])
+        dropped = first.offer(job)
+        if held is None:
+            continue
+        if dropped is not None:
+            count -= len(held.pop(dropped, ()))
+        if job in first:
+            made = replace(entry, sidecar=None, made=entry.item(details=details))
+            held.setdefault(job, []).append((seq, made))
+            count += 1
+            if held_max is not None and count > held_max:
+                held = None  # more than the cap's worth to hold: the next pass collects them
+    if held is None:
+        return first, None
+    return first, [entry for _, entry in sorted(pair for job in held.values() for pair in job)]
+
+
+def _choose(
+    entries: Iterable[_Entry], cap: int | None, *, details: bool
+) -> tuple[list[GalleryItem], dict[str, int]]:
+    """The items of the `cap` best of `entries` (gallery_select.Smallest) in expansion
+    order, and the counts of all of them by header group.
+    """
+    kept: Smallest[_Pick] = Smallest(cap)
+    counts = {"images": 0, "failed": 0, "waiting": 0}
+    for entry in entries:
+        if kept.admits(_Pick(entry.rank)):  # an item is made only for an entry kept (now)
+            kept.offer(_Pick(entry.rank, entry.item(details=details)))
+        counts[entry.group] += 1
+    # Shown in expansion order, so the sheet reads like the manifest; the rank chose them.
+    picks = sorted(kept.sorted(), key=lambda pick: pick.rank[1:])
+    return [pick.item for pick in picks if pick.item is not None], counts
 
 
 def collect(
@@ -199,8 +230,9 @@ def collect(
 
     Streams the sidecars and ledger rows (see `_entries`), keeping only the
     `cap` best (gallery_select.Smallest) and counting the rest; `subset`
-    (--filter/--limit) keeps only its jobs' entries (a `--limit` takes one
-    more pass to find its first jobs). The jobs without images are the
+    (--filter/--limit) keeps only its jobs' entries (a `--limit` finds its
+    first jobs in the same pass, holding their entries up to the cap's worth;
+    past that, one more pass collects them). The jobs without images are the
     ledger's, or with `jobs` (jobinfo.RunJobs) exactly those of the run not
     done, estimated with `prices`. `details` False leaves images' detail rows
     out; `read` reads a sidecar (once per pass). Also refreshes
@@ -208,20 +240,20 @@ def collect(
     cannot be read.
     """
     catalog = JobCatalog(out, jobs)
-    allowed = _first_jobs(out, catalog, jobs, prices, subset=subset, read=read)
-    kept: Smallest[_Pick] = Smallest(cap)
-    counts = {"images": 0, "failed": 0, "waiting": 0}
-    for entry in _entries(out, catalog, jobs, prices, read):
-        if subset is not None and not subset.matches(entry.prompt_id, facts_values(entry.facts)):
-            continue
-        if allowed is not None and (entry.rank[1], entry.rank[2]) not in allowed:
-            continue
-        if kept.admits(_Pick(entry.rank)):  # an item is made only for an entry kept (now)
-            kept.offer(_Pick(entry.rank, entry.item(details=details)))
-        counts[entry.group] += 1
-    # Shown in expansion order, so the sheet reads like the manifest; the rank chose them.
-    picks = sorted(kept.sorted(), key=lambda pick: pick.rank[1:])
-    items = [pick.item for pick in picks if pick.item is not None]
+
+    def matching() -> Iterator[_Entry]:
+        for entry in _entries(out, catalog, jobs, prices, read):
+            if subset is None or subset.matches(entry.prompt_id, facts_values(entry.facts)):
+                yield entry
+
+    chosen: Iterable[_Entry] = matching()
+    if subset is not None and subset.limit is not None:
+        first, held = _first_jobs(chosen, subset.limit, cap, details=details)
+        if held is not None:
+            chosen = held
+        else:
+            chosen = (e for e in matching() if (e.rank[1], e.rank[2]) in first)
+    items, counts = _choose(chosen, cap, details=details)
     if ledger_path(out).is_file():
         catalog.remember(_ledger_rows(out, jobs, prices))
     return Collection(items=items, **counts)

@@ -70,12 +70,16 @@ class Smallest(Generic[T]):
             return True
         return bool(self._size) and value < self._heap[0].value
 
-    def offer(self, value: T) -> None:
-        """Keep `value` if it is among the `size` smallest so far."""
+    def offer(self, value: T) -> T | None:
+        """Keep `value` if it is among the `size` smallest so far; the value it pushed
+        out, if any. A value pushed out is never kept again: once `size` are kept, the
+        largest of them only falls.
+        """
         kept = self._kept
         if kept is not None and value in kept:
-            return
+            return None
         self.offered += 1
+        dropped = None
         if self._size is None or len(self._heap) < self._size:
             heapq.heappush(self._heap, _Desc(value))
         elif self._size and value < self._heap[0].value:
@@ -83,9 +87,10 @@ class Smallest(Generic[T]):
             if kept is not None:
                 kept.discard(dropped)
         else:
-            return
+            return None
         if kept is not None:
             kept.add(value)
+        return dropped
 
     def __contains__(self, value: object) -> bool:
         """Whether `value` is kept (only for `distinct`; O(1))."""

@@ -55,13 +55,21 @@ def test_each_sidecar_is_read_once_and_the_page_is_the_same(
     assert (out / "gallery.html").read_bytes() == before
 
 
-def test_with_a_limit_each_sidecar_is_read_twice(folder: Folder) -> None:
-    # One pass finds the first N jobs, the next collects their entries.
+@pytest.mark.parametrize(("cap", "reads"), [(10_000, 1), (3, 1), (2, 2)])
+def test_with_a_limit_the_first_pass_keeps_up_to_the_caps_worth(
+    folder: Folder, cap: int, reads: int
+) -> None:
+    # The pass that finds the first 3 jobs holds their entries too, while they are no
+    # more than the cap's worth; past that, one more pass collects them.
+    subset = parse_subset(None, 3)
+    write_gallery(folder.out, now=AT, subset=subset, cap=cap)
+    before = (folder.out / "gallery.html").read_bytes()
     reader = CountingReader()
-    result = write_gallery(folder.out, now=AT, subset=parse_subset(None, 3), read=reader)
-    assert result.total == 3
+    result = write_gallery(folder.out, now=AT, subset=subset, cap=cap, read=reader)
+    assert result.total == 3 and result.images == min(3, cap)
     assert set(reader.reads) == sidecars(folder.out)
-    assert set(reader.reads.values()) == {2}
+    assert set(reader.reads.values()) == {reads}
+    assert (folder.out / "gallery.html").read_bytes() == before
 
 
 def test_an_entry_holds_the_details_of_the_sidecar_it_was_made_from(folder: Folder) -> None:
