@@ -398,11 +398,36 @@ def _price_book(
     """
     book = book_for(manifest.prices, budget)
     if budget is not None and any(row.state == "submitted" for row in ledger.in_flight()):
-        charges = {
-            row.key: row.charged for row in ledger.rows("completed") if row.charged is not None
-        }
-        recall_charges(book, run_jobs(manifest, options.shard), charges)
+        _recall_folder_charges(book, run_jobs(manifest, options.shard), ledger)
     return book
+
+
+_RECALL_BATCH = 500
+
+
+def _recall_folder_charges(book: PriceBook, jobs: Iterable[Job], ledger: Ledger) -> int:
+    """Teach `book` the charges the ledger recorded for `jobs` (completed rows); how many.
+
+    Walks `jobs` a batch at a time, reading only that batch's rows, and stops
+    once every charge the ledger records is matched: memory is one batch, not
+    every completed row, and a folder whose finished jobs come first stops
+    where they end. Every charge is taught (a class's belief is the highest
+    per image, as the crashed run's was), so the book is the same as taught
+    from all of them at once.
+    """
+    left = ledger.totals()["completed"].charged_jobs
+    learned = 0
+    it = iter(jobs)
+    while left > 0 and (batch := list(itertools.islice(it, _RECALL_BATCH))):
+        rows = ledger.get_many(job.key for job in batch)
+        charges = {
+            key: row.charged
+            for key, row in rows.items()
+            if row.state == "completed" and row.charged is not None
+        }
+        learned += recall_charges(book, batch, charges)
+        left -= len(charges)
+    return learned
 
 
 def _nothing_to_send(

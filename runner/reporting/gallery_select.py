@@ -1,9 +1,9 @@
-"""Bounded selection for the gallery: the first `size` of a stream, in memory O(size).
+"""The gallery's cap and its bounded selection: the first `size` of a stream, in O(size).
 
 The gallery reads a folder's sidecars and ledger rows one by one and keeps
-only the entries its page shows (at most `gallery.GALLERY_MAX_ITEMS`), so
-its memory is bounded by that cap, not by the folder. Two helpers make
-that possible: `Smallest`, the `size` smallest values offered (a heap), and
+only the entries its page shows (at most `GALLERY_MAX_ITEMS`), so its
+memory is bounded by that cap, not by the folder. Two helpers make that
+possible: `Smallest`, the `size` smallest values offered (a heap), and
 `DigestSet`, a membership test over every image of the folder at 8 bytes
 per member (64-bit digests in a sorted array, not a set of strings).
 """
@@ -14,7 +14,17 @@ import hashlib
 import heapq
 from array import array
 from bisect import bisect_left
-from typing import Generic, Protocol, Self, TypeVar
+from typing import Final, Generic, Protocol, Self, TypeVar
+
+GALLERY_MAX_ITEMS: Final = 10_000
+"""At most this many entries on one page (images and jobs without one).
+
+A contact sheet of 100,000 images helps nobody and no browser lays it out;
+above the cap the page shows the entries that need attention first, then
+images in job order, and its header says how to see another part
+(`runner gallery OUT --filter ...`). Only entries shown get thumbnails,
+and writing the page holds memory for the cap's entries, not the folder's.
+"""
 
 
 class _Ordered(Protocol):
@@ -52,12 +62,24 @@ class Smallest(Generic[T]):
         self._kept: set[object] | None = set() if distinct else None
         self.offered = 0
 
-    def offer(self, value: T) -> None:
-        """Keep `value` if it is among the `size` smallest so far."""
+    def admits(self, value: T) -> bool:
+        """Whether `offer(value)` would keep it (a value not already kept): so a caller
+        makes a costly value only when it is kept. Changes nothing.
+        """
+        if self._size is None or len(self._heap) < self._size:
+            return True
+        return bool(self._size) and value < self._heap[0].value
+
+    def offer(self, value: T) -> T | None:
+        """Keep `value` if it is among the `size` smallest so far; the value it pushed
+        out, if any. A value pushed out is never kept again: once `size` are kept, the
+        largest of them only falls.
+        """
         kept = self._kept
         if kept is not None and value in kept:
-            return
+            return None
         self.offered += 1
+        dropped = None
         if self._size is None or len(self._heap) < self._size:
             heapq.heappush(self._heap, _Desc(value))
         elif self._size and value < self._heap[0].value:
@@ -65,9 +87,10 @@ class Smallest(Generic[T]):
             if kept is not None:
                 kept.discard(dropped)
         else:
-            return
+            return None
         if kept is not None:
             kept.add(value)
+        return dropped
 
     def __contains__(self, value: object) -> bool:
         """Whether `value` is kept (only for `distinct`; O(1))."""

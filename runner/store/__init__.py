@@ -4,7 +4,8 @@
     atomic.py      atomic, durable writes; OSError -> StoreError with the fix
     media.py       checks of downloaded bytes: format, pixel size, bomb guard, completeness
     sidecar.py     the versioned sidecar model, built from an allow-list; write/read
-    ledger.py      OUT/.runner/ledger.sqlite: one row per job and its state
+    ledger.py      OUT/.runner/ledger.sqlite: one row per job and its state (the facade of
+                   ledger_rows, ledger_file, ledger_core, ledger_writes, ledger_reads)
     migrations.py  the ledger's schema as ordered, named steps
     lock.py        one runner per folder
     save.py        the checked, atomic write of one downloaded image

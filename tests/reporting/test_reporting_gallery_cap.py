@@ -82,6 +82,21 @@ def test_smallest_keeps_the_smallest_and_digest_set_answers_membership() -> None
     assert "mug/1000.jpg" not in names
 
 
+@pytest.mark.parametrize("size", [None, 0, 1, 3])
+def test_smallest_admits_what_offer_would_keep_and_offer_says_what_it_pushed_out(
+    size: int | None,
+) -> None:
+    kept: Smallest[int] = Smallest(size)
+    for value in (9, 4, 7, 1, 8, 2, 5, 0, 6):
+        before = kept.sorted()
+        admitted = kept.admits(value)
+        assert kept.sorted() == before  # asking changes nothing
+        dropped = kept.offer(value)
+        assert admitted == (value in kept.sorted())
+        gone = set(before) - set(kept.sorted())
+        assert gone == ({dropped} if dropped is not None else set())  # what it pushed out
+
+
 def _jobs(count: int) -> list[Job]:
     def request(i: int) -> Request:
         return Request(
