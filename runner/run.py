@@ -392,14 +392,16 @@ _FINAL_BATCH = 10_000
 def _price_book(
     manifest: Manifest, options: RunOptions, ledger: Ledger, budget: Micros | None
 ) -> PriceBook:
-    """The run's price book; on a resume that re-attaches jobs, taught the folder's charges.
+    """The run's price book; on a resume under a budget, taught the folder's charges.
 
     A re-attached job is held whatever the budget (runner.scheduling.dispatch),
     at the book's reservation: it must be what the crashed run, which knew the
-    price, reserved, not an unobserved class's `safety` x the table.
+    price, reserved, not an unobserved class's `safety` x the table. A job sent
+    anew is reserved at the price the folder learned too, so the amount a
+    stopped run told the user to raise the cap by is what the next run needs.
     """
     book = book_for(manifest.prices, budget)
-    if budget is not None and any(row.state == "submitted" for row in ledger.in_flight()):
+    if budget is not None:
         charges = {
             row.key: row.charged for row in ledger.rows("completed") if row.charged is not None
         }
