@@ -402,10 +402,13 @@ def _price_book(
     """
     book = book_for(manifest.prices, budget)
     if budget is not None:
-        charges = {
-            row.key: row.charged for row in ledger.rows("completed") if row.charged is not None
-        }
-        recall_charges(book, run_jobs(manifest, options.shard), charges)
+        rows = [row for row in ledger.rows("completed") if row.charged is not None]
+        charges = {row.key: row.charged for row in rows if row.charged is not None}
+        # The walk stops at the last charged row's place in the expansion: a charge
+        # of a job the manifest no longer has must not walk a sweep of 10^12.
+        last = max((row.idx for row in rows), default=-1)
+        jobs = itertools.takewhile(lambda job: job.index <= last, run_jobs(manifest, options.shard))
+        recall_charges(book, jobs, charges)
     return book
 
 
