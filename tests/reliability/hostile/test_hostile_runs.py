@@ -31,7 +31,7 @@ from hostile_corpus import (
 
 from runner.emulator import Emulator
 from runner.money import micros
-from runner.store import Ledger, verify
+from runner.store import Ledger, render_verify, verify
 
 pytestmark = pytest.mark.anyio
 
@@ -249,6 +249,10 @@ async def test_too_few_images_is_not_completed(tmp_path: Path) -> None:
     emu.faults.script("result", "missing_images")
     _, row = await run_case(emu, tmp_path, one_job_manifest(tmp_path, n=2))
     assert row.state != "completed"
+    # ... and `runner verify` says so: its "all good" is about files, and names the job.
+    text = render_verify(verify(tmp_path / "out"))
+    assert "failed    fox [" in text and "the result has 1 of 2 image(s)" in text, text
+    assert "(1 job(s) failed: no images to check)" in text, text
 
 
 async def test_too_few_images_leaves_no_stray_file(tmp_path: Path) -> None:
