@@ -44,6 +44,7 @@ from runner.resume import (
     batch_message,
     decide,
     look,
+    settle_killed_submits,
     work_item,
 )
 from runner.scheduling.credits import CreditGuard, Credits
@@ -190,6 +191,7 @@ class Alone:
     def limits(self, ledger: Ledger) -> tuple[RateLimit, Credits]:
         s = self._setting
         guard = CreditGuard(s.budget, s.manifest.prices)
+        settle_killed_submits(ledger, s.config.max_submits_in_flight)
         # The budget covers the folder, not one invocation: a resumed run
         # does not get a fresh allowance, and what earlier runs may have
         # been billed for (lost answers, crashes mid-submit) counts too.

@@ -282,3 +282,35 @@ def work_item(job: Job, action: Submit | Reattach, base_url: str) -> WorkItem:
             job, submission_for(base_url, action.request_id, n=job.request.n), action.at
         )
     return WorkItem(job)
+
+
+def settle_killed_submits(ledger: Ledger, per_kill: int) -> int:
+    """Count the `submitting` rows of killed runs as possible spend once, at the bound; how
+    many rows were counted.
+
+    `Ledger.possible_extra_spend(per_kill)` counts only the `per_kill` dearest
+    such rows per killed run (a kill had no more sends on the wire), but rule 5
+    counted each row ambiguous as the walk reached it, so a folder left with
+    more rows than that (an older runner's, or a disk that lost the marks)
+    counted every one once they were all sent again: each resume said "raise
+    the cap by $X" and then asked for more. Here, before the run's budget is
+    read, the rows that bound counts (the dearest, as the ledger picks them)
+    are counted ambiguous and every such row goes back to planned, in one
+    transaction: the possible spend stays what the ledger said, and later
+    resumes count it once. The shared mode keeps rule 5 (its leases say
+    `submitting` too).
+    """
+    rows = sorted(ledger.rows("submitting"), key=lambda row: row.estimate, reverse=True)
+    if not rows:
+        return 0
+    # What the bound counts of these rows: the ledger's rule, read back, not copied.
+    left = ledger.possible_extra_spend(per_kill) - ledger.possible_extra_spend(0)
+    counted = 0
+    with ledger.transaction():
+        for row in rows:
+            if left >= row.estimate > 0:
+                ledger.ambiguous(row.key)
+                left -= row.estimate
+                counted += 1
+            ledger.reset(row.key)
+    return counted

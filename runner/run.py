@@ -390,14 +390,16 @@ _FINAL_BATCH = 10_000
 def _price_book(
     manifest: Manifest, options: RunOptions, ledger: Ledger, budget: Micros | None
 ) -> PriceBook:
-    """The run's price book; on a resume that re-attaches jobs, taught the folder's charges.
+    """The run's price book; on a resume under a budget, taught the folder's charges.
 
     A re-attached job is held whatever the budget (runner.scheduling.dispatch),
     at the book's reservation: it must be what the crashed run, which knew the
-    price, reserved, not an unobserved class's `safety` x the table.
+    price, reserved, not an unobserved class's `safety` x the table. A job sent
+    anew is reserved at the price the folder learned too, so the amount a
+    stopped run told the user to raise the cap by is what the next run needs.
     """
     book = book_for(manifest.prices, budget)
-    if budget is not None and any(row.state == "submitted" for row in ledger.in_flight()):
+    if budget is not None:
         _recall_folder_charges(book, run_jobs(manifest, options.shard), ledger)
     return book
 
@@ -409,7 +411,8 @@ def _recall_folder_charges(book: PriceBook, jobs: Iterable[Job], ledger: Ledger)
     """Teach `book` the charges the ledger recorded for `jobs` (completed rows); how many.
 
     Walks `jobs` a batch at a time, reading only that batch's rows, and stops
-    once every charge the ledger records is matched: memory is one batch, not
+    once every charge the ledger records is matched, or at the last charged
+    row's index (a charge whose job left the manifest): memory is one batch, not
     every completed row, and a folder whose finished jobs come first stops
     where they end. Every charge is taught (a class's belief is the highest
     per image, as the crashed run's was), so the book is the same as taught
@@ -417,7 +420,10 @@ def _recall_folder_charges(book: PriceBook, jobs: Iterable[Job], ledger: Ledger)
     """
     left = ledger.totals()["completed"].charged_jobs
     learned = 0
-    it = iter(jobs)
+    # Never past the last charged row's place in the expansion: a charge of a job
+    # the manifest no longer has is never matched, and must not walk a sweep of 10^12.
+    last = ledger.last_charged_index()
+    it = itertools.takewhile(lambda job: job.index <= last, jobs)
     while left > 0 and (batch := list(itertools.islice(it, _RECALL_BATCH))):
         rows = ledger.get_many(job.key for job in batch)
         charges = {

@@ -19,6 +19,7 @@ import pytest
 from runner.emulator import InProcess
 from runner.events import Event, RunStats
 from runner.manifest import Manifest, parse_manifest
+from runner.money import micros
 from runner.run import RunOptions, RunReport, run_manifest
 from runner.store import Ledger, verify
 
@@ -105,6 +106,30 @@ async def test_a_trillion_job_resume_reattaches_from_the_ledger_rows(
     with Ledger.open_readonly(tmp_path / "out") as ledger:
         assert {row.idx: row.state for row in ledger.rows()} == {0: "completed", 1: "completed"}
     assert verify(tmp_path / "out").clean
+
+
+async def test_a_trillion_job_resume_learns_prices_without_walking_the_sweep(
+    tmp_path: Path, make_emulator: Callable[..., InProcess]
+) -> None:
+    """A resume under a cap learns the folder's charges (runner.run._price_book) by walking
+    the expansion only up to the last charged row, even when a charge is of a job the
+    manifest no longer has (here a forged one): otherwise it would walk 10^12 jobs."""
+    emu = make_emulator()
+    manifest = trillion(tmp_path, max_credits=0.06)
+    await crash_after_submits(1, manifest, emu, tmp_path)
+    with Ledger.open_readonly(tmp_path / "out") as ledger:
+        meta = ledger.meta
+    assert meta is not None
+    with Ledger.open(tmp_path / "out", backend=meta.backend, base_url=meta.base_url) as ledger:
+        gone = "k1:" + "ef" * 32  # a job an earlier version of the manifest had
+        ledger.plan(gone, 3, "a", micros(0.02))
+        ledger.submitting(gone)
+        ledger.submitted(gone, "req-gone", wall())
+        ledger.completed(gone, micros(0.02), [], wall())
+
+    report = await run(manifest, emu, tmp_path)
+    assert report.stop == "credits"
+    assert report.stats.completed >= 1
 
 
 async def test_a_resume_trusts_the_ledgers_completed_rows(

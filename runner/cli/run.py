@@ -8,6 +8,7 @@ reports and returns the exit code of ARCHITECTURE.md.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shlex
 import sys
@@ -334,24 +335,35 @@ def resume_hint(
     return " ".join(part for part in parts if part)
 
 
-def _credits_for_the_rest(out: Path, plan: Plan, spent_usd: float) -> int:
+def _credits_for_the_rest(out: Path, plan: Plan, spent_usd: float, per_kill: int) -> int:
     """A cap (µ$) that lets the unfinished jobs run: what is spent plus their estimate.
 
     The rest's estimate is the plan's (every job of the manifest or shard)
     less the completed jobs' estimates: jobs never reached are not in the
     ledger. The cap counts the folder's earlier spend too (resume), so the
     rest's estimate alone would stop the next run just as this one stopped.
+    It counts what the next run's budget will count besides: the folder's
+    possible spend (lost answers, kills mid-submit; `per_kill` is
+    max_submits_in_flight), and, while jobs are left and the folder knows no
+    charge to learn prices from, the first job reserved at the safety factor
+    x the table (runner.scheduling.prices), taken at the dearest prompt's
+    job. Without them the hint could name the very cap that stopped the run.
     """
     from runner.money import micros
+    from runner.scheduling.prices import PricePolicy
     from runner.store import Ledger
 
     ledger = Ledger.open_readonly(out)
     try:
         totals = ledger.totals()
+        possible = ledger.possible_extra_spend(per_kill)
     finally:
         ledger.close()
     rest = max(0, plan.credits - totals["completed"].estimate)
-    return micros(spent_usd) + rest
+    dearest = max((-(-p.credits // p.jobs) for p in plan.prompts if p.jobs), default=0)
+    unlearned = rest and not totals["completed"].charged_jobs
+    scout = math.ceil(dearest * (PricePolicy().safety - 1)) if unlearned else 0
+    return micros(spent_usd) + possible + rest + scout
 
 
 # Above this many jobs the reports read the ledger alone instead of holding
@@ -529,7 +541,9 @@ def _report(
                 sys.argv[0],
                 retry_failed=failed and not args.retry_failed,
                 # A split shard's --max-credits is divided again: the hint names the whole.
-                max_credits=_credits_for_the_rest(out, plan, summary.credits.spent_usd)
+                max_credits=_credits_for_the_rest(
+                    out, plan, summary.credits.spent_usd, manifest.budget.max_submits_in_flight
+                )
                 * (options.shard.count if share and options.shard else 1)
                 if decision.code == EXIT_CREDITS
                 else None,

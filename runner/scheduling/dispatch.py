@@ -107,10 +107,13 @@ class CreditLimit:
         )
         if guard.stopped is None and stats.ambiguous > 0:
             # Possible spend (lost answers, a kill mid-submit) is bounded: say the way out.
+            # Raised by what the next job lacks, the run would stop again at the one after;
+            # raised by the possible spend, a cap that covered the jobs covers them again.
             short = Micros(stats.committed + estimate - (stats.budget or 0))
             reason += (
                 f", {format_usd(stats.ambiguous)} of it possibly billed by lost or killed "
-                f"submits: raise max_credits by {format_usd(short)} to go on"
+                f"submits: raise max_credits by {format_usd(max(short, stats.ambiguous))} "
+                "to go on"
             )
         await guard.stop(reason)
         self._stop.request(reason, hold_submits=False)

@@ -130,11 +130,16 @@ class Completed:
 
 @dataclass(frozen=True, slots=True)
 class Failed:
-    """A final failure for this job (`reason` says why)."""
+    """A final failure for this job (`reason` says why).
+
+    `paid`: the server billed it (a result that could not be used): the ledger
+    counts it as possible spend, so a later run's budget (--retry-failed) does too.
+    """
 
     job: Job
     reason: str
     request_id: str | None = None
+    paid: bool = False
 
     @property
     def outcome(self) -> Outcome:

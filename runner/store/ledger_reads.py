@@ -88,6 +88,14 @@ class LedgerReads(LedgerCore):
                 counts[cast(State, state)] = count
         return counts
 
+    def last_charged_index(self) -> int:
+        """The expansion index (idx) of the last completed row with a charge; -1 if none."""
+        with self._db() as db:
+            (last,) = db.execute(
+                "SELECT MAX(idx) FROM jobs WHERE state = 'completed' AND charged IS NOT NULL"
+            ).fetchone()
+        return -1 if last is None else int(last)
+
     def totals(self) -> dict[State, StateTotals]:
         """Aggregates per state (every state present) for `runner status`."""
         totals = {state: StateTotals(state, 0, ZERO, ZERO, 0, 0, None, None) for state in STATES}

@@ -7,11 +7,17 @@ download). Also reported: images without a sidecar and sidecars without an
 image (orphans), temp files of interrupted writes, and files the ledger
 says are complete but are not there. A JSON file that is not a sidecar and
 has no image beside it (``summary.json``) is not ours to judge.
+
+Jobs the ledger calls failed have no images to check: they are listed as
+notes (the first `MAX_FAILED_NOTES`, with their reasons), not problems, so
+that "all good" is never read as "all done" (a result with fewer images
+than asked is such a job, issue #13).
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import stat
 from collections.abc import Sequence
@@ -35,6 +41,8 @@ from runner.store.sidecar import Sidecar, read_sidecar
 
 IMAGE_SUFFIXES: Final = frozenset(f".{ext}" for ext in EXTENSIONS.values())
 
+MAX_FAILED_NOTES: Final = 10  # failed jobs named one by one in verify's report; then a count
+
 # A stored image was checked when it arrived; this only bounds a hostile header.
 _MAX_PIXELS: Final = 1 << 30
 
@@ -53,6 +61,9 @@ class VerifyReport:
     orphans: tuple[Problem, ...]
     temp_files: tuple[str, ...]
     missing: tuple[Problem, ...]
+    failed: tuple[Problem, ...] = ()
+    """(job, reason) of the first MAX_FAILED_NOTES failed jobs: notes, not problems."""
+    failed_jobs: int = 0
 
     @property
     def clean(self) -> bool:
@@ -202,6 +213,20 @@ def _ledger_missing(out_dir: Path) -> list[Problem]:
     return missing
 
 
+def _ledger_failed(out_dir: Path) -> tuple[list[Problem], int]:
+    if not ledger_path(out_dir).is_file():
+        return [], 0
+    with Ledger.open_readonly(out_dir) as ledger:
+        count = ledger.counts()["failed"]
+        if not count:
+            return [], 0
+        notes = [
+            (f"{row.prompt_id} [{row.key.partition(':')[2][:8]}]", row.reason or "no reason")
+            for row in itertools.islice(ledger.rows("failed"), MAX_FAILED_NOTES)
+        ]
+    return notes, count
+
+
 def verify(out_dir: Path) -> VerifyReport:
     """Check every image under `out_dir` against its sidecar; see the module docstring.
 
@@ -229,6 +254,7 @@ def verify(out_dir: Path) -> VerifyReport:
         sidecar, _ = _read_sidecar(path)
         if sidecar is not None:
             orphans.append((relative_name(out_dir, path), "sidecar without an image"))
+    failed, failed_jobs = _ledger_failed(out_dir)
     return VerifyReport(
         out_dir=out_dir,
         checked=len(images),
@@ -237,6 +263,8 @@ def verify(out_dir: Path) -> VerifyReport:
         orphans=tuple(orphans),
         temp_files=tuple(relative_name(out_dir, path) for path in temps),
         missing=tuple(_ledger_missing(out_dir)),
+        failed=tuple(failed),
+        failed_jobs=failed_jobs,
     )
 
 
@@ -249,6 +277,11 @@ def render_verify(report: VerifyReport) -> str:
     problems = (
         len(report.mismatches) + len(report.orphans) + len(report.temp_files) + len(report.missing)
     )
+    lines += [f"failed    {job}: {reason}" for job, reason in report.failed]
+    if report.failed_jobs > len(report.failed):
+        lines.append(f"failed    ... and {report.failed_jobs - len(report.failed)} more")
     verdict = "all good" if report.clean else f"{problems} problem(s)"
+    if report.failed_jobs:
+        verdict += f" ({report.failed_jobs} job(s) failed: no images to check)"
     lines.append(f"{report.out_dir}: {report.checked} image(s) checked, {report.ok} ok; {verdict}")
     return "\n".join(lines) + "\n"

@@ -9,6 +9,7 @@ records `retention` seconds, like Segmind's hour.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,12 @@ import pytest
 from provider_cases import ProviderCase
 from whole_runs import jobs_manifest
 
+from runner.backends.select import LOCAL_BASE_URL
 from runner.emulator import InProcess
 from runner.errors import UsageError
 from runner.events import Event, Listener, RunStats
 from runner.manifest import Manifest
+from runner.money import micros
 from runner.reporting.exit_codes import decide_exit
 from runner.run import RunOptions, RunReport, run_manifest
 from runner.store import Ledger, folder_status, verify
@@ -288,3 +291,32 @@ async def test_a_submit_left_on_the_wire_by_a_crash_is_counted_ambiguous_once(
     with Ledger.open_readonly(tmp_path / "out") as ledger:
         row = ledger.get(job.key)
     assert row is not None and row.state == "completed" and row.ambiguous == 1
+
+
+async def test_a_folder_a_kill_left_submitting_is_finished_by_raising_the_cap_as_told(
+    tmp_path: Path, make_emulator: Callable[..., InProcess]
+) -> None:
+    """Issue #13: a kill's `submitting` rows count as possible spend only up to what a kill
+    can cost, and the stop says by how much to raise the cap; raised by that, the folder
+    finishes."""
+    emu = make_emulator()
+    budget = 0.20  # the ten jobs at the table, nothing more
+    manifest = make_manifest(tmp_path, jobs=10, budget=budget)
+    jobs = list(expand(manifest))
+    with Ledger.open(tmp_path / "out", backend="local", base_url=LOCAL_BASE_URL) as ledger:
+        ledger.start_run(argv=["runner"], manifest_sha256=None, at=wall())  # killed: never ended
+        for job in jobs:
+            ledger.plan(job.key, job.index, job.prompt_id, micros(0.02))
+            ledger.submitting(job.key)  # the kill left every row marked, no id journalled
+    first = await run(manifest, emu, tmp_path)
+    assert first.stop == "credits"
+    reason = first.stop_reason or ""
+    # Four sends at most were on the wire (max_submits_in_flight): $0.08, not all ten rows.
+    assert "$0.08 of it possibly billed" in reason, reason
+    match = re.search(r"raise max_credits by \$([0-9.]+) to go on", reason)
+    assert match, reason
+    raised = jobs_manifest(tmp_path, 10, rpm=50, max_credits=budget + float(match[1]), prefix="t")
+    again = await run(raised, emu, tmp_path)
+    assert again.stop is None, again.stop_reason
+    assert states(tmp_path) == {"completed": 10}
+    assert emu.emulator.charged_total() <= budget + float(match[1]) + 1e-9

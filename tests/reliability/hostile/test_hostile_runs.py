@@ -17,6 +17,7 @@ fewer images than asked does not end completed.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -30,8 +31,10 @@ from hostile_corpus import (
 )
 
 from runner.emulator import Emulator
+from runner.manifest import parse_manifest
 from runner.money import micros
-from runner.store import Ledger, verify
+from runner.run import RunOptions, run_manifest
+from runner.store import Ledger, render_verify, verify
 
 pytestmark = pytest.mark.anyio
 
@@ -249,6 +252,10 @@ async def test_too_few_images_is_not_completed(tmp_path: Path) -> None:
     emu.faults.script("result", "missing_images")
     _, row = await run_case(emu, tmp_path, one_job_manifest(tmp_path, n=2))
     assert row.state != "completed"
+    # ... and `runner verify` says so: its "all good" is about files, and names the job.
+    text = render_verify(verify(tmp_path / "out"))
+    assert "failed    fox [" in text and "the result has 1 of 2 image(s)" in text, text
+    assert "(1 job(s) failed: no images to check)" in text, text
 
 
 async def test_too_few_images_leaves_no_stray_file(tmp_path: Path) -> None:
@@ -259,3 +266,27 @@ async def test_too_few_images_leaves_no_stray_file(tmp_path: Path) -> None:
     assert report.stats.completed + report.stats.failed == 1
     assert len(image_files(tmp_path / "out")) <= 1
     assert not verify(tmp_path / "out").orphans
+
+
+async def test_a_paid_failure_counts_against_the_cap_of_the_next_run(tmp_path: Path) -> None:
+    """A result with fewer images than asked is paid and failed; `--retry-failed` later must
+    count what it cost: the cap covers the folder, not one run (it overspent by $0.08)."""
+    emu = Emulator(emulator_config())
+    emu.faults.script("result", "missing_images", times=2)
+    text = f"""name: paid
+defaults: {{resolution: 1k, aspect_ratio: "1:1", output_format: png, n: 2}}
+prompts:
+  - id: fox
+    prompt: "a picture of a {{animal}}"
+    vars: {{animal: [fox, cat]}}
+budget: {{requests_per_minute: 50, max_credits: 0.10}}
+output: {{dir: {tmp_path / "out"}}}
+"""
+    manifest = parse_manifest(text, path=str(tmp_path / "m.yaml"), base_dir=tmp_path)
+    opts = RunOptions(backend="local", out=tmp_path / "out", time_scale=1.0, seed=1)
+    first = await run_manifest(manifest, opts, emulator=emu, env={})
+    assert first.stats.failed == 2
+    assert emu.charged_total() == pytest.approx(0.08)  # billed, though failed
+    again = await run_manifest(manifest, replace(opts, retry_failed=True), emulator=emu, env={})
+    assert again.stop == "credits"
+    assert emu.charged_total() <= 0.10 + 1e-9
