@@ -53,6 +53,8 @@ from runner.scheduling.scheduler import Scheduler, SchedulerConfig, WorkItem, ra
 from runner.scheduling.source import IterSource, WorkSource
 from runner.store import JobRow, Ledger
 from runner.store.calls import CallLog
+from runner.store.journal import Entry as JournalEntry
+from runner.store.journal import read_journal
 from runner.store.learned_rate import LearnedRate, load_learned, save_learned
 from runner.sweep import expand
 
@@ -370,6 +372,27 @@ def _served_from_cache(
     return True
 
 
+def _sends_left_on_the_wire(out: Path, now: float, span: float) -> list[float]:
+    """Ages (0: now) of the billed sends the journal saw go out in the last `span` seconds
+    with no answer journalled after them: a killed run's calls on the wire.
+
+    calls.log has a call once it ended, so without these a run resumed after a
+    kill would not count up to max_submits_in_flight calls the server did
+    count. Each is aged from when it went out: the server saw it then, within
+    the gate's margin of transit. A send refused (429, 5xx) has no answer
+    journalled either and is in calls.log too: counted twice for one window,
+    which only slows the restart.
+    """
+    last: dict[str, JournalEntry] = {}
+    for entry in read_journal(out):
+        last[entry.key] = entry
+    return [
+        now - entry.at
+        for entry in last.values()
+        if entry.kind == "sending" and 0 <= now - entry.at <= span
+    ]
+
+
 def _local_gate(
     out: Path, config: SchedulerConfig, wall: Callable[[], float]
 ) -> tuple[RateGate, CallLog]:
@@ -390,7 +413,8 @@ def _local_gate(
         config.window,
         margin=config.margin,
         model=config.rate_model,
-        history=calls.ages(config.window + config.margin, now),
+        history=calls.ages(config.window + config.margin, now)
+        + _sends_left_on_the_wire(out, now, config.window + config.margin),
         on_finished=lambda: calls.append(wall()),
         auto=config.rpm_auto,
         learned=learned,

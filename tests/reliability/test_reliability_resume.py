@@ -320,3 +320,24 @@ async def test_a_folder_a_kill_left_submitting_is_finished_by_raising_the_cap_as
     assert again.stop is None, again.stop_reason
     assert states(tmp_path) == {"completed": 10}
     assert emu.emulator.charged_total() <= budget + float(match[1]) + 1e-9
+
+
+async def test_a_resumed_gate_counts_the_sends_a_kill_left_on_the_wire(
+    tmp_path: Path, make_emulator: Callable[..., InProcess]
+) -> None:
+    """Issue #13: a call is journalled before it is sent, so a resumed run's gate counts the
+    calls of the process that was killed, the ones on the wire at the kill too (calls.log
+    has a call only once it ended)."""
+    emu = make_emulator()
+    manifest = jobs_manifest(tmp_path, 6, rpm=5, prefix="t")
+    (tmp_path / "out" / ".runner").mkdir(parents=True)
+    journal = Journal.open(tmp_path / "out")
+    for i in range(4):  # four billed sends out when the kill came, no answer journalled
+        journal.sending(f"k1:{i:064x}", wall())
+    journal.close()
+    report = await run(manifest, emu, tmp_path)
+    assert report.stats.completed == 6
+    times = [c.time for c in emu.emulator.calls("submit")]
+    # The server's window of the kill (from 0 s) already holds the four: one more at most
+    # fits under the limit of 5 (before, the resumed run sent 4 at once at 0 s).
+    assert len([t for t in times if t < 60.0]) <= 1, times
