@@ -30,6 +30,7 @@ import anyio
 
 from runner.backends.base import Metrics, State
 from runner.scheduling.latency import (
+    Bracket,
     LatencyModel,
     PollTiming,
     first_poll,
@@ -110,6 +111,7 @@ class Polling:
         self._changed: anyio.Event | None = None
         # Jobs polling now, for what their "not yet" answers say (right-censoring).
         self._active: set[JobPolls] = set()
+        self._last = False  # no more jobs will start (`drained`)
 
     @property
     def policy(self) -> PollPolicy:
@@ -126,6 +128,14 @@ class Polling:
         self._active.add(polls)
         return polls
 
+    def drained(self) -> None:
+        """No more jobs will start: the run ends with the detection of those running.
+
+        From here a first poll is never later than the age by which every
+        job seen so far was done (`latency.first_poll`'s `last`).
+        """
+        self._last = True
+
     def observe_sync(self, latency: float) -> None:
         """A v1 job's latency (seconds): the call waited for the job, so it is the bracket."""
         self.model.observe(latency, latency)
@@ -133,11 +143,16 @@ class Polling:
 
     # -- for JobPolls ----------------------------------------------------------
 
-    def _learn(self, lo: float, hi: float, metrics: Metrics) -> None:
-        stated = server_latency(metrics.total_time, metrics.queue_time, metrics.inference_time)
-        seen = observed(lo, hi, stated=stated, inference=metrics.inference_time)
+    def _learn(self, lo: float, hi: float, metrics: Metrics) -> Bracket:
+        seen = _seen(lo, hi, metrics)
         self.model.observe(seen.lo, seen.hi)
         self._wake()
+        return seen
+
+    def _restate(self, was: Bracket, lo: float, hi: float, metrics: Metrics) -> None:
+        now = _seen(lo, hi, metrics)
+        if now != was:
+            self.model.restate(was, now)
 
     def _claim_scout(self, polls: JobPolls) -> bool:
         if self._scout is None:
@@ -148,7 +163,7 @@ class Polling:
         # The jobs still out that said "not yet": without them the model
         # would know only the jobs fast enough to have finished.
         self.model.running(tuple(p.lower for p in self._active if p.polls))
-        return first_poll(self.model)
+        return first_poll(self.model, last=self._last)
 
     def _release(self, polls: JobPolls) -> None:
         if self._scout is polls:
@@ -172,11 +187,18 @@ class Polling:
         return latest(self.model.timing, age, late)
 
 
+def _seen(lo: float, hi: float, metrics: Metrics) -> Bracket:
+    stated = server_latency(metrics.total_time, metrics.queue_time, metrics.inference_time)
+    return observed(lo, hi, stated=stated, inference=metrics.inference_time)
+
+
 class JobPolls:
     """One job's polls: which age to ask at next, and what its answers taught.
 
     Use `next_age` before each poll, `not_done` after each "not yet",
-    `done` on the first "done", and `close` in every case (idempotent).
+    `completed` when a status says COMPLETED before the result is fetched,
+    `done` on the first "done" (the result), and `close` in every case
+    (idempotent).
     """
 
     def __init__(self, polling: Polling) -> None:
@@ -186,6 +208,8 @@ class JobPolls:
         self._queued = False
         self._scouted = 0  # polls made as the scout
         self._closed = False
+        # What `completed` taught (the bracket, the age it was seen done at).
+        self._seen: tuple[Bracket, float] | None = None
 
     @property
     def polls(self) -> int:
@@ -213,7 +237,7 @@ class JobPolls:
                 polling._release(self)
                 if self._asked == 0:
                     return polling._later(age, max(age, polling._first_poll()))
-                target = next_poll(model, self._lo, queued=self._queued)
+                target = next_poll(model, self._lo, queued=self._queued, last=polling._last)
                 return polling._later(age, max(age, target))
             if polling._claim_scout(self):
                 return latest(model.timing, age, self._scout_age(age))
@@ -242,9 +266,29 @@ class JobPolls:
         self._lo = max(self._lo, sent_age)
         self._queued = state == "QUEUED"
 
+    def completed(self, answered_age: float, metrics: Metrics) -> None:
+        """A status answer that arrived at `answered_age` (seconds) says the job is done.
+
+        Taught at once: jobs waiting for what this one teaches (the scout's
+        batch) go on now, not after its result call, which on a server that
+        renders the image then may take longer than the status did. The
+        result's stated latency refines it (`done`).
+        """
+        if self._closed or self._seen is not None:
+            return
+        self._seen = (self._polling._learn(self._lo, answered_age, metrics), answered_age)
+        self._polling._active.discard(self)  # no longer "running" for the others
+
     def done(self, answered_age: float, metrics: Metrics) -> None:
-        """The first "done" answer arrived at `answered_age` (seconds), with the job's metrics."""
-        if not self._closed:
+        """The first "done" answer arrived at `answered_age` (seconds), with the job's metrics.
+
+        After `completed`, the observation it made is narrowed by what these
+        metrics state, at the age the status saw the job done.
+        """
+        if self._seen is not None:
+            was, at = self._seen
+            self._polling._restate(was, self._lo, at, metrics)
+        elif not self._closed:
             self._polling._learn(self._lo, answered_age, metrics)
         self.close()
 
