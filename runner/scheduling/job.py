@@ -91,6 +91,8 @@ class JobRunner:
         ctx = self._ctx
         job = item.job
         final: JobEnd
+        # Polling's end game waits for this job to poll or end (polling.py).
+        arrived = ctx.polls.expect()
         try:
             final = await self._life(item)
         except Stopped:
@@ -104,6 +106,8 @@ class JobRunner:
         except RunnerError as err:
             ctx.stop.fail(err)
             final = Left(job)
+        finally:
+            arrived()
         # Shielded: a cancelled run still records and hands back its jobs.
         with anyio.CancelScope(shield=True):
             await ctx.publish(final)

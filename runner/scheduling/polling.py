@@ -22,8 +22,10 @@ polls. Ages are seconds since the job's submit was answered, on the run's
 
 from __future__ import annotations
 
+import contextvars
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import anyio
@@ -48,8 +50,8 @@ class PollPolicy:
 
     `prior`: the latency believed before any job finished. `first_quantile`,
     `first_margin`, `step_share`, `min_step`, `max_step`, `scout_ratio`,
-    `scout_start`, `tail_survival`, `tail_share`, `retention_share`: see
-    runner.scheduling.latency.PollTiming. `jitter`: the share by which a
+    `scout_start`, `end_scout_steps`, `tail_survival`, `tail_share`,
+    `retention_share`: see runner.scheduling.latency.PollTiming. `jitter`: the share by which a
     poll may come later than planned (never earlier: an early poll is a
     wasted call), so jobs submitted together do not poll together.
     `deadline`: a job still not done at this age is left to the next run.
@@ -63,6 +65,7 @@ class PollPolicy:
     max_step: float = 15.0
     scout_ratio: float = 2.0
     scout_start: float = 0.125
+    end_scout_steps: int = 4
     tail_survival: float = 0.03
     tail_share: float = 0.2
     retention_share: float = 0.98
@@ -83,6 +86,7 @@ class PollPolicy:
             max_step=self.max_step * self.scale,
             scout_ratio=self.scout_ratio,
             scout_start=self.scout_start,
+            end_scout_steps=self.end_scout_steps,
             tail_survival=self.tail_survival,
             tail_share=self.tail_share,
             retention=retention,
@@ -93,7 +97,9 @@ class PollPolicy:
 class Polling:
     """The run's latency model and its one scout; hands out a `JobPolls` per job.
 
-    `retention`: how long the server keeps a job, seconds (already scaled).
+    `retention`: how long the server keeps a job, seconds (already scaled);
+    `counted`: the rate limit counts polls (`rate_scope: all`), so that the
+    end game adds none (`drained`).
     """
 
     def __init__(
@@ -103,15 +109,18 @@ class Polling:
         size: int = 128,
         *,
         retention: float = math.inf,
+        counted: bool = False,
     ) -> None:
         self._policy = policy
+        self._counted = counted
         self._rng = rng
         self.model = LatencyModel(policy.timing(retention), size=size)
         self._scout: JobPolls | None = None
         self._changed: anyio.Event | None = None
         # Jobs polling now, for what their "not yet" answers say (right-censoring).
         self._active: set[JobPolls] = set()
-        self._last = False  # no more jobs will start (`drained`)
+        self._drained = False  # no more jobs will start (`drained`)
+        self._coming = 0  # jobs started that have neither polled nor ended (`expect`)
 
     @property
     def policy(self) -> PollPolicy:
@@ -124,17 +133,42 @@ class Polling:
 
     def job(self) -> JobPolls:
         """A new job's polls."""
+        coming = _COMING.get()
+        if coming is not None and coming.polling is self:
+            coming.arrive()
         polls = JobPolls(self)
         self._active.add(polls)
         return polls
 
+    @property
+    def _last(self) -> bool:
+        """The end game: no more jobs will start, and every job started is polling or ended."""
+        return self._drained and self._coming == 0
+
+    def expect(self) -> Callable[[], None]:
+        """A job started that may poll later (it has its submit ahead): hold the end game.
+
+        Returns what to call when it ends (idempotent); its first `job()`,
+        in the same task, counts as that too. A batch dispatched at once
+        but paced by the rate limit is not in its end game until its last
+        submit was answered.
+        """
+        self._coming += 1
+        coming = _Coming(self)
+        _COMING.set(coming)
+        return coming.arrive
+
     def drained(self) -> None:
         """No more jobs will start: the run ends with the detection of those running.
 
-        From here a first poll is never later than the age by which every
-        job seen so far was done (`latency.first_poll`'s `last`).
+        Once every job `expect`ed also polls (or ended), a first poll is
+        never later than the age by which every job seen so far was done
+        (`latency.first_poll`'s `last`), and, where the rate limit does not
+        count polls, a scout steps finer
+        (`latency.scout_schedule`'s `last`): its detection is the whole
+        batch's.
         """
-        self._last = True
+        self._drained = True
 
     def observe_sync(self, latency: float) -> None:
         """A v1 job's latency (seconds): the call waited for the job, so it is the bracket."""
@@ -187,6 +221,27 @@ class Polling:
         return latest(self.model.timing, age, late)
 
 
+class _Coming:
+    """One job `Polling.expect`ed: counted until it polls or ends."""
+
+    __slots__ = ("here", "polling")
+
+    def __init__(self, polling: Polling) -> None:
+        self.polling = polling
+        self.here = False
+
+    def arrive(self) -> None:
+        if not self.here:
+            self.here = True
+            self.polling._coming -= 1
+
+
+# The job this task runs (each job is a task of its own), for `Polling.job`.
+_COMING: contextvars.ContextVar[_Coming | None] = contextvars.ContextVar(
+    "runner_polling_coming", default=None
+)
+
+
 def _seen(lo: float, hi: float, metrics: Metrics) -> Bracket:
     stated = server_latency(metrics.total_time, metrics.queue_time, metrics.inference_time)
     return observed(lo, hi, stated=stated, inference=metrics.inference_time)
@@ -206,7 +261,6 @@ class JobPolls:
         self._asked = 0  # polls answered "not yet"
         self._lo = 0.0  # age at the send of the last "not yet"
         self._queued = False
-        self._scouted = 0  # polls made as the scout
         self._closed = False
         # What `completed` taught (the bracket, the age it was seen done at).
         self._seen: tuple[Bracket, float] | None = None
@@ -249,15 +303,17 @@ class JobPolls:
             age = max(age, anyio.current_time() - started)
 
     def _scout_age(self, age: float) -> float:
-        timing = self._polling.model.timing
+        polling = self._polling
+        timing = polling.model.timing
+        last = polling._last and not polling._counted
         # The next point of the geometric schedule after both the last poll
-        # and now: a job that takes the role late does not replay the start.
+        # and now: a job that takes the role late does not replay the start,
+        # and one whose run has just drained goes on on the finer schedule.
         floor = max(age, self._lo)
-        k = self._scouted
-        while scout_schedule(timing, k) <= floor and k < 64:
+        k = 0
+        while scout_schedule(timing, k, last=last) <= floor and k < 256:
             k += 1
-        self._scouted = k + 1
-        target = scout_schedule(timing, k)
+        target = scout_schedule(timing, k, last=last)
         return target if math.isfinite(target) else floor
 
     def not_done(self, sent_age: float, state: State) -> None:

@@ -48,9 +48,7 @@ def test_a_group_is_synced_once_and_a_lone_record_each_time(
         pass  # nothing written: nothing to sync
     assert len(syncs) == 2
     journal.close()
-    assert [e.request_id for e in read_journal(tmp_path)] == [None] + [
-        f"req-{i}" for i in range(4)
-    ]
+    assert [e.request_id for e in read_journal(tmp_path)] == [None] + [f"req-{i}" for i in range(4)]
 
 
 def test_a_group_that_raises_gives_its_places_to_the_next_records(tmp_path: Path) -> None:
