@@ -295,9 +295,10 @@ def _peers(target: Target, figures: Mapping[str, Any]) -> str:
     return (
         f"{text}. A small gap{noise}: in a "
         "batch that fits in one window everyone's makespan is one latency plus the poll "
-        "that notices it, the peer's every second, the runner's once near the expected "
-        "completion (up to 10 % later) and then every 9.5 % of its age; the runner pays for its "
-        "economy of calls with up to a second of detection."
+        "that notices it, the peer's every second, the runner's once its scout was seen done "
+        "(its scout's geometric polls, finer once the whole batch is submitted, are the "
+        "detection of the whole batch), then every 9.5 % of its age; the runner pays for its "
+        "economy of calls with that part of a second of detection."
     )
 
 
