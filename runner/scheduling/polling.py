@@ -51,9 +51,10 @@ class PollPolicy:
     `prior`: the latency believed before any job finished. `first_quantile`,
     `first_margin`, `step_share`, `min_step`, `max_step`, `scout_ratio`,
     `scout_start`, `end_scout_steps`, `tail_survival`, `tail_share`,
-    `retention_share`: see runner.scheduling.latency.PollTiming. `jitter`: the share by which a
-    poll may come later than planned (never earlier: an early poll is a
-    wasted call), so jobs submitted together do not poll together.
+    `retention_share`: see runner.scheduling.latency.PollTiming. `jitter`:
+    the share by which a poll may come later than planned (never earlier:
+    an early poll is a wasted call), so jobs submitted together do not poll
+    together.
     `deadline`: a job still not done at this age is left to the next run.
     """
 
@@ -164,9 +165,8 @@ class Polling:
         Once every job `expect`ed also polls (or ended), a first poll is
         never later than the age by which every job seen so far was done
         (`latency.first_poll`'s `last`), and, where the rate limit does not
-        count polls, a scout steps finer
-        (`latency.scout_schedule`'s `last`): its detection is the whole
-        batch's.
+        count polls, a scout steps finer (`latency.scout_schedule`'s
+        `last`): its detection is the whole batch's.
         """
         self._drained = True
 
