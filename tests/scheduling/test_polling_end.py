@@ -147,3 +147,19 @@ async def test_a_drained_batch_is_scouted_finely_where_polls_are_not_counted(
     assert rows[-1][2] == (5 if scope == "all" else 9)
     assert [r[2] for r in rows[:-1]] == [1] * 14
     assert not [c for c in emu.emulator.calls() if c.status == 429]
+
+
+@REAL_IDLE
+async def test_a_batch_paced_by_the_rate_is_not_in_its_end_game_while_submits_wait(
+    fast_dir: Path, make_emulator: Callable[..., InProcess]
+) -> None:
+    # 12 jobs dispatched at once (the in-flight cap holds them all) but sent
+    # one every 5 s (12 a minute, smooth): while the scout scouts, submits are
+    # still to come, so it keeps its schedule of one poll a doubling.
+    emu = make_emulator(latency=Latency("fixed", 12.0, 0.0), workers=64, result_in_progress=False)
+    opts = RunOptions(backend="local", out=fast_dir / "out", time_scale=1.0, seed=1)
+    manifest = make_manifest(fast_dir, 12, rpm=12, rate_model="smooth")
+    report = await run_manifest(manifest, opts, emulator=emu.emulator, env={})
+    assert report.stats.completed == 12
+    rows = sorted(detections(emu))
+    assert rows[0][2] == 5  # 1.25, 2.5, 5, 10, 20 s: not the finer 9
