@@ -66,9 +66,7 @@ class PollTiming:
     this share of jobs is done. `step_share`: later
     polls every this share of the job's age (the detection delay it allows).
     `scout_ratio`: the scout's geometric step; `scout_start`: its first poll
-    as a share of the prior; `end_scout_steps`: its polls per doubling once
-    no more jobs will start and polls are not counted by the rate limit
-    (`scout_schedule`).
+    as a share of the prior.
     `tail_share`: the step of a job older than all but `tail_survival` of
     the jobs. `retention`: how long the server keeps
     a job (seconds; inf: for ever); no poll is placed past `retention_share`
@@ -83,7 +81,6 @@ class PollTiming:
     max_step: float = 15.0
     scout_ratio: float = 2.0
     scout_start: float = 0.125
-    end_scout_steps: int = 4
     tail_survival: float = 0.03
     tail_share: float = 0.2
     retention: float = math.inf
@@ -279,26 +276,9 @@ class LatencyModel:
         return cdf[i - 1] + share * (cdf[i] - cdf[i - 1])
 
 
-def scout_schedule(timing: PollTiming, polls: int, *, last: bool = False) -> float:
-    """The age of a scout's `polls`-th poll (0-based): prior x start x ratio^polls.
-
-    `last`: a scout whose batch is the whole rest of the run (no more jobs
-    will start) and whose polls the rate limit does not count. Everyone
-    waits for what it teaches, so the run ends about its detection delay
-    after its latency: from half the prior on it takes `end_scout_steps` (4)
-    polls per doubling (at most 19 % late, not 100 %; 7 polls up to the
-    prior instead of 4). The prior stays a point of either schedule
-    (computed as powers of 2, so exactly).
-    """
-    start = timing.prior * timing.scout_start
-    # Fine only from half the prior on: a job done sooner costs a few polls
-    # at most, and the end game's extra polls stay about three.
-    ratio = timing.scout_ratio
-    coarse = polls
-    if last and ratio > 1.0 and timing.scout_start < 0.5:
-        coarse = min(polls, round(math.log(0.5 / timing.scout_start, ratio)))
-    fine = math.pow(2.0, (polls - coarse) / timing.end_scout_steps)
-    return start * ratio**coarse * fine
+def scout_schedule(timing: PollTiming, polls: int) -> float:
+    """The age of a scout's `polls`-th poll (0-based): prior x start x ratio^polls."""
+    return timing.prior * timing.scout_start * timing.scout_ratio**polls
 
 
 def first_poll(model: LatencyModel, *, last: bool = False) -> float:

@@ -50,7 +50,7 @@ class PollPolicy:
 
     `prior`: the latency believed before any job finished. `first_quantile`,
     `first_margin`, `step_share`, `min_step`, `max_step`, `scout_ratio`,
-    `scout_start`, `end_scout_steps`, `tail_survival`, `tail_share`,
+    `scout_start`, `tail_survival`, `tail_share`,
     `retention_share`: see runner.scheduling.latency.PollTiming. `jitter`:
     the share by which a poll may come later than planned (never earlier:
     an early poll is a wasted call), so jobs submitted together do not poll
@@ -66,7 +66,6 @@ class PollPolicy:
     max_step: float = 15.0
     scout_ratio: float = 2.0
     scout_start: float = 0.125
-    end_scout_steps: int = 4
     tail_survival: float = 0.03
     tail_share: float = 0.2
     retention_share: float = 0.98
@@ -87,7 +86,6 @@ class PollPolicy:
             max_step=self.max_step * self.scale,
             scout_ratio=self.scout_ratio,
             scout_start=self.scout_start,
-            end_scout_steps=self.end_scout_steps,
             tail_survival=self.tail_survival,
             tail_share=self.tail_share,
             retention=retention,
@@ -98,9 +96,7 @@ class PollPolicy:
 class Polling:
     """The run's latency model and its one scout; hands out a `JobPolls` per job.
 
-    `retention`: how long the server keeps a job, seconds (already scaled);
-    `counted`: the rate limit counts polls (`rate_scope: all`), so that the
-    end game adds none (`drained`).
+    `retention`: how long the server keeps a job, seconds (already scaled).
     """
 
     def __init__(
@@ -110,10 +106,8 @@ class Polling:
         size: int = 128,
         *,
         retention: float = math.inf,
-        counted: bool = False,
     ) -> None:
         self._policy = policy
-        self._counted = counted
         self._rng = rng
         self.model = LatencyModel(policy.timing(retention), size=size)
         self._scout: JobPolls | None = None
@@ -164,9 +158,7 @@ class Polling:
 
         Once every job `expect`ed also polls (or ended), a first poll is
         never later than the age by which every job seen so far was done
-        (`latency.first_poll`'s `last`), and, where the rate limit does not
-        count polls, a scout steps finer (`latency.scout_schedule`'s
-        `last`): its detection is the whole batch's.
+        (`latency.first_poll`'s `last`).
         """
         self._drained = True
 
@@ -303,17 +295,14 @@ class JobPolls:
             age = max(age, anyio.current_time() - started)
 
     def _scout_age(self, age: float) -> float:
-        polling = self._polling
-        timing = polling.model.timing
-        last = polling._last and not polling._counted
+        timing = self._polling.model.timing
         # The next point of the geometric schedule after both the last poll
-        # and now: a job that takes the role late does not replay the start,
-        # and one whose run has just drained goes on on the finer schedule.
+        # and now: a job that takes the role late does not replay the start.
         floor = max(age, self._lo)
         k = 0
-        while scout_schedule(timing, k, last=last) <= floor and k < 256:
+        while scout_schedule(timing, k) <= floor and k < 64:
             k += 1
-        target = scout_schedule(timing, k, last=last)
+        target = scout_schedule(timing, k)
         return target if math.isfinite(target) else floor
 
     def not_done(self, sent_age: float, state: State) -> None:

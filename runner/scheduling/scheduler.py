@@ -103,9 +103,7 @@ class Scheduler:
         self._feed = SourceFeed(IterSource(()))
         self._start: float | None = None
         rng = random.Random(config.seed)
-        polls = Polling(
-            config.poll, rng, retention=config.retention, counted=config.rate_scope == "all"
-        )
+        polls = Polling(config.poll, rng, retention=config.retention)
         first_cap = config.max_in_flight or auto_cap(config.rpm, config.window, polls.expected())
         self._ctx = RunContext(
             backend=backend,

@@ -115,11 +115,8 @@ async def test_a_batch_in_one_window_ends_at_its_last_jobs_latency(
     report = await run_manifest(manifest, opts, emulator=emu.emulator, env={})
     assert report.stats.completed == 15
     rows = sorted(detections(emu), key=lambda r: r[2])
-    # The scout: its geometric schedule from the prior, 1.25 s up to 10 s:
-    # from 5 s on four polls a doubling where polls are not counted (1.25,
-    # 2.5, 5, 5.9, 7.1, 8.4, 10 s), else one (1.25, 2.5, 5, 10 s): the end
-    # game adds no counted call.
-    assert rows[-1][2] == (4 if scope == "all" else 7)
+    # The scout: its geometric schedule from the prior (1.25, 2.5, 5, 10 s).
+    assert rows[-1][2] == 4
     # Every other job: one status call, made at the age the scout was seen
     # done (before: at 1.075 x it, 0.75 s late), so no extra call either.
     assert [r[2] for r in rows[:-1]] == [1] * 14
@@ -129,37 +126,16 @@ async def test_a_batch_in_one_window_ends_at_its_last_jobs_latency(
 
 
 @REAL_IDLE
-@pytest.mark.parametrize(("scope", "late"), [("submit", 0.19), ("all", 1.0)])
-async def test_a_drained_batch_is_scouted_finely_where_polls_are_not_counted(
-    fast_dir: Path, make_emulator: Callable[..., InProcess], scope: str, late: float
-) -> None:
-    # Jobs of 12 s against the prior of 10 s: the scout's schedule of one
-    # poll a doubling finds the first at 20 s, and every job waits for it.
-    emu = make_emulator(latency=Latency("fixed", 12.0, 0.0), workers=64, result_in_progress=False)
-    opts = RunOptions(backend="local", out=fast_dir / "out", time_scale=1.0, seed=1)
-    manifest = make_manifest(fast_dir, 15, rpm=50, rate_scope=scope)
-    report = await run_manifest(manifest, opts, emulator=emu.emulator, env={})
-    assert report.stats.completed == 15
-    rows = sorted(detections(emu), key=lambda r: r[2])
-    # At 2^(1/4) a step (scope submit) the scout is found at 14.1 s, 18 % late;
-    # counted polls keep the doubling (found at 20 s): 5 polls, not 9.
-    assert max(r[1] for r in rows) <= late * 12.0
-    assert rows[-1][2] == (5 if scope == "all" else 9)
-    assert [r[2] for r in rows[:-1]] == [1] * 14
-    assert not [c for c in emu.emulator.calls() if c.status == 429]
-
-
-@REAL_IDLE
 async def test_a_batch_paced_by_the_rate_is_not_in_its_end_game_while_submits_wait(
     fast_dir: Path, make_emulator: Callable[..., InProcess]
 ) -> None:
     # 12 jobs dispatched at once (the in-flight cap holds them all) but sent
-    # one every 5 s (12 a minute, smooth): while the scout scouts, submits are
-    # still to come, so it keeps its schedule of one poll a doubling.
+    # one every 5 s (12 a minute, smooth): while submits are still to come
+    # the first polls keep their margin, a poll more would not shorten the run.
     emu = make_emulator(latency=Latency("fixed", 12.0, 0.0), workers=64, result_in_progress=False)
     opts = RunOptions(backend="local", out=fast_dir / "out", time_scale=1.0, seed=1)
     manifest = make_manifest(fast_dir, 12, rpm=12, rate_model="smooth")
     report = await run_manifest(manifest, opts, emulator=emu.emulator, env={})
     assert report.stats.completed == 12
     rows = sorted(detections(emu))
-    assert rows[0][2] == 5  # 1.25, 2.5, 5, 10, 20 s: not the finer 9
+    assert rows[0][2] == 5  # the scout: 1.25, 2.5, 5, 10, 20 s
