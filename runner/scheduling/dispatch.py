@@ -20,7 +20,7 @@ The rate gate is not a limit of the dispatcher: it paces each call of a job
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import anyio
@@ -163,17 +163,28 @@ def default_limits(ctx: RunContext) -> list[Limit]:
 class Dispatcher:
     """Starts a task per admitted item until the source is empty or the run stops."""
 
-    def __init__(self, stop: Stop, limits: Sequence[Limit], runner: Runs, feed: SourceFeed) -> None:
+    def __init__(
+        self,
+        stop: Stop,
+        limits: Sequence[Limit],
+        runner: Runs,
+        feed: SourceFeed,
+        drained: Callable[[], None] | None = None,
+    ) -> None:
+        """`drained` is told once the source has no more items (polling's end game)."""
         self._stop = stop
         self._limits = tuple(limits)
         self._runner = runner
         self._feed = feed
+        self._drained = drained
 
     async def dispatch(self, tg: TaskGroup) -> None:
         """Pull, admit and start items in `tg`; returns when no more will start."""
         while not self._stop.state.stopped:
             item = await self._feed.source.next()
             if item is None:
+                if self._drained is not None:
+                    self._drained()
                 return
             if not await self._admit(item):
                 # Pulled, never started: only the source hears of it (the

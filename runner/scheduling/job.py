@@ -40,6 +40,7 @@ from runner.scheduling.lifecycle import (
     Submitted,
     Unsent,
 )
+from runner.scheduling.polling import JobPolls
 from runner.scheduling.rate import PRIORITY_RESULT, PRIORITY_STATUS
 from runner.scheduling.sink import JobSink
 from runner.scheduling.source import WorkItem
@@ -90,6 +91,8 @@ class JobRunner:
         ctx = self._ctx
         job = item.job
         final: JobEnd
+        # Polling's end game waits for this job to poll or end (polling.py).
+        arrived = ctx.polls.expect()
         try:
             final = await self._life(item)
         except Stopped:
@@ -103,6 +106,8 @@ class JobRunner:
         except RunnerError as err:
             ctx.stop.fail(err)
             final = Left(job)
+        finally:
+            arrived()
         # Shielded: a cancelled run still records and hands back its jobs.
         with anyio.CancelScope(shield=True):
             await ctx.publish(final)
@@ -175,7 +180,7 @@ class JobRunner:
                 target = await polls.next_age(age)
                 await anyio.sleep(max(0.0, started + target - anyio.current_time()))
                 try:
-                    answer = await self._ask(job, submission, started)
+                    answer = await self._ask(job, submission, started, polls)
                 except NotFound:
                     return await self._lost(job, submission, started)
                 except RetryableError as err:
@@ -202,12 +207,15 @@ class JobRunner:
         finally:
             polls.close()
 
-    async def _ask(self, job: Job, submission: Submission, started: float) -> _Answer:
+    async def _ask(
+        self, job: Job, submission: Submission, started: float, polls: JobPolls
+    ) -> _Answer:
         """One poll: the job's state, and its result when it is done.
 
         `sent` is the job's age when the poll that answered was sent, and
         `answered` when its answer came: a "not yet" says the job was not
-        done at `sent`, a "done" that it was at `answered`.
+        done at `sent`, a "done" that it was at `answered`. A status that
+        says COMPLETED is told to `polls` before the result is fetched.
         """
         ctx = self._ctx
         clock: list[float] = [0.0, 0.0]
@@ -253,6 +261,7 @@ class JobRunner:
         sent, answered = clock
         if status.state != "COMPLETED":
             return _Answer(status.state, None, status.error, sent, answered)
+        polls.completed(answered, status.metrics)
         result = await call(ctx, "result", job, fetch, priority=PRIORITY_RESULT)
         # A status that ran ahead of its result (or flapped back) is a "not
         # yet": the job is paid for, so it is polled on instead of failed.

@@ -38,6 +38,10 @@ _ROUNDS = 8
 # (while a few points move the estimate most); never when nothing is new.
 _REFIT_EVERY = 4
 _REFIT_ALWAYS_BELOW = 32
+# `first_poll` is capped by `all_done_by` from this many observations on (the
+# largest of 20 is about the 95th percentile: a cap there finds no fewer jobs
+# at one poll), and from the first one once no more jobs will start.
+_DONE_BY_FROM = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +66,9 @@ class PollTiming:
     this share of jobs is done. `step_share`: later
     polls every this share of the job's age (the detection delay it allows).
     `scout_ratio`: the scout's geometric step; `scout_start`: its first poll
-    as a share of the prior. `tail_share`: the step of a job older than all
-    but `tail_survival` of the jobs. `retention`: how long the server keeps
+    as a share of the prior.
+    `tail_share`: the step of a job older than all but `tail_survival` of
+    the jobs. `retention`: how long the server keeps
     a job (seconds; inf: for ever); no poll is placed past `retention_share`
     of it (`latest`).
     """
@@ -120,6 +125,7 @@ class LatencyModel:
         self._since_fit = 0
         self._running: tuple[float, ...] = ()
         self._running_fitted: tuple[float, ...] = ()
+        self._done_by: float | None = None  # cached `all_done_by` of the observations
 
     @property
     def timing(self) -> PollTiming:
@@ -138,6 +144,21 @@ class LatencyModel:
             return
         self._obs.append(Bracket(min(lo, hi), hi))
         self._since_fit += 1
+        self._done_by = None
+
+    def restate(self, was: Bracket, now: Bracket) -> None:
+        """Replace the remembered observation `was` by `now` (a no-op once it is forgotten).
+
+        A job seen done by its status is observed at once, so the jobs
+        waiting for it need not wait for its result call; the latency the
+        result then states narrows that observation here.
+        """
+        for i in range(len(self._obs) - 1, -1, -1):
+            if self._obs[i] == was:
+                self._obs[i] = now
+                self._since_fit += 1
+                self._done_by = None
+                return
 
     def running(self, ages: tuple[float, ...]) -> None:
         """Jobs still running were not done at these ages (seconds): right-censored.
@@ -166,6 +187,21 @@ class LatencyModel:
     def median(self) -> float:
         """The median latency in seconds."""
         return self.quantile(0.5)
+
+    def all_done_by(self) -> float:
+        """The age (seconds) by which every remembered job was seen done.
+
+        The largest `hi` of the observations; inf before any, or while a
+        running job (`running`) is older than that and still not done: the
+        jobs are slower than those seen.
+        """
+        if not self._obs:
+            return math.inf
+        if self._done_by is None:
+            self._done_by = max(b.hi for b in self._obs)
+        if self._running and self._running[-1] >= self._done_by:
+            return math.inf
+        return self._done_by
 
     def survival(self, age: float) -> float:
         """The share of jobs not yet done at `age`."""
@@ -245,7 +281,7 @@ def scout_schedule(timing: PollTiming, polls: int) -> float:
     return timing.prior * timing.scout_start * timing.scout_ratio**polls
 
 
-def first_poll(model: LatencyModel) -> float:
+def first_poll(model: LatencyModel, *, last: bool = False) -> float:
     """The age of a job's first poll, once the model knows something (see `scout_schedule`).
 
     `first_margin` (1.075) x the age by which `first_quantile` (0.45) of
@@ -257,16 +293,31 @@ def first_poll(model: LatencyModel) -> float:
     as late as it may, so that most jobs cost one poll: at a lognormal
     spread of sigma 0.25 it lands at 1.04 x the median (about 58 % of the
     jobs at one poll, 57 % within 10 %: the two medians balanced), at 0.05
-    it finds about 93 % of them, and all when every job takes the same time
-    (1.075 x it). On the status path (a remote host: submit, status,
-    result) each poll past the first is a call more than the three a job
-    costs at least.
+    it finds about 93 % of them. On the status path (a remote host: submit,
+    status, result) each poll past the first is a call more than the three
+    a job costs at least.
+
+    Never later than `all_done_by`, the age by which every remembered job
+    was seen done, once 20 are remembered (the largest of 20 is about the
+    95th percentile): past it a later poll finds hardly more jobs at one
+    poll, it only adds delay. When jobs take about the same time (a spread
+    narrower than the margin; at sigma 0.05 the cap stays above 1.075 x
+    q45) the first poll then lands at their latency, not 7.5 % after it.
+    `last`: no more jobs will start (the run's end is the detection of the
+    jobs now running): the cap holds from the first job seen done, so a
+    batch that fits in one window polls at what its scout saw, at the cost
+    of a poll more for a job slower than every one seen.
     """
     t = model.timing
-    return model.quantile(t.first_quantile) * t.first_margin
+    first = model.quantile(t.first_quantile) * t.first_margin
+    if last or model.count >= _DONE_BY_FROM:
+        return min(first, model.all_done_by())
+    return first
 
 
-def next_poll(model: LatencyModel, age: float, *, queued: bool = False) -> float:
+def next_poll(
+    model: LatencyModel, age: float, *, queued: bool = False, last: bool = False
+) -> float:
     """The age of the next poll after a "not yet" answer at `age`.
 
     A step of `step_share` of the job's age (of the median while younger),
@@ -274,7 +325,7 @@ def next_poll(model: LatencyModel, age: float, *, queued: bool = False) -> float
     its latency, and a late job costs a poll per that share of its age, not
     of the median; `tail_share` past all but `tail_survival` of the jobs. A
     job still QUEUED waits at least half the median more, since all its
-    work is ahead. Never before the first poll's age.
+    work is ahead. Never before the first poll's age (`last`: as there).
     """
     t = model.timing
     median = model.median()
@@ -286,7 +337,7 @@ def next_poll(model: LatencyModel, age: float, *, queued: bool = False) -> float
     if queued:
         step = max(step, 0.5 * median)
     step = min(max(step, t.min_step), t.max_step)
-    return max(age + step, first_poll(model))
+    return max(age + step, first_poll(model, last=last))
 
 
 # A stated latency may sit a little outside the bracket: the server counts

@@ -22,14 +22,17 @@ polls. Ages are seconds since the job's submit was answered, on the run's
 
 from __future__ import annotations
 
+import contextvars
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import anyio
 
 from runner.backends.base import Metrics, State
 from runner.scheduling.latency import (
+    Bracket,
     LatencyModel,
     PollTiming,
     first_poll,
@@ -47,10 +50,11 @@ class PollPolicy:
 
     `prior`: the latency believed before any job finished. `first_quantile`,
     `first_margin`, `step_share`, `min_step`, `max_step`, `scout_ratio`,
-    `scout_start`, `tail_survival`, `tail_share`, `retention_share`: see
-    runner.scheduling.latency.PollTiming. `jitter`: the share by which a
-    poll may come later than planned (never earlier: an early poll is a
-    wasted call), so jobs submitted together do not poll together.
+    `scout_start`, `tail_survival`, `tail_share`,
+    `retention_share`: see runner.scheduling.latency.PollTiming. `jitter`:
+    the share by which a poll may come later than planned (never earlier:
+    an early poll is a wasted call), so jobs submitted together do not poll
+    together.
     `deadline`: a job still not done at this age is left to the next run.
     """
 
@@ -110,6 +114,8 @@ class Polling:
         self._changed: anyio.Event | None = None
         # Jobs polling now, for what their "not yet" answers say (right-censoring).
         self._active: set[JobPolls] = set()
+        self._drained = False  # no more jobs will start (`drained`)
+        self._coming = 0  # jobs started that have neither polled nor ended (`expect`)
 
     @property
     def policy(self) -> PollPolicy:
@@ -122,9 +128,39 @@ class Polling:
 
     def job(self) -> JobPolls:
         """A new job's polls."""
+        coming = _COMING.get()
+        if coming is not None and coming.polling is self:
+            coming.arrive()
         polls = JobPolls(self)
         self._active.add(polls)
         return polls
+
+    @property
+    def _last(self) -> bool:
+        """The end game: no more jobs will start, and every job started is polling or ended."""
+        return self._drained and self._coming == 0
+
+    def expect(self) -> Callable[[], None]:
+        """A job started that may poll later (it has its submit ahead): hold the end game.
+
+        Returns what to call when it ends (idempotent); its first `job()`,
+        in the same task, counts as that too. A batch dispatched at once
+        but paced by the rate limit is not in its end game until its last
+        submit was answered.
+        """
+        self._coming += 1
+        coming = _Coming(self)
+        _COMING.set(coming)
+        return coming.arrive
+
+    def drained(self) -> None:
+        """No more jobs will start: the run ends with the detection of those running.
+
+        Once every job `expect`ed also polls (or ended), a first poll is
+        never later than the age by which every job seen so far was done
+        (`latency.first_poll`'s `last`).
+        """
+        self._drained = True
 
     def observe_sync(self, latency: float) -> None:
         """A v1 job's latency (seconds): the call waited for the job, so it is the bracket."""
@@ -133,11 +169,16 @@ class Polling:
 
     # -- for JobPolls ----------------------------------------------------------
 
-    def _learn(self, lo: float, hi: float, metrics: Metrics) -> None:
-        stated = server_latency(metrics.total_time, metrics.queue_time, metrics.inference_time)
-        seen = observed(lo, hi, stated=stated, inference=metrics.inference_time)
+    def _learn(self, lo: float, hi: float, metrics: Metrics) -> Bracket:
+        seen = _seen(lo, hi, metrics)
         self.model.observe(seen.lo, seen.hi)
         self._wake()
+        return seen
+
+    def _restate(self, was: Bracket, lo: float, hi: float, metrics: Metrics) -> None:
+        now = _seen(lo, hi, metrics)
+        if now != was:
+            self.model.restate(was, now)
 
     def _claim_scout(self, polls: JobPolls) -> bool:
         if self._scout is None:
@@ -148,7 +189,7 @@ class Polling:
         # The jobs still out that said "not yet": without them the model
         # would know only the jobs fast enough to have finished.
         self.model.running(tuple(p.lower for p in self._active if p.polls))
-        return first_poll(self.model)
+        return first_poll(self.model, last=self._last)
 
     def _release(self, polls: JobPolls) -> None:
         if self._scout is polls:
@@ -172,11 +213,39 @@ class Polling:
         return latest(self.model.timing, age, late)
 
 
+class _Coming:
+    """One job `Polling.expect`ed: counted until it polls or ends."""
+
+    __slots__ = ("here", "polling")
+
+    def __init__(self, polling: Polling) -> None:
+        self.polling = polling
+        self.here = False
+
+    def arrive(self) -> None:
+        if not self.here:
+            self.here = True
+            self.polling._coming -= 1
+
+
+# The job this task runs (each job is a task of its own), for `Polling.job`.
+_COMING: contextvars.ContextVar[_Coming | None] = contextvars.ContextVar(
+    "runner_polling_coming", default=None
+)
+
+
+def _seen(lo: float, hi: float, metrics: Metrics) -> Bracket:
+    stated = server_latency(metrics.total_time, metrics.queue_time, metrics.inference_time)
+    return observed(lo, hi, stated=stated, inference=metrics.inference_time)
+
+
 class JobPolls:
     """One job's polls: which age to ask at next, and what its answers taught.
 
     Use `next_age` before each poll, `not_done` after each "not yet",
-    `done` on the first "done", and `close` in every case (idempotent).
+    `completed` when a status says COMPLETED before the result is fetched,
+    `done` on the first "done" (the result), and `close` in every case
+    (idempotent).
     """
 
     def __init__(self, polling: Polling) -> None:
@@ -184,8 +253,9 @@ class JobPolls:
         self._asked = 0  # polls answered "not yet"
         self._lo = 0.0  # age at the send of the last "not yet"
         self._queued = False
-        self._scouted = 0  # polls made as the scout
         self._closed = False
+        # What `completed` taught (the bracket, the age it was seen done at).
+        self._seen: tuple[Bracket, float] | None = None
 
     @property
     def polls(self) -> int:
@@ -213,7 +283,7 @@ class JobPolls:
                 polling._release(self)
                 if self._asked == 0:
                     return polling._later(age, max(age, polling._first_poll()))
-                target = next_poll(model, self._lo, queued=self._queued)
+                target = next_poll(model, self._lo, queued=self._queued, last=polling._last)
                 return polling._later(age, max(age, target))
             if polling._claim_scout(self):
                 return latest(model.timing, age, self._scout_age(age))
@@ -229,10 +299,9 @@ class JobPolls:
         # The next point of the geometric schedule after both the last poll
         # and now: a job that takes the role late does not replay the start.
         floor = max(age, self._lo)
-        k = self._scouted
+        k = 0
         while scout_schedule(timing, k) <= floor and k < 64:
             k += 1
-        self._scouted = k + 1
         target = scout_schedule(timing, k)
         return target if math.isfinite(target) else floor
 
@@ -242,9 +311,29 @@ class JobPolls:
         self._lo = max(self._lo, sent_age)
         self._queued = state == "QUEUED"
 
+    def completed(self, answered_age: float, metrics: Metrics) -> None:
+        """A status answer that arrived at `answered_age` (seconds) says the job is done.
+
+        Taught at once: jobs waiting for what this one teaches (the scout's
+        batch) go on now, not after its result call, which on a server that
+        renders the image then may take longer than the status did. The
+        result's stated latency refines it (`done`).
+        """
+        if self._closed or self._seen is not None:
+            return
+        self._seen = (self._polling._learn(self._lo, answered_age, metrics), answered_age)
+        self._polling._active.discard(self)  # no longer "running" for the others
+
     def done(self, answered_age: float, metrics: Metrics) -> None:
-        """The first "done" answer arrived at `answered_age` (seconds), with the job's metrics."""
-        if not self._closed:
+        """The first "done" answer arrived at `answered_age` (seconds), with the job's metrics.
+
+        After `completed`, the observation it made is narrowed by what these
+        metrics state, at the age the status saw the job done.
+        """
+        if self._seen is not None:
+            was, at = self._seen
+            self._polling._restate(was, self._lo, at, metrics)
+        elif not self._closed:
             self._polling._learn(self._lo, answered_age, metrics)
         self.close()
 

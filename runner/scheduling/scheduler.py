@@ -231,7 +231,7 @@ class Scheduler:
         ctx.tally.planned = planned
         self._start = anyio.current_time()
         dispatcher = Dispatcher(
-            ctx.stop, default_limits(ctx), JobRunner(ctx, self._sink), self._feed
+            ctx.stop, default_limits(ctx), JobRunner(ctx, self._sink), self._feed, ctx.polls.drained
         )
         broadcast = Broadcast(self._listeners)
         async with anyio.create_task_group() as listening:

@@ -19,6 +19,13 @@ again on resume. The journal is the durable first copy:
   `accepted(key, request_id, at)` as soon as a submit's answer names its
   request id, before anything else acts on it.
 
+Each record is synced (fdatasync) before `sending`/`accepted` returns. Inside
+`grouped()` the records are written at once and synced together when the
+group ends: the recorder wraps the ledger writes of one group commit in it,
+so the submits on the wire at once pay one sync between them, not one each,
+and the sync still comes before the ledger's commit and before any caller is
+answered (a request id is durable before it is acted on).
+
 When the reserved records run out, the journal grows by another block,
 reserved the same way; if even that fails (the disk is full), `sending`
 raises StoreError *before* the call is sent, so nothing unrecorded is paid for.
@@ -100,6 +107,8 @@ class Journal:
         self._used = used  # records written
         self._size = size  # records reserved on disk
         self._block = block
+        self._grouped = False  # inside `grouped`: records wait for the group's sync
+        self._synced = used  # records known durable; those after it wait for a sync
 
     @classmethod
     def open(cls, out_dir: Path, *, capacity: int = DEFAULT_CAPACITY) -> Journal:
@@ -137,6 +146,29 @@ class Journal:
         """The server accepted job `key`'s submit as `request_id` (wall-clock `at`)."""
         self._append(Entry("accepted", key, at, request_id))
 
+    @contextlib.contextmanager
+    def grouped(self) -> Iterator[None]:
+        """Records appended inside are synced once, when the block ends without error.
+
+        Raises StoreError from that sync. If the block raises (or the sync
+        fails), the group's records are not counted as written: the next
+        appends (a caller retrying the writes one by one, outside a group,
+        each synced) take their places again, so no unsynced record is left
+        before a durable one.
+        """
+        if self._grouped:
+            yield  # nested: the outer group syncs
+            return
+        self._grouped = True
+        try:
+            yield
+        except BaseException:
+            self._used = self._synced
+            raise
+        finally:
+            self._grouped = False
+        self._sync()
+
     def close(self) -> None:
         """Close the file (the reserved space stays for the next run)."""
         if self._fd is not None:
@@ -150,10 +182,27 @@ class Journal:
             self._reserve(self._used + self._block)
         try:
             os.pwrite(self._fd, encode(entry), self._used * RECORD)
-            _datasync(self._fd)
         except OSError as err:
             raise store_error(err, self._path) from err
         self._used += 1
+        if not self._grouped:
+            self._sync()
+
+    def _sync(self) -> None:
+        """Make the records written so far durable (one fdatasync for all of them).
+
+        On failure they are not counted as written: the next append rewrites
+        their places (a record that may not be on disk never sits before one
+        that is).
+        """
+        if self._synced >= self._used or self._fd is None:
+            return
+        try:
+            _datasync(self._fd)
+        except OSError as err:
+            self._used = self._synced
+            raise store_error(err, self._path) from err
+        self._synced = self._used
 
     def _reserve(self, records: int) -> None:
         """Make the file at least `records` long, in space the disk has really given."""

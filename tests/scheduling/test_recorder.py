@@ -101,3 +101,34 @@ async def test_store_work_runs_off_the_event_loop_thread(tmp_path: Path) -> None
         await recorder.record(Submitting(job, 0.02))
     assert seen and loop_thread not in seen
     assert states(tmp_path) == {job.key: "submitting"}
+
+
+async def test_the_journal_records_of_a_group_share_one_sync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runner.store import journal as journal_module
+    from runner.store.journal import read_journal
+
+    syncs: list[int] = []
+    real = journal_module._datasync
+
+    def sync(fd: int) -> None:
+        syncs.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(journal_module, "_datasync", sync)
+    batch = jobs(tmp_path, 40)
+    with Ledger.open(tmp_path / "out", backend="local", base_url=BASE) as ledger:
+        recorder = Recorder(
+            ledger, RecorderConfig(out=tmp_path / "out", backend="local", base_url=BASE)
+        )
+        async with anyio.create_task_group() as tg:
+            for job in batch:
+                tg.start_soon(recorder.record, Submitting(job, 0.02))
+        groups = recorder.thread.groups
+        recorder.close()
+    # Every send journalled, durable before its caller was answered, at one
+    # sync per group commit (the first write alone, the 39 behind it together).
+    sent = [e.key for e in read_journal(tmp_path / "out") if e.kind == "sending"]
+    assert sorted(sent) == sorted(job.key for job in batch)
+    assert len(syncs) == groups <= 2
