@@ -32,6 +32,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from runner.backends.hints import MAX_COST_PER_IMAGE
 from runner.jobs import Job
 from runner.money import ZERO, Micros, format_usd, micros, to_usd
 from runner.params import DEFAULT_PRICES
@@ -47,10 +48,11 @@ Knowledge = Literal["unobserved", "observed", "unreported"]
 @dataclass(frozen=True, slots=True)
 class PricePolicy:
     """`safety`: the reservation factor of an unobserved class; `absurd`: USD per image
-    above which a reported cost is not believed."""
+    above which a reported cost is not believed (by default the wire's own bound, so
+    a cost the answer parser keeps is never one the book refuses)."""
 
     safety: float = 2.0
-    absurd: float = 1000.0
+    absurd: float = MAX_COST_PER_IMAGE
     scout: bool = True
 
 
