@@ -40,6 +40,7 @@ from typing import Final
 from runner.clock import WallClock, wall_time
 from runner.errors import RunnerError, UsageError
 from runner.jobs import Job
+from runner.money import Micros
 from runner.params import DEFAULT_PRICES
 from runner.reporting.jobinfo import Prices, RunJobs, facts_of_job
 from runner.store import (
@@ -256,6 +257,11 @@ def _record(ledger: Ledger, copy: _Copy, wall: WallClock) -> None:
         ledger.expired(row.key)
     for _ in range(row.ambiguous - (current.ambiguous if current is not None else 0)):
         ledger.ambiguous(row.key)
+    had = (current.billed_failures, current.billed_failed) if current is not None else (0, 0)
+    if row.billed_failures > had[0]:
+        ledger.add_billed(
+            row.key, row.billed_failures - had[0], Micros(max(0, row.billed_failed - had[1]))
+        )
 
 
 def merge(

@@ -47,6 +47,12 @@ class CreditTotals(_Model):
         default=None, description="Still held by the credit guard when the run ended."
     )
     ambiguous_this_run_usd: float | None = None
+    billed_failures: int = Field(
+        default=0,
+        ge=0,
+        description="Failures the server billed (a result that could not be used), every run.",
+    )
+    billed_failures_usd: float = Field(default=0.0, ge=0, description="What they cost.")
 
 
 class RateCounters(_Model):
@@ -109,6 +115,7 @@ class Failure(_Model):
     request_id: str | None = None
     attempts: int = Field(ge=0)
     ambiguous_submits: int = Field(ge=0)
+    billed_usd: float = Field(default=0.0, ge=0, description="What its billed failures cost.")
 
 
 class Backend(_Model):
