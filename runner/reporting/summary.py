@@ -48,6 +48,7 @@ from runner.reporting.summary_model import (
     Failure,
     ImageCounts,
     JobCounts,
+    MergeInfo,
     RateCounters,
     RunCounters,
     Summary,
@@ -267,6 +268,13 @@ def shard_label(s: Summary) -> str:
     return f"shard {s.shard.index}/{s.shard.count}" if s.shard is not None else ""
 
 
+def merged_label(merged: MergeInfo) -> str:
+    """The words naming a merged folder in its summary.md heading ("merged from 3 of 3 shards")."""
+    if merged.shards is not None:
+        return f"merged from {merged.folders} of {merged.shards} shards"
+    return f"merged from {merged.folders} folder{'s' if merged.folders > 1 else ''}"
+
+
 def _headline(s: Summary) -> str:
     head = f"{shard_label(s)}: " if s.shard is not None else ""
     parts = [f"{head}{s.jobs.done:,} of {s.jobs.total:,} jobs done"]
@@ -363,6 +371,8 @@ def render_markdown(summary: Summary, *, title: str | None = None) -> str:
     heading = title or (f"runner: {s.manifest}" if s.manifest else "runner run")
     if s.shard is not None:
         heading += f" ({shard_label(s)})"
+    if s.merged is not None:
+        heading += f" ({merged_label(s.merged)})"
     lines = [f"## {_md_cell(heading)}", ""]
     if s.exit is not None:
         mark = "✅" if s.exit.code == 0 else "❌"

@@ -135,6 +135,18 @@ class ShardInfo(_Model):
     )
 
 
+class MergeInfo(_Model):
+    """The folders `runner merge` made this one of (OUT itself not counted)."""
+
+    folders: int = Field(ge=1)
+    shards: int | None = Field(
+        default=None,
+        ge=1,
+        description="N when the folders were shards of one --shard K/N run (their summary.json "
+        "say so), else null (a shared run's workers, or folders without a summary).",
+    )
+
+
 class Summary(_Model):
     """``OUT/summary.json``: what a run left in its folder."""
 
@@ -145,6 +157,7 @@ class Summary(_Model):
     folder: str
     manifest: str | None = None
     shard: ShardInfo | None = Field(default=None, description="Set when the run was one shard.")
+    merged: MergeInfo | None = Field(default=None, description="Set in a merged folder.")
     backend: Backend | None = None
     exit: ExitInfo | None = None
     jobs: JobCounts
