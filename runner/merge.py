@@ -17,7 +17,11 @@ runner folder: merging again adds to it):
 - a completed copy whose files fail their check (sha256, size, header)
   is not used; with no good copy left the merge refuses and names it;
 - otherwise the most recently updated row wins: a request id still within
-  the server's retention stays re-attachable by a later `runner run` on OUT.
+  the server's retention stays re-attachable by a later `runner run` on OUT;
+- its billed failures (each folder's were paid by that folder) add up over
+  the folders named, so OUT's budget and reports count every one; a merge
+  never lowers what OUT holds, and merging the same folders again adds
+  nothing.
 
 Folders must share one backend and base URL (real and emulated images are
 never mixed). Reading the sources takes no lock; OUT is locked as a run
@@ -40,6 +44,7 @@ from typing import Final
 from runner.clock import WallClock, wall_time
 from runner.errors import RunnerError, UsageError
 from runner.jobs import Job
+from runner.money import Micros
 from runner.params import DEFAULT_PRICES
 from runner.reporting.jobinfo import Prices, RunJobs, facts_of_job
 from runner.store import (
@@ -57,6 +62,9 @@ from runner.store import (
 )
 
 _SHOWN: Final = 20
+
+_Billed = tuple[int, Micros]
+"""A job's billed failures: how many, and what they cost (µ$)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,16 +236,39 @@ def _copy_files(copy: _Copy, into: Path) -> int:
     return written
 
 
-def _record(ledger: Ledger, copy: _Copy, wall: WallClock) -> None:
-    """Bring OUT's ledger row of the job to `copy`'s state through the ledger's own moves."""
+def _billed(rows_by_folder: Iterable[list[JobRow]]) -> dict[str, _Billed]:
+    """Each job's billed failures over the named folders: paid in each, so they add up."""
+    billed: dict[str, _Billed] = {}
+    for rows in rows_by_folder:
+        for row in rows:
+            if row.billed_failures:
+                count, amount = billed.get(row.key, (0, Micros(0)))
+                billed[row.key] = (
+                    count + row.billed_failures,
+                    Micros(amount + row.billed_failed),
+                )
+    return billed
+
+
+def _record(ledger: Ledger, copy: _Copy, wall: WallClock, billed: _Billed) -> None:
+    """Bring OUT's ledger row of the job to `copy`'s state through the ledger's own moves,
+    and its billed failures up to `billed` (the sources' sum; OUT may hold them already,
+    from an earlier merge of the same folders)."""
     row = copy.row
     current = ledger.get(row.key)
-    if current is not None and (current.state, current.request_id, current.files) == (
+    if current is None or (current.state, current.request_id, current.files) != (
         row.state,
         row.request_id,
         row.files,
     ):
-        return
+        _move(ledger, copy, current, wall)
+    had = (current.billed_failures, current.billed_failed) if current is not None else (0, 0)
+    if billed[0] > had[0]:
+        ledger.add_billed(row.key, billed[0] - had[0], Micros(max(0, billed[1] - had[1])))
+
+
+def _move(ledger: Ledger, copy: _Copy, current: JobRow | None, wall: WallClock) -> None:
+    row = copy.row
     if current is None:
         ledger.plan(row.key, row.idx, row.prompt_id, row.estimate)
     elif current.state == "submitted":
@@ -267,13 +298,16 @@ def merge(
     wall: WallClock = wall_time,
     jobs: RunJobs | None = None,
     prices: Prices = DEFAULT_PRICES,
+    manifest: str | None = None,
 ) -> MergeReport:
     """Merge the output folders `sources` into `into` (see the module docstring).
 
     `argv` is recorded as the ledger's run (no secrets); `title` names the
-    gallery; `wall` stamps the run (UTC epoch seconds); `jobs` are the
+    gallery (and summary.md); `wall` stamps the run (UTC epoch seconds); `jobs` are the
     manifest's jobs to check OUT against (and to report, estimated with
-    `prices`), None to check nothing. Raises UsageError (not runner
+    `prices`), None to check nothing; `manifest` is that manifest's path as
+    given, which summary.md's heading names as a run's does, with how many
+    folders (or shards) were merged. Raises UsageError (not runner
     folders, different backends), RunnerError (conflicts, damaged copies:
     nothing is written) and StoreError.
     """
@@ -299,6 +333,7 @@ def merge(
             "real and emulated images are never mixed in one folder"
         )
     chosen, duplicates = _plan(folders, [rows for _, rows in read])
+    billed = _billed(rows for f, (_, rows) in zip(folders, read, strict=True) if f in named)
     meta = read[0][0]
     copied = 0
     with Ledger.open(into, backend=meta.backend, base_url=meta.base_url, wall=wall) as ledger:
@@ -307,9 +342,9 @@ def merge(
             copy = chosen[key]
             if copy.row.state == "completed":
                 copied += _copy_files(copy, into)
-            _record(ledger, copy, wall)
+            _record(ledger, copy, wall, billed.get(key, (0, Micros(0))))
         ledger.end_run(run, outcome=f"merged {len(named)} folder(s)", at=wall())
-    _reports(into, title, jobs, prices)
+    _reports(into, title, jobs, prices, manifest=manifest, merged=named)
     done_keys = {k for k, c in chosen.items() if c.row.state == "completed"}
     missing = _missing(jobs.values(), done_keys) if jobs is not None else []
     return MergeReport(
@@ -331,13 +366,40 @@ def _missing(jobs: Iterable[Job], done: set[str]) -> list[str]:
     return [f"{job.prompt_id}: {facts_of_job(job).label()}" for job in jobs if job.key not in done]
 
 
-def _reports(into: Path, title: str | None, jobs: RunJobs | None, prices: Prices) -> None:
+def _reports(
+    into: Path,
+    title: str | None,
+    jobs: RunJobs | None,
+    prices: Prices,
+    *,
+    manifest: str | None,
+    merged: Sequence[Path],
+) -> None:
     """summary.json / summary.md and gallery.html of the merged folder, from its ledger."""
     from runner.reporting.gallery import write_gallery
     from runner.reporting.summary import summarize_folder, write_summary
+    from runner.reporting.summary_model import MergeInfo
 
-    write_summary(into, summarize_folder(into, jobs=jobs, prices=prices), title=title)
+    info = MergeInfo(folders=len(merged), shards=_shard_count(merged))
+    summary = summarize_folder(into, jobs=jobs, prices=prices, manifest=manifest)
+    write_summary(into, summary.model_copy(update={"merged": info}), title=title)
     write_gallery(into, title=title, jobs=jobs, prices=prices)
+
+
+def _shard_count(folders: Sequence[Path]) -> int | None:
+    """N when every folder's summary.json says it is a shard of one --shard K/N run, else None."""
+    from runner.reporting.summary import SUMMARY_JSON, read_summary
+
+    counts: set[int] = set()
+    for folder in folders:
+        try:
+            shard = read_summary(folder / SUMMARY_JSON).shard
+        except (OSError, ValueError):
+            return None  # no summary (a run killed hard), or not ours: nothing to say
+        if shard is None:
+            return None
+        counts.add(shard.count)
+    return counts.pop() if len(counts) == 1 else None
 
 
 def render_merge(report: MergeReport) -> str:

@@ -189,8 +189,8 @@ class Recorder:
                         job.key, completion.charged, files, completion.completed_wall
                     )
                 )
-            case Failed(job=job, reason=reason, paid=paid):
-                await write(lambda: self._failed(job, reason, paid=paid))
+            case Failed(job=job, reason=reason, paid=paid, charged=charged):
+                await write(lambda: self._failed(job, reason, paid=paid, charged=charged))
             case Expired(job=job):
                 await write(lambda: self._expired(job))
             case _:
@@ -261,16 +261,16 @@ class Recorder:
             )
             write_sidecar(sidecar_path(saved.path), sidecar, forbid=cfg.secrets)
 
-    def _failed(self, job: Job, reason: str, *, paid: bool = False) -> None:
+    def _failed(
+        self, job: Job, reason: str, *, paid: bool = False, charged: Micros | None = None
+    ) -> None:
         for index in range(job.request.n):
             self._pending.pop((job.key, index), None)
         if self._ledger.get(job.key) is None:
             self._ledger.plan(job.key, job.index, job.prompt_id, ZERO)
-        self._ledger.failed(job.key, reason)
-        if paid:
-            # Billed without a result: possible spend for the folder's next runs
-            # (Ledger.possible_extra_spend), which a retry would otherwise not count.
-            self._ledger.ambiguous(job.key)
+        # Billed without a result: a billed failure, which the folder's next
+        # runs count (Ledger.possible_extra_spend) and a retry does not undo.
+        self._ledger.failed(job.key, reason, billed=paid, charged=charged)
 
     def _expired(self, job: Job) -> None:
         row = self._ledger.get(job.key)

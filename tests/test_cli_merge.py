@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -51,6 +52,11 @@ def test_a_merge_of_shards_is_complete_or_names_what_is_missing(tmp_path: Path) 
     accepted = runner("merge", str(folders[0]), str(folders[2]), "--into", str(part), "--partial")
     assert accepted.returncode == 0, accepted.stdout + accepted.stderr
     assert "merged 2 folder(s)" in accepted.stdout  # OUT itself is not counted again
+    # Its summary.md is headed as a shard's is: the manifest, and what was merged.
+    heading = (part / "summary.md").read_text().splitlines()[0]
+    assert heading == f"## runner: {path} (merged from 2 of 3 shards)", heading
+    doc = json.loads((part / "summary.json").read_text())
+    assert (doc["manifest"], doc["merged"]) == (str(path), {"folders": 2, "shards": 3})
 
     # All three: complete, one JUnit with every job; again on a re-run.
     whole = tmp_path / "whole"
@@ -68,6 +74,8 @@ def test_a_merge_of_shards_is_complete_or_names_what_is_missing(tmp_path: Path) 
         assert "merged 3 folder(s)" in merged.stdout
         assert "complete: all 7 job(s) of the manifest" in merged.stdout
     assert verify(whole).clean
+    heading = (whole / "summary.md").read_text().splitlines()[0]
+    assert heading == f"## runner: {path} (merged from 3 of 3 shards)", heading
     status = runner("status", str(whole))
     assert status.returncode == 0 and status.stdout.endswith("in flight: none\n")
     assert junit_totals(tmp_path / "all.xml") == (7, 0, 0)

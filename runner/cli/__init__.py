@@ -494,6 +494,7 @@ def _cmd_merge(args: argparse.Namespace) -> int:
         title=args.title,
         jobs=jobs,
         prices=prices,
+        manifest=path,
     )
     if args.junit is not None:
         from runner.reporting.junit import write_junit

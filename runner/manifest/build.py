@@ -120,9 +120,13 @@ def _assemble(ck: Checker) -> Manifest:
     include = tuple(combinations(ck, "include", m.include, manifest))
     exclude = tuple(combinations(ck, "exclude", m.exclude, manifest))
     ck.check()
-    # Include entries may name images of their own: take the final image table.
+    # Include entries may name images of their own: take the final image tables.
     manifest = replace(
-        manifest, include=include, exclude=exclude, images=MappingProxyType(ck.images)
+        manifest,
+        include=include,
+        exclude=exclude,
+        images=MappingProxyType(ck.images),
+        image_sets=MappingProxyType(ck.image_sets),
     )
     check_unique_names(ck, manifest)
     return manifest

@@ -43,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from runner.errors import ManifestError
 from runner.jobs import ImageInput
 from runner.manifest.fields import ImageSource, SafeId
-from runner.manifest.hosting import input_images_problem
+from runner.manifest.hosting import sources_problem
 from runner.manifest.images import load_image
 from runner.manifest.model import Prompt, Value
 from runner.manifest.rows import VAR_FORMATS, DataFile, Format, locate, read_rows
@@ -317,19 +317,11 @@ class PromptRows:
         """A line's source images in order (`image`, or the `images` list), checked."""
         if model.images is None:
             return [] if model.image is None else [model.image]
-        if model.image is not None:
-            raise self.file.error(
-                "`image` and `images` are both set",
-                line,
-                "keep one: `image` for one source image, `images` for a multi-image edit",
-            )
-        problem = input_images_problem(len(model.images), self.host)
+        problem = sources_problem(
+            model.images, with_image=model.image is not None, provider=self.host
+        )
         if problem is not None:
-            raise self.file.error(problem[0], line, problem[1])
-        if len(set(model.images)) < len(model.images):
-            raise self.file.error(
-                "`images` names one image twice", line, "list each source image once"
-            )
+            raise self.file.error(problem.message, line, problem.hint)
         return model.images
 
 

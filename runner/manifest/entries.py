@@ -2,24 +2,30 @@
 
 An entry names axes and vars (and optionally `prompt: <id>`); each key must
 be an axis or a var of the prompts it targets, each axis value one the
-provider allows. An exclude that matches no combination of any prompt is
-refused (it is a typo, not a rule); an include may not concern a prompt
-whose vars come from a file.
+provider allows. An include entry may name a multi-image edit's sources
+with `images: [a, b, c]` (the rules of a prompt's `images`, hosting.py):
+they become one `image` value (images.sources_key) that names them all.
+An exclude that matches no combination of any prompt is refused (it is a
+typo, not a rule); an include may not concern a prompt whose vars come
+from a file.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 
 from runner.manifest.checker import Checker
-from runner.manifest.fields import param_problem
+from runner.manifest.fields import param_problem, scalar_problem
 from runner.manifest.model import AXES, Combination, Manifest, Prompt, Value
 from runner.manifest.source import Loc
 
+Entry = Mapping[str, str | int | float | list[str]]
+"""An entry as parsed: a list only under an include entry's `images`."""
+
 
 def combinations(
-    ck: Checker, section: str, entries: list[dict[str, str | int | float]], manifest: Manifest
+    ck: Checker, section: str, entries: Sequence[Entry], manifest: Manifest
 ) -> Iterator[Combination]:
     """The entries of `section` (include or exclude), each checked against `manifest`."""
     ids = [p.id for p in manifest.prompts]
@@ -38,7 +44,7 @@ def _entry(
     ck: Checker,
     section: str,
     loc: Loc,
-    entry: dict[str, str | int | float],
+    entry: Entry,
     *,
     names: tuple[list[str], set[str]],
     manifest: Manifest,
@@ -52,15 +58,16 @@ def _entry(
             loc,
             'e.g. {mode: quality, aspect_ratio: "1:1"}',
         )
+    sources = _sources(ck, section, entry, loc)
     prompt = None
     if target is not None:
         prompt = _target(ck, str(target), ids, manifest, (*loc, "prompt"))
-    elif manifest.prompt_files and all(name in AXES for name in entry):
+    elif manifest.prompt_files and all(name in AXES or name == "images" for name in entry):
         # Axes only: it may concern the prompts of the file, not checked here.
         return Combination(
             None,
             tuple(
-                (name, _entry_value(ck, section, name, value, known=set(), loc=(*loc, name)))
+                _pair(ck, section, name, value, known=set(), loc=loc, sources=sources)
                 for name, value in entry.items()
             ),
         )
@@ -69,7 +76,7 @@ def _entry(
     for name, value in entry.items():
         if name == "prompt":
             continue
-        values.append((name, _entry_value(ck, section, name, value, known=known, loc=(*loc, name))))
+        values.append(_pair(ck, section, name, value, known=known, loc=loc, sources=sources))
     combo = Combination(prompt.id if prompt else None, tuple(values))
     targets = [p for p in manifest.prompts if combo.applies_to(p)]
     if section == "include" and any(u.kind == "rows" for p in targets for u in p.vars):
@@ -92,6 +99,42 @@ def _entry(
             "check its values against the sweep, zip and vars lists, or remove it",
         )
     return combo
+
+
+def _sources(ck: Checker, section: str, entry: Entry, loc: Loc) -> str | None:
+    """The `image` value of an include entry's `images:` (a multi-image edit), loaded and
+    checked by the rules of a prompt's `images`; None without one."""
+    images = entry.get("images")
+    if section != "include" or images is None:
+        return None  # an exclude's `images` is an unknown key (`_entry_value` says so)
+    where = (*loc, "images")
+    if not isinstance(images, list):
+        raise ck.fail(
+            "`images` takes a list of source images",
+            where,
+            "e.g. images: [inputs/a.png, inputs/b.png], or image: for one",
+        )
+    ck.check_sources(images, with_image="image" in entry, loc=where)
+    return ck.image_sources(images, where)
+
+
+def _pair(
+    ck: Checker,
+    section: str,
+    name: str,
+    value: str | int | float | list[str],
+    *,
+    known: set[str],
+    loc: Loc,
+    sources: str | None,
+) -> tuple[str, Value]:
+    """One key of an entry and its checked value; an include's `images` sets `image`."""
+    if name == "images" and sources is not None:
+        return "image", sources
+    if isinstance(value, list):
+        message, hint = scalar_problem(value) or ("", "")
+        raise ck.fail(message, (*loc, name), hint)
+    return name, _entry_value(ck, section, name, value, known=known, loc=(*loc, name))
 
 
 def _target(ck: Checker, target: str, ids: list[str], manifest: Manifest, loc: Loc) -> Prompt:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Callable
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import Field, PlainValidator, ValidationInfo, WithJsonSchema
 from pydantic_core import PydanticCustomError
@@ -139,17 +139,14 @@ ImagesPerRequest = Annotated[
         }
     ),
 ]
-ImageSource = Annotated[
-    str,
-    _param("image"),
-    WithJsonSchema(
-        {
-            "type": "string",
-            "pattern": _IMAGE_PATTERN,
-            "description": "path relative to the manifest, http(s) URL or data URI",
-        }
-    ),
-]
+IMAGE_SOURCE_SCHEMA: Final[dict[str, Any]] = {
+    "type": "string",
+    "pattern": _IMAGE_PATTERN,
+    "description": "path relative to the manifest, http(s) URL or data URI",
+}
+"""The JSON Schema of one input image's text (`ImageSource`)."""
+
+ImageSource = Annotated[str, _param("image"), WithJsonSchema(IMAGE_SOURCE_SCHEMA)]
 
 
 def _check_id(what: str) -> Callable[[object], object]:
@@ -190,13 +187,29 @@ def _check_slug(value: object) -> object:
     return value
 
 
-def _check_scalar(value: object) -> object:
+def scalar_problem(value: object) -> tuple[str, str] | None:
+    """Why `value` is not one value (text or a number) of an entry or a var (message, hint)."""
     if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise _fail(
+        return (
             f"expected a single value (text or a number), got {describe(value)}",
             "write one value per key; lists belong under sweep or vars",
         )
+    return None
+
+
+def _check_scalar(value: object) -> object:
+    problem = scalar_problem(value)
+    if problem is not None:
+        raise _fail(*problem)
     return value
+
+
+def _check_include_value(value: object) -> object:
+    # A list of texts may be an include entry's `images:`; runner.manifest.entries
+    # refuses it under any other key with scalar_problem's words.
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return value
+    return _check_scalar(value)
 
 
 def _check_var_value(value: object) -> object:
@@ -235,6 +248,12 @@ VarValue = Annotated[
 EntryValue = Annotated[
     Scalar, PlainValidator(_check_scalar), WithJsonSchema({"type": ["string", "number"]})
 ]
+IncludeValue = Annotated[
+    Scalar | list[str],
+    PlainValidator(_check_include_value),
+    WithJsonSchema({"type": ["string", "number"]}),
+]
+"""A value of an `include` entry: one value, or the list of an entry's `images:`."""
 _COUNT_OR_AUTO = WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 1}, {"const": "auto"}]})
 InFlight = Annotated[
     int | Literal["auto"],

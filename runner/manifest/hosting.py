@@ -9,12 +9,13 @@ file:line:column with the allowed range, before any job is built.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 from runner.errors import ManifestError, UsageError
 from runner.jobs import Endpoint
 from runner.manifest.model import Api
-from runner.manifest.source import Loc
+from runner.manifest.source import Loc, shorten
 from runner.providers import DEFAULT_PROVIDER, PROVIDERS, Provider
 
 Fail = Callable[[str, Loc, str], ManifestError]
@@ -64,6 +65,47 @@ def input_images_problem(count: int, provider: Provider) -> tuple[str, str] | No
         f"{provider.max_input_images}",
         "; ".join(more) if more else f"keep at most {provider.max_input_images}",
     )
+
+
+@dataclass(frozen=True, slots=True)
+class SourcesProblem:
+    """Why an `images:` list cannot be one edit: `message`, `hint`, and where: the list
+    item at fault (`item`), else the `images` key itself (`key`: the key, not its value)."""
+
+    message: str
+    hint: str
+    item: int | None = None
+    key: bool = False
+
+
+def sources_problem(
+    images: Sequence[str], *, with_image: bool, provider: Provider
+) -> SourcesProblem | None:
+    """The first problem of the source images of one multi-image edit (`images:` of an
+    inline prompt, of a `prompts_from` line or of an `include` entry), or None.
+
+    The one rule for all three: not with `image` too (`with_image`), a count
+    `provider` takes, each source once. Each caller places the problem.
+    """
+    if with_image:
+        return SourcesProblem(
+            "`image` and `images` are both set",
+            "keep one: `image` for one source image, `images` for a multi-image edit",
+            key=True,
+        )
+    problem = input_images_problem(len(images), provider)
+    if problem is not None:
+        return SourcesProblem(*problem)
+    seen: dict[str, int] = {}
+    for i, text in enumerate(images):
+        if text in seen:
+            return SourcesProblem(
+                f"`images` names `{shorten(text)}` twice (items {seen[text]} and {i})",
+                "list each source image once",
+                item=i,
+            )
+        seen[text] = i
+    return None
 
 
 def resolve_api(

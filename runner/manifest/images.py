@@ -30,6 +30,16 @@ _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 _FORMATS = "PNG, JPEG or WebP"
 
 
+SOURCES_JOIN: Final = " + "
+"""Joins the sources of a multi-image edit into the one `image` value that names them."""
+
+
+def sources_key(sources: Sequence[str]) -> str:
+    """The `image` value of an edit of `sources`, in order: a single source is itself
+    (so ``images: [a]`` is the job ``image: a`` is), several are joined by " + "."""
+    return SOURCES_JOIN.join(sources)
+
+
 def load_image(source: str, base_dir: Path, roots: Sequence[Path] = ()) -> ImageInput:
     """Resolve one `image:` value of a manifest whose folder is `base_dir`.
 

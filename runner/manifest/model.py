@@ -153,7 +153,9 @@ class Manifest:
     """A checked manifest. `path` is as the user named it, `sha256` of its bytes.
 
     `sweep` and `zip` apply to every prompt; `images` maps each image
-    source text written in the manifest to its loaded `ImageInput`; `prices`
+    source text written in the manifest to its loaded `ImageInput` (and an
+    include entry's `images:` value to its first source, `image_sets` to
+    the others); `prices`
     is USD per image by mode then resolution, the built-in table with the
     manifest's overrides laid over it.
     """
@@ -174,6 +176,11 @@ class Manifest:
     output: Output
     images: Mapping[str, ImageInput]
     coordinator: Coordinator | None = None
+    image_sets: Mapping[str, tuple[ImageInput, ...]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    """The 2nd and later sources of an include entry's multi-image edit (`images:`), by
+    the `image` value that names them all (its first source is `images[value]`)."""
     prompt_files: tuple[PromptSource, ...] = ()
     """`prompts_from` files: their prompts follow `prompts` in expansion order."""
     subset: Subset | None = None

@@ -18,7 +18,6 @@ from runner.jobs import ImageInput
 from runner.manifest.checker import Checker, Skipped
 from runner.manifest.data import VAR_FORMATS, scan_prompts, scan_vars
 from runner.manifest.fields import RESERVED_VARS, VAR_NAME
-from runner.manifest.hosting import input_images_problem
 from runner.manifest.model import Prompt, PromptSource, Unit, Value
 from runner.manifest.schema import PromptModel
 from runner.manifest.source import Loc, render_loc
@@ -132,17 +131,7 @@ def _more_images(
     """The 2nd and later images of a prompt's `images:` list, checked against the provider."""
     if images is None:
         return ()
-    if has_image:
-        raise ck.fail(
-            "`image` and `images` are both set",
-            loc,
-            "keep one: `image` for one source image, `images` for a multi-image edit",
-            key=True,
-        )
-    problem = input_images_problem(len(images), ck.host)
-    if problem is not None:
-        raise ck.fail(problem[0], loc, problem[1])
-    ck.no_duplicates(images, loc, "images")
+    ck.check_sources(images, with_image=has_image, loc=loc)
     return tuple(ck.images[ck.image(text, (*loc, i))] for i, text in enumerate(images) if i > 0)
 
 

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from runner.manifest.fields import (
     ID_RULE,
+    IMAGE_SOURCE_SCHEMA,
     RESERVED_VARS,
     VAR_NAME,
     AspectRatio,
@@ -26,6 +27,7 @@ from runner.manifest.fields import (
     EntryValue,
     ImageSource,
     ImagesPerRequest,
+    IncludeValue,
     InFlight,
     Mode,
     OutputFormat,
@@ -98,6 +100,34 @@ def _vars_schema(schema: JsonDict) -> None:
     values = schema.get("additionalProperties")
     if isinstance(values, dict):
         values.update(minItems=1, uniqueItems=True)
+
+
+_IMAGES: Final = {
+    "type": "array",
+    "items": IMAGE_SOURCE_SCHEMA,
+    "minItems": 1,
+    "maxItems": MAX_INPUT_IMAGES,
+    "uniqueItems": True,
+}
+
+IncludeEntry = Annotated[
+    dict[str, IncludeValue],
+    WithJsonSchema(
+        {
+            "type": "object",
+            "properties": {
+                "images": {
+                    **_IMAGES,
+                    "description": "source images of one multi-image edit, in order (instead "
+                    "of `image`; the rules of a prompt's `images`)",
+                }
+            },
+            "additionalProperties": {"type": ["string", "number"]},
+            "not": {"required": ["image", "images"]},
+        }
+    ),
+]
+"""An `include` entry: axes and vars to single values, or `images:` to a list of sources."""
 
 
 class PromptModel(BaseModel):
@@ -284,7 +314,7 @@ class ManifestModel(BaseModel):
     )
     sweep: SweepModel = Field(default_factory=SweepModel)
     zip: list[AxesModel] = Field(default_factory=list)
-    include: list[dict[str, EntryValue]] = Field(
+    include: list[IncludeEntry] = Field(
         default_factory=list, description="extra combinations; `prompt: <id>` targets one prompt"
     )
     exclude: list[dict[str, EntryValue]] = Field(

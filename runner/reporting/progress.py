@@ -79,7 +79,7 @@ class ProgressBar:
             self._bar = self._open(stats.planned)
         bar = self._bar
         bar.set_postfix_str(
-            f"{_counters(stats)} ${stats.credits_spent:.2f}{_rate_note(stats)}", refresh=False
+            f"{_counters(stats)} ${stats.credits_spent:.2f}{rate_note(stats)}", refresh=False
         )
         if event.kind == "skipped":
             # Jobs an earlier run finished: on the bar, but not in its rate and
@@ -103,7 +103,7 @@ class ProgressBar:
         self._last_state, self._last_at = state, event.at
         done = f"{stats.done:,}" + (f"/{stats.planned:,}" if stats.planned is not None else "")
         self._stream.write(
-            f"status: {state}{_rate_note(stats)}; {done} done ({_counters(stats)}; "
+            f"status: {state}{rate_note(stats)}; {done} done ({_counters(stats)}; "
             f"${stats.credits_spent:.2f}); {stats.elapsed:.0f} s\n"
         )
         self._stream.flush()
@@ -128,16 +128,26 @@ def run_state(event: Event, stats: RunStats) -> str:
     return "running"
 
 
-def _rate_note(stats: RunStats) -> str:
-    """While jobs wait for the window: " (next slot in 12 s, ETA by the rate ~2 min 10 s)"."""
+# A slot closer than this is as good as open: "next slot in 0 s" only flickered
+# between the real waits (the gate admits the call before anyone can read it).
+_SLOT_NOW_S = 1.0
+
+
+def rate_note(stats: RunStats) -> str:
+    """While jobs wait for the window: " (next slot in 12 s, ETA by the rate ~2 min 10 s)".
+
+    Seconds of the run's clock. A slot under a second away is not mentioned
+    (the ETA still is, when known); an unbounded one waits for a call on
+    the wire to end.
+    """
     if not stats.waiting or stats.next_slot_s is None:
         return ""
     if not math.isfinite(stats.next_slot_s):
         return " (next slot when a call on the wire ends)"
-    note = f"next slot in {stats.next_slot_s:.0f} s"
+    parts = [] if stats.next_slot_s < _SLOT_NOW_S else [f"next slot in {stats.next_slot_s:.0f} s"]
     if stats.rate_eta_s is not None:
-        note += f", ETA by the rate ~{duration(stats.rate_eta_s)}"
-    return f" ({note})"
+        parts.append(f"ETA by the rate ~{duration(stats.rate_eta_s)}")
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def _counters(stats: RunStats) -> str:

@@ -12,7 +12,12 @@ ledger and written as USD:
   cost, else the estimate);
 - ``possible_duplicate_usd``: submits whose answer was lost may have been
   billed although the job was submitted again: ledger ``ambiguous`` count x
-  the job's estimate, summed.
+  the job's estimate, summed;
+- ``billed_failures_usd``: what the server billed for results that could not
+  be used (too few images, none, a download that failed for good), over
+  ``billed_failures`` failures (ledger ``billed_failures`` / ``billed_failed``):
+  paid, never duplicates. A folder an older runner wrote counted them as
+  ambiguous submits.
 
 ``summary.json`` is versioned (``schema_version``); `Summary` (summary_model.py)
 is its model.
@@ -43,11 +48,21 @@ from runner.reporting.summary_model import (
     Failure,
     ImageCounts,
     JobCounts,
+    MergeInfo,
     RateCounters,
     RunCounters,
     Summary,
 )
-from runner.store import STATES, JobRow, Ledger, LedgerMeta, store_error, utc_stamp, write_atomic
+from runner.store import (
+    STATES,
+    JobRow,
+    Ledger,
+    LedgerMeta,
+    billed_failures_text,
+    store_error,
+    utc_stamp,
+    write_atomic,
+)
 
 SUMMARY_JSON: Final = "summary.json"
 SUMMARY_MD: Final = "summary.md"
@@ -80,6 +95,7 @@ def _failure(row: JobRow, catalog: JobCatalog) -> Failure:
         request_id=row.request_id,
         attempts=row.attempts,
         ambiguous_submits=row.ambiguous,
+        billed_usd=to_usd(row.billed_failed),
     )
 
 
@@ -131,14 +147,16 @@ def build_summary(
     catalog = JobCatalog(out, jobs)
     rows = run_rows(rows, jobs, prices=prices)
     by_state: dict[str, int] = dict.fromkeys(STATES, 0)
-    images = charged_jobs = ambiguous = 0
-    estimated = charged = spent = duplicate = 0  # µ$
+    images = charged_jobs = ambiguous = billed = 0
+    estimated = charged = spent = duplicate = billed_cost = 0  # µ$
     failures: list[Failure] = []
     for row in rows:
         by_state[row.state] += 1
         estimated += row.estimate
         ambiguous += row.ambiguous
         duplicate += row.ambiguous * row.estimate
+        billed += row.billed_failures
+        billed_cost += row.billed_failed
         if row.state == "completed":
             images += len(row.files)
             spent += row.estimate if row.charged is None else row.charged
@@ -177,6 +195,8 @@ def build_summary(
             ),
             reserved_usd=stats.credits_reserved if stats else None,
             ambiguous_this_run_usd=stats.credits_ambiguous if stats else None,
+            billed_failures=billed,
+            billed_failures_usd=to_usd(billed_cost),
         ),
         run=_run_counters(stats, started_at) if stats else None,
         failures=failures,
@@ -248,6 +268,13 @@ def shard_label(s: Summary) -> str:
     return f"shard {s.shard.index}/{s.shard.count}" if s.shard is not None else ""
 
 
+def merged_label(merged: MergeInfo) -> str:
+    """The words naming a merged folder in its summary.md heading ("merged from 3 of 3 shards")."""
+    if merged.shards is not None:
+        return f"merged from {merged.folders} of {merged.shards} shards"
+    return f"merged from {merged.folders} folder{'s' if merged.folders > 1 else ''}"
+
+
 def _headline(s: Summary) -> str:
     head = f"{shard_label(s)}: " if s.shard is not None else ""
     parts = [f"{head}{s.jobs.done:,} of {s.jobs.total:,} jobs done"]
@@ -276,6 +303,8 @@ def _money_line(s: Summary) -> str:
         source = "the emulator" if emulated else "the API"
         text += f"; {money(c.charged_usd)} reported by {source} for {c.charged_jobs:,} jobs"
     text += "" if emulated else ")"
+    if c.billed_failures:
+        text += f"; {billed_failures_text(c.billed_failures, c.billed_failures_usd)}"
     if c.ambiguous_submits:
         text += (
             f"; {c.ambiguous_submits} ambiguous submit(s): up to "
@@ -298,6 +327,13 @@ def _run_line(run: RunCounters) -> str:
     return text
 
 
+def _reason(failure: Failure) -> str:
+    """A failure's reason, with what its billed failures cost (as `runner verify` says it)."""
+    if not failure.billed_usd:
+        return failure.reason
+    return f"{failure.reason} (billed {money(failure.billed_usd)})"
+
+
 def render_text(summary: Summary, *, out_label: str | None = None) -> str:
     """The few lines `runner run` prints at its end (no trailing newline).
 
@@ -312,7 +348,7 @@ def render_text(summary: Summary, *, out_label: str | None = None) -> str:
             lines.append(f"stopped: {s.run.stopped}")
     for failure in s.failures[:_TEXT_FAILURES]:
         name = failure.label or f"[{failure.key8}]"
-        lines.append(f"  {failure.state}: {failure.prompt_id} {name}: {failure.reason}")
+        lines.append(f"  {failure.state}: {failure.prompt_id} {name}: {_reason(failure)}")
     if len(s.failures) > _TEXT_FAILURES:
         lines.append(f"  ... and {len(s.failures) - _TEXT_FAILURES:,} more in summary.json")
     lines.append(f"see {where}/gallery.html, {where}/{SUMMARY_JSON}")
@@ -335,6 +371,8 @@ def render_markdown(summary: Summary, *, title: str | None = None) -> str:
     heading = title or (f"runner: {s.manifest}" if s.manifest else "runner run")
     if s.shard is not None:
         heading += f" ({shard_label(s)})"
+    if s.merged is not None:
+        heading += f" ({merged_label(s.merged)})"
     lines = [f"## {_md_cell(heading)}", ""]
     if s.exit is not None:
         mark = "✅" if s.exit.code == 0 else "❌"
@@ -349,6 +387,9 @@ def render_markdown(summary: Summary, *, title: str | None = None) -> str:
         f"| {money(s.credits.estimated_usd)} |",
         "",
     ]
+    if s.credits.billed_failures:
+        billed = billed_failures_text(s.credits.billed_failures, s.credits.billed_failures_usd)
+        lines += [f"⚠️ {billed}: results that could not be used.", ""]
     if s.credits.ambiguous_submits:
         lines += [
             f"⚠️ {s.credits.ambiguous_submits} submit(s) lost their answer: up to "
@@ -364,7 +405,8 @@ def render_markdown(summary: Summary, *, title: str | None = None) -> str:
         for f in s.failures[:_MD_FAILURES]:
             name = f.label or f"[{f.key8}]"
             lines.append(
-                f"| {_md_cell(f.prompt_id)} | {_md_cell(name)} | {f.state} | {_md_cell(f.reason)} |"
+                f"| {_md_cell(f.prompt_id)} | {_md_cell(name)} | {f.state} "
+                f"| {_md_cell(_reason(f))} |"
             )
         if len(s.failures) > _MD_FAILURES:
             lines.append(f"\n… and {len(s.failures) - _MD_FAILURES:,} more in summary.json.")

@@ -47,6 +47,12 @@ class CreditTotals(_Model):
         default=None, description="Still held by the credit guard when the run ended."
     )
     ambiguous_this_run_usd: float | None = None
+    billed_failures: int = Field(
+        default=0,
+        ge=0,
+        description="Failures the server billed (a result that could not be used), every run.",
+    )
+    billed_failures_usd: float = Field(default=0.0, ge=0, description="What they cost.")
 
 
 class RateCounters(_Model):
@@ -109,6 +115,7 @@ class Failure(_Model):
     request_id: str | None = None
     attempts: int = Field(ge=0)
     ambiguous_submits: int = Field(ge=0)
+    billed_usd: float = Field(default=0.0, ge=0, description="What its billed failures cost.")
 
 
 class Backend(_Model):
@@ -128,6 +135,18 @@ class ShardInfo(_Model):
     )
 
 
+class MergeInfo(_Model):
+    """The folders `runner merge` made this one of (OUT itself not counted)."""
+
+    folders: int = Field(ge=1)
+    shards: int | None = Field(
+        default=None,
+        ge=1,
+        description="N when the folders were shards of one --shard K/N run (their summary.json "
+        "say so), else null (a shared run's workers, or folders without a summary).",
+    )
+
+
 class Summary(_Model):
     """``OUT/summary.json``: what a run left in its folder."""
 
@@ -138,6 +157,7 @@ class Summary(_Model):
     folder: str
     manifest: str | None = None
     shard: ShardInfo | None = Field(default=None, description="Set when the run was one shard.")
+    merged: MergeInfo | None = Field(default=None, description="Set in a merged folder.")
     backend: Backend | None = None
     exit: ExitInfo | None = None
     jobs: JobCounts

@@ -320,7 +320,7 @@ class JobRunner:
             ctx.emit("price", job, charge.surprise)
         if not result.media:
             await ctx.guard.mark_ambiguous(job.key)
-            return Failed(job, "the result has no image", request_id, paid=True)
+            return Failed(job, "the result has no image", request_id, paid=True, charged=reported)
         if result.incomplete:
             # Paid for (the charge stands), but not what was asked: not completed.
             await ctx.guard.settle(job.key, reported)
@@ -329,6 +329,7 @@ class JobRunner:
                 f"the result has {len(result.media)} of {job.request.n} image(s)",
                 request_id,
                 paid=True,
+                charged=reported,
             )
         images: list[SavedImage] = []
         for index, media in enumerate(result.media):
@@ -340,7 +341,9 @@ class JobRunner:
                 if not err.retryable or request_id is None or job.endpoint != "v2":
                     # The same bytes again would fail again (wrong format or
                     # size, too large, refused address): final.
-                    return Failed(job, f"image {index}: {err}", request_id, paid=True)
+                    return Failed(
+                        job, f"image {index}: {err}", request_id, paid=True, charged=reported
+                    )
                 # Broken in transit past the retries: the server keeps the
                 # result for an hour, so the job stays submitted in the
                 # ledger and the next run fetches it again instead of paying

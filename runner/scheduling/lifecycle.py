@@ -133,13 +133,16 @@ class Failed:
     """A final failure for this job (`reason` says why).
 
     `paid`: the server billed it (a result that could not be used): the ledger
-    counts it as possible spend, so a later run's budget (--retry-failed) does too.
+    records it as a billed failure, so a later run's budget (--retry-failed)
+    counts it too; `charged` is what the answer said it cost, µ$ (None: it
+    stated none we believe, and the estimate stands for it).
     """
 
     job: Job
     reason: str
     request_id: str | None = None
     paid: bool = False
+    charged: Micros | None = None
 
     @property
     def outcome(self) -> Outcome:

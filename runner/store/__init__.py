@@ -54,7 +54,13 @@ from runner.store.sidecar import (
     utc_stamp,
     write_sidecar,
 )
-from runner.store.status import RETENTION_S, FolderStatus, folder_status, render_status
+from runner.store.status import (
+    RETENTION_S,
+    FolderStatus,
+    billed_failures_text,
+    folder_status,
+    render_status,
+)
 from runner.store.verify import (
     VerifyReport,
     check_pair,
@@ -80,6 +86,7 @@ __all__ = [
     "State",
     "StateTotals",
     "VerifyReport",
+    "billed_failures_text",
     "build_sidecar",
     "check_image",
     "check_name",

@@ -12,7 +12,7 @@ a bug in the caller, because it could pay twice or drop a result)::
     submitting  planned | submitting | failed | expired -> submitting   (attempts + 1)
     submitted   planned | submitting                  -> submitted     (request_id, at)
     completed   any                                   -> completed     (charged, files)
-    failed      any but completed                     -> failed        (reason)
+    failed      any but completed                     -> failed        (reason; billed)
     expired     submitting | submitted                -> expired
     reset       any but submitted                     -> planned       (--retry-failed, ...)
 
@@ -137,8 +137,8 @@ class Ledger(LedgerWrites, LedgerReads):
                 f"{out_dir} has no ledger ({path}): it is not a runner output folder, "
                 "or nothing has run there yet"
             )
-        conn, meta, usd = connect_readonly(path)
-        return cls(conn, path, meta, lock_fd=None, readonly=True, usd_columns=usd)
+        conn, meta, columns = connect_readonly(path)
+        return cls(conn, path, meta, lock_fd=None, readonly=True, columns=columns)
 
     # -- the moves that read as well as write ------------------------------------------------
 

@@ -18,7 +18,7 @@ from typing import Self
 
 from runner.clock import WallClock, wall_time
 from runner.store.ledger_file import sqlite_error
-from runner.store.ledger_rows import SELECT, SELECT_USD, LedgerMeta
+from runner.store.ledger_rows import CURRENT, Columns, LedgerMeta, select_sql
 from runner.store.lock import FolderLock, release_folder_lock
 
 
@@ -33,7 +33,7 @@ class LedgerCore:
         *,
         lock_fd: FolderLock | None,
         readonly: bool,
-        usd_columns: bool = False,
+        columns: Columns = CURRENT,
         wall: WallClock = wall_time,
     ) -> None:
         self._conn = conn
@@ -41,9 +41,9 @@ class LedgerCore:
         self._lock = threading.RLock()
         self._lock_fd = lock_fd
         self._wall = wall
-        # Money columns still USD REAL (an older runner's folder, read-only).
-        self._usd = usd_columns
-        self._select = SELECT_USD if usd_columns else SELECT
+        # An older runner's folder opened read-only: the columns as it has them.
+        self._columns = columns
+        self._select = select_sql(columns)
         self.path = path
         self.meta = meta
         self.readonly = readonly
@@ -76,4 +76,8 @@ class LedgerCore:
 
     def _money(self, column: str) -> str:
         """The SQL for money `column` in µ$ (converted on read in an older runner's ledger)."""
-        return f"usd_to_micros({column})" if self._usd else column
+        return self._columns.money(column)
+
+    def _billed(self, column: str) -> str:
+        """The SQL for billed-failure `column` (0 in an older runner's ledger, which has none)."""
+        return self._columns.billed_column(column)

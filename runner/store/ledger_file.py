@@ -18,8 +18,9 @@ from typing import Final
 from runner.clock import WallClock, utc_datetime
 from runner.errors import RunnerError, StoreError, UsageError
 from runner.store.atomic import fsync_dir, store_error
-from runner.store.ledger_rows import LedgerMeta
+from runner.store.ledger_rows import Columns, LedgerMeta
 from runner.store.migrations import (
+    BILLED_FAILURES,
     MONEY_MICROS,
     applied_migrations,
     check_migrations,
@@ -100,9 +101,9 @@ def connect_writable(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def connect_readonly(path: Path) -> tuple[sqlite3.Connection, LedgerMeta, bool]:
-    """A read-only connection to an existing ledger, its meta, and whether its money
-    columns are still USD REAL (an older runner's folder: converted on read, not migrated).
+def connect_readonly(path: Path) -> tuple[sqlite3.Connection, LedgerMeta, Columns]:
+    """A read-only connection to an existing ledger, its meta, and the columns its
+    `jobs` table has (an older runner's folder is read as it is, not migrated).
 
     Raises UsageError for a ledger this runner cannot read (a newer one's, or one
     never used by a run), and our error for any SQLite failure.
@@ -124,7 +125,7 @@ def connect_readonly(path: Path) -> tuple[sqlite3.Connection, LedgerMeta, bool]:
         meta = read_meta(conn)
         if meta is None:
             raise UsageError(f"{path} records no backend; it was never used by a run")
-        return conn, meta, MONEY_MICROS not in applied
+        return conn, meta, Columns(MONEY_MICROS not in applied, BILLED_FAILURES in applied)
     except BaseException as err:
         conn.close()
         if isinstance(err, sqlite3.Error):

@@ -100,14 +100,26 @@ class LedgerReads(LedgerCore):
         """Aggregates per state (every state present) for `runner status`."""
         totals = {state: StateTotals(state, 0, ZERO, ZERO, 0, 0, None, None) for state in STATES}
         estimate, charged = self._money("estimate"), self._money("charged")
+        failures, failed = self._billed("billed_failures"), self._billed("billed_failed")
         with self._db() as db:
             # SUM of INTEGER is an exact integer (TOTAL would be a float).
             fetched = db.execute(
                 f"SELECT state, COUNT(*), COALESCE(SUM({estimate}), 0), "  # noqa: S608 (constant)
                 f"COALESCE(SUM({charged}), 0), COUNT(charged), TOTAL(ambiguous), "
-                "MIN(submitted_at), MIN(updated_at) FROM jobs GROUP BY state"
+                f"MIN(submitted_at), MIN(updated_at), COALESCE(SUM({failures}), 0), "
+                f"COALESCE(SUM({failed}), 0) FROM jobs GROUP BY state"
             ).fetchall()
-        for state, jobs, estimates, charges, charged_jobs, ambiguous, oldest, updated in fetched:
+        for (
+            state,
+            jobs,
+            estimates,
+            charges,
+            charged_jobs,
+            ambiguous,
+            oldest,
+            updated,
+            *billed,
+        ) in fetched:
             totals[state] = StateTotals(
                 state=state,
                 jobs=jobs,
@@ -117,24 +129,27 @@ class LedgerReads(LedgerCore):
                 ambiguous=int(ambiguous),
                 oldest_submitted_at=oldest,
                 oldest_updated_at=updated,
+                billed_failures=int(billed[0]),
+                billed_failed=Micros(billed[1]),
             )
         return totals
 
     def possible_extra_spend(self, per_kill: int | None = None) -> Micros:
-        """µ$ that earlier runs may have been billed without a result to show for it.
+        """µ$ that earlier runs were or may have been billed without a result to show for it.
 
-        Each ambiguous submit (its answer lost) may have been accepted, and so
-        may a job left `submitting` by a crash: their estimates, so a resumed
-        run's budget counts them. `per_kill` (the runs' max_submits_in_flight)
+        A billed failure (a result that could not be used) was: its cost. Each
+        ambiguous submit (its answer lost) may have been accepted, and so
+        may a job left `submitting` by a crash: their estimates. A resumed
+        run's budget counts all of them. `per_kill` (the runs' max_submits_in_flight)
         bounds the `submitting` rows counted: a killed run (one never ended)
         had at most that many sends on the wire, so only the `per_kill`
         dearest rows per killed run count (None: every row). Then a folder can
         always be finished by raising the cap by at most that much.
         """
-        estimate = self._money("estimate")
+        estimate, billed = self._money("estimate"), self._billed("billed_failed")
         with self._db() as db:
             (extra,) = db.execute(
-                f"SELECT COALESCE(SUM(ambiguous * {estimate}), 0) FROM jobs"  # noqa: S608
+                f"SELECT COALESCE(SUM(ambiguous * {estimate} + {billed}), 0) FROM jobs"  # noqa: S608
             ).fetchone()
             rows = [
                 int(value)

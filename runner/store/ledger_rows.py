@@ -1,7 +1,7 @@
 """The ledger's values and their codec: a job's row, the folder's meta, totals per state.
 
 Pure: no connection here. `decode_row` turns one row of `SELECT`
-(or `SELECT_USD` on an older runner's folder) into a `JobRow`.
+(or of `select_sql` for an older runner's folder) into a `JobRow`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from runner.money import Micros
+from runner.money import ZERO, Micros
 
 State = Literal["planned", "submitting", "submitted", "completed", "failed", "expired"]
 STATES: Final[tuple[State, ...]] = (
@@ -43,6 +43,10 @@ class JobRow:
     ambiguous: int
     files: tuple[str, ...]
     updated_at: float
+    billed_failures: int = 0
+    """Failures of this job the server billed (a result it could not use), over all runs."""
+    billed_failed: Micros = ZERO
+    """What those billed failures cost, µ$ (the reported charge, else the estimate)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,30 +71,53 @@ class StateTotals:
     ambiguous: int
     oldest_submitted_at: float | None
     oldest_updated_at: float | None
+    billed_failures: int = 0
+    billed_failed: Micros = ZERO
 
 
-def _columns(estimate: str, charged: str) -> str:
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """What the `jobs` table of a ledger opened read-only holds, when an older runner
+    wrote it (a read-only open never migrates): `usd`, money still USD REAL (before
+    m004_money_micros: converted as read); `billed`, the billed-failure columns
+    (from m005_billed_failures on: without them they read as 0)."""
+
+    usd: bool = False
+    billed: bool = True
+
+    def money(self, column: str) -> str:
+        """The SQL of money `column` in µ$."""
+        return f"usd_to_micros({column})" if self.usd else column
+
+    def billed_column(self, column: str) -> str:
+        """The SQL of billed-failure `column` (``billed_failures``, ``billed_failed``)."""
+        return column if self.billed else "0"
+
+
+CURRENT: Final = Columns()
+"""The columns of a ledger this runner has migrated."""
+
+
+def select_sql(columns: Columns = CURRENT) -> str:
+    """``SELECT`` of every column of `jobs`, in `JobRow` order, as `columns` has them."""
     return (
-        "key, idx, prompt_id, state, request_id, submitted_at, completed_at, "
-        f"{estimate}, {charged}, reason, attempts, ambiguous, files, updated_at"
+        "SELECT key, idx, prompt_id, state, request_id, submitted_at, completed_at, "  # noqa: S608
+        f"{columns.money('estimate')}, {columns.money('charged')}, reason, attempts, "
+        f"ambiguous, files, updated_at, {columns.billed_column('billed_failures')}, "
+        f"{columns.billed_column('billed_failed')} FROM jobs"
     )
 
 
-SELECT: Final = f"SELECT {_columns('estimate', 'charged')} FROM jobs"  # noqa: S608 (constant)
+SELECT: Final = select_sql()
 """Every column of `jobs`, in `JobRow` order."""
-
-SELECT_USD: Final = (
-    f"SELECT {_columns('usd_to_micros(estimate)', 'usd_to_micros(charged)')} FROM jobs"  # noqa: S608
-)
-"""As `SELECT`, for a ledger before m004_money_micros opened read-only: its USD REAL
-columns are converted as they are read, by the migration's own function."""
 
 
 def decode_row(values: tuple[Any, ...]) -> JobRow:
-    """The `JobRow` of one row selected by `SELECT` (or `SELECT_USD`)."""
+    """The `JobRow` of one row selected by `select_sql`."""
     # Positional, in the columns' order: the resume scan builds 100k of these.
     (key, idx, prompt_id, state, request_id, submitted_at, completed_at) = values[:7]
-    (estimate, charged, reason, attempts, ambiguous, files, updated_at) = values[7:]
+    (estimate, charged, reason, attempts, ambiguous, files, updated_at) = values[7:14]
+    (billed_failures, billed_failed) = values[14:]
     decoded = () if files == "[]" else tuple(json.loads(files))
     return JobRow(
         key,
@@ -107,6 +134,8 @@ def decode_row(values: tuple[Any, ...]) -> JobRow:
         ambiguous,
         decoded,
         updated_at,
+        billed_failures,
+        billed_failed,
     )
 
 

@@ -145,12 +145,32 @@ class LedgerWrites(LedgerCore):
             to="completed",
         )
 
-    def failed(self, key: str, reason: str) -> None:
-        """Record a final failure and why (retried only with --retry-failed)."""
+    def failed(
+        self, key: str, reason: str, *, billed: bool = False, charged: Micros | None = None
+    ) -> None:
+        """Record a final failure and why (retried only with --retry-failed).
+
+        `billed`: the server charged for it (a result that could not be used):
+        one more billed failure, costing `charged` µ$ (the reported charge;
+        None: the job's estimate). Kept across later runs (`reset` leaves it),
+        so the folder's budget counts it (`possible_extra_spend`).
+        """
         self._write(
-            "UPDATE jobs SET state = 'failed', reason = ?, updated_at = ? "
-            "WHERE key = ? AND state != 'completed'",
-            (reason, self._wall(), key),
+            "UPDATE jobs SET state = 'failed', reason = ?, billed_failures = billed_failures + ?, "
+            "billed_failed = billed_failed + CASE WHEN ? THEN COALESCE(?, estimate) ELSE 0 END, "
+            "updated_at = ? WHERE key = ? AND state != 'completed'",
+            (reason, int(billed), billed, charged, self._wall(), key),
+            key=key,
+            to="failed",
+        )
+
+    def add_billed(self, key: str, failures: int, amount: Micros) -> None:
+        """Add `failures` billed failures costing `amount` µ$ to a job in any state
+        (a merge brings a row up to its source's record)."""
+        self._write(
+            "UPDATE jobs SET billed_failures = billed_failures + ?, "
+            "billed_failed = billed_failed + ?, updated_at = ? WHERE key = ?",
+            (failures, amount, self._wall(), key),
             key=key,
             to="failed",
         )

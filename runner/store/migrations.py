@@ -106,10 +106,25 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "CREATE INDEX jobs_state_idx ON jobs (state, idx)",
         ),
     ),
+    # A failed job the server billed (a result too short, with no image, or
+    # whose download failed for good) has its own record: how many such
+    # failures and what they cost (µ$), kept across --retry-failed as
+    # `ambiguous` is. Before it, a billed failure was counted ambiguous, and
+    # reported as a possible duplicate it was not.
+    Migration(
+        "m005_billed_failures",
+        (
+            "ALTER TABLE jobs ADD COLUMN billed_failures INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE jobs ADD COLUMN billed_failed INTEGER NOT NULL DEFAULT 0",
+        ),
+    ),
 )
 
 MONEY_MICROS: Final = "m004_money_micros"
 """The step after which the ledger's money columns hold integer µ$ (before it: USD REAL)."""
+
+BILLED_FAILURES: Final = "m005_billed_failures"
+"""The step that adds ``billed_failures`` and ``billed_failed`` (before it: no such columns)."""
 
 
 def register_functions(conn: sqlite3.Connection) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Final
 
 from runner.clock import wall_time
-from runner.money import to_usd, total
+from runner.money import format_usd, micros, to_usd, total
 from runner.store.ledger import IN_FLIGHT, STATES, Ledger, State
 
 RETENTION_S: Final = 3600.0
@@ -32,6 +32,9 @@ class FolderStatus:
     ``--retry-failed`` would). `charged_usd` sums what the API reported over
     `charged_jobs` jobs. `oldest_in_flight_s` is the age of the oldest
     submitting or submitted job; `overdue` counts those past `retention_s`.
+    `billed_failures` counts the failures the server billed (a result that
+    could not be used), over every run of the folder, and `billed_failures_usd`
+    what they cost; they are not in `ambiguous` (possible duplicates).
     """
 
     out_dir: Path
@@ -46,6 +49,8 @@ class FolderStatus:
     oldest_in_flight_s: float | None
     overdue: int
     retention_s: float
+    billed_failures: int = 0
+    billed_failures_usd: float = 0.0
 
     @property
     def jobs(self) -> int:
@@ -85,7 +90,15 @@ def folder_status(
         oldest_in_flight_s=max(ages) if ages else None,
         overdue=sum(age > retention_s for age in ages),
         retention_s=retention_s,
+        billed_failures=sum(t.billed_failures for t in totals.values()),
+        billed_failures_usd=to_usd(total(t.billed_failed for t in totals.values())),
     )
+
+
+def billed_failures_text(count: int, usd: float) -> str:
+    """The words every report uses for billed failures: "2 failed jobs were billed ($0.08)"."""
+    were = "failed job was" if count == 1 else "failed jobs were"
+    return f"{count:,} {were} billed ({format_usd(micros(usd))})"
 
 
 def _duration(seconds: float) -> str:
@@ -114,6 +127,8 @@ def render_status(status: FolderStatus) -> str:
         f"charged (reported by the API): ${status.charged_usd:.4f} over "
         f"{status.charged_jobs} job(s)"
     )
+    if status.billed_failures:
+        lines.append(billed_failures_text(status.billed_failures, status.billed_failures_usd))
     if status.ambiguous:
         lines.append(f"ambiguous submits (answer lost, may have been billed): {status.ambiguous}")
     if status.oldest_in_flight_s is None:

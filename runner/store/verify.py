@@ -27,6 +27,7 @@ from typing import Final
 
 from runner.errors import DownloadError, StoreError, UsageError
 from runner.jobs import Job
+from runner.money import format_usd, to_usd, total
 from runner.store.atomic import is_temp_name
 from runner.store.layout import (
     EXTENSIONS,
@@ -35,9 +36,10 @@ from runner.store.layout import (
     relative_name,
     sidecar_path,
 )
-from runner.store.ledger import Ledger, ledger_path
+from runner.store.ledger import JobRow, Ledger, ledger_path
 from runner.store.media import inspect_image
 from runner.store.sidecar import Sidecar, read_sidecar
+from runner.store.status import billed_failures_text
 
 IMAGE_SUFFIXES: Final = frozenset(f".{ext}" for ext in EXTENSIONS.values())
 
@@ -64,6 +66,9 @@ class VerifyReport:
     failed: tuple[Problem, ...] = ()
     """(job, reason) of the first MAX_FAILED_NOTES failed jobs: notes, not problems."""
     failed_jobs: int = 0
+    billed_failures: int = 0
+    """Failures the server billed, over every run of the folder (as `runner status`)."""
+    billed_failures_usd: float = 0.0
 
     @property
     def clean(self) -> bool:
@@ -213,18 +218,35 @@ def _ledger_missing(out_dir: Path) -> list[Problem]:
     return missing
 
 
-def _ledger_failed(out_dir: Path) -> tuple[list[Problem], int]:
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    notes: list[Problem]
+    count: int
+    billed: int
+    billed_usd: float
+
+
+def _failed_note(row: JobRow) -> Problem:
+    reason = row.reason or "no reason"
+    if row.billed_failures:
+        reason += f" (billed {format_usd(row.billed_failed)})"
+    return f"{row.prompt_id} [{row.key.partition(':')[2][:8]}]", reason
+
+
+def _ledger_failed(out_dir: Path) -> _Failed:
     if not ledger_path(out_dir).is_file():
-        return [], 0
+        return _Failed([], 0, 0, 0.0)
     with Ledger.open_readonly(out_dir) as ledger:
-        count = ledger.counts()["failed"]
-        if not count:
-            return [], 0
-        notes = [
-            (f"{row.prompt_id} [{row.key.partition(':')[2][:8]}]", row.reason or "no reason")
-            for row in itertools.islice(ledger.rows("failed"), MAX_FAILED_NOTES)
-        ]
-    return notes, count
+        totals = ledger.totals().values()
+        billed = sum(t.billed_failures for t in totals)
+        billed_usd = to_usd(total(t.billed_failed for t in totals))
+        count = sum(t.jobs for t in totals if t.state == "failed")
+        notes = (
+            [_failed_note(row) for row in itertools.islice(ledger.rows("failed"), MAX_FAILED_NOTES)]
+            if count
+            else []
+        )
+    return _Failed(notes, count, billed, billed_usd)
 
 
 def verify(out_dir: Path) -> VerifyReport:
@@ -254,7 +276,7 @@ def verify(out_dir: Path) -> VerifyReport:
         sidecar, _ = _read_sidecar(path)
         if sidecar is not None:
             orphans.append((relative_name(out_dir, path), "sidecar without an image"))
-    failed, failed_jobs = _ledger_failed(out_dir)
+    failed = _ledger_failed(out_dir)
     return VerifyReport(
         out_dir=out_dir,
         checked=len(images),
@@ -263,8 +285,10 @@ def verify(out_dir: Path) -> VerifyReport:
         orphans=tuple(orphans),
         temp_files=tuple(relative_name(out_dir, path) for path in temps),
         missing=tuple(_ledger_missing(out_dir)),
-        failed=tuple(failed),
-        failed_jobs=failed_jobs,
+        failed=tuple(failed.notes),
+        failed_jobs=failed.count,
+        billed_failures=failed.billed,
+        billed_failures_usd=failed.billed_usd,
     )
 
 
@@ -283,5 +307,8 @@ def render_verify(report: VerifyReport) -> str:
     verdict = "all good" if report.clean else f"{problems} problem(s)"
     if report.failed_jobs:
         verdict += f" ({report.failed_jobs} job(s) failed: no images to check)"
+    if report.billed_failures:
+        # Money, not files: after the verdict, in runner status's words.
+        verdict += f"; {billed_failures_text(report.billed_failures, report.billed_failures_usd)}"
     lines.append(f"{report.out_dir}: {report.checked} image(s) checked, {report.ok} ok; {verdict}")
     return "\n".join(lines) + "\n"

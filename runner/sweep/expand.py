@@ -83,7 +83,7 @@ def _request(
 ) -> Request:
     text = prompt.render(var_values)
     image = values["image"]
-    more = more_images(prompt, values)
+    more = more_images(manifest, prompt, values)
     sources = 0 if image is None else 1 + len(more)
     return Request(
         prompt=text,

@@ -40,7 +40,9 @@ def spaces(manifest: Manifest) -> Iterator[Space]:
     """The job space of each prompt, in file order."""
     for prompt in manifest.all_prompts():
         units = manifest.units(prompt)
-        include = tuple(e for e in manifest.include if e.applies_to(prompt))
+        include = tuple(
+            _own_sources(manifest, prompt, e) for e in manifest.include if e.applies_to(prompt)
+        )
         varying = [n for u in units if not u.is_var and len(u.values) > 1 for n in u.names]
         named = {name for entry in include for name, _ in entry.values}
         varying += [name for name in AXES if name in named and name not in varying]
@@ -152,11 +154,34 @@ def n_of(values: Mapping[str, Value | None]) -> int:
 
 
 def more_images(
-    prompt: Prompt | None, values: Mapping[str, Value | None]
+    manifest: Manifest, prompt: Prompt | None, values: Mapping[str, Value | None]
 ) -> tuple[ImageInput, ...]:
-    """A multi-image edit's further images: they go with the prompt's own first image only
-    (an include entry naming another image makes a plain one-image edit)."""
+    """A multi-image edit's further images: an include entry's `images:` (by the `image`
+    value naming them, `Manifest.image_sets`), or the prompt's own, which go with the
+    prompt's own first image only (an include entry naming another image makes a plain
+    one-image edit)."""
     image = values.get("image")
-    if prompt is None or image is None or image != prompt.base["image"]:
+    if image is None:
+        return ()
+    listed = manifest.image_sets.get(str(image))
+    if listed is not None:
+        return listed
+    if prompt is None or image != prompt.base["image"]:
         return ()
     return prompt.more_images
+
+
+def _own_sources(manifest: Manifest, prompt: Prompt, entry: Combination) -> Combination:
+    """`entry` for `prompt`: an `images:` list that is the prompt's own sources, in order,
+    names them by the prompt's own `image` value, so the include adds no copy of its job."""
+    named = dict(entry.values)
+    value, own = named.get("image"), prompt.base["image"]
+    if value is None or own is None or str(value) not in manifest.image_sets:
+        return entry
+    first = prompt.images.get(str(own)) or manifest.images.get(str(own))
+    listed = (manifest.images[str(value)], *manifest.image_sets[str(value)])
+    if listed != (first, *prompt.more_images):
+        return entry
+    return Combination(
+        entry.prompt, tuple((k, own if k == "image" else v) for k, v in entry.values)
+    )

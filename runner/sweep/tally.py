@@ -107,7 +107,7 @@ def job_credits(
 ) -> float:
     """Estimated USD of one request of `prompt` with these values, from the manifest's price
     table (with the source images of an edit, where the provider bills them)."""
-    sources = 0 if values.get("image") is None else 1 + len(more_images(prompt, values))
+    sources = 0 if values.get("image") is None else 1 + len(more_images(manifest, prompt, values))
     images = provider(manifest.api.provider).billed_images(n_of(values), sources)
     return price(str(values["mode"]), str(values["resolution"]), images, manifest.prices)
 

@@ -7,6 +7,7 @@ and verified.
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,7 @@ from runner.emulator import InProcess
 from runner.errors import RunnerError, UsageError
 from runner.manifest import Manifest
 from runner.merge import merge
+from runner.money import Micros
 from runner.run import RunOptions, run_manifest
 from runner.store import Ledger, verify
 from runner.sweep import expand
@@ -132,3 +134,51 @@ async def test_the_command_line_merges_and_verifies(
     assert verify(into).clean
     assert main(["merge", str(tmp_path / "missing"), "--into", str(into)]) == 2
     assert "is not a folder" in capsys.readouterr().err
+
+
+async def test_a_merged_summary_is_headed_with_its_manifest_and_folders(
+    tmp_path: Path, make_emulator: Callable[..., InProcess]
+) -> None:
+    manifest = manifest_of(tmp_path, 4)
+    await run_into(manifest, make_emulator(), tmp_path / "a")
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    merge([tmp_path / "a", tmp_path / "b"], tmp_path / "merged", manifest=manifest.path)
+    lines = (tmp_path / "merged" / "summary.md").read_text().splitlines()
+    # Workers' folders (no shard in their reports): how many, not "of N shards".
+    assert lines[0] == f"## runner: {manifest.path} (merged from 2 folders)", lines[0]
+    merge([tmp_path / "a"], tmp_path / "one", title="nightly")
+    assert (
+        (tmp_path / "one" / "summary.md")
+        .read_text()
+        .startswith("## nightly (merged from 1 folder)\n")
+    )
+
+
+async def test_billed_failures_add_up_over_the_folders_and_count_once_again(
+    tmp_path: Path, make_emulator: Callable[..., InProcess]
+) -> None:
+    manifest = manifest_of(tmp_path, 4)
+    job = next(iter(expand(manifest)))
+    await run_into(manifest, make_emulator(), tmp_path / "done")
+    with Ledger.open_readonly(tmp_path / "done") as ledger:
+        base_url = ledger.meta.base_url
+    # Two workers each had a billed failure of job 0 (too few images, say) before the
+    # folder "done" completed it: each was paid.
+    for name, charged in (("w0", 30_000), ("w1", 40_000)):
+        with Ledger.open(tmp_path / name, backend="local", base_url=base_url) as ledger:
+            ledger.plan(job.key, job.index, job.prompt_id, Micros(40_000))
+            ledger.submitting(job.key)
+            ledger.failed(
+                job.key, "the result has 1 of 2 image(s)", billed=True, charged=Micros(charged)
+            )
+    folders = [tmp_path / "w0", tmp_path / "w1", tmp_path / "done"]
+    for _ in range(2):  # merging the same folders again adds nothing
+        merge(folders, tmp_path / "merged")
+        with Ledger.open_readonly(tmp_path / "merged") as ledger:
+            row = ledger.get(job.key)
+            extra = ledger.possible_extra_spend()
+        assert row is not None and row.state == "completed"
+        assert (row.billed_failures, row.billed_failed) == (2, 70_000)
+        assert extra == 70_000
+    summary = json.loads((tmp_path / "merged" / "summary.json").read_text())
+    assert summary["credits"]["billed_failures"] == 2

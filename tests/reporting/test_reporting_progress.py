@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import io
 import itertools
+import math
 import re
 from pathlib import Path
 
 import pytest
 
 from runner.emulator import EmulatorConfig, Latency
+from runner.events import RunStats
 from runner.manifest import load_manifest
-from runner.reporting.progress import ProgressBar
+from runner.reporting.progress import ProgressBar, rate_note
 from runner.run import RunOptions, run_manifest
 
 
@@ -57,9 +59,9 @@ async def test_a_status_line_every_interval_of_the_run_clock(tmp_path: Path) -> 
     waits = [line for line in lines if re.search(r"waiting \d", line)]
     assert waits, lines
     for line in waits:
-        slot = re.search(r"\(next slot in (\d+) s, ETA by the rate ~[^)]+\);", line)
+        slot = re.search(r"\((?:next slot in (\d+) s, )?ETA by the rate ~[^)]+\);", line)
         ends = "(next slot when a call on the wire ends);" in line
-        assert ends or (slot is not None and int(slot[1]) <= 61), line
+        assert ends or (slot is not None and int(slot[1] or 0) <= 61), line
     assert states[-1] == "finished" and "waiting 1" in log.getvalue()
     # No two lines of one state closer than the interval; never silent for long.
     pairs = list(zip(states, times, strict=True))
@@ -90,3 +92,26 @@ async def test_on_a_terminal_a_resume_leaves_earlier_jobs_out_of_the_rate(tmp_pa
     # (was "6/6 [00:00<00:00, 410.17job/s]": the earlier jobs counted as this run's).
     assert "6/6" in text, text
     assert not re.search(r"[1-9][\d.e+]*job/s", text), text
+
+
+@pytest.mark.parametrize(
+    ("waiting", "next_slot_s", "rate_eta_s", "note"),
+    [
+        (0, 12.0, 130.0, ""),  # nothing waits
+        (2, None, None, ""),  # the gate cannot say
+        (2, 12.0, 130.0, " (next slot in 12 s, ETA by the rate ~2 min 10 s)"),
+        (2, 12.0, None, " (next slot in 12 s)"),
+        (2, 1.0, None, " (next slot in 1 s)"),
+        # Under a second: the slot is as good as open; "next slot in 0 s" was a flicker.
+        (2, 0.4, 130.0, " (ETA by the rate ~2 min 10 s)"),
+        (2, 0.999, None, ""),
+        (2, 0.0, None, ""),
+        (2, math.inf, 130.0, " (next slot when a call on the wire ends)"),
+    ],
+)
+def test_the_rate_note_says_when_the_next_slot_opens_unless_it_is_open(
+    waiting: int, next_slot_s: float | None, rate_eta_s: float | None, note: str
+) -> None:
+    stats = RunStats(waiting=waiting, next_slot_s=next_slot_s, rate_eta_s=rate_eta_s)
+    assert rate_note(stats) == note
+    assert "in 0 s" not in rate_note(stats)
