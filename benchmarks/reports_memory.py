@@ -92,8 +92,8 @@ def build(folder: Path, count: int) -> Path:
 
     sample_path, sample_bytes = real_sample(folder / "sample")
     sample = read_sidecar(sample_path)
-    pixels = Image.open(io.BytesIO(sample_bytes))
-    pixels.load()
+    with Image.open(io.BytesIO(sample_bytes)) as opened:
+        pixels = opened.convert("RGB")
     manifest = write_manifest(Batch(jobs=count, rpm=1_000_000), folder)
     manifest_ref = sample.manifest and sample.manifest.model_copy(
         update={"path": str(manifest), "sha256": hashlib.sha256(manifest.read_bytes()).hexdigest()}
@@ -111,9 +111,13 @@ def build(folder: Path, count: int) -> Path:
         )
         with ledger.transaction():
             for job in expand(load_manifest(str(manifest))):
-                # One pixel set from the job's index: every image its own bytes and sha256.
+                # The index drawn in 8 x 8 blocks of 4 levels (a JPEG block each, levels 85
+                # apart: no quantizing merges them): every image its own bytes and sha256.
                 picture = pixels.copy()
-                picture.putpixel((job.index % 64, job.index // 64 % 64), job.index % 251)
+                for digit in range(9):
+                    level = (job.index >> (2 * digit) & 3) * 85
+                    box = (8 * (digit % 8), 8 * (digit // 8))
+                    picture.paste((level, level, level), (*box, box[0] + 8, box[1] + 8))
                 buffer = io.BytesIO()
                 picture.save(buffer, format="JPEG", quality=90)
                 data = buffer.getvalue()

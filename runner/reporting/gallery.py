@@ -98,10 +98,10 @@ def add_thumbnails(
     """
     images = [(item.image, item.sha256) for item in items if item.image and item.sha256]
     made, count = make_thumbnails(out, images, px=px)
-    done = dict(zip(images, made, strict=True))
-    del images, made
+    del images
+    thumbs = iter(made)  # one per image item, in the items' order
     for at, item in enumerate(items):
-        thumb = done.get((item.image, item.sha256)) if item.image and item.sha256 else None
+        thumb = next(thumbs) if item.image and item.sha256 else None
         if isinstance(thumb, Thumb):
             items[at] = replace(item, thumb=thumb)
         elif isinstance(thumb, str):
