@@ -522,19 +522,21 @@ def _report(
         )
     summary = with_exit(summary, decision)
     write_summary(out, summary)
+    # What is printed at the end is made now and the summary let go: it lists every
+    # failure, which the gallery and JUnit (reading the folder again) do not need.
+    told = summary_event(summary) if args.json else render_text(summary, out_label=str(out)) + "\n"
+    failed = bool(summary.jobs.by_state.get("failed"))
+    spent_usd = summary.credits.spent_usd
+    del summary
     title = report_title(manifest.name, options)
     write_gallery(out, jobs=jobs, prices=manifest.prices, title=title)
     if args.junit:
         write_junit(args.junit, out, jobs=jobs, prices=manifest.prices, name=title)
     try:
-        if args.json:
-            sys.stdout.write(summary_event(summary))
-        else:
-            sys.stdout.write(render_text(summary, out_label=str(out)) + "\n")
-            if share:
-                print(share)
+        sys.stdout.write(told)
+        if share and not args.json:
+            print(share)
         stopped = decision.code in (EXIT_INTERRUPTED, EXIT_CREDITS) or report.stop == "error"
-        failed = bool(summary.jobs.by_state.get("failed"))
         if stopped or failed:
             hint = resume_hint(
                 report.resume_command,
@@ -542,7 +544,7 @@ def _report(
                 retry_failed=failed and not args.retry_failed,
                 # A split shard's --max-credits is divided again: the hint names the whole.
                 max_credits=_credits_for_the_rest(
-                    out, plan, summary.credits.spent_usd, manifest.budget.max_submits_in_flight
+                    out, plan, spent_usd, manifest.budget.max_submits_in_flight
                 )
                 * (options.shard.count if share and options.shard else 1)
                 if decision.code == EXIT_CREDITS

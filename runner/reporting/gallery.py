@@ -40,13 +40,14 @@ from runner.reporting.gallery_collect import (
     folder_sidecars,
     select_items,
 )
-from runner.reporting.gallery_data import axis_values, page_data, page_json
+from runner.reporting.gallery_data import axis_values, page_chunks, page_data, page_json
 from runner.reporting.gallery_items import GalleryItem, facts_values, item_values
-from runner.reporting.gallery_page import render_embedded
+from runner.reporting.gallery_page import page_frame
 from runner.reporting.gallery_select import GALLERY_MAX_ITEMS
 from runner.reporting.jobinfo import Prices, RunJobs
 from runner.reporting.thumbnails import THUMB_PX, Thumb, make_thumbnails
-from runner.store import read_sidecar, utc_stamp, write_atomic
+from runner.store import read_sidecar, utc_stamp
+from runner.store.atomic import open_atomic
 from runner.subset import Subset
 
 __all__ = [
@@ -63,6 +64,7 @@ __all__ = [
     "facts_values",
     "folder_sidecars",
     "item_values",
+    "page_chunks",
     "page_data",
     "page_json",
     "select_items",
@@ -90,21 +92,22 @@ def add_thumbnails(
 ) -> tuple[list[GalleryItem], int]:
     """Give every image item its thumbnail (see thumbnails.py); returns the items and how
     many thumbnails were made now. An unreadable image gets a reason instead.
+
+    The items are replaced in `items` itself (the list returned), each old one
+    dropped as its new one is made: a page's entries are never held twice.
     """
     images = [(item.image, item.sha256) for item in items if item.image and item.sha256]
     made, count = make_thumbnails(out, images, px=px)
-    done = dict(zip(images, made, strict=True))
-    result = []
-    for item in items:
-        thumb = done.get((item.image, item.sha256)) if item.image and item.sha256 else None
+    del images
+    thumbs = iter(made)  # one per image item, in the items' order
+    for at, item in enumerate(items):
+        thumb = next(thumbs) if item.image and item.sha256 else None
         if isinstance(thumb, Thumb):
-            result.append(replace(item, thumb=thumb))
+            items[at] = replace(item, thumb=thumb)
         elif isinstance(thumb, str):
             reason = f"no thumbnail: the image cannot be read ({thumb})"
-            result.append(replace(item, reason=reason))
-        else:
-            result.append(item)
-    return result, count
+            items[at] = replace(item, reason=reason)
+    return items, count
 
 
 def _meta(out: Path, totals: tuple[int, int, int], shown: int) -> list[tuple[str, str]]:
@@ -175,17 +178,21 @@ def write_gallery(
     found = collect(out, jobs=jobs, prices=prices, subset=subset, cap=cap, read=read)
     totals = (found.images, found.failed, found.waiting)
     items, made = add_thumbnails(out, found.items, px=thumb_px)
-    del found  # the items with thumbnails replace these
+    del found  # its items are `items` now
     images = sum(1 for item in items if item.state == "completed")
     meta = _meta(out, totals, len(items))
     meta.append(("made", utc_stamp(wall_time() if now is None else now)))
     page_title = title or _title(out, items)
     shown = len(items)
-    data = page_json(items, title=page_title, meta=meta)  # empties `items`
     path = out / GALLERY_NAME
-    page = render_embedded(f"{page_title} · runner gallery", data)
-    del data
-    write_atomic(path, page.encode("utf-8"))
+    before, after = page_frame(f"{page_title} · runner gallery")
+    # Written entry by entry: the page (~1 KB an entry) is never whole in memory,
+    # and each entry is dropped as its text is written (page_chunks empties `items`).
+    with open_atomic(path) as file:
+        file.write(before.encode("utf-8"))
+        for chunk in page_chunks(items, title=page_title, meta=meta):
+            file.write(chunk.encode("utf-8"))
+        file.write(after.encode("utf-8"))
     return GalleryResult(
         path=path, images=images, unfinished=shown - images, thumbs_made=made,
         total=totals[0] + totals[1] + totals[2],

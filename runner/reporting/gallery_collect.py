@@ -13,7 +13,7 @@ past that does it take one pass more.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -48,23 +48,65 @@ not a valid one). Passed in so that a caller can count or share the reads."""
 def folder_sidecars(out: Path, read: SidecarReader = read_sidecar) -> Iterator[tuple[str, Sidecar]]:
     """(image name relative to OUT, its sidecar) for every valid pair, skipping hidden folders.
 
-    Each sidecar is read once, with `read`.
+    Each sidecar is read once, with `read`. Folders come in sorted order (the
+    top first), the sidecars of one folder in the file system's order: a
+    folder's listing is streamed twice (`_folder_pairs`), never held, so a
+    folder of 100,000 images costs 8 bytes per file name, not a list and a set
+    of them.
     """
-    for folder, dirs, files in os.walk(out):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        names = set(files)
-        for name in sorted(files):
-            if name.startswith(".") or not name.endswith(".json"):
-                continue
-            path = Path(folder) / name
-            try:
-                sidecar = read(path)
-            except (ValueError, StoreError):
-                continue  # summary.json, or a broken sidecar: `runner verify` reports those
-            # The image is the sidecar's sibling: a path in the JSON is not trusted.
-            image = f"{name[: -len('.json')]}.{EXTENSIONS[sidecar.file.format]}"
-            if image in names:
-                yield relative_name(out, Path(folder) / image), sidecar
+    pending = [out]
+    while pending:
+        folder = pending.pop()
+        subfolders = yield from _folder_pairs(out, folder, read)
+        # Depth first, in sorted order, as os.walk(topdown=True) with sorted dirs walks.
+        pending.extend(folder / name for name in sorted(subfolders, reverse=True))
+
+
+def _folder_pairs(
+    out: Path, folder: Path, read: SidecarReader
+) -> Generator[tuple[str, Sidecar], None, list[str]]:
+    """The valid pairs of one folder (see `folder_sidecars`); returns its subfolders to walk
+    (not hidden, not links). An unreadable folder has none.
+    """
+    names, subfolders = DigestSet(), []
+    for entry in _listing(folder):
+        if not _is_dir(entry):
+            names.add(entry.name)
+        elif not entry.name.startswith(".") and not entry.is_symlink():
+            subfolders.append(entry.name)
+    names.freeze()
+    for entry in _listing(folder):
+        name = entry.name
+        if name.startswith(".") or not name.endswith(".json") or _is_dir(entry):
+            continue
+        try:
+            sidecar = read(Path(entry.path))
+        except (ValueError, StoreError):
+            continue  # summary.json, or a broken sidecar: `runner verify` reports those
+        # The image is the sidecar's sibling: a path in the JSON is not trusted.
+        image = f"{name[: -len('.json')]}.{EXTENSIONS[sidecar.file.format]}"
+        if image in names:
+            yield relative_name(out, folder / image), sidecar
+    return subfolders
+
+
+def _listing(folder: Path) -> Iterator[os.DirEntry[str]]:
+    """The entries of `folder`, streamed; none when it cannot be listed (gone, no
+    permission), as os.walk skips such a folder.
+    """
+    try:
+        with os.scandir(folder) as listing:
+            yield from listing
+    except OSError:
+        return
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    """Whether `entry` is a folder (a link to one too), as os.walk sorts entries."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +114,12 @@ class _Entry:
     """One entry as the walk meets it: its rank, what a `--filter` reads, and what its
     `GalleryItem` is made from (the sidecar just read, or the ledger's row). Passing.
 
-    `rank` is (0 needs attention / 1 an image, job order, key, image index):
-    unique per entry, so the smallest ranks are the entries a capped page shows.
+    `rank` is (0 needs attention / 1 an image, job order, key, image index, image
+    name): unique per entry (the name tells apart copies of one sidecar, whatever
+    order the walk met them in), so the smallest ranks are the entries a capped page shows.
     """
 
-    rank: tuple[int, int, str, int]
+    rank: tuple[int, int, str, int, str]
     prompt_id: str
     facts: JobFacts | None
     image: str | None = None  # name relative to OUT
@@ -108,7 +151,7 @@ class _Entry:
 class _Pick:
     """An entry as the selection holds it: its rank (the order) and its item."""
 
-    rank: tuple[int, int, str, int]
+    rank: tuple[int, int, str, int, str]
     item: GalleryItem | None = field(default=None, compare=False)
 
 
@@ -149,7 +192,7 @@ def _entries(
     for name, sidecar in folder_sidecars(out, read):
         files.add(name)
         keys.add(sidecar.key)
-        rank = (1, sidecar.job_index, sidecar.key, sidecar.index)
+        rank = (1, sidecar.job_index, sidecar.key, sidecar.index, name)
         facts = facts_of_sidecar(sidecar)
         yield _Entry(rank, sidecar.prompt_id, facts, image=name, sidecar=sidecar)
     files.freeze()
@@ -162,7 +205,7 @@ def _entries(
                 continue
         elif row.key in keys:
             continue  # images of an earlier success are still there: show those
-        rank = (0, row.idx, row.key, 0)
+        rank = (0, row.idx, row.key, 0, "")
         yield _Entry(rank, row.prompt_id, catalog.get(row), row=row, gone=gone)
 
 

@@ -8,6 +8,7 @@ so the page's script groups by integers (gallery_page.py has the page).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -123,12 +124,14 @@ def page_data(items: list[GalleryItem], *, title: str, meta: list[tuple[str, str
     return data
 
 
-def page_json(items: list[GalleryItem], *, title: str, meta: list[tuple[str, str]]) -> str:
-    """`page_data` as the page embeds it (gallery_page.embed_json), built entry by entry.
+def page_chunks(
+    items: list[GalleryItem], *, title: str, meta: list[tuple[str, str]]
+) -> Iterator[str]:
+    """`page_data` as the page embeds it (gallery_page.embed_json), in pieces: its head,
+    then each entry's text, to write one by one (the page's text is never whole in memory).
 
-    Consumes `items` (the list is empty after): each entry is dropped as its
-    JSON is made, so the page's text (~1 KB an entry) replaces the entries
-    instead of adding to them.
+    Consumes `items` (the list is empty once the pieces are all taken): each entry is
+    dropped as its JSON is made, so one entry's text is held at a time, not the page's.
     """
     data = _layout(items, title=title, meta=meta)
     axes, index = data["axes"], _indexes(data["axes"])
@@ -137,7 +140,18 @@ def page_json(items: list[GalleryItem], *, title: str, meta: list[tuple[str, str
     empty = '"items":[]}'
     assert head.endswith(empty)  # dict order puts the items last
     items.reverse()
-    parts = []
+    yield f'{head[: -len(empty)]}"items":['
+    if items:
+        yield _item_json(items.pop(), axes, index)
     while items:
-        parts.append(_item_json(items.pop(), axes, index))
-    return f'{head[: -len(empty)]}"items":[{",".join(parts)}]}}'
+        yield ","
+        yield _item_json(items.pop(), axes, index)
+    yield "]}"
+
+
+def page_json(items: list[GalleryItem], *, title: str, meta: list[tuple[str, str]]) -> str:
+    """`page_data` as the page embeds it (gallery_page.embed_json): `page_chunks` joined.
+
+    Consumes `items` (the list is empty after).
+    """
+    return "".join(page_chunks(items, title=title, meta=meta))

@@ -178,7 +178,7 @@ def image_item(
         key=sidecar.key,
         state="completed",
         order=sidecar.job_index,
-        prompt_id=sidecar.prompt_id,
+        prompt_id=facts.prompt_id,  # the facts' shared copy
         facts=facts,
         image_index=sidecar.index,
         image=name,

@@ -71,6 +71,14 @@ def render_page(title: str, data: Any) -> str:
 
 def render_embedded(title: str, data_json: str) -> str:
     """The whole gallery.html for data already made safe by `embed_json`, titled `title`."""
+    before, after = page_frame(title)
+    return f"{before}{data_json}{after}"
+
+
+def page_frame(title: str) -> tuple[str, str]:
+    """The text of gallery.html before and after its data (made safe by `embed_json`),
+    titled `title`: so a page can be written piece by piece, its data never whole in memory.
+    """
     # Each element's text starts on its own line; the CSP hashes that exact text.
     style = "\n" + _asset("gallery.css")
     script = "\n" + _asset("gallery.js")
@@ -85,7 +93,7 @@ def render_embedded(title: str, data_json: str) -> str:
             "form-action 'none'",
         ]
     )
-    return (
+    before = (
         "<!doctype html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f'<meta http-equiv="Content-Security-Policy" content="{html.escape(policy)}">\n'
@@ -95,7 +103,7 @@ def render_embedded(title: str, data_json: str) -> str:
         f"<style>{style}</style>\n"
         "</head>\n<body>\n"
         f"{body}"
-        f'<script type="application/json" id="gallery-data">{data_json}</script>\n'
-        f"<script>{script}</script>\n"
-        "</body>\n</html>\n"
+        '<script type="application/json" id="gallery-data">'
     )
+    after = f"</script>\n<script>{script}</script>\n</body>\n</html>\n"
+    return before, after

@@ -111,6 +111,9 @@ def digest(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big")
 
 
+_RUN: Final = 4096  # digests sorted at a time by DigestSet.freeze
+
+
 class DigestSet:
     """A set of strings held as 64-bit digests: 8 bytes a member, a few MB for 10**5.
 
@@ -128,8 +131,14 @@ class DigestSet:
         self._digests.append(digest(text))
 
     def freeze(self) -> None:
-        """Sort the digests so that `in` can search them; no `add` after this."""
-        self._digests = array("Q", sorted(self._digests))
+        """Sort the digests so that `in` can search them; no `add` after this.
+
+        Sorted in runs of `_RUN` merged into one array: `sorted` of the whole would
+        hold every digest as a Python int (~44 bytes each, 4 MB per 100,000) at once.
+        """
+        digests = self._digests
+        runs = [array("Q", sorted(digests[at : at + _RUN])) for at in range(0, len(digests), _RUN)]
+        self._digests = runs[0] if len(runs) == 1 else array("Q", heapq.merge(*runs))
         self._frozen = True
 
     def __contains__(self, text: object) -> bool:

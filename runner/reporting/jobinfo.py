@@ -12,7 +12,9 @@ never goes stale; the file is only pruned to the jobs still without images.
 
 from __future__ import annotations
 
+import functools
 import json
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,8 +163,33 @@ def facts_of_job(job: Job) -> JobFacts:
     )
 
 
+def _word(value: str) -> str:
+    """One copy of a short text many sidecars repeat (a prompt id, a param or var value):
+    a page holds 10,000 entries' facts, each sidecar read would otherwise bring its own.
+    """
+    return sys.intern(value)
+
+
+def _word_or_number(value: str | int) -> str | int:
+    return _word(value) if isinstance(value, str) else value
+
+
+@functools.lru_cache(maxsize=256)
+def _params(
+    mode: str, aspect_ratio: str, resolution: str, n: int, output_format: str
+) -> tuple[tuple[str, str | int], ...]:
+    """The params of a sidecar's job, one tuple shared by every job with the same ones."""
+    return (
+        ("mode", _word(mode)),
+        ("aspect_ratio", _word(aspect_ratio)),
+        ("resolution", _word(resolution)),
+        ("n", n),
+        ("output_format", _word(output_format)),
+    )
+
+
 def facts_of_sidecar(sidecar: Sidecar) -> JobFacts:
-    """The facts of the job a sidecar describes."""
+    """The facts of the job a sidecar describes (texts that repeat between jobs shared)."""
     p = sidecar.params
     image = None
     if p.image is not None:
@@ -170,20 +197,14 @@ def facts_of_sidecar(sidecar: Sidecar) -> JobFacts:
     return JobFacts(
         key=sidecar.key,
         index=sidecar.job_index,
-        prompt_id=sidecar.prompt_id,
+        prompt_id=_word(sidecar.prompt_id),
         prompt=sidecar.prompt,
-        params=(
-            ("mode", p.mode),
-            ("aspect_ratio", p.aspect_ratio),
-            ("resolution", p.resolution),
-            ("n", p.n),
-            ("output_format", p.output_format),
-        ),
-        vars=tuple(sidecar.vars.items()),
-        sweep=tuple(sidecar.sweep.items()),
+        params=_params(p.mode, p.aspect_ratio, p.resolution, p.n, p.output_format),
+        vars=tuple((_word(name), _word(value)) for name, value in sidecar.vars.items()),
+        sweep=tuple((_word(name), _word_or_number(v)) for name, v in sidecar.sweep.items()),
         repeat=sidecar.repeat,
-        model=sidecar.model,
-        endpoint=sidecar.endpoint,
+        model=_word(sidecar.model),
+        endpoint=_word(sidecar.endpoint),
         image=image,
     )
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 import io
 import os
 import re
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 from PIL import Image, features
 
@@ -31,6 +32,8 @@ THUMBS_DIR: Final = f"{REPORTS_DIR}/thumbs"
 """The thumbnails' folder, relative to OUT."""
 
 _THUMB_NAME: Final = re.compile(r"^[0-9a-f]{24}-\d+\.(webp|jpg)$")
+_In = TypeVar("_In")
+_Out = TypeVar("_Out")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +84,28 @@ def _existing(path: Path) -> tuple[int, int] | None:
         return None
 
 
+def _in_order(
+    pool: ThreadPoolExecutor,
+    work: Callable[[_In], _Out],
+    values: Iterable[_In],
+    *,
+    ahead: int,
+) -> Iterator[_Out]:
+    """`pool.map(work, values)`, with at most `ahead` calls submitted and not yet taken.
+
+    `Executor.map` submits every call at once: a future per image (each with its lock
+    and condition), all held until the last is done; for a page of 10,000 thumbnails
+    that was half of the 14 MiB they added to the resident set.
+    """
+    pending: deque[Future[_Out]] = deque()
+    for value in values:
+        pending.append(pool.submit(work, value))
+        if len(pending) >= ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
 def make_thumbnails(
     out: Path, images: Sequence[tuple[str, str]], *, px: int = THUMB_PX, workers: int | None = None
 ) -> tuple[list[Thumb | str], int]:
@@ -89,7 +114,8 @@ def make_thumbnails(
     Returns, per image, its Thumb or why it could not be read, and how many
     thumbnails were made now (the others existed). `px` is the longest side
     in pixels. Pillow decodes without holding the GIL, so `workers` threads
-    (default: up to 4, one per core) share the work. Raises StoreError when
+    (default: up to 4, one per core) share the work, a few images at a time (each
+    image is closed as soon as its thumbnail is written). Raises StoreError when
     the folder cannot be written.
     """
     fmt, ext = _thumb_format()
@@ -108,8 +134,9 @@ def make_thumbnails(
                 return str(err), False
         return Thumb(thumb_name, size[0], size[1]), made
 
-    with ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1)) as pool:
-        results = list(pool.map(one, images))
+    threads = workers or min(4, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        results = list(_in_order(pool, one, images, ahead=2 * threads))
     used = {t.name.rsplit("/", 1)[-1] for t, _ in results if isinstance(t, Thumb)}
     for path in folder.iterdir():
         if _THUMB_NAME.match(path.name) and path.name not in used:
