@@ -132,3 +132,79 @@ async def test_the_journal_records_of_a_group_share_one_sync(
     sent = [e.key for e in read_journal(tmp_path / "out") if e.kind == "sending"]
     assert sorted(sent) == sorted(job.key for job in batch)
     assert len(syncs) == groups <= 2
+
+
+def _jpeg() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (1024, 1024), (200, 40, 40)).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+async def test_a_completed_job_writes_its_sidecar_before_its_row_in_one_visit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runner.backends.base import Metrics
+    from runner.errors import StoreError
+    from runner.money import Micros
+    from runner.scheduling.lifecycle import Completed, Completion
+
+    out = tmp_path / "out"
+    good, bad = jobs(tmp_path, 2)
+    # A sidecar holding the secret is refused (the store's last guard): its job's
+    # row must stay submitted while the other's, in the same group, completes.
+    secret = bad.request.prompt
+    with Ledger.open(out, backend="local", base_url=BASE) as ledger:
+        recorder = Recorder(
+            ledger,
+            RecorderConfig(
+                out=out, backend="local", base_url=BASE, strict_sizes=False, secrets=(secret,)
+            ),
+        )
+        for job in (good, bad):
+            await recorder.record(Submitting(job, Micros(20_000)))
+            await recorder.record(Submitted(job, submission_for(BASE, f"req-{job.index}"), 1.0))
+        events = []
+        for job in (good, bad):
+            image = await recorder.save_image(job, 0, _jpeg())
+            completion = Completion(
+                request_id=f"req-{job.index}",
+                submitted_wall=1.0,
+                completed_wall=2.0,
+                wall_s=1.0,
+                metrics=Metrics(),
+                estimate=Micros(20_000),
+                charged=Micros(20_000),
+            )
+            events.append(Completed(job, (image,), completion))
+        hops = 0
+        real = anyio.to_thread.run_sync
+
+        async def counted(*args: object, **kwargs: object) -> object:
+            nonlocal hops
+            hops += 1
+            return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+        errors: list[BaseException] = []
+
+        async def complete(event: Completed) -> None:
+            try:
+                await recorder.record(event)
+            except StoreError as err:
+                errors.append(err)
+
+        monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
+        async with anyio.create_task_group() as tg:
+            for event in events:
+                tg.start_soon(complete, event)
+        monkeypatch.undo()
+        recorder.close()
+    assert len(errors) == 1 and "secret" in str(errors[0])
+    final = states(tmp_path)
+    assert final == {good.key: "completed", bad.key: "submitted"}
+    assert len(list(out.rglob("*.json"))) == 1  # the good job's sidecar, the bad one's refused
+    # Each job's sidecars and its row in one visit to the worker thread (or one for both).
+    assert hops <= 2
