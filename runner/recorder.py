@@ -77,13 +77,12 @@ class RecorderConfig:
 
 
 class _Write:
-    """A ledger write waiting for its group's commit, and what must be on disk before it."""
+    """A ledger write waiting for its group's commit."""
 
-    __slots__ = ("before", "done", "error", "fn")
+    __slots__ = ("done", "error", "fn")
 
-    def __init__(self, fn: Callable[[], None], before: Callable[[], None] | None) -> None:
+    def __init__(self, fn: Callable[[], None]) -> None:
         self.fn = fn
-        self.before = before
         self.done = False
         self.error: BaseException | None = None
 
@@ -116,17 +115,9 @@ class StoreThread:
                 result = await anyio.to_thread.run_sync(fn)
         return result
 
-    async def write(
-        self, fn: Callable[[], None], *, before: Callable[[], None] | None = None
-    ) -> None:
-        """Run ledger write `fn` and commit it, with the writes waiting alongside.
-
-        `before` (files the row vouches for, e.g. a job's sidecars) runs in the
-        same visit to the worker thread, ahead of the group's transaction: one
-        hand-off to the thread (~0.1 ms of CPU) instead of two. If it raises,
-        `fn` is not run and the caller gets its error.
-        """
-        entry = _Write(fn, before)
+    async def write(self, fn: Callable[[], None]) -> None:
+        """Run ledger write `fn` and commit it, with the writes waiting alongside."""
+        entry = _Write(fn)
         self._queue.append(entry)
         with anyio.CancelScope(shield=True):
             async with self._lock:
@@ -138,24 +129,15 @@ class StoreThread:
 
     def _commit(self, group: list[_Write]) -> None:
         """In the worker thread: the group in one transaction, or each alone if one fails."""
-        ready: list[_Write] = []
-        for entry in group:
-            try:
-                if entry.before is not None:
-                    entry.before()
-            except Exception as err:  # handed to its caller; its row is not written
-                entry.error = err
-            else:
-                ready.append(entry)
         try:
             # Left before the transaction commits: the journal's one sync
             # for the group comes before the ledger's (see the docstring).
             with self._ledger.transaction(), self._grouped():
-                for entry in ready:
+                for entry in group:
                     entry.fn()
             self.groups += 1
         except Exception:  # each write again, alone, gets its own error
-            for entry in ready:
+            for entry in group:
                 try:
                     entry.fn()
                 except Exception as err:  # handed to its caller
@@ -200,13 +182,12 @@ class Recorder:
             case Ambiguous(job=job):
                 await write(lambda: ledger.ambiguous(job.key))
             case Completed(job=job, images=images, completion=completion):
+                await self._thread.run(lambda: self._write_sidecars(event))
                 files = [image.path for image in images]
-                # The sidecars (the "done" markers) are on disk before the row says completed.
                 await write(
                     lambda: ledger.completed(
                         job.key, completion.charged, files, completion.completed_wall
-                    ),
-                    before=lambda: self._write_sidecars(event),
+                    )
                 )
             case Failed(job=job, reason=reason, paid=paid):
                 await write(lambda: self._failed(job, reason, paid=paid))
