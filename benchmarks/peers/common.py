@@ -14,7 +14,15 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True)
 class PeerArgs:
-    """A peer's settings: API root, the jobs, C workers, poll interval (seconds, scaled)."""
+    """A peer's settings: API root, the jobs, C workers, poll interval (seconds, scaled).
+
+    `connections`: the pool's size, every connection kept alive (None: the
+    peer's own default). `discard`: images are read and dropped, not written.
+    `cached_sockets`: the pool opens its connections through the runner's
+    network backend (runner/backends/netstream.py), as the runner's do.
+    `submits_in_flight`: at most that many submits on the wire at once (the
+    runner's `max_submits_in_flight`; None: only C limits them).
+    """
 
     base_url: str
     api_key: str
@@ -24,6 +32,10 @@ class PeerArgs:
     interval: float
     out: Path
     retry_429: bool
+    connections: int | None = None
+    discard: bool = False
+    cached_sockets: bool = False
+    submits_in_flight: int | None = None
 
 
 @dataclass(slots=True)
@@ -53,6 +65,20 @@ def parse_args(argv: list[str] | None = None) -> PeerArgs:
     parser.add_argument("--interval", type=float, required=True, help="poll interval, seconds")
     parser.add_argument("--out", type=Path, required=True, help="folder for the images")
     parser.add_argument("--retry-429", action="store_true", help="wait an interval, try again")
+    parser.add_argument(
+        "--connections", type=int, help="pool size, all kept alive (httpx peer only)"
+    )
+    parser.add_argument(
+        "--discard", action="store_true", help="read each image, write none (httpx peer only)"
+    )
+    parser.add_argument(
+        "--cached-sockets",
+        action="store_true",
+        help="the runner's network backend under the pool (httpx peer only)",
+    )
+    parser.add_argument(
+        "--submits-in-flight", type=int, help="submits on the wire at once (httpx peer only)"
+    )
     args = parser.parse_args(argv)
     spec = json.loads(args.jobs.read_text(encoding="utf-8"))
     args.out.mkdir(parents=True, exist_ok=True)
@@ -65,6 +91,10 @@ def parse_args(argv: list[str] | None = None) -> PeerArgs:
         interval=args.interval,
         out=args.out,
         retry_429=args.retry_429,
+        connections=args.connections,
+        discard=args.discard,
+        cached_sockets=args.cached_sockets,
+        submits_in_flight=args.submits_in_flight,
     )
 
 

@@ -3,6 +3,9 @@
 What a user writes in an afternoon: submit, sleep an interval, poll, fetch
 the result, download; on a 429 wait an interval and try again (with
 `--retry-429`; without it the job fails). No rate limit of its own.
+With `--discard --connections N --interval 0` it is the floor of the scale
+scenario: the runner's four calls a job (submit, status, result, download)
+through one httpx.AsyncClient with the runner's pool, nothing written.
 Run: python -m benchmarks.peers.httpx_peer --base-url URL --jobs FILE ...
 """
 
@@ -43,13 +46,15 @@ async def _one(
     *,
     client: httpx.AsyncClient,
     gate: asyncio.Semaphore,
+    wire: asyncio.Semaphore,
     args: PeerArgs,
     report: PeerReport,
 ) -> None:
     async with gate:
-        submit = await _call(
-            client, "POST", f"{args.base_url}/v2/{args.model}", args, report, json=params
-        )
+        async with wire:
+            submit = await _call(
+                client, "POST", f"{args.base_url}/v2/{args.model}", args, report, json=params
+            )
         submit.raise_for_status()
         job = submit.json()
         while True:
@@ -66,21 +71,34 @@ async def _one(
         for i, url in enumerate(output_urls(result.json())):
             image = await client.get(url)
             image.raise_for_status()
-            (args.out / image_name(index, i, params)).write_bytes(image.content)
+            if not args.discard:
+                (args.out / image_name(index, i, params)).write_bytes(image.content)
 
 
 async def run(args: PeerArgs) -> PeerReport:
     """Run every job; count what happened."""
     report = PeerReport()
     gate = asyncio.Semaphore(args.concurrency)
-    limits = httpx.Limits(max_connections=max(10, args.concurrency * 2))
+    wire = asyncio.Semaphore(args.submits_in_flight or args.concurrency)
+    limits = (
+        httpx.Limits(max_connections=max(10, args.concurrency * 2))
+        if args.connections is None
+        else httpx.Limits(
+            max_connections=args.connections, max_keepalive_connections=args.connections
+        )
+    )
+    transport = None
+    if args.cached_sockets:
+        from runner.backends.netstream import with_cached_sockets
+
+        transport = with_cached_sockets(httpx.AsyncHTTPTransport(limits=limits))
     async with httpx.AsyncClient(
-        headers={"x-api-key": args.api_key}, timeout=60.0, limits=limits
+        headers={"x-api-key": args.api_key}, timeout=60.0, limits=limits, transport=transport
     ) as client:
         report.started = time.time()
         outcomes = await asyncio.gather(
             *(
-                _one(i, p, client=client, gate=gate, args=args, report=report)
+                _one(i, p, client=client, gate=gate, wire=wire, args=args, report=report)
                 for i, p in enumerate(args.jobs)
             ),
             return_exceptions=True,

@@ -32,6 +32,14 @@ def auto_cap(rpm: int | None, window: float, latency: float) -> int:
     return max(_FLOOR, min(_CEILING, math.ceil(steady) + rpm))
 
 
+def latency_free_cap(rpm: int | None) -> int | None:
+    """`auto_cap` for `rpm` when no latency can change it (the ceiling or the
+    unlimited default), else None: then the caller needs the latency."""
+    if rpm is None:
+        return _UNLIMITED_RATE_DEFAULT
+    return _CEILING if rpm >= _CEILING else None
+
+
 def max_cap(rpm: int | None, max_in_flight: int | None) -> int:
     """The most jobs a run may have in flight: its fixed cap, or the largest `auto_cap`."""
     if max_in_flight is not None:

@@ -27,7 +27,7 @@ from runner.jobs import Job
 from runner.money import ZERO
 from runner.scheduling.calls import Answered, Stopped, billed_send, call
 from runner.scheduling.context import RunContext
-from runner.scheduling.inflight import auto_cap
+from runner.scheduling.inflight import auto_cap, latency_free_cap
 from runner.scheduling.lifecycle import (
     Completed,
     Completion,
@@ -159,7 +159,12 @@ class JobRunner:
             return polled  # a final answer, or stopping: the ledger keeps it submitted
         latency = anyio.current_time() - started
         if ctx.config.max_in_flight is None:
-            ctx.cap.resize(auto_cap(ctx.config.rpm, ctx.config.window, ctx.polls.expected()))
+            # The latency model's median is a fit over every remembered job:
+            # asked only where the latency can move the cap.
+            cap = latency_free_cap(ctx.config.rpm)
+            if cap is None:
+                cap = auto_cap(ctx.config.rpm, ctx.config.window, ctx.polls.expected())
+            ctx.cap.resize(cap)
         return await self._save(job, polled, submission.request_id, submitted_wall, latency)
 
     async def _poll(self, job: Job, submission: Submission, started: float) -> Result | JobEnd:
