@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import re
 import signal
 import subprocess
@@ -16,34 +15,13 @@ from pathlib import Path
 
 import pytest
 from provider_cases import ProviderCase
+from whole_runs import ROOT, cli_env, jobs_manifest
+from whole_runs import runner_cli as runner
 
 from runner.emulator import FaultRate, Latency, Served
 from runner.store import Ledger, verify
 
-ROOT = Path(__file__).resolve().parents[1]
 KEY = "sk-test-cli-run-0123456789"
-
-
-def cli_env(env: dict[str, str] | None = None) -> dict[str, str]:
-    """This process's environment without any provider's key or API root, plus `env`."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("SEGMIND_", "XAI_"))}
-    full_env.update(env or {})
-    return full_env
-
-
-def runner(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    """`python -m runner ARGS` run to its end (`timeout` seconds at most) from the repo root."""
-    return subprocess.run(
-        [sys.executable, "-m", "runner", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=cli_env(env),
-        cwd=ROOT,
-        check=False,
-    )
 
 
 def start_runner(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -59,21 +37,8 @@ def start_runner(*args: str, env: dict[str, str] | None = None) -> subprocess.Po
 
 
 def manifest(tmp_path: Path, jobs: int, *, rpm: int = 50) -> Path:
-    things = ", ".join(f"thing{i}" for i in range(jobs))
-    path = tmp_path / "m.yaml"
-    path.write_text(
-        f"""
-name: cli
-defaults: {{resolution: 1k, aspect_ratio: "1:1", output_format: jpeg}}
-prompts:
-  - id: p
-    prompt: "a picture of {{thing}}"
-    vars: {{thing: [{things}]}}
-budget: {{requests_per_minute: {rpm}}}
-output: {{dir: {tmp_path / "out"}}}
-"""
-    )
-    return path
+    jobs_manifest(tmp_path, jobs, rpm=rpm, write=True)
+    return tmp_path / "m.yaml"
 
 
 def test_example_manifest_runs_on_the_embedded_emulator(tmp_path: Path) -> None:
