@@ -41,7 +41,8 @@ def jobs_manifest(
     max_credits: float | None = None,
     rate_scope: str = "submit",
     rate_model: str = "window",
-    max_in_flight: str | None = None,
+    max_in_flight: int | str | None = None,
+    max_submits_in_flight: int | None = None,
     extra_prompts: str = "",
     provider: ProviderCase | None = None,
     prefix: str = "thing",
@@ -51,14 +52,19 @@ def jobs_manifest(
     write: bool = False,
 ) -> Manifest:
     """`jobs` jobs of prompt "a picture of {prefix}N" at `rpm` (a cap of `max_credits`
-    USD, `max_in_flight` when given), `n` images each (the default: one), writing
-    `output_format` images to tmp_path/out; Segmind unless `provider` says otherwise.
-    `extra_prompts`: more YAML items of the prompts list; `sweep`: the YAML flow mapping
-    of a sweep. `write`: tmp_path/m.yaml holds the text too (for `python -m runner`)."""
+    USD; `max_in_flight` and `max_submits_in_flight` when given), `n` images each (the
+    default: one), writing `output_format` images to tmp_path/out; Segmind unless
+    `provider` says otherwise. `extra_prompts`: more YAML items of the prompts list;
+    `sweep`: the YAML flow mapping of a sweep. `write`: tmp_path/m.yaml holds the text
+    too (for `python -m runner`)."""
     things = ", ".join(f"{prefix}{i}" for i in range(jobs))
     images = f", n: {n}" if n is not None else ""
-    credits = f"max_credits: {max_credits}" if max_credits is not None else ""
-    in_flight = f"max_in_flight: {max_in_flight}" if max_in_flight is not None else ""
+    given = {
+        "max_credits": max_credits,
+        "max_in_flight": max_in_flight,
+        "max_submits_in_flight": max_submits_in_flight,
+    }
+    limits = "".join(f"\n  {name}: {value}" for name, value in given.items() if value is not None)
     api = provider.api_line if provider is not None else ""
     text = f"""
 name: jobs
@@ -73,9 +79,7 @@ prompts:
 budget:
   requests_per_minute: {rpm}
   rate_scope: {rate_scope}
-  rate_model: {rate_model}
-  {credits}
-  {in_flight}
+  rate_model: {rate_model}{limits}
 output: {{dir: {tmp_path / "out"}}}
 """
     path = tmp_path / "m.yaml"
