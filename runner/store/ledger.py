@@ -165,8 +165,10 @@ class Ledger(LedgerWrites, LedgerReads):
         `unanswered_sends`: the journal is read here once, for both.
         """
         found = replay(read_journal(out_dir))
-        for key, row in self.get_many(found.ids).items():
-            if row.state == "submitting":
-                request_id, at = found.ids[key]
-                self.submitted(key, request_id, at)
+        # The few `submitting` rows (by the state index), not a row per journalled
+        # id: a folder of 100,000 finished jobs has as many ids to look up.
+        for row in self.rows("submitting"):
+            if row.key in found.ids:
+                request_id, at = found.ids[row.key]
+                self.submitted(row.key, request_id, at)
         return found.unanswered
