@@ -36,8 +36,8 @@ def start_runner(*args: str, env: dict[str, str] | None = None) -> subprocess.Po
     )
 
 
-def manifest(tmp_path: Path, jobs: int, *, rpm: int = 50) -> Path:
-    jobs_manifest(tmp_path, jobs, rpm=rpm, write=True)
+def manifest(tmp_path: Path, jobs: int, *, rpm: int = 50, max_credits: float | None = None) -> Path:
+    jobs_manifest(tmp_path, jobs, rpm=rpm, max_credits=max_credits, name="cli", write=True)
     return tmp_path / "m.yaml"
 
 
@@ -300,8 +300,7 @@ def test_the_confirmation_says_what_the_cap_allows(
 
 
 def test_validate_strict_and_plan_check_fail_a_budget_that_does_not_fit(tmp_path: Path) -> None:
-    path = manifest(tmp_path, 6)
-    path.write_text(path.read_text().replace("budget: {", "budget: {max_credits: 0.05, "))
+    path = manifest(tmp_path, 6, max_credits=0.05)
     assert runner("validate", str(path)).returncode == 0
     strict = runner("validate", "--strict", str(path))
     assert strict.returncode == 1
@@ -312,8 +311,7 @@ def test_validate_strict_and_plan_check_fail_a_budget_that_does_not_fit(tmp_path
 
 
 def test_a_shard_plans_and_runs_its_own_jobs_under_its_share(tmp_path: Path) -> None:
-    path = manifest(tmp_path, 7, rpm=30)
-    path.write_text(path.read_text().replace("budget: {", "budget: {max_credits: 0.9, "))
+    path = manifest(tmp_path, 7, rpm=30, max_credits=0.9)
     plan = runner("plan", str(path), "--shard", "1/3")
     assert plan.returncode == 0, plan.stderr
     assert re.search(r"^total +3 ", plan.stdout, re.M), plan.stdout

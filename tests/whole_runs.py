@@ -49,14 +49,15 @@ def jobs_manifest(
     n: int | None = None,
     output_format: str = "jpeg",
     sweep: str | None = None,
+    name: str = "jobs",
     write: bool = False,
 ) -> Manifest:
     """`jobs` jobs of prompt "a picture of {prefix}N" at `rpm` (a cap of `max_credits`
     USD; `max_in_flight` and `max_submits_in_flight` when given), `n` images each (the
     default: one), writing `output_format` images to tmp_path/out; Segmind unless
     `provider` says otherwise. `extra_prompts`: more YAML items of the prompts list;
-    `sweep`: the YAML flow mapping of a sweep. `write`: tmp_path/m.yaml holds the text
-    too (for `python -m runner`)."""
+    `sweep`: the YAML flow mapping of a sweep. `name`: the manifest's (the reports'
+    headings). `write`: tmp_path/m.yaml holds the text too (for `python -m runner`)."""
     things = ", ".join(f"{prefix}{i}" for i in range(jobs))
     images = f", n: {n}" if n is not None else ""
     given = {
@@ -67,7 +68,7 @@ def jobs_manifest(
     limits = "".join(f"\n  {name}: {value}" for name, value in given.items() if value is not None)
     api = provider.api_line if provider is not None else ""
     text = f"""
-name: jobs
+name: {name}
 {api}
 defaults: {{resolution: 1k, aspect_ratio: "1:1", output_format: {output_format}{images}}}
 prompts:
