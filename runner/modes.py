@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -53,8 +53,6 @@ from runner.scheduling.scheduler import Scheduler, SchedulerConfig, WorkItem, ra
 from runner.scheduling.source import IterSource, WorkSource
 from runner.store import JobRow, Ledger
 from runner.store.calls import CallLog
-from runner.store.journal import Entry as JournalEntry
-from runner.store.journal import read_journal
 from runner.store.learned_rate import LearnedRate, load_learned, save_learned
 from runner.sweep import expand
 
@@ -201,7 +199,7 @@ class Alone:
             total(t.charged for t in ledger.totals().values()),
             possible=ledger.possible_extra_spend(s.config.max_submits_in_flight),
         )
-        gate, self._calls = _local_gate(s.out, s.config, s.wall)
+        gate, self._calls = _local_gate(s.out, s.config, s.wall, ledger.unanswered_sends)
         self._gate = gate
         return gate, guard
 
@@ -372,31 +370,27 @@ def _served_from_cache(
     return True
 
 
-def _sends_left_on_the_wire(out: Path, now: float, span: float) -> list[float]:
-    """Ages (0: now) of the billed sends the journal saw go out in the last `span` seconds
-    with no answer journalled after them: a killed run's calls on the wire.
+def sends_left_on_the_wire(unanswered: Sequence[float], now: float, span: float) -> list[float]:
+    """Ages in seconds (0: `now`) of the billed sends with no answer journalled that went
+    out in the last `span` seconds: a killed run's calls on the wire. Pure.
 
-    calls.log has a call once it ended, so without these a run resumed after a
-    kill would not count up to max_submits_in_flight calls the server did
-    count. Each is aged from when it went out: the server saw it then, within
-    the gate's margin of transit. A send refused (429, 5xx) has no answer
-    journalled either and is in calls.log too: counted twice for one window,
-    which only slows the restart.
+    `unanswered` is what the ledger's open read from the journal, once
+    (`Ledger.unanswered_sends`: wall-clock epoch seconds). calls.log has a
+    call once it ended, so without these a run resumed after a kill would not
+    count up to max_submits_in_flight calls the server did count. Each is
+    aged from when it went out: the server saw it then, within the gate's
+    margin of transit. A send refused (429, 5xx) has no answer journalled
+    either and is in calls.log too: counted twice for one window, which only
+    slows the restart.
     """
-    last: dict[str, JournalEntry] = {}
-    for entry in read_journal(out):
-        last[entry.key] = entry
-    return [
-        now - entry.at
-        for entry in last.values()
-        if entry.kind == "sending" and 0 <= now - entry.at <= span
-    ]
+    return [now - at for at in unanswered if 0 <= now - at <= span]
 
 
 def _local_gate(
-    out: Path, config: SchedulerConfig, wall: Callable[[], float]
+    out: Path, config: SchedulerConfig, wall: Callable[[], float], unanswered: Sequence[float]
 ) -> tuple[RateGate, CallLog]:
-    """The single-process rate gate, seeded with the folder's last window of calls.
+    """The single-process rate gate, seeded with the folder's last window of calls
+    and the sends `unanswered` (see `sends_left_on_the_wire`).
 
     The folder remembers its calls, so a resumed run (after a crash or a
     Ctrl-C) does not start with a fresh allowance the server would refuse.
@@ -414,7 +408,7 @@ def _local_gate(
         margin=config.margin,
         model=config.rate_model,
         history=calls.ages(config.window + config.margin, now)
-        + _sends_left_on_the_wire(out, now, config.window + config.margin),
+        + sends_left_on_the_wire(unanswered, now, config.window + config.margin),
         on_finished=lambda: calls.append(wall()),
         auto=config.rpm_auto,
         learned=learned,

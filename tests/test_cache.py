@@ -3,35 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
 
+from whole_runs import runner_cli
+
 from runner.emulator import Served
 from runner.store import verify
 
-ROOT = Path(__file__).resolve().parents[1]
 KEY = "sk-test-cache-0123456789"
 
 
 def runner(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("SEGMIND_", "RUNNER_CACHE"))
-    }
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "runner", *args, "--no-progress", "--yes"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=full_env,
-        cwd=ROOT,
-        check=False,
-    )
+    return runner_cli(*args, "--no-progress", "--yes", env=env)
 
 
 def manifest(tmp_path: Path, *, repeat: int = 1, name: str = "m.yaml") -> Path:

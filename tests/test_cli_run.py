@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import re
 import signal
 import subprocess
@@ -16,34 +15,13 @@ from pathlib import Path
 
 import pytest
 from provider_cases import ProviderCase
+from whole_runs import ROOT, cli_env, jobs_manifest
+from whole_runs import runner_cli as runner
 
 from runner.emulator import FaultRate, Latency, Served
 from runner.store import Ledger, verify
 
-ROOT = Path(__file__).resolve().parents[1]
 KEY = "sk-test-cli-run-0123456789"
-
-
-def cli_env(env: dict[str, str] | None = None) -> dict[str, str]:
-    """This process's environment without any provider's key or API root, plus `env`."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("SEGMIND_", "XAI_"))}
-    full_env.update(env or {})
-    return full_env
-
-
-def runner(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    """`python -m runner ARGS` run to its end (`timeout` seconds at most) from the repo root."""
-    return subprocess.run(
-        [sys.executable, "-m", "runner", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=cli_env(env),
-        cwd=ROOT,
-        check=False,
-    )
 
 
 def start_runner(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -58,22 +36,9 @@ def start_runner(*args: str, env: dict[str, str] | None = None) -> subprocess.Po
     )
 
 
-def manifest(tmp_path: Path, jobs: int, *, rpm: int = 50) -> Path:
-    things = ", ".join(f"thing{i}" for i in range(jobs))
-    path = tmp_path / "m.yaml"
-    path.write_text(
-        f"""
-name: cli
-defaults: {{resolution: 1k, aspect_ratio: "1:1", output_format: jpeg}}
-prompts:
-  - id: p
-    prompt: "a picture of {{thing}}"
-    vars: {{thing: [{things}]}}
-budget: {{requests_per_minute: {rpm}}}
-output: {{dir: {tmp_path / "out"}}}
-"""
-    )
-    return path
+def manifest(tmp_path: Path, jobs: int, *, rpm: int = 50, max_credits: float | None = None) -> Path:
+    jobs_manifest(tmp_path, jobs, rpm=rpm, max_credits=max_credits, name="cli", write=True)
+    return tmp_path / "m.yaml"
 
 
 def test_example_manifest_runs_on_the_embedded_emulator(tmp_path: Path) -> None:
@@ -335,8 +300,7 @@ def test_the_confirmation_says_what_the_cap_allows(
 
 
 def test_validate_strict_and_plan_check_fail_a_budget_that_does_not_fit(tmp_path: Path) -> None:
-    path = manifest(tmp_path, 6)
-    path.write_text(path.read_text().replace("budget: {", "budget: {max_credits: 0.05, "))
+    path = manifest(tmp_path, 6, max_credits=0.05)
     assert runner("validate", str(path)).returncode == 0
     strict = runner("validate", "--strict", str(path))
     assert strict.returncode == 1
@@ -347,8 +311,7 @@ def test_validate_strict_and_plan_check_fail_a_budget_that_does_not_fit(tmp_path
 
 
 def test_a_shard_plans_and_runs_its_own_jobs_under_its_share(tmp_path: Path) -> None:
-    path = manifest(tmp_path, 7, rpm=30)
-    path.write_text(path.read_text().replace("budget: {", "budget: {max_credits: 0.9, "))
+    path = manifest(tmp_path, 7, rpm=30, max_credits=0.9)
     plan = runner("plan", str(path), "--shard", "1/3")
     assert plan.returncode == 0, plan.stderr
     assert re.search(r"^total +3 ", plan.stdout, re.M), plan.stdout

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from whole_runs import jobs_manifest, runner_cli
 
 from runner.backends.select import LOCAL_BASE_URL
 from runner.manifest import load_manifest
@@ -25,24 +24,15 @@ from runner.store import Ledger
 from runner.store.layout import image_path, relative_name, sidecar_path
 from runner.sweep import expand
 
-ROOT = Path(__file__).resolve().parents[1]
 FINISHED = 1200
 EPOCH = 1_800_000_000.0
 
 
 def finished_folder(tmp_path: Path, finished: int) -> Path:
     """A manifest of `finished` + 1 jobs whose first `finished` are done in its folder."""
-    things = ", ".join(f"t{i}" for i in range(finished + 1))
-    path = tmp_path / "m.yaml"
-    path.write_text(
-        'name: batches\ndefaults: {resolution: 1k, aspect_ratio: "1:1", output_format: jpeg}\n'
-        'prompts:\n  - id: p\n    prompt: "a picture of {thing}"\n'
-        f"    vars: {{thing: [{things}]}}\n"
-        f"budget: {{requests_per_minute: 1000}}\noutput: {{dir: {tmp_path / 'out'}}}\n",
-        encoding="utf-8",
-    )
+    manifest = jobs_manifest(tmp_path, finished + 1, rpm=1000, prefix="t", write=True)
     out = tmp_path / "out"
-    jobs = list(expand(load_manifest(str(path))))
+    jobs = list(expand(manifest))
     with Ledger.open(out, backend="local", base_url=LOCAL_BASE_URL) as ledger:
         ledger.plan_many((job.key, job.index, job.prompt_id, Micros(20_000)) for job in jobs)
         with ledger.transaction():
@@ -53,7 +43,7 @@ def finished_folder(tmp_path: Path, finished: int) -> Path:
                 sidecar_path(image).write_bytes(b"{}")
                 done = [relative_name(out, image)]
                 ledger.completed(job.key, Micros(20_000), done, EPOCH)
-    return path
+    return tmp_path / "m.yaml"
 
 
 def test_a_resume_over_1200_finished_jobs_says_1200_skipped_in_a_few_events(
@@ -62,14 +52,7 @@ def test_a_resume_over_1200_finished_jobs_says_1200_skipped_in_a_few_events(
     manifest = finished_folder(tmp_path, FINISHED)
     out = tmp_path / "out"
     argv = ["run", str(manifest), "--backend", "local", "--out", str(out), "--json", "--yes"]
-    done = subprocess.run(
-        [sys.executable, "-m", "runner", *argv],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-        check=False,
-    )
+    done = runner_cli(*argv)
     assert done.returncode == 0, done.stderr
     events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     skipped = [e for e in events if e["event"] == "skipped"]

@@ -15,6 +15,7 @@ from typing import Any
 
 import anyio
 import pytest
+from whole_runs import jobs_manifest
 
 from runner.emulator import InProcess
 from runner.events import Event, RunStats
@@ -49,17 +50,7 @@ def trillion(tmp_path: Path, max_credits: float) -> Manifest:
 
 
 def small(tmp_path: Path, jobs: int) -> Manifest:
-    things = ", ".join(f"t{i}" for i in range(jobs))
-    text = f"""name: resume
-defaults: {{resolution: 1k, aspect_ratio: "1:1", output_format: jpeg}}
-prompts:
-  - id: p
-    prompt: "a picture of {{thing}}"
-    vars: {{thing: [{things}]}}
-budget: {{requests_per_minute: 50}}
-output: {{dir: {tmp_path / "out"}}}
-"""
-    return parse_manifest(text, path=str(tmp_path / "m.yaml"), base_dir=tmp_path)
+    return jobs_manifest(tmp_path, jobs, rpm=50, prefix="t")
 
 
 async def run(manifest: Manifest, emu: InProcess, tmp_path: Path, **options: Any) -> RunReport:

@@ -9,8 +9,10 @@ import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
+from whole_runs import jobs_manifest
+
 from runner.jobs import Job
-from runner.manifest import Manifest, parse_manifest
+from runner.manifest import Manifest
 from runner.money import Micros, micros
 from runner.run import RunOptions, _price_book, _recall_folder_charges, run_jobs
 from runner.scheduling.prices import book_for
@@ -22,19 +24,14 @@ BUDGET = micros(1000.0)
 
 
 def manifest(tmp_path: Path, things: int) -> Manifest:
-    names = ", ".join(f"t{i}" for i in range(things))
-    text = f"""name: prices
-defaults: {{resolution: 1k, aspect_ratio: "1:1", output_format: jpeg}}
-prompts:
-  - id: p
-    prompt: "a picture of {{thing}}"
-    vars: {{thing: [{names}]}}
-sweep:
-  mode: [standard, quality]
-budget: {{max_credits: 1000, requests_per_minute: 600}}
-output: {{dir: {tmp_path / "out"}}}
-"""
-    return parse_manifest(text, path=str(tmp_path / "m.yaml"), base_dir=tmp_path)
+    return jobs_manifest(
+        tmp_path,
+        things,
+        rpm=600,
+        max_credits=1000,
+        sweep="{mode: [standard, quality]}",
+        prefix="t",
+    )
 
 
 def folder(tmp_path: Path, things: int, completed: int, dearer: int | None = None) -> Manifest:

@@ -37,7 +37,7 @@ import contextlib
 import os
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
@@ -244,21 +244,38 @@ def accepted_ids(entries: list[Entry]) -> dict[str, tuple[str, float]]:
     return found
 
 
-def unrecorded_ids(entries: list[Entry]) -> dict[str, tuple[str, float]]:
-    """Request ids of the latest send of each job, by key, when the journal has one.
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """The journal read once (`replay`): what a ledger's open and a resumed rate gate need.
 
-    A key whose last entry is `accepted` was accepted after its last send;
-    one whose last entry is `sending` was sent again after any earlier
-    acceptance, so an older id must not stand for the newer send.
+    `ids`: by job key, the request id and wall-clock time (epoch seconds) of
+    its latest send, when the journal saw that send accepted. A key whose
+    last entry is `sending` was sent again after any earlier acceptance, so
+    an older id must not stand for the newer send.
+
+    `unanswered`: the wall-clock times (epoch seconds) of the billed sends
+    with no answer journalled after them, one per key whose last entry is
+    its `sending`: the calls a killed run left on the wire, and sends the
+    server refused.
     """
+
+    ids: dict[str, tuple[str, float]]
+    unanswered: tuple[float, ...]
+
+
+def replay(entries: Iterable[Entry]) -> Replay:
+    """What `entries` (a journal, in order) hand back; see `Replay`. Pure."""
     last: dict[str, Entry] = {}
     for entry in entries:
         last[entry.key] = entry
-    return {
-        key: (entry.request_id, entry.at)
-        for key, entry in last.items()
-        if entry.kind == "accepted" and entry.request_id
-    }
+    ids: dict[str, tuple[str, float]] = {}
+    unanswered: list[float] = []
+    for key, entry in last.items():
+        if entry.kind == "sending":
+            unanswered.append(entry.at)
+        elif entry.request_id:
+            ids[key] = (entry.request_id, entry.at)
+    return Replay(ids, tuple(unanswered))
 
 
 def _records(fd: int) -> Iterator[Entry]:
@@ -284,4 +301,13 @@ class _Fd:
         os.close(self.fd)
 
 
-__all__ = ["DEFAULT_CAPACITY", "RECORD", "Entry", "Journal", "accepted_ids", "read_journal"]
+__all__ = [
+    "DEFAULT_CAPACITY",
+    "RECORD",
+    "Entry",
+    "Journal",
+    "Replay",
+    "accepted_ids",
+    "read_journal",
+    "replay",
+]

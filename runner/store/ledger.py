@@ -47,7 +47,7 @@ from runner.clock import WallClock, wall_time
 from runner.errors import UsageError
 from runner.money import Micros
 from runner.store.atomic import ensure_dir
-from runner.store.journal import read_journal, unrecorded_ids
+from runner.store.journal import read_journal, replay
 from runner.store.ledger_file import (
     LEDGER_NAME,
     RUNNER_DIR,
@@ -114,7 +114,7 @@ class Ledger(LedgerWrites, LedgerReads):
             conn = connect_writable(path)
             meta = folder_meta(conn, out_dir, backend=backend, base_url=base_url, wall=wall)
             ledger = cls(conn, path, meta, lock_fd=lock_fd, readonly=False, wall=wall)
-            ledger.replay_journal(out_dir)
+            ledger.unanswered_sends = ledger.replay_journal(out_dir)
             return ledger
         except BaseException as err:
             if conn is not None:
@@ -152,21 +152,23 @@ class Ledger(LedgerWrites, LedgerReads):
         assert row is not None
         return row
 
-    def replay_journal(self, out_dir: Path) -> int:
-        """Put back the request ids the journal kept and this ledger lost; how many.
+    def replay_journal(self, out_dir: Path) -> tuple[float, ...]:
+        """Put back the request ids the journal kept and this ledger lost; return the
+        wall-clock times (epoch seconds) of the billed sends it saw with no answer.
 
         A kill (or a full disk) between a submit's answer and the `submitted`
         commit leaves the row `submitting` though the server accepted and
         billed it; the journal (runner.store.journal) had the id first. Each
         `submitting` row whose latest send the journal saw accepted becomes
         `submitted`, so the next run re-attaches to the paid result instead
-        of paying again. Called by `open`.
+        of paying again. Called by `open`, which keeps the sends as
+        `unanswered_sends`: the journal is read here once, for both.
         """
-        ids = unrecorded_ids(read_journal(out_dir))
-        replayed = 0
-        for key, row in self.get_many(ids).items():
-            if row.state == "submitting":
-                request_id, at = ids[key]
-                self.submitted(key, request_id, at)
-                replayed += 1
-        return replayed
+        found = replay(read_journal(out_dir))
+        # The few `submitting` rows (by the state index), not a row per journalled
+        # id: a folder of 100,000 finished jobs has as many ids to look up.
+        for row in self.rows("submitting"):
+            if row.key in found.ids:
+                request_id, at = found.ids[row.key]
+                self.submitted(row.key, request_id, at)
+        return found.unanswered

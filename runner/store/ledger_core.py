@@ -47,6 +47,10 @@ class LedgerCore:
         self.path = path
         self.meta = meta
         self.readonly = readonly
+        # Set by `Ledger.open` from its one read of the journal: wall-clock times
+        # (epoch s) of the billed sends with no answer journalled (a kill's calls
+        # on the wire), for the resumed rate gate (runner/modes.py).
+        self.unanswered_sends: tuple[float, ...] = ()
 
     def close(self) -> None:
         """Close the connection and release the folder lock. Idempotent."""

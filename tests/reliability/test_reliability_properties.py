@@ -40,7 +40,7 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
-from whole_runs import most_in_a_span
+from whole_runs import jobs_manifest, most_in_a_span
 
 from runner.emulator import EmulatorConfig, InProcess
 from runner.errors import (
@@ -53,7 +53,7 @@ from runner.errors import (
     TransportError,
 )
 from runner.events import Event, RunStats
-from runner.manifest import Manifest, parse_manifest
+from runner.manifest import Manifest
 from runner.money import micros
 from runner.run import RunOptions, run_manifest
 from runner.scheduling.rate import RateGate
@@ -421,24 +421,20 @@ scenarios = st.fixed_dictionaries(
 
 
 def scenario_manifest(folder: Path, jobs: int, blocked: int, budget: float | None) -> Manifest:
-    things = ", ".join(f"t{i}" for i in range(jobs))
     bad = ", ".join(f"b{i}" for i in range(blocked))
-    text = f"""name: prop
-defaults: {{resolution: 1k, aspect_ratio: "1:1", output_format: png}}
-prompts:
-  - id: p
-    prompt: "a picture of {{thing}}"
-    vars: {{thing: [{things}]}}
-"""
-    if blocked:
-        text += f"""  - id: bad
+    blocked_prompt = f"""  - id: bad
     prompt: "blocked content {{thing}}"
     vars: {{thing: [{bad}]}}
 """
-    text += "budget: {requests_per_minute: 10"
-    text += f", max_credits: {budget}}}\n" if budget is not None else "}\n"
-    text += f"output: {{dir: {folder / 'out'}}}\n"
-    return parse_manifest(text, path=str(folder / "m.yaml"), base_dir=folder)
+    return jobs_manifest(
+        folder,
+        jobs,
+        rpm=10,
+        max_credits=budget,
+        extra_prompts=blocked_prompt if blocked else "",
+        prefix="t",
+        output_format="png",
+    )
 
 
 def rows_of(out: Path) -> dict[str, JobRow]:

@@ -9,10 +9,10 @@ table) or when a kill left submits possibly billed.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
+
+from whole_runs import jobs_manifest, runner_cli
 
 from runner.backends.select import LOCAL_BASE_URL
 from runner.manifest import load_manifest
@@ -20,37 +20,10 @@ from runner.money import micros
 from runner.store import Ledger
 from runner.sweep import expand
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def runner(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SEGMIND_", "XAI_"))}
-    return subprocess.run(
-        [sys.executable, "-m", "runner", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        cwd=ROOT,
-        check=False,
-    )
-
 
 def manifest(tmp_path: Path, jobs: int, n: int, cap: float) -> Path:
-    things = ", ".join(f"t{i}" for i in range(jobs))
-    path = tmp_path / "m.yaml"
-    path.write_text(
-        f"""name: hint
-defaults: {{resolution: 1k, aspect_ratio: "1:1", output_format: jpeg, n: {n}}}
-prompts:
-  - id: p
-    prompt: "a picture of {{thing}}"
-    vars: {{thing: [{things}]}}
-budget: {{requests_per_minute: 600, max_credits: {cap}}}
-output: {{dir: {tmp_path / "out"}}}
-"""
-    )
-    return path
+    jobs_manifest(tmp_path, jobs, rpm=600, max_credits=cap, n=n, prefix="t", write=True)
+    return tmp_path / "m.yaml"
 
 
 def follow_the_hint(stopped: subprocess.CompletedProcess[str]) -> tuple[float, str]:
@@ -59,7 +32,7 @@ def follow_the_hint(stopped: subprocess.CompletedProcess[str]) -> tuple[float, s
     hint = next(line for line in stopped.stdout.splitlines() if line.startswith("resume with:"))
     command = hint.removeprefix("resume with: python -m runner ").split()
     cap = float(command[command.index("--max-credits") + 1])
-    again = runner(*command, "--no-progress", "--time-scale", "0.01", "--yes")
+    again = runner_cli(*command, "--no-progress", "--time-scale", "0.01", "--yes")
     assert again.returncode == 0, again.stdout + again.stderr
     return cap, again.stdout
 
@@ -67,7 +40,7 @@ def follow_the_hint(stopped: subprocess.CompletedProcess[str]) -> tuple[float, s
 def test_the_hint_covers_the_first_job_of_an_unseen_price(tmp_path: Path) -> None:
     # One job of 2 images, $0.04 at the table, reserved at $0.08 before its price is seen.
     path = manifest(tmp_path, jobs=1, n=2, cap=0.05)
-    stopped = runner("run", str(path), "--no-progress", "--time-scale", "0.01", "--yes")
+    stopped = runner_cli("run", str(path), "--no-progress", "--time-scale", "0.01", "--yes")
     assert "the next job needs $0.08" in stopped.stdout
     cap, out = follow_the_hint(stopped)  # was --max-credits 0.04: below the cap that stopped it
     assert cap >= 0.08
@@ -81,7 +54,7 @@ def test_the_hint_covers_what_a_kill_may_have_cost(tmp_path: Path) -> None:
         for job in expand(load_manifest(path)):
             ledger.plan(job.key, job.index, job.prompt_id, micros(0.02))
             ledger.submitting(job.key)  # every row marked, no id journalled
-    stopped = runner("run", str(path), "--no-progress", "--time-scale", "0.01", "--yes")
+    stopped = runner_cli("run", str(path), "--no-progress", "--time-scale", "0.01", "--yes")
     assert "$0.08 of it possibly billed" in stopped.stdout
     assert "raise max_credits by $0.08" in stopped.stdout
     cap, out = follow_the_hint(stopped)  # was --max-credits 0.20: the cap that stopped it

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import anyio
 import pytest
+from whole_runs import jobs_manifest
 
 from runner.jobs import Job
-from runner.manifest import parse_manifest
 from runner.money import micros
 from runner.scheduling.credits import CreditGuard
 from runner.scheduling.dispatch import CreditLimit, Dispatcher, InFlightLimit
@@ -26,16 +26,7 @@ pytestmark = pytest.mark.anyio
 
 
 def jobs(tmp_path: Path, count: int) -> list[Job]:
-    things = ", ".join(f"t{i}" for i in range(count))
-    text = f"""name: d
-defaults: {{resolution: 1k, aspect_ratio: "1:1", output_format: jpeg}}
-prompts:
-  - id: p
-    prompt: "a {{thing}}"
-    vars: {{thing: [{things}]}}
-output: {{dir: {tmp_path / "out"}}}
-"""
-    return list(expand(parse_manifest(text, path=str(tmp_path / "m.yaml"), base_dir=tmp_path)))
+    return list(expand(jobs_manifest(tmp_path, count, prefix="t")))
 
 
 class Recording:

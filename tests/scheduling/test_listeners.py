@@ -10,10 +10,11 @@ from pathlib import Path
 
 import anyio
 import pytest
+from whole_runs import jobs_manifest
 
 from runner.emulator import InProcess
 from runner.events import Event, RunStats
-from runner.manifest import Manifest, parse_manifest
+from runner.manifest import Manifest
 from runner.reporting.exit_codes import decide_exit
 from runner.run import RunOptions, run_manifest
 from runner.store import Ledger, verify
@@ -22,17 +23,7 @@ pytestmark = pytest.mark.anyio
 
 
 def manifest(tmp_path: Path, jobs: int) -> Manifest:
-    things = ", ".join(f"t{i}" for i in range(jobs))
-    text = f"""name: listen
-defaults: {{resolution: 1k, aspect_ratio: "1:1", output_format: jpeg}}
-prompts:
-  - id: p
-    prompt: "a picture of {{thing}}"
-    vars: {{thing: [{things}]}}
-budget: {{requests_per_minute: 10}}
-output: {{dir: {tmp_path / "out"}}}
-"""
-    return parse_manifest(text, path=str(tmp_path / "m.yaml"), base_dir=tmp_path)
+    return jobs_manifest(tmp_path, jobs, prefix="t")
 
 
 class Broken:

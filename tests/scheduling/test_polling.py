@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import random
 import shutil
-import statistics
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
@@ -24,6 +22,7 @@ import anyio.lowlevel
 import pytest
 import trio
 import trio.testing
+from polling_helpers import seen_by_the_server
 
 from runner.backends.base import Metrics
 from runner.emulator import InProcess, Latency
@@ -172,49 +171,6 @@ def test_cap_blocks_until_release_and_can_grow() -> None:
 
 
 # -- the targets against the emulator -------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Seen:
-    """The server's view of one run's polling."""
-
-    api_per_job: float  # every job of the run, the scout's polls included
-    api_per_measured_job: float  # submit and polls (and the result after a status)
-    status_calls: int
-    measured: int  # jobs submitted once 5 had been found done
-    median_polls: float
-    median_delay: float
-
-
-def seen_by_the_server(emu: InProcess) -> Seen:
-    server = emu.emulator
-    jobs = server.accepted_submits()
-    polls_of: dict[str | None, list[float]] = {}
-    statused = {c.request_id for c in server.calls("status")}
-    for c in server.calls():
-        if c.kind in ("status", "result"):
-            polls_of.setdefault(c.request_id, []).append(c.time)
-    rows = []
-    for job in jobs:
-        times = sorted(polls_of.get(job.request_id, []))
-        found = next(t for t in times if t >= job.finished_at)
-        polls = sum(1 for t in times if t <= found)
-        # A status poll that found the job done is followed by the result call.
-        calls = 1 + polls + (1 if job.request_id in statused else 0)
-        rows.append(
-            (job.submitted_at, found, polls, (found - job.finished_at) / job.total_time, calls)
-        )
-    fifth = sorted(r[1] for r in rows)[4]
-    after = [r for r in rows if r[0] > fifth]
-    api = [c for c in server.calls() if c.kind in ("submit", "status", "result")]
-    return Seen(
-        api_per_job=len(api) / len(jobs),
-        api_per_measured_job=statistics.mean(r[4] for r in after),
-        status_calls=len(server.calls("status")),
-        measured=len(after),
-        median_polls=statistics.median(r[2] for r in after),
-        median_delay=statistics.median(r[3] for r in after),
-    )
 
 
 @REAL_IDLE

@@ -20,12 +20,11 @@ targets and to 4.3 calls per job, a narrow spread to all three.
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from polling_helpers import STATUS_POLLS, seen_by_the_server
 
 from runner.emulator import InProcess, Latency
 from runner.run import RunOptions, run_manifest
@@ -35,42 +34,6 @@ from tests.scheduling.test_scheduler import make_manifest
 pytestmark = pytest.mark.anyio
 
 __all__ = ["fast_dir"]  # the fixture, used by name
-
-
-@dataclass(frozen=True, slots=True)
-class StatusSeen:
-    """The server's view of one run polled by status."""
-
-    api_per_job: float  # submit, status and result calls of the whole run, per job
-    result_calls: int
-    measured: int  # jobs submitted once 5 had been found done
-    median_status: float  # status calls per measured job
-    median_delay: float  # the measured jobs' detection delay / latency
-
-
-def seen_by_the_server(emu: InProcess) -> StatusSeen:
-    server = emu.emulator
-    jobs = server.accepted_submits()
-    status_of: dict[str | None, list[float]] = {}
-    for c in server.calls("status"):
-        status_of.setdefault(c.request_id, []).append(c.time)
-    rows = []
-    for job in jobs:
-        times = sorted(status_of.get(job.request_id, []))
-        found = next(t for t in times if t >= job.finished_at)
-        rows.append(
-            (job.submitted_at, found, len(times), (found - job.finished_at) / job.total_time)
-        )
-    fifth = sorted(r[1] for r in rows)[4]
-    after = [r for r in rows if r[0] > fifth]
-    api = [c for c in server.calls() if c.kind in ("submit", "status", "result")]
-    return StatusSeen(
-        api_per_job=len(api) / len(jobs),
-        result_calls=len(server.calls("result")),
-        measured=len(after),
-        median_status=statistics.median(r[2] for r in after),
-        median_delay=statistics.median(r[3] for r in after),
-    )
 
 
 @REAL_IDLE
@@ -101,7 +64,7 @@ async def test_status_polling_meets_the_issue_12_targets(
         make_manifest(fast_dir, 150, rpm=30), opts, emulator=emu.emulator, env={}
     )
     assert report.stats.completed == 150
-    seen = seen_by_the_server(emu)
+    seen = seen_by_the_server(emu, STATUS_POLLS)
     assert seen.measured >= 90
     # Polled by status: one result call per job, after its status said COMPLETED.
     assert seen.result_calls == 150

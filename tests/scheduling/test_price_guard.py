@@ -12,10 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from whole_runs import jobs_manifest
 
 from runner.emulator import InProcess
 from runner.events import Event, RunStats
-from runner.manifest import Manifest, parse_manifest
+from runner.manifest import Manifest
 from runner.params import DEFAULT_PRICES
 from runner.reporting.summary import build_summary, summary_json
 from runner.run import RunOptions, run_manifest
@@ -29,17 +30,9 @@ TABLE = DEFAULT_PRICES["standard"]["1k"]  # one 1k standard image: the one price
 
 
 def manifest(tmp_path: Path, in_flight: str) -> Manifest:
-    things = ", ".join(f"t{i}" for i in range(JOBS))
-    text = f"""name: prices
-defaults: {{resolution: 1k, aspect_ratio: "1:1", output_format: jpeg}}
-prompts:
-  - id: p
-    prompt: "a picture of {{thing}}"
-    vars: {{thing: [{things}]}}
-budget: {{max_credits: {CAP}, requests_per_minute: 600, max_in_flight: {in_flight}}}
-output: {{dir: {tmp_path / "out"}}}
-"""
-    return parse_manifest(text, path=str(tmp_path / "m.yaml"), base_dir=tmp_path)
+    return jobs_manifest(
+        tmp_path, JOBS, rpm=600, max_credits=CAP, max_in_flight=in_flight, prefix="t"
+    )
 
 
 def scaled(factor: float) -> dict[str, dict[str, float]]:

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import anyio
 import pytest
+from whole_runs import jobs_manifest
 
 from runner.backends.base import submission_for
 from runner.jobs import Job
-from runner.manifest import parse_manifest
 from runner.recorder import Recorder, RecorderConfig
 from runner.scheduling.lifecycle import Submitted, Submitting
 from runner.store import Ledger
@@ -27,16 +27,7 @@ BASE = "http://emulator.local"
 
 
 def jobs(tmp_path: Path, count: int) -> list[Job]:
-    things = ", ".join(f"t{i}" for i in range(count))
-    text = f"""name: rec
-defaults: {{resolution: 1k, aspect_ratio: "1:1", output_format: jpeg}}
-prompts:
-  - id: p
-    prompt: "a {{thing}}"
-    vars: {{thing: [{things}]}}
-output: {{dir: {tmp_path / "out"}}}
-"""
-    return list(expand(parse_manifest(text, path=str(tmp_path / "m.yaml"), base_dir=tmp_path)))
+    return list(expand(jobs_manifest(tmp_path, count, prefix="t")))
 
 
 def states(tmp_path: Path) -> dict[str, str]:
@@ -44,17 +35,26 @@ def states(tmp_path: Path) -> dict[str, str]:
         return {row.key: row.state for row in ledger.rows()}
 
 
-async def test_writes_arriving_together_are_one_transaction(tmp_path: Path) -> None:
-    batch = jobs(tmp_path, 40)
-    with Ledger.open(tmp_path / "out", backend="local", base_url=BASE) as ledger:
-        recorder = Recorder(
-            ledger, RecorderConfig(out=tmp_path / "out", backend="local", base_url=BASE)
-        )
+def recorder_of(ledger: Ledger, tmp_path: Path) -> Recorder:
+    return Recorder(ledger, RecorderConfig(out=tmp_path / "out", backend="local", base_url=BASE))
 
+
+async def submitting_together(tmp_path: Path, count: int) -> tuple[list[Job], int]:
+    """`count` jobs marked `submitting` at once by one recorder; the jobs and how many
+    group commits the recorder's thread made of them."""
+    batch = jobs(tmp_path, count)
+    with Ledger.open(tmp_path / "out", backend="local", base_url=BASE) as ledger:
+        recorder = recorder_of(ledger, tmp_path)
         async with anyio.create_task_group() as tg:
             for job in batch:
                 tg.start_soon(recorder.record, Submitting(job, 0.02))
         groups = recorder.thread.groups
+        recorder.close()
+    return batch, groups
+
+
+async def test_writes_arriving_together_are_one_transaction(tmp_path: Path) -> None:
+    _, groups = await submitting_together(tmp_path, 40)
     assert set(states(tmp_path).values()) == {"submitting"}
     assert len(states(tmp_path)) == 40
     # The first write goes alone; the 39 queued behind it share the next commit.
@@ -66,9 +66,7 @@ async def test_one_refused_write_in_a_group_leaves_the_others_committed(
 ) -> None:
     good, bad = jobs(tmp_path, 2)
     with Ledger.open(tmp_path / "out", backend="local", base_url=BASE) as ledger:
-        recorder = Recorder(
-            ledger, RecorderConfig(out=tmp_path / "out", backend="local", base_url=BASE)
-        )
+        recorder = recorder_of(ledger, tmp_path)
         await recorder.record(Submitting(good, 0.02))
         errors: list[BaseException] = []
 
@@ -93,9 +91,7 @@ async def test_store_work_runs_off_the_event_loop_thread(tmp_path: Path) -> None
     loop_thread = threading.get_ident()
     seen: set[int] = set()
     with Ledger.open(tmp_path / "out", backend="local", base_url=BASE) as ledger:
-        recorder = Recorder(
-            ledger, RecorderConfig(out=tmp_path / "out", backend="local", base_url=BASE)
-        )
+        recorder = recorder_of(ledger, tmp_path)
         job = jobs(tmp_path, 1)[0]
         await recorder.thread.run(lambda: seen.add(threading.get_ident()))
         await recorder.record(Submitting(job, 0.02))
@@ -117,16 +113,7 @@ async def test_the_journal_records_of_a_group_share_one_sync(
         real(fd)
 
     monkeypatch.setattr(journal_module, "_datasync", sync)
-    batch = jobs(tmp_path, 40)
-    with Ledger.open(tmp_path / "out", backend="local", base_url=BASE) as ledger:
-        recorder = Recorder(
-            ledger, RecorderConfig(out=tmp_path / "out", backend="local", base_url=BASE)
-        )
-        async with anyio.create_task_group() as tg:
-            for job in batch:
-                tg.start_soon(recorder.record, Submitting(job, 0.02))
-        groups = recorder.thread.groups
-        recorder.close()
+    batch, groups = await submitting_together(tmp_path, 40)
     # Every send journalled, durable before its caller was answered, at one
     # sync per group commit (the first write alone, the 39 behind it together).
     sent = [e.key for e in read_journal(tmp_path / "out") if e.kind == "sending"]

@@ -16,10 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from whole_runs import jobs_manifest
 
 from runner.emulator import InProcess
 from runner.emulator.config import FaultRate
-from runner.manifest import parse_manifest
 from runner.run import RunOptions, run_manifest
 from runner.store import verify
 from runner.store.journal import read_journal
@@ -35,19 +35,8 @@ async def test_no_more_billed_sends_than_places_are_marked_or_on_the_wire(
     tmp_path: Path, make_emulator: Callable[..., InProcess], places: int
 ) -> None:
     emu = make_emulator(faults=(FaultRate("submit", "slow", 1.0),), slow_delay=SLOW_S)
-    things = ", ".join(f"t{i}" for i in range(JOBS))
-    manifest = parse_manifest(
-        f"""name: wire
-defaults: {{resolution: 1k, aspect_ratio: "1:1", output_format: jpeg}}
-prompts:
-  - id: p
-    prompt: "a picture of {{thing}}"
-    vars: {{thing: [{things}]}}
-budget: {{requests_per_minute: 600, max_in_flight: {JOBS}, max_submits_in_flight: {places}}}
-output: {{dir: {tmp_path / "out"}}}
-""",
-        path=str(tmp_path / "m.yaml"),
-        base_dir=tmp_path,
+    manifest = jobs_manifest(
+        tmp_path, JOBS, rpm=600, max_in_flight=JOBS, max_submits_in_flight=places, prefix="t"
     )
     opts = RunOptions(backend="local", out=tmp_path / "out", time_scale=1.0, seed=1)
     report = await run_manifest(manifest, opts, emulator=emu.emulator, env={})

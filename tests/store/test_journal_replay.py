@@ -16,7 +16,7 @@ from runner.manifest import parse_manifest
 from runner.money import micros
 from runner.run import RunOptions, run_manifest
 from runner.store import Ledger
-from runner.store.journal import Journal, read_journal
+from runner.store.journal import Entry, Journal, read_journal, replay
 
 URL = "http://127.0.0.1:1"
 KEY = "k1:" + "ab" * 32
@@ -65,6 +65,34 @@ def test_a_completed_row_is_left_alone(tmp_path: Path) -> None:
     with Ledger.open(tmp_path, backend="local", base_url=URL) as ledger:
         row = ledger.get(KEY)
         assert row is not None and row.state == "completed"
+
+
+def test_one_replay_gives_the_ids_to_put_back_and_the_sends_with_no_answer() -> None:
+    found = replay(
+        [
+            Entry("sending", "a", 1.0),
+            Entry("accepted", "a", 1.5, "req-a"),  # answered: its id, no send left
+            Entry("sending", "b", 2.0),  # no answer: on the wire at the kill
+            Entry("sending", "c", 3.0),
+            Entry("accepted", "c", 3.5, "req-c1"),
+            Entry("sending", "c", 4.0),  # sent again after its id: the old id is not its
+        ]
+    )
+    assert found.ids == {"a": ("req-a", 1.5)}
+    assert sorted(found.unanswered) == [2.0, 4.0]
+
+
+def test_the_open_keeps_the_sends_with_no_answer_for_the_gate(tmp_path: Path) -> None:
+    left_submitting(tmp_path)
+    journal = Journal.open(tmp_path, capacity=8)
+    journal.sending(KEY, 100.0)
+    journal.sending("k1:" + "ef" * 32, 150.0)
+    journal.accepted("k1:" + "ef" * 32, "req-2", 151.0)
+    journal.close()
+    with Ledger.open(tmp_path, backend="local", base_url=URL) as ledger:
+        assert ledger.unanswered_sends == (100.0,)
+    with Ledger.open_readonly(tmp_path) as ledger:
+        assert ledger.unanswered_sends == ()  # read-only: no replay, no gate
 
 
 @pytest.mark.anyio

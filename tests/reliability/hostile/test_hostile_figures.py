@@ -16,9 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from whole_runs import jobs_manifest
 
 from runner.emulator import InProcess
-from runner.manifest import parse_manifest
 from runner.params import DEFAULT_PRICES
 from runner.run import RunOptions, run_manifest
 
@@ -63,20 +63,7 @@ async def test_spend_against_a_wrong_price_table(
 ) -> None:
     prices = {m: {r: p * factor for r, p in row.items()} for m, row in DEFAULT_PRICES.items()}
     emu = make_emulator(prices=prices)
-    things = ", ".join(f"t{i}" for i in range(JOBS))
-    manifest = parse_manifest(
-        f"""name: prices
-defaults: {{resolution: 1k, aspect_ratio: "1:1", output_format: jpeg}}
-prompts:
-  - id: p
-    prompt: "a picture of {{thing}}"
-    vars: {{thing: [{things}]}}
-budget: {{max_credits: {CAP}, requests_per_minute: 600}}
-output: {{dir: {tmp_path / "out"}}}
-""",
-        path=str(tmp_path / "m.yaml"),
-        base_dir=tmp_path,
-    )
+    manifest = jobs_manifest(tmp_path, JOBS, rpm=600, max_credits=CAP, prefix="t")
     opts = RunOptions(backend="local", out=tmp_path / "out", time_scale=1.0, seed=1)
     report = await run_manifest(manifest, opts, emulator=emu.emulator, env={})
     spent = emu.emulator.charged_total()
