@@ -9,11 +9,11 @@ the run sends every source, and the sidecar records them.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from pathlib import Path
 
 import pytest
+from whole_runs import source_images
 
 from runner.emulator import Emulator, EmulatorConfig
 from runner.errors import ManifestError
@@ -39,19 +39,6 @@ INCLUDED = (
     + "    image: in/c.png\n"
     + "include:\n  - {prompt: merge, images: [in/a.png, in/b.png, in/c.png]}\n"
 )
-
-
-def source_images(folder: Path) -> list[bytes]:
-    from PIL import Image
-
-    (folder / "in").mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, color in (("a", "red"), ("b", "green"), ("c", "blue")):
-        buffer = io.BytesIO()
-        Image.new("RGB", (16, 16), color).save(buffer, format="PNG")
-        (folder / "in" / f"{name}.png").write_bytes(buffer.getvalue())
-        written.append(buffer.getvalue())
-    return written
 
 
 def test_an_include_entrys_images_make_the_prompts_own_multi_image_job(tmp_path: Path) -> None:

@@ -8,12 +8,12 @@ the answer's ``usage.cost_in_usd_ticks``.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from whole_runs import source_images
 
 from runner.backends.select import LOCAL_BASE_URLS, choose_backend
 from runner.emulator import Emulator, EmulatorConfig, Latency
@@ -206,19 +206,6 @@ prompts:
     prompt: "a bench"
     image: in/a.png
 """
-
-
-def source_images(folder: Path) -> list[bytes]:
-    from PIL import Image
-
-    (folder / "in").mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, color in (("a", "red"), ("b", "green"), ("c", "blue")):
-        buffer = io.BytesIO()
-        Image.new("RGB", (16, 16), color).save(buffer, format="PNG")
-        (folder / "in" / f"{name}.png").write_bytes(buffer.getvalue())
-        written.append(buffer.getvalue())
-    return written
 
 
 async def test_a_multi_image_edit_runs_on_xai_and_is_charged_for_its_sources(

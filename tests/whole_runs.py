@@ -156,3 +156,19 @@ def runner_cli(
         cwd=ROOT,
         check=False,
     )
+
+
+def source_images(folder: Path) -> list[bytes]:
+    """Three 16 px PNGs, in/a.png (red), in/b.png (green), in/c.png (blue); their bytes."""
+    import io
+
+    from PIL import Image
+
+    (folder / "in").mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, color in (("a", "red"), ("b", "green"), ("c", "blue")):
+        buffer = io.BytesIO()
+        Image.new("RGB", (16, 16), color).save(buffer, format="PNG")
+        (folder / "in" / f"{name}.png").write_bytes(buffer.getvalue())
+        written.append(buffer.getvalue())
+    return written

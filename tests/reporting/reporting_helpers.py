@@ -16,7 +16,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from runner.jobs import Job
+from runner.jobs import Job, Request, make_job
 from runner.manifest import load_manifest
 from runner.money import Micros, micros
 from runner.params import pixel_size
@@ -154,3 +154,18 @@ def sweep_jobs() -> list[Job]:
 def make_sweep_folder(out: Path, **options: object) -> Folder:
     """The sweep demo written into `out` (see the module docstring)."""
     return make_folder(out, sweep_jobs(), **options)  # type: ignore[arg-type]
+
+
+def mug_jobs(count: int) -> list[Job]:
+    """`count` jobs of one prompt, `mug {i} on a table`, var i (for folders of many jobs)."""
+
+    def request(i: int) -> Request:
+        return Request(
+            prompt=f"mug {i} on a table", mode="standard", aspect_ratio="1:1", resolution="1k",
+            n=1, output_format="jpeg",
+        )  # fmt: skip
+
+    return [
+        make_job(index=i, prompt_id="mug", request=request(i), model="m", vars=(("i", str(i)),))
+        for i in range(count)
+    ]

@@ -17,29 +17,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from reporting_helpers import Folder, make_folder
+from reporting_helpers import Folder, make_folder, mug_jobs
 from test_reporting_gallery import page
 
-from runner.jobs import Job, Request, make_job
 from runner.money import Micros
 from runner.reporting.gallery import GalleryItem, folder_sidecars, write_gallery
 from runner.reporting.summary import build_summary, summarize_folder
 from runner.store import JobRow, Ledger, Sidecar, read_sidecar
 
 JOBS = 3000
-
-
-def _jobs(count: int) -> list[Job]:
-    def request(i: int) -> Request:
-        return Request(
-            prompt=f"mug {i} on a table", mode="standard", aspect_ratio="1:1", resolution="1k",
-            n=1, output_format="jpeg",
-        )  # fmt: skip
-
-    return [
-        make_job(index=i, prompt_id="mug", request=request(i), model="m", vars=(("i", str(i)),))
-        for i in range(count)
-    ]
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +36,7 @@ def folder() -> Iterator[Folder]:
     shm = Path("/dev/shm")
     base = Path(tempfile.mkdtemp(dir=shm if shm.is_dir() else None, prefix="runner-memory-"))
     try:
-        made = make_folder(base / "out", _jobs(JOBS + 1), failed={JOBS: "blocked"},
+        made = make_folder(base / "out", mug_jobs(JOBS + 1), failed={JOBS: "blocked"},
                            expired=frozenset(), not_run=frozenset(), ambiguous={},
                            size=(8, 8))  # fmt: skip
         yield made
