@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import json
-import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,11 +162,23 @@ def facts_of_job(job: Job) -> JobFacts:
     )
 
 
+_WORDS: dict[str, str] = {}
+_WORDS_KEPT: Final = 1024
+"""The most texts `_word` remembers; then it starts again. Not sys.intern: a text of
+one job (a var value) would grow the process's table of interned strings, whose
+resizes (megabytes at once) would land in whichever report happens to be running."""
+
+
 def _word(value: str) -> str:
     """One copy of a short text many sidecars repeat (a prompt id, a param or var value):
     a page holds 10,000 entries' facts, each sidecar read would otherwise bring its own.
     """
-    return sys.intern(value)
+    word = _WORDS.get(value)
+    if word is None:
+        if len(_WORDS) >= _WORDS_KEPT:
+            _WORDS.clear()
+        word = _WORDS[value] = value
+    return word
 
 
 def _word_or_number(value: str | int) -> str | int:

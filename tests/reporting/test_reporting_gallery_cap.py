@@ -4,15 +4,18 @@ that need attention first, counts the rest in the header, and holds memory for t
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
 import tempfile
-import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from reporting_helpers import make_folder, make_sweep_folder, mug_jobs
 from test_reporting_gallery import page
+from whole_runs import ROOT, cli_env
 
 from runner.reporting.gallery import GALLERY_MAX_ITEMS, write_gallery
 from runner.reporting.gallery_select import DigestSet, Smallest
@@ -112,16 +115,37 @@ def fast_dir(tmp_path: Path) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _peak(out: Path, cap: int) -> int:
-    """tracemalloc's peak (bytes) of writing the gallery (Pillow's own buffers are not
-    traced: the thumbnails made on the way do not blur the figure).
-    """
+# The measures run in a fresh interpreter: in the test's own process, what the tests
+# before it left (caches, the collector's state, the table of interned strings) moved
+# the figures by megabytes, and the order the tests ran in decided the outcome.
+_PEAKS = """
+import json, sys, tracemalloc
+from pathlib import Path
+from runner.reporting.gallery import write_gallery
+def peak(out, cap):
     tracemalloc.start()
     try:
-        write_gallery(out, cap=cap)
+        write_gallery(Path(out), cap=cap)
         return tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
+small, large = sys.argv[1:3]
+write_gallery(Path(large), cap=3000)  # once unmeasured: first-use caches, thumbnails made
+uncapped = peak(large, 3000)
+print(json.dumps([peak(small, 1000), peak(large, 1000), uncapped]))  # the capped page stays
+"""
+
+
+def _peaks(small: Path, large: Path) -> list[int]:
+    """tracemalloc's peaks (bytes) of writing the gallery of `small` capped at 1,000, and of
+    `large` capped at 1,000 and at 3,000 (Pillow's own buffers are not traced: the
+    thumbnails made on the way do not blur the figures)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _PEAKS, str(small), str(large)],
+        capture_output=True, text=True, env=cli_env(), cwd=ROOT, check=True, timeout=600,
+    )  # fmt: skip
+    peaks: list[int] = json.loads(done.stdout)
+    return peaks
 
 
 def test_memory_is_bounded_by_the_cap_not_the_folder(fast_dir: Path) -> None:
@@ -130,17 +154,10 @@ def test_memory_is_bounded_by_the_cap_not_the_folder(fast_dir: Path) -> None:
                         not_run=frozenset(), ambiguous={}, size=(8, 8))  # fmt: skip
     large = make_folder(fast_dir / "large", jobs, failed={2999: "blocked"}, expired=frozenset(),
                         not_run=frozenset(), ambiguous={}, size=(8, 8))  # fmt: skip
-    # Once unmeasured: a process's first gallery fills caches (pydantic's, re's) and
-    # sizes the table of interned texts (the sidecars' facts) for these folders; that
-    # would count against whichever measure comes first, so the tests run before
-    # in the same process would decide the figures.
-    write_gallery(large.out, cap=3000)
-    one_thousand = _peak(small.out, 1000)
-    three_thousand_capped = _peak(large.out, 1000)
+    one_thousand, three_thousand_capped, uncapped = _peaks(small.out, large.out)
     _, data = page(large.out)
     assert len(data["items"]) == 1000
     assert any(item["s"] == "failed" for item in data["items"])  # the last job, kept first
     # Holding 3,000 entries would be ~3x; the cap holds the same 1,000 plus 16 bytes each.
     assert three_thousand_capped < 1.5 * one_thousand, (one_thousand, three_thousand_capped)
-    uncapped = _peak(large.out, 3000)
     assert uncapped > 2 * one_thousand  # the measure sees what the cap saves
