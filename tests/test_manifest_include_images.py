@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 import pytest
-from whole_runs import source_images
+from whole_runs import MERGE_HEAD, source_images
 
 from runner.emulator import Emulator, EmulatorConfig
 from runner.errors import ManifestError
@@ -23,19 +23,11 @@ from runner.plan import make_plan
 from runner.run import RunOptions, run_manifest
 from runner.sweep import expand
 
-HEAD = """
-name: merge
-api: {provider: xai}
-defaults: {resolution: 1k, aspect_ratio: "1:1", output_format: jpeg, n: 1}
-prompts:
-  - id: merge
-    prompt: "<IMAGE_0> and <IMAGE_1> and <IMAGE_2> on a bench"
-"""
 # The edit as the prompt's own `images:` ...
-OWN = HEAD + "    images: [in/a.png, in/b.png, in/c.png]\n"
+OWN = MERGE_HEAD + "    images: [in/a.png, in/b.png, in/c.png]\n"
 # ... and as an include entry over a one-image prompt.
 INCLUDED = (
-    HEAD
+    MERGE_HEAD
     + "    image: in/c.png\n"
     + "include:\n  - {prompt: merge, images: [in/a.png, in/b.png, in/c.png]}\n"
 )
@@ -107,7 +99,7 @@ def test_an_include_entrys_images_follow_a_prompts_rules(
     tmp_path: Path, entry: str, provider: str, expected: str
 ) -> None:
     source_images(tmp_path)
-    text = HEAD.replace("provider: xai", f"provider: {provider}")
+    text = MERGE_HEAD.replace("provider: xai", f"provider: {provider}")
     text += f"    image: in/c.png\ninclude:\n  - {entry}\n"
     with pytest.raises(ManifestError, match=expected):
         parse_manifest(text, base_dir=tmp_path)
@@ -118,7 +110,7 @@ def test_an_image_named_like_a_list_of_sources_is_refused(tmp_path: Path) -> Non
     (tmp_path / "in" / "a.png + in").mkdir()
     (tmp_path / "in" / "a.png + in" / "b.png").write_bytes(data[0])
     text = (
-        HEAD
+        MERGE_HEAD
         + "    image: in/c.png\ninclude:\n"
         + "  - {prompt: merge, images: [in/a.png, in/b.png]}\n"
         + "  - {prompt: merge, image: in/a.png + in/b.png}\n"

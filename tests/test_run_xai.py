@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from whole_runs import source_images
+from whole_runs import MERGE_HEAD, source_images
 
 from runner.backends.select import LOCAL_BASE_URLS, choose_backend
 from runner.emulator import Emulator, EmulatorConfig, Latency
@@ -194,18 +194,14 @@ async def test_a_format_xai_delivers_is_not_converted(tmp_path: Path) -> None:
 
 # -- multi-image edits (issue 16, Deliver 1) ------------------------------------
 
-MULTI = """
-name: merge
-api: {provider: xai}
-defaults: {resolution: 1k, aspect_ratio: "1:1", output_format: jpeg, n: 1}
-prompts:
-  - id: merge
-    prompt: "<IMAGE_0> and <IMAGE_1> and <IMAGE_2> on a bench"
-    images: [in/a.png, in/b.png, in/c.png]
+MULTI = (
+    MERGE_HEAD
+    + """    images: [in/a.png, in/b.png, in/c.png]
   - id: one
     prompt: "a bench"
     image: in/a.png
 """
+)
 
 
 async def test_a_multi_image_edit_runs_on_xai_and_is_charged_for_its_sources(

@@ -158,6 +158,18 @@ def runner_cli(
     )
 
 
+MERGE_HEAD = """
+name: merge
+api: {provider: xai}
+defaults: {resolution: 1k, aspect_ratio: "1:1", output_format: jpeg, n: 1}
+prompts:
+  - id: merge
+    prompt: "<IMAGE_0> and <IMAGE_1> and <IMAGE_2> on a bench"
+"""
+"""An xAI manifest up to its prompt `merge`, which names the three images of
+`source_images` (its `image:` / `images:` line and what follows are the test's)."""
+
+
 def source_images(folder: Path) -> list[bytes]:
     """Three 16 px PNGs, in/a.png (red), in/b.png (green), in/c.png (blue); their bytes."""
     import io

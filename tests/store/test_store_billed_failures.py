@@ -27,11 +27,16 @@ def key(i: int) -> str:
     return f"k1:{i:064x}"
 
 
+def sent(ledger: Ledger, jobs: int) -> None:
+    """`jobs` jobs planned at $0.04 each and sent (`submitting`), keys `key(0)`...."""
+    ledger.plan_many((key(i), i, "fox", micros(0.04)) for i in range(jobs))
+    for i in range(jobs):
+        ledger.submitting(key(i))
+
+
 def test_a_billed_failure_is_recorded_apart_from_ambiguous_submits(tmp_path: Path) -> None:
     with Ledger.open(tmp_path, backend="local", base_url=URL) as ledger:
-        ledger.plan_many((key(i), i, "fox", micros(0.04)) for i in range(4))
-        for i in range(4):
-            ledger.submitting(key(i))
+        sent(ledger, 4)
         ledger.failed(key(0), "the result has 1 of 2 image(s)", billed=True, charged=micros(0.03))
         ledger.failed(key(1), "the result has no image", billed=True)  # no charge stated
         ledger.failed(key(2), "content blocked")  # FAILED: not billed
@@ -71,9 +76,7 @@ def test_a_retry_keeps_the_record_of_the_billed_failure(tmp_path: Path) -> None:
 
 def test_status_and_verify_name_the_billed_failures(tmp_path: Path) -> None:
     with Ledger.open(tmp_path, backend="local", base_url=URL) as ledger:
-        ledger.plan_many((key(i), i, "fox", micros(0.04)) for i in range(3))
-        for i in range(3):
-            ledger.submitting(key(i))
+        sent(ledger, 3)
         ledger.failed(key(0), "the result has 1 of 2 image(s)", billed=True, charged=micros(0.04))
         ledger.failed(key(1), "the result has no image", billed=True, charged=micros(0.04))
         ledger.ambiguous(key(2))
