@@ -61,6 +61,7 @@ from runner.store import (
     billed_failures_text,
     store_error,
     utc_stamp,
+    with_billed,
     write_atomic,
 )
 
@@ -329,9 +330,7 @@ def _run_line(run: RunCounters) -> str:
 
 def _reason(failure: Failure) -> str:
     """A failure's reason, with what its billed failures cost (as `runner verify` says it)."""
-    if not failure.billed_usd:
-        return failure.reason
-    return f"{failure.reason} (billed {money(failure.billed_usd)})"
+    return with_billed(failure.reason, failure.billed_usd)
 
 
 def render_text(summary: Summary, *, out_label: str | None = None) -> str:

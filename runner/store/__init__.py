@@ -60,6 +60,7 @@ from runner.store.status import (
     billed_failures_text,
     folder_status,
     render_status,
+    with_billed,
 )
 from runner.store.verify import (
     VerifyReport,
@@ -117,6 +118,7 @@ __all__ = [
     "temp_files",
     "utc_stamp",
     "verify",
+    "with_billed",
     "write_atomic",
     "write_sidecar",
 ]

@@ -8,13 +8,14 @@ Reads the ledger read-only and without its lock, so it works during a run.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 from runner.clock import wall_time
 from runner.money import format_usd, micros, to_usd, total
-from runner.store.ledger import IN_FLIGHT, STATES, Ledger, State
+from runner.store.ledger import IN_FLIGHT, STATES, Ledger, State, StateTotals
 
 RETENTION_S: Final = 3600.0
 """How long the API keeps a submitted request's result, in seconds (Segmind: 1 hour)."""
@@ -77,6 +78,7 @@ def folder_status(
         flying = ledger.in_flight()
     # A submit with no answer yet has no submitted_at; its last update is when it began.
     ages = [now - (row.submitted_at or row.updated_at) for row in flying]
+    billed = billed_totals(totals.values())
     return FolderStatus(
         out_dir=out_dir,
         backend=meta.backend,
@@ -90,9 +92,20 @@ def folder_status(
         oldest_in_flight_s=max(ages) if ages else None,
         overdue=sum(age > retention_s for age in ages),
         retention_s=retention_s,
-        billed_failures=sum(t.billed_failures for t in totals.values()),
-        billed_failures_usd=to_usd(total(t.billed_failed for t in totals.values())),
+        billed_failures=billed[0],
+        billed_failures_usd=billed[1],
     )
+
+
+def billed_totals(totals: Iterable[StateTotals]) -> tuple[int, float]:
+    """(billed failures, what they cost in USD) over a ledger's totals per state."""
+    rows = list(totals)
+    return sum(t.billed_failures for t in rows), to_usd(total(t.billed_failed for t in rows))
+
+
+def with_billed(reason: str, usd: float) -> str:
+    """A failed job's reason with what the server billed for it, as every report says it."""
+    return f"{reason} (billed {format_usd(micros(usd))})" if usd else reason
 
 
 def billed_failures_text(count: int, usd: float) -> str:

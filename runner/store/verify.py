@@ -27,7 +27,7 @@ from typing import Final
 
 from runner.errors import DownloadError, StoreError, UsageError
 from runner.jobs import Job
-from runner.money import format_usd, to_usd, total
+from runner.money import to_usd
 from runner.store.atomic import is_temp_name
 from runner.store.layout import (
     EXTENSIONS,
@@ -39,7 +39,7 @@ from runner.store.layout import (
 from runner.store.ledger import JobRow, Ledger, ledger_path
 from runner.store.media import inspect_image
 from runner.store.sidecar import Sidecar, read_sidecar
-from runner.store.status import billed_failures_text
+from runner.store.status import billed_failures_text, billed_totals, with_billed
 
 IMAGE_SUFFIXES: Final = frozenset(f".{ext}" for ext in EXTENSIONS.values())
 
@@ -227,9 +227,7 @@ class _Failed:
 
 
 def _failed_note(row: JobRow) -> Problem:
-    reason = row.reason or "no reason"
-    if row.billed_failures:
-        reason += f" (billed {format_usd(row.billed_failed)})"
+    reason = with_billed(row.reason or "no reason", to_usd(row.billed_failed))
     return f"{row.prompt_id} [{row.key.partition(':')[2][:8]}]", reason
 
 
@@ -238,8 +236,7 @@ def _ledger_failed(out_dir: Path) -> _Failed:
         return _Failed([], 0, 0, 0.0)
     with Ledger.open_readonly(out_dir) as ledger:
         totals = ledger.totals().values()
-        billed = sum(t.billed_failures for t in totals)
-        billed_usd = to_usd(total(t.billed_failed for t in totals))
+        billed, billed_usd = billed_totals(totals)
         count = sum(t.jobs for t in totals if t.state == "failed")
         notes = (
             [_failed_note(row) for row in itertools.islice(ledger.rows("failed"), MAX_FAILED_NOTES)]
